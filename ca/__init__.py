@@ -1,0 +1,1 @@
+"""The certificate authority: profiles, policy (RA), issuer, store (SA)."""

@@ -1,0 +1,203 @@
+"""The CA service: set-up and two-phase issuance, composed from policy, issuer and store."""
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from asn1crypto import x509
+
+from ca import policy, profiles
+from ca.db import make_engine, migrate
+from ca.issuer import Issuer, Prepared, lint
+from ca.store import AuthorityRecord, CertRecord, Store
+from pkicore import softhsm, token
+from pkicore.algorithms import KeyType, default_scheme
+from pkicore.clock import Clock, system_clock
+from pkicore.config import Settings
+from pkicore.errors import ErrorKind, PkiError
+from pkicore.x509build import build_tbs, key_identifier, parse_name, sign_tbs
+
+ROOT_YEARS = 10
+ISSUING_YEARS = 5
+SERIAL_ATTEMPTS = 5
+BACKDATE = timedelta(minutes=1)   # tolerate small clock skew at relying parties
+
+
+def new_serial() -> int:
+    """RFC 5280 §4.1.2.2 positive serial, 126 random bits (CA/B asks for >= 64), 16 octets."""
+    return secrets.randbits(126) | (1 << 126)
+
+
+def ca_pin(settings: Settings, create: bool = False) -> str:
+    """The CA tokens' user PIN: UDUN_CA_PIN, else the 0600 file written by `ca init`."""
+    env = os.environ.get("UDUN_CA_PIN")
+    if env:
+        return env
+    path = settings.ca_pin_file
+    if path.exists():
+        return path.read_text().strip()
+    if not create:
+        raise PkiError(ErrorKind.NOT_INITIALISED,
+                       f"no CA PIN: set UDUN_CA_PIN or run `udun ca init` (expected {path})")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pin = secrets.token_urlsafe(18)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(pin + "\n")
+    return pin
+
+
+@dataclass(frozen=True)
+class InitResult:
+    root: AuthorityRecord
+    issuing: AuthorityRecord
+
+
+class CertificateAuthority:
+    """udun's CA over one database and the CA tokens."""
+
+    def __init__(self, settings: Settings, store: Store, clock: Clock = system_clock) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self._issuer: Issuer | None = None
+
+    @classmethod
+    def open(cls, settings: Settings, clock: Clock = system_clock, *, migrate_schema: bool = True) -> "CertificateAuthority":
+        engine = make_engine(settings)
+        if migrate_schema:
+            migrate(engine)
+        return cls(settings, Store(engine), clock)
+
+    # --- set-up -----------------------------------------------------------------
+
+    def _create_tokens(self, pin: str, so_pin: str) -> None:
+        """SoftHSM: create the CA tokens first; creating one later resets open sessions."""
+        if not self.settings.uses_softhsm:
+            return
+        present = {t.label for t in token.list_tokens(self.settings)}
+        for label in (self.settings.root_token, self.settings.ca_token):
+            if label not in present:
+                softhsm.init_token(self.settings, label, pin, so_pin)
+
+    def _token_key(self, label: str, pin: str, key_type: KeyType, key_label: str) -> token.TokenKey:
+        s = token.session(self.settings, label, pin)
+        return token.generate_key(s, key_type, secrets.token_bytes(8), key_label)
+
+    def init(self, key_type: KeyType = KeyType.EC_P256, org: str = "udun",
+             root_cn: str = "udun Root CA", issuing_cn: str = "udun Issuing CA") -> InitResult:
+        """Root key on its own token, issuing key on the CA token, both certificates stored."""
+        if self.store.authority("root") is not None:
+            raise PkiError(ErrorKind.CONFLICT, "the CA is initialised already")
+        if key_type is KeyType.RSA_2048:
+            raise PkiError(ErrorKind.POLICY, "CA keys are ec-p256 or rsa-3072")
+        pin = ca_pin(self.settings, create=True)
+        so_pin = os.environ.get("UDUN_SO_PIN") or secrets.token_urlsafe(18)
+        now = self.clock().replace(microsecond=0)
+        scheme = default_scheme(key_type)
+
+        self._create_tokens(pin, so_pin)
+        root_key = self._token_key(self.settings.root_token, pin, key_type, "udun root CA")
+        root_name = parse_name(f"CN={root_cn},O={org}")
+        root_ski = key_identifier(root_key.public_key_der)
+        root_tbs = build_tbs(
+            serial=new_serial(), issuer=root_name, subject=root_name, public_key_der=root_key.public_key_der,
+            not_before=now - BACKDATE, not_after=now + timedelta(days=365 * ROOT_YEARS + 2),
+            scheme=scheme, extensions=profiles.root_extensions(root_ski),
+        )
+        root_der = sign_tbs(root_key, root_tbs, scheme)
+
+        ca_key = self._token_key(self.settings.ca_token, pin, key_type, "udun issuing CA")
+        ca_name = parse_name(f"CN={issuing_cn},O={org}")
+        ca_ski = key_identifier(ca_key.public_key_der)
+        ca_tbs = build_tbs(
+            serial=new_serial(), issuer=root_name, subject=ca_name, public_key_der=ca_key.public_key_der,
+            not_before=now - BACKDATE, not_after=now + timedelta(days=365 * ISSUING_YEARS + 1),
+            scheme=scheme, extensions=profiles.issuing_ca_extensions(self.settings, ca_ski, root_ski),
+        )
+        ca_der = sign_tbs(root_key, ca_tbs, scheme)
+
+        root = self.store.add_authority("root", self.settings.root_token, root_key.key_id, key_type.value,
+                                        x509.Certificate.load(root_der).subject.human_friendly, root_der,
+                                        root_tbs["validity"]["not_after"].native, now)
+        issuing = self.store.add_authority("issuing", self.settings.ca_token, ca_key.key_id, key_type.value,
+                                           x509.Certificate.load(ca_der).subject.human_friendly, ca_der,
+                                           ca_tbs["validity"]["not_after"].native, now)
+        return InitResult(root, issuing)
+
+    # --- issuance ---------------------------------------------------------------
+
+    def _authority(self, name: str) -> AuthorityRecord:
+        rec = self.store.authority(name)
+        if rec is None:
+            raise PkiError(ErrorKind.NOT_INITIALISED, "the CA is not initialised: run `udun ca init`")
+        return rec
+
+    def issuer(self) -> Issuer:
+        """The issuing CA key, logged in once per process."""
+        if self._issuer is None or getattr(self._issuer.key, "stale", False):
+            rec = self._authority("issuing")
+            s = token.session(self.settings, rec.token_label, ca_pin(self.settings))
+            self._issuer = Issuer(token.load_key(s, key_id=rec.key_id), rec.cert_der)
+        return self._issuer
+
+    def prepare(self, csr_der: bytes, profile_name: str = "client") -> tuple[Prepared, policy.CheckedRequest]:
+        """Policy and profile: everything up to the TBS certificate, no signing."""
+        checked = policy.check_csr(csr_der)
+        prof = profiles.profile(profile_name, self.settings)
+        issuer = self.issuer()
+        ca_cert = issuer.cert
+        now = self.clock().replace(microsecond=0)
+        ca_not_after = ca_cert["tbs_certificate"]["validity"]["not_after"].native
+        not_before = now - BACKDATE
+        not_after = min(now + prof.validity, ca_not_after)
+        if not_after <= now:
+            raise PkiError(ErrorKind.POLICY, "the issuing CA certificate has expired")
+        serial = new_serial()
+        tbs = build_tbs(
+            serial=serial, issuer=ca_cert.subject, subject=checked.subject,
+            public_key_der=checked.public_key_der, not_before=not_before, not_after=not_after,
+            scheme=issuer.scheme,
+            extensions=profiles.client_extensions(self.settings, prof, key_identifier(checked.public_key_der),
+                                                  ca_cert.key_identifier),
+        )
+        lint(tbs, ca_cert)
+        return Prepared(tbs, serial, not_before, not_after), checked
+
+    def issue(self, csr_der: bytes, profile_name: str = "client", requester: str = "cli") -> CertRecord:
+        """Two-phase issuance: record the intent, then sign once, then store the result."""
+        issuing = self._authority("issuing")
+        for _ in range(SERIAL_ATTEMPTS):
+            prepared, checked = self.prepare(csr_der, profile_name)
+            if self.store.record_intent(
+                serial=prepared.serial_hex, authority_id=issuing.id, profile=profile_name,
+                subject=checked.subject_text, requester=requester, tbs_sha256=prepared.tbs_sha256,
+                not_before=prepared.not_before, not_after=prepared.not_after, now=self.clock(),
+            ):
+                break
+        else:
+            raise PkiError(ErrorKind.INTERNAL, "could not find an unused serial number")
+        try:
+            der = self.issuer().sign(prepared)
+        except Exception:
+            self.store.record_failed(prepared.serial_hex)
+            raise
+        self.store.record_issued(prepared.serial_hex, der, hashlib.sha256(der).hexdigest(), self.clock())
+        rec = self.store.certificate(prepared.serial_hex)
+        assert rec is not None
+        return rec
+
+    # --- reading ----------------------------------------------------------------
+
+    def chain_der(self) -> list[bytes]:
+        """Issuing CA then root: what a bank installs as trust anchors."""
+        return [self._authority("issuing").cert_der, self._authority("root").cert_der]
+
+    def get(self, serial: str) -> CertRecord:
+        rec = self.store.certificate(serial.lower().removeprefix("0x"))
+        if rec is None:
+            raise PkiError(ErrorKind.NOT_FOUND, f"no certificate with serial {serial}")
+        return rec

@@ -1,0 +1,91 @@
+"""Database schema (SQLAlchemy 2) and engine set-up; migrations live in ca/migrations."""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (DateTime, ForeignKey, Integer, LargeBinary, String, Text, create_engine, event)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from pkicore.config import Settings
+from pkicore.errors import ErrorKind, PkiError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Authority(Base):
+    """A CA key and certificate: the root and the issuing CA."""
+
+    __tablename__ = "authorities"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), unique=True)          # "root" | "issuing"
+    token_label: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(64))                     # CKA_ID, hex
+    key_type: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(Text)
+    cert_der: Mapped[bytes] = mapped_column(LargeBinary)
+    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CertificateRow(Base):
+    """One issued (or being issued) certificate.
+
+    Two-phase issuance: the row is written as "pending" with the TBS hash before the
+    token signs, then completed with the DER. A crash in between leaves a known serial.
+    """
+
+    __tablename__ = "certificates"
+    serial: Mapped[str] = mapped_column(String(42), primary_key=True)   # lowercase hex
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
+    state: Mapped[str] = mapped_column(String(16), index=True)          # pending | issued | failed
+    profile: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(Text)
+    requester: Mapped[str] = mapped_column(String(128))
+    tbs_sha256: Mapped[str] = mapped_column(String(64))
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    cert_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")     # readers never block the writer
+    cur.execute("PRAGMA synchronous=NORMAL")   # durable at checkpoints; safe with WAL
+    cur.execute("PRAGMA busy_timeout=10000")   # several processes share one file
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def make_engine(settings: Settings) -> Engine:
+    """An engine for UDUN_DATABASE_URL (SQLite under UDUN_HOME by default)."""
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        settings.home.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(url, future=True)
+    except Exception as e:
+        raise PkiError(ErrorKind.BAD_INPUT, f"UDUN_DATABASE_URL is not usable: {type(e).__name__}") from e
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

@@ -1,0 +1,90 @@
+"""The registration authority: decides whether a CSR is acceptable. Signs nothing."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from asn1crypto import csr as asn1csr
+from asn1crypto import keys as asn1keys
+from asn1crypto import pem, x509
+from cryptography import x509 as cx509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from ca.profiles import SUBJECT_LIMITS
+from pkicore.errors import ErrorKind, PkiError
+
+MAX_CSR_BYTES = 64 * 1024
+ALLOWED_RSA_BITS = (2048, 3072, 4096)
+
+
+@dataclass(frozen=True)
+class CheckedRequest:
+    """A CSR that passed policy: proof of possession, key and subject."""
+
+    subject: x509.Name
+    public_key_der: bytes
+    subject_text: str
+
+
+def load_csr_bytes(data: bytes) -> bytes:
+    """DER from a PEM or DER CSR file."""
+    if len(data) > MAX_CSR_BYTES:
+        raise PkiError(ErrorKind.BAD_CSR, "the CSR is too large")
+    if pem.detect(data):
+        try:
+            kind, _, der = pem.unarmor(data)
+        except ValueError as e:
+            raise PkiError(ErrorKind.BAD_CSR, "the CSR PEM is malformed") from e
+        if kind not in ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"):
+            raise PkiError(ErrorKind.BAD_CSR, f"expected a CERTIFICATE REQUEST, got {kind}")
+        return bytes(der)
+    return data
+
+
+def check_csr(der: bytes) -> CheckedRequest:
+    """Proof of possession, an acceptable key, and a subject the client profile allows."""
+    try:
+        req = cx509.load_der_x509_csr(der)
+        valid = req.is_signature_valid
+        parsed = asn1csr.CertificationRequest.load(der)
+        info = parsed["certification_request_info"]
+        subject = info["subject"]
+        subject.native  # noqa: B018  full parse: garbage raises here
+        spki = info["subject_pk_info"].dump()
+        public = req.public_key()
+        subject_text = req.subject.rfc4514_string()
+    except PkiError:
+        raise
+    except Exception as e:  # cryptography/asn1crypto raise ValueError and friends
+        raise PkiError(ErrorKind.BAD_CSR, "not a valid PKCS#10 certificate request") from e
+    if not valid:
+        raise PkiError(ErrorKind.BAD_CSR, "the CSR signature does not verify (no proof of possession)")
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        if public.curve.name != "secp256r1":
+            raise PkiError(ErrorKind.POLICY, f"EC curve {public.curve.name} is not allowed; use P-256")
+    elif isinstance(public, rsa.RSAPublicKey):
+        if public.key_size not in ALLOWED_RSA_BITS:
+            raise PkiError(ErrorKind.POLICY, f"RSA-{public.key_size} is not allowed; use 2048, 3072 or 4096")
+    else:
+        raise PkiError(ErrorKind.POLICY, "only EC P-256 and RSA keys are allowed")
+    _check_subject(subject)
+    return CheckedRequest(subject=subject, public_key_der=asn1keys.PublicKeyInfo.load(spki).dump(),
+                          subject_text=subject_text)
+
+
+def _check_subject(subject: x509.Name) -> None:
+    seen_cn = False
+    for rdn in subject.chosen:
+        for atv in rdn:
+            name = atv["type"].native
+            if name not in SUBJECT_LIMITS:
+                raise PkiError(ErrorKind.POLICY, f"subject attribute {name} is not allowed by the client profile")
+            value = atv["value"].native
+            if not isinstance(value, str) or not value.strip():
+                raise PkiError(ErrorKind.POLICY, f"subject {name} must be non-empty text")
+            if len(value) > SUBJECT_LIMITS[name]:
+                raise PkiError(ErrorKind.POLICY, f"subject {name} is longer than {SUBJECT_LIMITS[name]} characters")
+            if name == "country_name" and (len(value) != 2 or not value.isalpha() or not value.isupper()):
+                raise PkiError(ErrorKind.POLICY, "subject C must be a two-letter ISO 3166 code")
+            seen_cn = seen_cn or name == "common_name"
+    if not seen_cn:
+        raise PkiError(ErrorKind.POLICY, "the subject needs a CN (the holder's name)")

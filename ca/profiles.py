@@ -1,0 +1,85 @@
+"""Certificate profiles: which extensions each kind of certificate carries (RFC 5280 §4.2)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pkicore import oids
+from pkicore.config import Settings
+from pkicore.x509build import authority_info_access, crl_distribution_points, ext
+
+# RFC 5280 Appendix A upper bounds, and what a client certificate subject may hold.
+SUBJECT_LIMITS = {
+    "common_name": 64, "organization_name": 64, "organizational_unit_name": 64,
+    "country_name": 2, "locality_name": 128, "state_or_province_name": 128,
+    "serial_number": 64, "email_address": 255,
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named client profile."""
+
+    name: str
+    validity: timedelta
+    key_usage: frozenset[str]
+    ext_key_usage: tuple[str, ...]
+
+
+def client_profile(settings: Settings) -> Profile:
+    return Profile(
+        name="client",
+        validity=timedelta(days=settings.client_days),
+        key_usage=frozenset({"digital_signature", "non_repudiation"}),
+        # RFC 5280 §4.2.1.12 clientAuth and RFC 9336 documentSigning.
+        ext_key_usage=("client_auth", oids.ID_KP_DOCUMENT_SIGNING),
+    )
+
+
+PROFILES = {"client": client_profile}
+
+
+def profile(name: str, settings: Settings) -> Profile:
+    from pkicore.errors import ErrorKind, PkiError
+
+    maker = PROFILES.get(name)
+    if maker is None:
+        raise PkiError(ErrorKind.BAD_INPUT, f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
+    return maker(settings)
+
+
+def identifiers(ski: bytes, aki: bytes | None) -> list[dict[str, Any]]:
+    out = [ext("key_identifier", ski)]
+    if aki is not None:
+        out.append(ext("authority_key_identifier", {"key_identifier": aki}))
+    return out
+
+
+def root_extensions(ski: bytes) -> list[dict[str, Any]]:
+    """Self-signed root: CA without path length limit (RFC 5280 §4.2.1.9)."""
+    return [
+        ext("basic_constraints", {"ca": True}, critical=True),
+        ext("key_usage", {"key_cert_sign", "crl_sign"}, critical=True),
+    ] + identifiers(ski, ski)
+
+
+def issuing_ca_extensions(settings: Settings, ski: bytes, root_ski: bytes) -> list[dict[str, Any]]:
+    """The issuing CA: issues end-entity certificates only (pathLen 0)."""
+    return [
+        ext("basic_constraints", {"ca": True, "path_len_constraint": 0}, critical=True),
+        ext("key_usage", {"key_cert_sign", "crl_sign"}, critical=True),
+        crl_distribution_points(settings.root_crl_url),
+        authority_info_access(None, settings.root_issuers_url),
+    ] + identifiers(ski, root_ski)
+
+
+def client_extensions(settings: Settings, p: Profile, ski: bytes, issuer_ski: bytes) -> list[dict[str, Any]]:
+    """DESIGN.md client profile: signing and non-repudiation, status URLs."""
+    return [
+        ext("basic_constraints", {"ca": False}, critical=True),
+        ext("key_usage", set(p.key_usage), critical=True),
+        ext("extended_key_usage", list(p.ext_key_usage)),
+        crl_distribution_points(settings.crl_url),
+        authority_info_access(settings.ocsp_url, settings.ca_issuers_url),
+    ] + identifiers(ski, issuer_ski)

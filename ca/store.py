@@ -1,0 +1,138 @@
+"""The storage authority: the only code that reads and writes CA tables."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ca.db import Authority, CertificateRow
+from pkicore.errors import ErrorKind, PkiError
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; they were stored as UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class AuthorityRecord:
+    id: int
+    name: str
+    token_label: str
+    key_id: bytes
+    key_type: str
+    subject: str
+    cert_der: bytes
+
+
+@dataclass(frozen=True)
+class CertRecord:
+    serial: str
+    authority_id: int
+    state: str
+    profile: str
+    subject: str
+    requester: str
+    tbs_sha256: str
+    not_before: datetime
+    not_after: datetime
+    created_at: datetime
+    issued_at: datetime | None
+    der: bytes | None
+
+
+def _authority(row: Authority) -> AuthorityRecord:
+    return AuthorityRecord(row.id, row.name, row.token_label, bytes.fromhex(row.key_id), row.key_type,
+                           row.subject, row.cert_der)
+
+
+def _cert(row: CertificateRow) -> CertRecord:
+    return CertRecord(
+        row.serial, row.authority_id, row.state, row.profile, row.subject, row.requester, row.tbs_sha256,
+        _utc(row.not_before), _utc(row.not_after), _utc(row.created_at), _utc(row.issued_at), row.der,
+    )  # type: ignore[arg-type]
+
+
+class Store:
+    """Reads and writes authorities and certificates; each method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def _session(self) -> Session:
+        return self._sessions()
+
+    def add_authority(self, name: str, token_label: str, key_id: bytes, key_type: str, subject: str,
+                      cert_der: bytes, not_after: datetime, now: datetime) -> AuthorityRecord:
+        with self._session() as s, s.begin():
+            row = Authority(name=name, token_label=token_label, key_id=key_id.hex(), key_type=key_type,
+                            subject=subject, cert_der=cert_der, not_after=not_after, created_at=now)
+            s.add(row)
+            try:
+                s.flush()
+            except IntegrityError as e:
+                raise PkiError(ErrorKind.CONFLICT, f"authority {name!r} exists already") from e
+            return _authority(row)
+
+    def authority(self, name: str) -> AuthorityRecord | None:
+        try:
+            with self._session() as s:
+                row = s.scalars(select(Authority).where(Authority.name == name)).first()
+                return _authority(row) if row else None
+        except OperationalError as e:
+            raise PkiError(ErrorKind.NOT_INITIALISED, "the database has no CA tables: run `udun ca init`") from e
+
+    def record_intent(self, *, serial: str, authority_id: int, profile: str, subject: str, requester: str,
+                      tbs_sha256: str, not_before: datetime, not_after: datetime, now: datetime) -> bool:
+        """Phase one: remember the serial and TBS hash. False if the serial was taken."""
+        with self._session() as s:
+            s.add(CertificateRow(
+                serial=serial, authority_id=authority_id, state="pending", profile=profile,
+                subject=subject, requester=requester, tbs_sha256=tbs_sha256,
+                not_before=not_before, not_after=not_after, created_at=now,
+            ))
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
+                return False
+            return True
+
+    def record_issued(self, serial: str, der: bytes, cert_sha256: str, now: datetime) -> None:
+        """Phase two: the signed certificate."""
+        with self._session() as s, s.begin():
+            done = s.execute(
+                update(CertificateRow)
+                .where(CertificateRow.serial == serial, CertificateRow.state == "pending")
+                .values(state="issued", der=der, cert_sha256=cert_sha256, issued_at=now)
+            )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                raise PkiError(ErrorKind.INTERNAL, f"serial {serial} was not pending")
+
+    def record_failed(self, serial: str) -> None:
+        with self._session() as s, s.begin():
+            s.execute(update(CertificateRow).where(CertificateRow.serial == serial,
+                                                   CertificateRow.state == "pending").values(state="failed"))
+
+    def certificate(self, serial: str) -> CertRecord | None:
+        with self._session() as s:
+            row = s.get(CertificateRow, serial.lower())
+            return _cert(row) if row else None
+
+    def certificates(self, limit: int = 100, offset: int = 0) -> list[CertRecord]:
+        with self._session() as s:
+            rows = s.scalars(select(CertificateRow).order_by(CertificateRow.created_at.desc(),
+                                                             CertificateRow.serial)
+                             .limit(limit).offset(offset))
+            return [_cert(r) for r in rows]
+
+    def count(self) -> int:
+        with self._session() as s:
+            return int(s.scalar(select(func.count()).select_from(CertificateRow)) or 0)

@@ -1,0 +1,38 @@
+"""One error type with a stable code (modelled on Boulder's berrors).
+
+Library errors are translated at the boundary (``raise PkiError(...) from e``);
+webapi maps the kind to an HTTP status, the CLI to an exit code and a message.
+Messages never carry PINs, secrets or key material.
+"""
+from __future__ import annotations
+
+import enum
+
+
+class ErrorKind(enum.Enum):
+    """Stable error codes: their values are part of the API (problem ``type``)."""
+
+    BAD_INPUT = "bad-input"               # malformed request, file or argument
+    BAD_TRANSACTION = "bad-transaction"   # payment fails the transaction schema
+    BAD_CSR = "bad-csr"                   # CSR malformed or proof of possession fails
+    POLICY = "policy-rejected"            # the request breaks the profile / policy
+    NOT_FOUND = "not-found"               # certificate, token or key does not exist
+    CONFLICT = "conflict"                 # the thing exists already / state forbids it
+    TOKEN = "token-error"                 # PKCS#11 token failure
+    PIN = "pin-incorrect"                 # wrong PIN or PIN locked
+    NOT_INITIALISED = "not-initialised"   # CA not set up yet
+    UNSUPPORTED = "unsupported"           # algorithm or feature we do not support
+    INTERNAL = "internal"                 # a bug or an environment failure
+
+
+class PkiError(Exception):
+    """The one exception type udun raises across layer boundaries."""
+
+    def __init__(self, kind: ErrorKind, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}: {self.message}"

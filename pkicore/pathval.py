@@ -1,0 +1,156 @@
+"""RFC 5280 path validation (pyhanko-certvalidator) behind a per-leaf cache.
+
+Path building and the signature/constraint checks along a path do not depend on the
+moment of validation, only the validity periods do. So a validated path is cached per
+leaf certificate and, on a hit, only the validity periods are re-checked at the new
+moment. (Revocation, which does depend on time, is checked outside this cache.)
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+from asn1crypto import pem, x509
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator import errors as cverr
+
+from pkicore.errors import ErrorKind, PkiError
+from pkicore.report import Sub
+
+
+@dataclass(frozen=True)
+class PathCert:
+    """The few facts about a certificate on a validated path that are re-checked."""
+
+    subject: str
+    not_before: datetime
+    not_after: datetime
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    """Outcome of validating a signer certificate's chain at a moment."""
+
+    ok: bool
+    failure: Sub | None
+    detail: str
+    path: tuple[PathCert, ...] = ()
+
+
+def load_certs(data: bytes) -> list[bytes]:
+    """DER certificates from PEM (one or many) or a single DER blob."""
+    try:
+        if pem.detect(data):
+            return [der for _, _, der in pem.unarmor(data, multiple=True)]
+        x509.Certificate.load(data).native  # noqa: B018  force a full parse
+        return [data]
+    except Exception as e:  # asn1crypto raises ValueError/TypeError on garbage
+        raise PkiError(ErrorKind.BAD_INPUT, "not a PEM or DER certificate file") from e
+
+
+def is_self_signed(cert: x509.Certificate) -> bool:
+    return cert.subject == cert.issuer and cert.self_signed in ("maybe", "yes")
+
+
+class TrustStore:
+    """Trust anchors (self-signed roots) and intermediates offered for path building."""
+
+    def __init__(self, anchors: list[bytes], intermediates: list[bytes]) -> None:
+        if not anchors:
+            raise PkiError(ErrorKind.BAD_INPUT, "no trust anchor (self-signed root certificate) given")
+        self.anchors = [x509.Certificate.load(d) for d in anchors]
+        self.intermediates = [x509.Certificate.load(d) for d in intermediates]
+
+    @classmethod
+    def from_certs(cls, ders: list[bytes]) -> "TrustStore":
+        """Split a bundle such as `udun ca chain` output: roots are anchors, the rest helpers."""
+        certs = [x509.Certificate.load(d) for d in ders]
+        anchors = [c.dump() for c in certs if is_self_signed(c)]
+        others = [c.dump() for c in certs if not is_self_signed(c)]
+        return cls(anchors, others)
+
+
+def _facts(cert: x509.Certificate) -> PathCert:
+    validity = cert["tbs_certificate"]["validity"]
+    return PathCert(
+        subject=cert.subject.human_friendly,
+        not_before=validity["not_before"].native,
+        not_after=validity["not_after"].native,
+    )
+
+
+def check_period(path: tuple[PathCert, ...], moment: datetime) -> ChainResult:
+    """Validity of every certificate on the path at ``moment`` (leaf first)."""
+    for i, c in enumerate(path):
+        if moment > c.not_after or moment < c.not_before:
+            leaf = i == 0
+            expired = moment > c.not_after
+            when = c.not_after if expired else c.not_before
+            if leaf:
+                sub = Sub.EXPIRED if expired else Sub.NOT_YET_VALID
+            else:
+                sub = Sub.OUT_OF_BOUNDS_NO_POE
+            verb = "expired" if expired else "was not yet valid"
+            return ChainResult(False, sub, f"{c.subject} {verb} ({when:%Y-%m-%d %H:%M:%S}Z) at {moment:%Y-%m-%d %H:%M:%S}Z", path)
+    return ChainResult(True, None, f"valid path of {len(path)} certificates", path)
+
+
+class ChainValidator:
+    """Validates signer certificates against one TrustStore, caching built paths."""
+
+    def __init__(self, trust: TrustStore, cache_size: int = 10_000) -> None:
+        self.trust = trust
+        self._cache: OrderedDict[bytes, tuple[PathCert, ...]] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def validate(self, leaf: x509.Certificate, extra: list[x509.Certificate], moment: datetime) -> ChainResult:
+        key = hashlib.sha256(leaf.dump()).digest()
+        with self._lock:
+            path = self._cache.get(key)
+            if path is not None:
+                self._cache.move_to_end(key)
+        if path is not None:
+            return check_period(path, moment)
+        # Check the leaf's own period first: an expired signer is a TOTAL_FAILED answer
+        # whatever its chain looks like.
+        own = check_period((_facts(leaf),), moment)
+        if not own.ok:
+            return own
+        result = self._validate_fresh(leaf, extra, moment)
+        if result.ok:
+            with self._lock:
+                self._cache[key] = result.path
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return result
+
+    def _validate_fresh(self, leaf: x509.Certificate, extra: list[x509.Certificate], moment: datetime) -> ChainResult:
+        ctx = ValidationContext(
+            trust_roots=self.trust.anchors,
+            other_certs=self.trust.intermediates + extra,
+            moment=moment,
+            allow_fetching=False,
+            revocation_mode="soft-fail",
+        )
+        validator = CertificateValidator(leaf, validation_context=ctx)
+        try:
+            vpath = asyncio.run(validator.async_validate_path())
+        except cverr.PathBuildingError as e:
+            return ChainResult(False, Sub.NO_CERTIFICATE_CHAIN_FOUND, f"no path to a trust anchor: {e}")
+        except (cverr.ExpiredError, cverr.NotYetValidError) as e:
+            return ChainResult(False, Sub.OUT_OF_BOUNDS_NO_POE, str(e))
+        except cverr.DisallowedAlgorithmError as e:
+            return ChainResult(False, Sub.CRYPTO_CONSTRAINTS_FAILURE, str(e))
+        except cverr.PathValidationError as e:
+            return ChainResult(False, Sub.CHAIN_CONSTRAINTS_FAILURE, str(e))
+        except (cverr.ValidationError, ValueError) as e:
+            return ChainResult(False, Sub.CERTIFICATE_CHAIN_GENERAL_FAILURE, str(e))
+        # iter_certs runs root -> leaf; keep leaf first, the anchor (whose own validity
+        # we check too) last.
+        path = tuple(_facts(c) for c in reversed(list(vpath.iter_certs(include_root=True))))
+        return ChainResult(True, None, f"valid path of {len(path)} certificates", path)

@@ -1,0 +1,123 @@
+"""The verification report (DESIGN.md "Verification report"), ETSI EN 319 102-1 codes.
+
+An invalid signature is a report, not an exception (pyHanko's SignatureStatus model).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Status(enum.Enum):
+    """EN 319 102-1 §5.1.3 main indications."""
+
+    TOTAL_PASSED = "TOTAL_PASSED"
+    TOTAL_FAILED = "TOTAL_FAILED"
+    INDETERMINATE = "INDETERMINATE"
+
+
+class Sub(enum.Enum):
+    """EN 319 102-1 §5.1.3 sub-indications (plus udun's own where ETSI has none)."""
+
+    # TOTAL_FAILED
+    FORMAT_FAILURE = "FORMAT_FAILURE"
+    HASH_FAILURE = "HASH_FAILURE"
+    SIG_CRYPTO_FAILURE = "SIG_CRYPTO_FAILURE"
+    REVOKED = "REVOKED"
+    EXPIRED = "EXPIRED"
+    NOT_YET_VALID = "NOT_YET_VALID"
+    # INDETERMINATE
+    SIG_CONSTRAINTS_FAILURE = "SIG_CONSTRAINTS_FAILURE"
+    CHAIN_CONSTRAINTS_FAILURE = "CHAIN_CONSTRAINTS_FAILURE"
+    CERTIFICATE_CHAIN_GENERAL_FAILURE = "CERTIFICATE_CHAIN_GENERAL_FAILURE"
+    CRYPTO_CONSTRAINTS_FAILURE = "CRYPTO_CONSTRAINTS_FAILURE"
+    NO_SIGNING_CERTIFICATE_FOUND = "NO_SIGNING_CERTIFICATE_FOUND"
+    NO_CERTIFICATE_CHAIN_FOUND = "NO_CERTIFICATE_CHAIN_FOUND"
+    OUT_OF_BOUNDS_NO_POE = "OUT_OF_BOUNDS_NO_POE"
+    SIGNED_DATA_NOT_FOUND = "SIGNED_DATA_NOT_FOUND"
+    TRY_LATER = "TRY_LATER"
+
+
+_MAIN = {
+    Sub.FORMAT_FAILURE: Status.TOTAL_FAILED,
+    Sub.HASH_FAILURE: Status.TOTAL_FAILED,
+    Sub.SIG_CRYPTO_FAILURE: Status.TOTAL_FAILED,
+    Sub.REVOKED: Status.TOTAL_FAILED,
+    Sub.EXPIRED: Status.TOTAL_FAILED,
+    Sub.NOT_YET_VALID: Status.TOTAL_FAILED,
+}
+
+# When several checks fail, the report names the first of these (TOTAL_FAILED first:
+# a broken signature matters more than an unknown chain).
+PRIORITY = [
+    Sub.FORMAT_FAILURE, Sub.SIGNED_DATA_NOT_FOUND, Sub.HASH_FAILURE, Sub.NO_SIGNING_CERTIFICATE_FOUND,
+    Sub.SIG_CRYPTO_FAILURE, Sub.REVOKED, Sub.EXPIRED, Sub.NOT_YET_VALID,
+    Sub.NO_CERTIFICATE_CHAIN_FOUND, Sub.OUT_OF_BOUNDS_NO_POE, Sub.CHAIN_CONSTRAINTS_FAILURE,
+    Sub.CERTIFICATE_CHAIN_GENERAL_FAILURE, Sub.CRYPTO_CONSTRAINTS_FAILURE,
+    Sub.SIG_CONSTRAINTS_FAILURE, Sub.TRY_LATER,
+]
+
+
+def main_indication(sub: Sub) -> Status:
+    return _MAIN.get(sub, Status.INDETERMINATE)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check the verifier made."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+    failure: Sub | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"check": self.name, "result": "passed" if self.passed else "failed"}
+        if self.detail:
+            out["detail"] = self.detail
+        if self.failure is not None:
+            out["sub_indication"] = self.failure.value
+        return out
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of verifying one signed payment."""
+
+    status: Status
+    sub_indication: Sub | None
+    message: str
+    checks: tuple[Check, ...]
+    signer: dict[str, Any] | None = None
+    signing_time: datetime | None = None
+    transaction: dict[str, Any] | None = None
+    signer_cert_der: bytes | None = field(default=None, repr=False)
+
+    @property
+    def passed(self) -> bool:
+        return self.status is Status.TOTAL_PASSED
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "sub_indication": self.sub_indication.value if self.sub_indication else None,
+            "message": self.message,
+            "signer": self.signer,
+            "signing_time": self.signing_time.isoformat().replace("+00:00", "Z") if self.signing_time else None,
+            "transaction": self.transaction,
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+
+def conclude(checks: list[Check], **fields: Any) -> Report:
+    """Turn the list of checks into the final indication."""
+    failed = [c for c in checks if not c.passed]
+    if not failed:
+        return Report(Status.TOTAL_PASSED, None, "the signature is valid", tuple(checks), **fields)
+    subs = {c.failure for c in failed if c.failure}
+    sub = next((s for s in PRIORITY if s in subs), Sub.FORMAT_FAILURE)
+    first = next(c for c in failed if c.failure is sub)
+    message = f"{first.name}: {first.detail}" if first.detail else first.name
+    return Report(main_indication(sub), sub, message, tuple(checks), **fields)

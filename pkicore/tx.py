@@ -1,0 +1,262 @@
+"""The payment transaction format (DESIGN.md "Transaction", version 1).
+
+A transaction is validated completely before it is shown or signed: unknown fields,
+floats, duplicate keys and invisible characters are refused so that nothing the user
+did not see ends up in the signed bytes. The signed bytes are the RFC 8785 (JCS)
+canonical UTF-8 form.
+"""
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import rfc8785
+
+from pkicore.errors import ErrorKind, PkiError
+
+MAX_TX_BYTES = 64 * 1024
+
+# ISO 4217 active codes with 0 minor units: an amount with decimals is refused for these.
+_ZERO_DECIMAL = frozenset(
+    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split()
+)
+# ISO 4217 active alphabetic codes (list of 2024); funds/metals codes excluded.
+_ISO4217 = frozenset(
+    """AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD
+    BTN BWP BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR
+    FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD
+    JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT
+    MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG
+    QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS
+    TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER
+    ZAR ZMW ZWG""".split()
+)
+
+_AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,2})?$")
+_ACCOUNT = re.compile(r"^[0-9A-Z]{4,34}$")
+_TX_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+
+_TOP_FIELDS = {"version", "tx_id", "payer", "payee", "amount", "currency", "created_at", "memo"}
+_TOP_REQUIRED = {"version", "tx_id", "payer", "payee", "amount", "currency", "created_at"}
+_PAYER_FIELDS = {"account", "name"}
+_PAYEE_FIELDS = {"account", "name", "bank"}
+
+
+@dataclass(frozen=True)
+class Party:
+    """One side of a payment."""
+
+    account: str
+    name: str | None = None
+    bank: str | None = None
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """A validated version-1 payment."""
+
+    tx_id: str
+    payer: Party
+    payee: Party
+    amount: Decimal
+    amount_text: str
+    currency: str
+    created_at: datetime
+    memo: str | None
+    raw: dict[str, Any]
+
+    def canonical_bytes(self) -> bytes:
+        """The RFC 8785 canonical form: exactly the bytes that get signed."""
+        return canonicalize(self.raw)
+
+
+def _fail(field: str, why: str) -> PkiError:
+    return PkiError(ErrorKind.BAD_TRANSACTION, f"{field}: {why}", field=field)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _fail(key, "duplicate key")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise _fail("(json)", f"{name} is not allowed")
+
+
+def _reject_float(text: str) -> Any:
+    raise _fail("(json)", f"number {text} is not allowed; amounts are decimal strings")
+
+
+def parse_json(data: bytes) -> dict[str, Any]:
+    """Strict JSON: UTF-8, one object, no duplicate keys, no floats, no NaN."""
+    if len(data) > MAX_TX_BYTES:
+        raise _fail("(json)", f"larger than {MAX_TX_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _fail("(json)", "not UTF-8") from e
+    try:
+        obj = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_reject_constant,
+            parse_float=_reject_float,
+        )
+    except json.JSONDecodeError as e:
+        raise _fail("(json)", f"not valid JSON ({e.msg} at line {e.lineno})") from e
+    if not isinstance(obj, dict):
+        raise _fail("(json)", "must be a JSON object")
+    return obj
+
+
+def canonicalize(obj: dict[str, Any]) -> bytes:
+    """RFC 8785 JCS canonical UTF-8 bytes."""
+    return rfc8785.dumps(obj)
+
+
+def _text(obj: dict[str, Any], key: str, path: str, max_len: int, required: bool) -> str | None:
+    if key not in obj:
+        if required:
+            raise _fail(path, "is required")
+        return None
+    value = obj[key]
+    if not isinstance(value, str):
+        raise _fail(path, "must be a string")
+    if not value.strip():
+        raise _fail(path, "must not be empty")
+    if len(value) > max_len:
+        raise _fail(path, f"longer than {max_len} characters")
+    if value != unicodedata.normalize("NFC", value):
+        raise _fail(path, "must be in Unicode NFC form")
+    for ch in value:
+        # Control and format characters (bidi overrides, zero-width joiners) could make
+        # the displayed text differ from the signed text.
+        if unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs", "Cn"):
+            raise _fail(path, f"contains an invisible or control character U+{ord(ch):04X}")
+    return value
+
+
+def _object(obj: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
+    if key not in obj:
+        raise _fail(key, "is required")
+    value = obj[key]
+    if not isinstance(value, dict):
+        raise _fail(key, "must be an object")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise _fail(f"{key}.{unknown[0]}", "unknown field")
+    return value
+
+
+def _account(obj: dict[str, Any], path: str) -> str:
+    value = _text(obj, "account", path, 34, True)
+    assert value is not None
+    if not _ACCOUNT.match(value):
+        raise _fail(path, "must be 4 to 34 digits or capital letters")
+    return value
+
+
+def validate(obj: dict[str, Any]) -> Transaction:
+    """Check a parsed payment against the version-1 schema; errors name the field."""
+    unknown = sorted(set(obj) - _TOP_FIELDS)
+    if unknown:
+        raise _fail(unknown[0], "unknown field")
+    for key in sorted(_TOP_REQUIRED):
+        if key not in obj:
+            raise _fail(key, "is required")
+    version = obj["version"]
+    if type(version) is not int or version != 1:
+        raise _fail("version", "must be the number 1")
+    tx_id = _text(obj, "tx_id", "tx_id", 64, True)
+    assert tx_id is not None
+    if not _TX_ID.match(tx_id):
+        raise _fail("tx_id", "only letters, digits and . _ : - are allowed (1 to 64)")
+
+    payer_obj = _object(obj, "payer", _PAYER_FIELDS)
+    payer = Party(
+        account=_account(payer_obj, "payer.account"),
+        name=_text(payer_obj, "name", "payer.name", 100, False),
+    )
+    payee_obj = _object(obj, "payee", _PAYEE_FIELDS)
+    payee = Party(
+        account=_account(payee_obj, "payee.account"),
+        name=_text(payee_obj, "name", "payee.name", 100, True),
+        bank=_text(payee_obj, "bank", "payee.bank", 100, False),
+    )
+
+    currency = obj["currency"]
+    if not isinstance(currency, str) or currency not in _ISO4217:
+        raise _fail("currency", "must be an ISO 4217 code such as CNY")
+    amount_text = obj["amount"]
+    if not isinstance(amount_text, str) or not _AMOUNT.match(amount_text):
+        raise _fail("amount", 'must be a decimal string with at most 2 places, e.g. "1234.50"')
+    amount = Decimal(amount_text)
+    if amount <= 0:
+        raise _fail("amount", "must be greater than zero")
+    if currency in _ZERO_DECIMAL and "." in amount_text:
+        raise _fail("amount", f"{currency} has no minor unit; no decimals allowed")
+
+    created = obj["created_at"]
+    if not isinstance(created, str) or not _RFC3339_UTC.match(created):
+        raise _fail("created_at", "must be an RFC 3339 UTC time like 2026-11-22T10:00:00Z")
+    try:
+        created_at = datetime.fromisoformat(created[:-1]).replace(tzinfo=timezone.utc)
+    except ValueError as e:
+        raise _fail("created_at", "is not a real date and time") from e
+
+    memo = _text(obj, "memo", "memo", 140, False)
+    return Transaction(
+        tx_id=tx_id, payer=payer, payee=payee, amount=amount, amount_text=amount_text,
+        currency=currency, created_at=created_at, memo=memo, raw=obj,
+    )
+
+
+def load(data: bytes) -> Transaction:
+    """Parse and validate transaction bytes (any JSON layout)."""
+    return validate(parse_json(data))
+
+
+def load_canonical(data: bytes) -> Transaction:
+    """Parse signed content: it must be valid *and* exactly its canonical form."""
+    tx = load(data)
+    if tx.canonical_bytes() != data:
+        raise _fail("(json)", "signed content is not in RFC 8785 canonical form")
+    return tx
+
+
+def mask_account(account: str) -> str:
+    """Show only the last four characters of an account, as banks print it."""
+    return "****" + account[-4:] if len(account) > 4 else account
+
+
+def _group(amount_text: str) -> str:
+    whole, _, frac = amount_text.partition(".")
+    grouped = f"{int(whole):,}"
+    return f"{grouped}.{frac.ljust(2, '0')}" if frac else grouped
+
+
+def describe(tx: Transaction) -> list[str]:
+    """The plain-words lines shown to the user before they confirm and enter the PIN."""
+    payee = tx.payee.name or ""
+    if tx.payee.bank:
+        payee += f" ({tx.payee.bank})"
+    lines = [
+        f"Pay        {_group(tx.amount_text)} {tx.currency}",
+        f"To         {payee}",
+        f"Account    {mask_account(tx.payee.account)}",
+        f"From       {(tx.payer.name + ' ') if tx.payer.name else ''}{mask_account(tx.payer.account)}",
+    ]
+    if tx.memo:
+        lines.append(f"Memo       {tx.memo}")
+    lines.append(f"Reference  {tx.tx_id}, created {tx.created_at.strftime('%Y-%m-%d %H:%M:%S')} UTC")
+    return lines

@@ -1,0 +1,1 @@
+"""The client side: a USB key (or SoftHSM token) that enrolls and signs payments."""

@@ -1,0 +1,102 @@
+"""Token administration and enrollment: keys, CSRs and certificates on the client token."""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from asn1crypto import keys as asn1keys
+from asn1crypto import x509
+
+from pkicore import softhsm, token
+from pkicore.algorithms import KeyType, SigScheme
+from pkicore.config import Settings
+from pkicore.errors import ErrorKind, PkiError
+from pkicore.pathval import load_certs
+from pkicore.x509build import build_csr, key_identifier, parse_name
+
+KEY_LABEL = "udun signing key"
+
+
+def init(settings: Settings, label: str, pin: str, so_pin: str) -> str:
+    """Initialise a SoftHSM token (a USB key comes initialised from its vendor)."""
+    return softhsm.init_token(settings, label, pin, so_pin)
+
+
+def keygen(settings: Settings, label: str, pin: str, key_type: KeyType) -> token.TokenKey:
+    """Generate the token's signing key pair; a token holds one udun signing key."""
+    s = token.session(settings, label, pin)
+    if any(True for _ in token.private_keys(s)):
+        raise PkiError(ErrorKind.CONFLICT, f"token {label!r} already holds a private key")
+    return token.generate_key(s, key_type, secrets.token_bytes(8), KEY_LABEL)
+
+
+def signing_key(settings: Settings, label: str, pin: str) -> token.TokenKey:
+    """The token's one signing key."""
+    s = token.session(settings, label, pin)
+    keys = list(token.private_keys(s))
+    if not keys:
+        raise PkiError(ErrorKind.NOT_FOUND, f"token {label!r} holds no key: run `udun token keygen`")
+    if len(keys) > 1:
+        raise PkiError(ErrorKind.CONFLICT, f"token {label!r} holds {len(keys)} keys; udun expects one")
+    return token.load_key(s, key_id=bytes(keys[0].id))
+
+
+def csr(settings: Settings, label: str, pin: str, subject: str, scheme: SigScheme | None = None) -> bytes:
+    """A PKCS#10 request signed on the token (proof of possession)."""
+    name = parse_name(subject)
+    return build_csr(signing_key(settings, label, pin), name, scheme)
+
+
+def import_certificates(settings: Settings, label: str, pin: str, pem_or_der: bytes) -> x509.Certificate:
+    """Write the key's certificate (and any CA certificates in the file) onto the token."""
+    key = signing_key(settings, label, pin)
+    certs = [x509.Certificate.load(d) for d in load_certs(pem_or_der)]
+    own = [c for c in certs if c.public_key.dump() == asn1keys.PublicKeyInfo.load(key.public_key_der).dump()]
+    if not own:
+        raise PkiError(ErrorKind.BAD_INPUT, "no certificate in the file matches the key on the token")
+    s = token.session(settings, label, pin)
+    token.store_certificate(s, own[0].dump(), own[0].subject.dump(), key.key_id, "udun certificate")
+    for ca in (c for c in certs if c is not own[0]):
+        ca_id = key_identifier(ca.public_key.dump())
+        token.store_certificate(s, ca.dump(), ca.subject.dump(), ca_id, "udun CA certificate")
+    return own[0]
+
+
+def certificate_and_chain(settings: Settings, label: str, pin: str) -> tuple[token.TokenKey, bytes, list[bytes]]:
+    """The signing key, its certificate and the CA certificates stored with it."""
+    key = signing_key(settings, label, pin)
+    s = token.session(settings, label, pin)
+    stored = token.certificates(s)
+    own = [der for kid, der in stored if kid == key.key_id]
+    if not own:
+        raise PkiError(ErrorKind.NOT_FOUND, f"token {label!r} has no certificate: run `udun token import`")
+    chain = [der for kid, der in stored if kid != key.key_id]
+    return key, own[0], chain
+
+
+@dataclass(frozen=True)
+class TokenReport:
+    """What `udun token show` prints."""
+
+    label: str
+    serial: str
+    keys: list[dict[str, Any]]
+    certificates: list[dict[str, str]]
+
+
+def show(settings: Settings, label: str, pin: str) -> TokenReport:
+    tok = token.find_token(settings, label=label)
+    s = token.session(settings, label, pin)
+    keys = []
+    for k in token.private_keys(s):
+        info = token.key_attributes(k)
+        info["type"] = token.load_key(s, key_id=bytes(k.id)).key_type.value
+        keys.append(info)
+    certs = []
+    for kid, der in token.certificates(s):
+        c = x509.Certificate.load(der)
+        certs.append({"id": kid.hex(), "subject": c.subject.human_friendly,
+                      "serial": format(c.serial_number, "x"),
+                      "not_after": c["tbs_certificate"]["validity"]["not_after"].native.isoformat()})
+    return TokenReport(tok.label, tok.serial.decode(errors="replace"), keys, certs)
