@@ -1,0 +1,152 @@
+"""`udun`: the command line. See `udun --help` and README.md."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from pkicore import token
+from pkicore import tx as txmod
+from pkicore.algorithms import SigScheme
+from pkicore.cms_verify import Verifier
+from pkicore.errors import ErrorKind, PkiError
+from pkicore.pathval import ChainValidator, TrustStore, load_certs
+from pkicore.report import Check, Sub, conclude
+from udun.cli_ca import ca_group
+from udun.cli_token import token_group
+from udun.common import EXIT_ERROR, fail, info, read_input, settings, user_pin, write_output
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="udun")
+def cli() -> None:
+    """udun (U盾): PKI for bank USB-key signing.
+
+    Configuration comes from the environment: UDUN_HOME (data directory), UDUN_DATABASE_URL,
+    UDUN_PKCS11_MODULE, UDUN_BASE_URL, UDUN_PIN / UDUN_SO_PIN / UDUN_CA_PIN for scripts.
+    """
+
+
+cli.add_command(ca_group)
+cli.add_command(token_group)
+
+
+@cli.command("sign")
+@click.option("--label", required=True, help="Token label.")
+@click.argument("transaction", metavar="TX.json")
+@click.option("-o", "--out", "out", metavar="TX.p7s", help="Output (default: TX.p7s beside TX.json).")
+@click.option("--detached", is_flag=True, help="Leave the content out of the CMS.")
+@click.option("--content-out", metavar="FILE", help="With --detached: write the signed canonical bytes here.")
+@click.option("--scheme", type=click.Choice([s.value for s in SigScheme]), default=None,
+              help="Signature scheme (RSA keys: pkcs1 or pss).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (the payment is still shown).")
+def sign_cmd(label: str, transaction: str, out: str | None, detached: bool, content_out: str | None,
+             scheme: str | None, yes: bool) -> None:
+    """Show a payment in plain words, ask for confirmation and the PIN, sign it as CMS."""
+    from signer.signing import sign_transaction
+
+    tx = txmod.load(read_input(transaction, "transaction"))
+    info("You are about to sign this payment:")
+    for line in txmod.describe(tx):
+        info(f"  {line}")
+    if not yes and not click.confirm("Sign this payment?", default=False, err=True):
+        info("not signed")
+        sys.exit(1)
+    pin = user_pin()
+    cms = sign_transaction(settings(), label, pin, tx, detached=detached,
+                           scheme=SigScheme.parse(scheme) if scheme else None)
+    target = out or str(Path(transaction).with_suffix(".p7s"))
+    write_output(target, cms)
+    if content_out:
+        write_output(content_out, tx.canonical_bytes())
+    info(f"signed: {target}" + (" (detached)" if detached else ""))
+
+
+def _trust(trust: str | None) -> TrustStore:
+    if trust:
+        return TrustStore.from_certs(load_certs(read_input(trust, "trust file")))
+    from ca.authority import CertificateAuthority
+
+    return TrustStore.from_certs(CertificateAuthority.open(settings()).chain_der())
+
+
+@cli.command("verify")
+@click.argument("signature", metavar="TX.p7s")
+@click.option("--content", metavar="TX.json", help="The signed content, for a detached signature.")
+@click.option("--trust", metavar="FILE", help="Trust anchors (PEM); default: this UDUN_HOME's CA chain.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+def verify_cmd(signature: str, content: str | None, trust: str | None, as_json: bool) -> None:
+    """Verify a signed payment offline. Exit code 0 only for TOTAL_PASSED."""
+    cms = read_input(signature, "signature")
+    data = read_input(content, "content") if content else None
+    verifier = Verifier(ChainValidator(_trust(trust)))
+    try:
+        report = verifier.verify(cms, data)
+    except PkiError as e:
+        if e.kind is not ErrorKind.BAD_INPUT:
+            raise
+        report = conclude([Check("structure", False, e.message, Sub.FORMAT_FAILURE)])
+    if as_json:
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    else:
+        sub = f" / {report.sub_indication.value}" if report.sub_indication else ""
+        click.echo(f"{report.status.value}{sub}: {report.message}")
+        if report.signer:
+            click.echo(f"  signer   {report.signer['subject']} (serial {report.signer['serial']})")
+        if report.signing_time:
+            click.echo(f"  signed   {report.signing_time.isoformat()} (claimed)")
+        for c in report.checks:
+            click.echo(f"  [{'ok' if c.passed else 'FAIL'}] {c.name}: {c.detail}")
+    sys.exit(0 if report.passed else 1)
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=None, type=click.IntRange(1, 64), help="Default: one per core.")
+def serve_cmd(host: str, port: int, workers: int | None) -> None:
+    """Run the HTTP API under gunicorn (production server)."""
+    from ca.db import make_engine, migrate
+    from udun.server import serve
+
+    migrate(make_engine(settings()))
+    info(f"udun API on http://{host}:{port}  (POST /api/v1/verify, GET /healthz)")
+    serve(host, port, workers)
+
+
+@cli.command("demo")
+@click.option("--keep", is_flag=True, help="Keep the temporary UDUN_HOME and print where it is.")
+def demo_cmd(keep: bool) -> None:
+    """The whole story in a fresh temporary home: CA, token, certificate, payment, API."""
+    from udun.demo import run
+
+    sys.exit(run(keep=keep))
+
+
+def main() -> None:
+    """Console entry: PkiError becomes one line on stderr and exit code 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except PkiError as e:
+        fail(e)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_ERROR)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except Exception as e:
+        if os.environ.get("UDUN_DEBUG"):
+            raise
+        click.echo(f"udun: internal error ({type(e).__name__}); set UDUN_DEBUG=1 for details", err=True)
+        sys.exit(3)
+    finally:
+        token.close_all()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

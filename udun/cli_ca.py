@@ -1,0 +1,97 @@
+"""`udun ca ...`: set up the CA and issue certificates."""
+from __future__ import annotations
+
+import json
+
+import click
+from asn1crypto import pem
+
+from ca.authority import CertificateAuthority
+from ca.policy import load_csr_bytes
+from pkicore.algorithms import KeyType
+from udun.common import info, pem_certs, read_input, settings, write_output
+
+
+def _ca() -> CertificateAuthority:
+    return CertificateAuthority.open(settings())
+
+
+@click.group("ca")
+def ca_group() -> None:
+    """The certificate authority: set-up, issuance, listing."""
+
+
+@ca_group.command("init")
+@click.option("--key-type", type=click.Choice(["ec-p256", "rsa-3072"]), default="ec-p256", show_default=True,
+              help="Key type of the root and issuing CA keys.")
+@click.option("--org", default="udun", show_default=True, help="Organisation (O=) in the CA names.")
+@click.option("--root-cn", default="udun Root CA", show_default=True)
+@click.option("--issuing-cn", default="udun Issuing CA", show_default=True)
+def ca_init(key_type: str, org: str, root_cn: str, issuing_cn: str) -> None:
+    """Create the root CA (own token, 10 years) and the issuing CA (5 years, pathLen 0).
+
+    With SoftHSM the tokens are created under $UDUN_HOME; the CA PIN is taken from
+    UDUN_CA_PIN or generated into $UDUN_HOME/secrets/ca.pin (mode 0600).
+    """
+    ca = _ca()
+    result = ca.init(KeyType.parse(key_type), org=org, root_cn=root_cn, issuing_cn=issuing_cn)
+    info(f"root CA:    {result.root.subject} (token {result.root.token_label})")
+    info(f"issuing CA: {result.issuing.subject} (token {result.issuing.token_label})")
+    info("trust anchors for banks: udun ca chain -o chain.pem")
+
+
+@ca_group.command("issue")
+@click.argument("request", metavar="REQ.pem")
+@click.option("--profile", default="client", show_default=True, help="Certificate profile.")
+@click.option("-o", "--out", "out", metavar="CERT.pem", help="Write the certificate here (default stdout).")
+@click.option("--chain/--no-chain", default=False, help="Append the issuing CA and root certificates.")
+def ca_issue(request: str, profile: str, out: str | None, chain: bool) -> None:
+    """Issue a certificate from a PKCS#10 request (PEM or DER)."""
+    ca = _ca()
+    rec = ca.issue(load_csr_bytes(read_input(request, "request")), profile, requester="cli")
+    assert rec.der is not None
+    data = pem_certs([rec.der] + (ca.chain_der() if chain else []))
+    write_output(out, data)
+    info(f"issued serial {rec.serial} to {rec.subject}, valid until {rec.not_after:%Y-%m-%d}")
+
+
+@ca_group.command("list")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+def ca_list(limit: int, as_json: bool) -> None:
+    """Certificates issued, newest first."""
+    for rec in _ca().store.certificates(limit=limit):
+        if as_json:
+            click.echo(json.dumps({"serial": rec.serial, "state": rec.state, "subject": rec.subject,
+                                   "not_after": rec.not_after.isoformat()}, ensure_ascii=False))
+        else:
+            click.echo(f"{rec.serial:34} {rec.state:8} {rec.not_after:%Y-%m-%d}  {rec.subject}")
+
+
+@ca_group.command("show")
+@click.argument("serial")
+@click.option("--pem", "as_pem", is_flag=True, help="Print the certificate PEM only.")
+def ca_show(serial: str, as_pem: bool) -> None:
+    """One certificate: state, subject, validity, requester."""
+    rec = _ca().get(serial)
+    if as_pem:
+        if rec.der:
+            click.echo(pem.armor("CERTIFICATE", rec.der).decode(), nl=False)
+        return
+    click.echo(f"serial      {rec.serial}")
+    click.echo(f"state       {rec.state}")
+    click.echo(f"subject     {rec.subject}")
+    click.echo(f"profile     {rec.profile}")
+    click.echo(f"not before  {rec.not_before.isoformat()}")
+    click.echo(f"not after   {rec.not_after.isoformat()}")
+    click.echo(f"requested   {rec.created_at.isoformat()} by {rec.requester}")
+    if rec.issued_at:
+        click.echo(f"issued      {rec.issued_at.isoformat()}")
+    click.echo(f"tbs sha256  {rec.tbs_sha256}")
+
+
+@ca_group.command("chain")
+@click.option("-o", "--out", "out", metavar="FILE", help="Write here (default stdout).")
+def ca_chain(out: str | None) -> None:
+    """The issuing CA and root certificates (PEM): a bank's trust anchors."""
+    write_output(out, pem_certs(_ca().chain_der()))

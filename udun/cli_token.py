@@ -1,0 +1,81 @@
+"""`udun token ...`: the client's USB key or SoftHSM token."""
+from __future__ import annotations
+
+import click
+from asn1crypto import pem
+
+from pkicore import token
+from pkicore.algorithms import KeyType, SigScheme
+from signer import tokens
+from udun.common import info, read_input, settings, so_pin, user_pin, write_output
+
+label_option = click.option("--label", required=True, help="Token label (tokens are never chosen by slot).")
+
+
+@click.group("token")
+def token_group() -> None:
+    """Client tokens: initialise, generate keys, make CSRs, import certificates."""
+
+
+@token_group.command("init")
+@label_option
+def token_init(label: str) -> None:
+    """Create a SoftHSM token (PIN from UDUN_PIN, SO PIN from UDUN_SO_PIN, or prompts)."""
+    pin = user_pin()
+    so = so_pin()
+    serial = tokens.init(settings(), label, pin, so)
+    info(f"token {label!r} initialised (serial {serial})")
+
+
+@token_group.command("list")
+def token_list() -> None:
+    """Tokens the PKCS#11 module offers."""
+    found = token.list_tokens(settings())
+    if not found:
+        info("no initialised token")
+    for t in found:
+        click.echo(f"{t.label:32} serial {t.serial:18} {t.manufacturer} {t.model}")
+
+
+@token_group.command("keygen")
+@label_option
+@click.option("--key-type", type=click.Choice([k.value for k in KeyType]), default="ec-p256", show_default=True)
+def token_keygen(label: str, key_type: str) -> None:
+    """Generate the signing key pair on the token (sensitive, never extractable)."""
+    key = tokens.keygen(settings(), label, user_pin(), KeyType.parse(key_type))
+    info(f"generated {key.key_type.value} key (id {key.key_id.hex()}) on token {label!r}")
+
+
+@token_group.command("csr")
+@label_option
+@click.option("--subject", required=True, help='RFC 4514 name, e.g. "CN=张三,O=Example Bank,C=CN".')
+@click.option("--scheme", type=click.Choice([s.value for s in SigScheme]), default=None,
+              help="Signature scheme (default: ecdsa for EC keys, pkcs1 for RSA).")
+@click.option("-o", "--out", "out", metavar="REQ.pem", help="Write here (default stdout).")
+def token_csr(label: str, subject: str, scheme: str | None, out: str | None) -> None:
+    """A PKCS#10 request signed by the token key."""
+    der = tokens.csr(settings(), label, user_pin(), subject, SigScheme.parse(scheme) if scheme else None)
+    write_output(out, pem.armor("CERTIFICATE REQUEST", der))
+
+
+@token_group.command("import")
+@label_option
+@click.argument("cert", metavar="CERT.pem")
+def token_import(label: str, cert: str) -> None:
+    """Write the certificate (and CA certificates in the file) onto the token."""
+    c = tokens.import_certificates(settings(), label, user_pin(), read_input(cert, "certificate"))
+    info(f"stored certificate {format(c.serial_number, 'x')} ({c.subject.human_friendly}) on token {label!r}")
+
+
+@token_group.command("show")
+@label_option
+def token_show(label: str) -> None:
+    """Keys (with their protection flags) and certificates on the token."""
+    rep = tokens.show(settings(), label, user_pin())
+    click.echo(f"token {rep.label} (serial {rep.serial})")
+    for k in rep.keys:
+        flags = "sensitive" if k["sensitive"] else "NOT SENSITIVE"
+        flags += ", never extractable" if not k["extractable"] else ", EXTRACTABLE"
+        click.echo(f"  key  id {k['id']}  {k['type']}  {flags}")
+    for c in rep.certificates:
+        click.echo(f"  cert id {c['id']}  serial {c['serial']}  {c['subject']}  until {c['not_after'][:10]}")

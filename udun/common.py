@@ -1,0 +1,73 @@
+"""What every CLI command shares: settings, PIN prompts, output, error handling."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+from asn1crypto import pem
+
+from pkicore.config import Settings, load_settings
+from pkicore.errors import ErrorKind, PkiError
+
+EXIT_ERROR = 2
+
+
+def settings() -> Settings:
+    return load_settings()
+
+
+def secret(env: str, prompt: str, confirm: bool = False) -> str:
+    """A PIN from the environment (scripts) or a prompt without echo; never logged."""
+    value = os.environ.get(env)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise PkiError(ErrorKind.BAD_INPUT, f"no {prompt}: set {env} or run in a terminal")
+    return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
+
+
+def user_pin() -> str:
+    return secret("UDUN_PIN", "PIN")
+
+
+def so_pin() -> str:
+    return secret("UDUN_SO_PIN", "SO PIN", confirm=True)
+
+
+def read_input(path: str, what: str) -> bytes:
+    """Read a file named on the command line ('-' is stdin), with a clear error."""
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read()
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise PkiError(ErrorKind.BAD_INPUT, f"cannot read {what} {path}: {e.strerror}") from e
+
+
+def write_output(path: str | None, data: bytes) -> None:
+    """Write to a file, or stdout when no path is given."""
+    if path is None or path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        Path(path).write_bytes(data)
+    except OSError as e:
+        raise PkiError(ErrorKind.BAD_INPUT, f"cannot write {path}: {e.strerror}") from e
+
+
+def pem_certs(ders: list[bytes]) -> bytes:
+    return b"".join(pem.armor("CERTIFICATE", d) for d in ders)
+
+
+def fail(e: PkiError) -> NoReturn:
+    click.echo(f"udun: error [{e.kind.value}]: {e.message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def info(message: str) -> None:
+    """Progress for people goes to stderr, so stdout stays clean for data."""
+    click.echo(message, err=True)

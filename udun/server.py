@@ -1,0 +1,39 @@
+"""Running the API under gunicorn: one worker per core, the app built after fork."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # Imported here, in the worker: PKCS#11 and the database are opened after fork.
+        from webapi.app import create_app
+
+        return create_app()
+
+
+def serve(host: str, port: int, workers: int | None = None, threads: int = 4) -> None:
+    """Run until SIGTERM/SIGINT. `preload_app` stays off (PKCS#11 after fork)."""
+    _Gunicorn({
+        "bind": f"{host}:{port}",
+        "workers": workers or os.cpu_count() or 1,
+        "worker_class": "gthread",
+        "threads": threads,
+        "preload_app": False,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+        "keepalive": 5,
+        "graceful_timeout": 5,
+    }).run()

@@ -1,0 +1,63 @@
+"""Flask app factory (Flask tutorial model): configuration, services, blueprints."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask
+
+from ca.authority import CertificateAuthority
+from pkicore.cms_verify import Verifier
+from pkicore.config import Settings, load_settings
+from pkicore.pathval import ChainValidator, TrustStore, load_certs
+from webapi import problems
+
+MAX_BODY = 1024 * 1024
+
+
+@dataclass
+class Services:
+    """What views call; built once per worker process (after fork)."""
+
+    settings: Settings
+    verifier: Verifier
+    ca: CertificateAuthority | None
+    admin_api_key: str | None
+
+
+def trust_store(settings: Settings, ca: CertificateAuthority | None, trust_file: str | None) -> TrustStore:
+    """UDUN_TRUST_FILE if set, else our own CA chain from the database."""
+    if trust_file:
+        with open(trust_file, "rb") as f:
+            return TrustStore.from_certs(load_certs(f.read()))
+    assert ca is not None
+    return TrustStore.from_certs(ca.chain_der())
+
+
+def create_app(settings: Settings | None = None, *, verifier: Verifier | None = None,
+               ca: CertificateAuthority | None = None, trust_file: str | None = None,
+               admin_api_key: str | None = None) -> Flask:
+    """Build the API. Arguments override the environment (tests inject them)."""
+    import os
+
+    settings = settings or load_settings()
+    trust_file = trust_file or os.environ.get("UDUN_TRUST_FILE")
+    admin_api_key = admin_api_key or os.environ.get("UDUN_ADMIN_API_KEY") or None
+    if ca is None:
+        ca = CertificateAuthority.open(settings, migrate_schema=False)
+    if verifier is None:
+        verifier = Verifier(ChainValidator(trust_store(settings, ca, trust_file)))
+
+    app = Flask("udun")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.config["JSON_AS_ASCII"] = False
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["udun"] = Services(settings, verifier, ca, admin_api_key)
+    problems.register(app)
+
+    from webapi.views import admin, health, verify
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(verify.bp)
+    app.register_blueprint(admin.bp)
+    return app

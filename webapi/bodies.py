@@ -1,0 +1,44 @@
+"""Reading request bodies: the verify endpoint's two body forms."""
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from flask import Request
+
+from pkicore.errors import ErrorKind, PkiError
+
+CMS_TYPES = ("application/pkcs7-mime", "application/octet-stream", "application/pkcs7-signature",
+             "application/cms")
+
+
+def _b64(value: Any, field: str) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise PkiError(ErrorKind.BAD_INPUT, f"{field} must be a non-empty base64 string", field=field)
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise PkiError(ErrorKind.BAD_INPUT, f"{field} is not valid base64", field=field) from e
+
+
+def signed_payment(req: Request) -> tuple[bytes, bytes | None]:
+    """(cms, detached content or None) from a DER body or a JSON body."""
+    mimetype = req.mimetype
+    if mimetype in CMS_TYPES:
+        data = req.get_data(cache=False)
+        if not data:
+            raise PkiError(ErrorKind.BAD_INPUT, "the body is empty")
+        return data, None
+    if mimetype == "application/json":
+        body = req.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise PkiError(ErrorKind.BAD_INPUT, "the body is not a JSON object")
+        unknown = sorted(set(body) - {"cms", "content"})
+        if unknown:
+            raise PkiError(ErrorKind.BAD_INPUT, f"unknown field {unknown[0]}", field=unknown[0])
+        cms = _b64(body.get("cms"), "cms")
+        content = _b64(body["content"], "content") if body.get("content") is not None else None
+        return cms, content
+    raise PkiError(ErrorKind.BAD_INPUT,
+                   "send the CMS as application/pkcs7-mime (DER) or JSON {\"cms\": base64, \"content\": base64}")
