@@ -1,0 +1,148 @@
+"""Test helpers: sample payments, a software key for rogue CAs, running `udun`."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+
+from pkicore.algorithms import KeyType, SigScheme
+
+PIN = "test-pin-4711"
+SO_PIN = "test-so-pin-0815"
+USERS: dict[str, tuple[KeyType, SigScheme]] = {
+    "user-ec": (KeyType.EC_P256, SigScheme.ECDSA_SHA256),
+    "user-rsa2048": (KeyType.RSA_2048, SigScheme.RSA_PKCS1_SHA256),
+    "user-rsa3072": (KeyType.RSA_3072, SigScheme.RSA_PSS_SHA256),
+}
+
+SAMPLE: dict[str, Any] = {
+    "version": 1, "tx_id": "TX-20261122-0001",
+    "payer": {"account": "6222020200112233445", "name": "张三"},
+    "payee": {"account": "6228480012345678901", "name": "李四", "bank": "中国农业银行"},
+    "amount": "1234.50", "currency": "CNY", "created_at": "2026-11-22T10:00:00Z", "memo": "房租",
+}
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    label: str
+    key_type: KeyType
+    scheme: SigScheme
+    csr_der: bytes
+    cert_der: bytes
+    serial: str
+
+
+def sample_tx(**changes: Any):  # type: ignore[no-untyped-def]
+    from pkicore import tx
+
+    data = json.loads(json.dumps(SAMPLE))
+    data.update(changes)
+    return tx.validate(data)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class SoftwareKey:
+    """A RawSigner over a key in memory: for rogue CAs and foreign signers in tests only."""
+
+    def __init__(self, key_type: KeyType = KeyType.EC_P256) -> None:
+        self._key_type = key_type
+        if key_type is KeyType.EC_P256:
+            self.private = ec.generate_private_key(ec.SECP256R1())
+        else:
+            self.private = rsa.generate_private_key(65537, key_type.rsa_bits)
+
+    @property
+    def key_type(self) -> KeyType:
+        return self._key_type
+
+    @property
+    def public_key_der(self) -> bytes:
+        return self.private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def sign_digest(self, digest: bytes, scheme: SigScheme) -> bytes:
+        pre = utils.Prehashed(hashes.SHA256())
+        if isinstance(self.private, ec.EllipticCurvePrivateKey):
+            return self.private.sign(digest, ec.ECDSA(pre))
+        if scheme is SigScheme.RSA_PSS_SHA256:
+            return self.private.sign(digest, padding.PSS(padding.MGF1(hashes.SHA256()), 32), pre)
+        return self.private.sign(digest, padding.PKCS1v15(), pre)
+
+    def pem(self) -> bytes:
+        return self.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption())
+
+
+def make_root(key: SoftwareKey, cn: str = "Rogue Root", days: int = 3650) -> bytes:
+    """A self-signed CA certificate made with our builders and a software key."""
+    from ca import profiles
+    from pkicore.algorithms import default_scheme
+    from pkicore.x509build import build_tbs, key_identifier, parse_name, sign_tbs
+
+    name = parse_name(f"CN={cn},O=rogue")
+    ski = key_identifier(key.public_key_der)
+    scheme = default_scheme(key.key_type)
+    t = now()
+    tbs = build_tbs(serial=0x1234567890ABCDEF, issuer=name, subject=name, public_key_der=key.public_key_der,
+                    not_before=t - timedelta(days=1), not_after=t + timedelta(days=days), scheme=scheme,
+                    extensions=profiles.root_extensions(ski))
+    return sign_tbs(key, tbs, scheme)
+
+
+def issue_with(issuer_key: Any, issuer_cert_der: bytes, public_key_der: bytes, *,
+               extensions: list[dict[str, Any]] | None = None, days: int = 30,
+               not_before: datetime | None = None, cn: str = "Someone") -> bytes:
+    """A client certificate signed by any RawSigner (our CA key or a rogue one)."""
+    from asn1crypto import x509
+
+    from ca import profiles
+    from ca.authority import new_serial
+    from pkicore.algorithms import default_scheme
+    from pkicore.config import load_settings
+    from pkicore.x509build import build_tbs, key_identifier, parse_name, sign_tbs
+
+    issuer = x509.Certificate.load(issuer_cert_der)
+    settings = load_settings()
+    if extensions is None:
+        extensions = profiles.client_extensions(settings, profiles.client_profile(settings),
+                                                key_identifier(public_key_der), issuer.key_identifier)
+    scheme = default_scheme(issuer_key.key_type)
+    nb = not_before or now() - timedelta(minutes=1)
+    tbs = build_tbs(serial=new_serial(), issuer=issuer.subject, subject=parse_name(f"CN={cn},O=udun tests"),
+                    public_key_der=public_key_der, not_before=nb, not_after=nb + timedelta(days=days),
+                    scheme=scheme, extensions=extensions)
+    return sign_tbs(issuer_key, tbs, scheme)
+
+
+def udun(*args: str, env: dict[str, str] | None = None, input: bytes | None = None,
+         cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    """Run the real `udun` command in a subprocess."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "udun.cli", *args], env=full_env, input=input,
+                          capture_output=True, cwd=cwd, timeout=timeout, check=False)
+
+
+def openssl(*args: str, input: bytes | None = None, env: dict[str, str] | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(["openssl", *args], input=input, capture_output=True, env=full_env, cwd=cwd,
+                          timeout=60, check=False)
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
