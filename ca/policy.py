@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from asn1crypto import csr as asn1csr
-from asn1crypto import keys as asn1keys
 from asn1crypto import pem, x509
 from cryptography import x509 as cx509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ca.profiles import SUBJECT_LIMITS
@@ -49,7 +49,6 @@ def check_csr(der: bytes) -> CheckedRequest:
         info = parsed["certification_request_info"]
         subject = info["subject"]
         subject.native  # noqa: B018  full parse: garbage raises here
-        spki = info["subject_pk_info"].dump()
         public = req.public_key()
         subject_text = req.subject.rfc4514_string()
     except PkiError:
@@ -67,8 +66,10 @@ def check_csr(der: bytes) -> CheckedRequest:
     else:
         raise PkiError(ErrorKind.POLICY, "only EC P-256 and RSA keys are allowed")
     _check_subject(subject)
-    return CheckedRequest(subject=subject, public_key_der=asn1keys.PublicKeyInfo.load(spki).dump(),
-                          subject_text=subject_text)
+    # Re-encode the key canonically rather than copying the CSR's bytes (e.g. an RSA key
+    # whose NULL parameters were left out would otherwise land in the certificate).
+    canonical = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return CheckedRequest(subject=subject, public_key_der=canonical, subject_text=subject_text)
 
 
 def _check_subject(subject: x509.Name) -> None:

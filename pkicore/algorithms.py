@@ -9,7 +9,7 @@ import enum
 import hashlib
 from typing import Protocol
 
-from asn1crypto import algos
+from asn1crypto import algos, core
 
 from pkicore.errors import ErrorKind, PkiError
 
@@ -78,7 +78,7 @@ def signature_algorithm(scheme: SigScheme) -> algos.SignedDigestAlgorithm:
         return algos.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"})
     if scheme is SigScheme.RSA_PKCS1_SHA256:
         # RFC 4055 §5: parameters NULL.
-        return algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa", "parameters": None})
+        return algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa", "parameters": core.Null()})
     return algos.SignedDigestAlgorithm({"algorithm": "rsassa_pss", "parameters": PSS_PARAMS})
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import pkcs11
+from asn1crypto import core
 from asn1crypto import keys as asn1keys
 from pkcs11 import Attribute, CertificateType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as p11e
@@ -251,7 +252,8 @@ def _public_der(public: Any) -> bytes:
         return bytes(encode_ec_public_key(public))
     rsa_pub = encode_rsa_public_key(public)
     return asn1keys.PublicKeyInfo({
-        "algorithm": {"algorithm": "rsa", "parameters": None},
+        # RFC 3279 §2.3.1: rsaEncryption parameters MUST be NULL (present, not absent).
+        "algorithm": {"algorithm": "rsa", "parameters": core.Null()},
         "public_key": asn1keys.RSAPublicKey.load(rsa_pub),
     }).dump()
 
@@ -299,10 +301,13 @@ def load_key(s: Any, key_id: bytes | None = None, label: str | None = None) -> T
     return TokenKey(private, _key_type_of(public), _public_der(public), bytes(private.id))
 
 
-def private_keys(s: Any) -> Iterator[Any]:
-    """Private key objects on the token (handles only: their values stay inside)."""
+def private_keys(s: Any) -> list[Any]:
+    """Private key objects on the token (handles only: their values stay inside).
+
+    A list, not a generator: a search left open blocks every other call on the session.
+    """
     try:
-        yield from s.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
+        return list(s.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}))
     except Exception as e:
         raise translate(e, "listing keys") from e
 

@@ -7,6 +7,7 @@ canonical UTF-8 form.
 """
 from __future__ import annotations
 
+import copy
 import json
 import re
 import unicodedata
@@ -114,6 +115,8 @@ def parse_json(data: bytes) -> dict[str, Any]:
         )
     except json.JSONDecodeError as e:
         raise _fail("(json)", f"not valid JSON ({e.msg} at line {e.lineno})") from e
+    except (ValueError, RecursionError) as e:  # huge integers, absurd nesting
+        raise _fail("(json)", "not acceptable JSON (number too long or nesting too deep)") from e
     if not isinstance(obj, dict):
         raise _fail("(json)", "must be a JSON object")
     return obj
@@ -141,7 +144,7 @@ def _text(obj: dict[str, Any], key: str, path: str, max_len: int, required: bool
     for ch in value:
         # Control and format characters (bidi overrides, zero-width joiners) could make
         # the displayed text differ from the signed text.
-        if unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs", "Cn"):
+        if unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"):
             raise _fail(path, f"contains an invisible or control character U+{ord(ch):04X}")
     return value
 
@@ -161,13 +164,15 @@ def _object(obj: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
 def _account(obj: dict[str, Any], path: str) -> str:
     value = _text(obj, "account", path, 34, True)
     assert value is not None
-    if not _ACCOUNT.match(value):
+    if not _ACCOUNT.fullmatch(value):
         raise _fail(path, "must be 4 to 34 digits or capital letters")
     return value
 
 
 def validate(obj: dict[str, Any]) -> Transaction:
     """Check a parsed payment against the version-1 schema; errors name the field."""
+    # Our own copy: a caller changing its dict afterwards must not change what is signed.
+    obj = copy.deepcopy(obj)
     unknown = sorted(set(obj) - _TOP_FIELDS)
     if unknown:
         raise _fail(unknown[0], "unknown field")
@@ -179,7 +184,7 @@ def validate(obj: dict[str, Any]) -> Transaction:
         raise _fail("version", "must be the number 1")
     tx_id = _text(obj, "tx_id", "tx_id", 64, True)
     assert tx_id is not None
-    if not _TX_ID.match(tx_id):
+    if not _TX_ID.fullmatch(tx_id):
         raise _fail("tx_id", "only letters, digits and . _ : - are allowed (1 to 64)")
 
     payer_obj = _object(obj, "payer", _PAYER_FIELDS)
@@ -198,7 +203,7 @@ def validate(obj: dict[str, Any]) -> Transaction:
     if not isinstance(currency, str) or currency not in _ISO4217:
         raise _fail("currency", "must be an ISO 4217 code such as CNY")
     amount_text = obj["amount"]
-    if not isinstance(amount_text, str) or not _AMOUNT.match(amount_text):
+    if not isinstance(amount_text, str) or not _AMOUNT.fullmatch(amount_text):
         raise _fail("amount", 'must be a decimal string with at most 2 places, e.g. "1234.50"')
     amount = Decimal(amount_text)
     if amount <= 0:
@@ -207,7 +212,7 @@ def validate(obj: dict[str, Any]) -> Transaction:
         raise _fail("amount", f"{currency} has no minor unit; no decimals allowed")
 
     created = obj["created_at"]
-    if not isinstance(created, str) or not _RFC3339_UTC.match(created):
+    if not isinstance(created, str) or not _RFC3339_UTC.fullmatch(created):
         raise _fail("created_at", "must be an RFC 3339 UTC time like 2026-11-22T10:00:00Z")
     try:
         created_at = datetime.fromisoformat(created[:-1]).replace(tzinfo=timezone.utc)

@@ -26,7 +26,7 @@ def init(settings: Settings, label: str, pin: str, so_pin: str) -> str:
 def keygen(settings: Settings, label: str, pin: str, key_type: KeyType) -> token.TokenKey:
     """Generate the token's signing key pair; a token holds one udun signing key."""
     s = token.session(settings, label, pin)
-    if any(True for _ in token.private_keys(s)):
+    if token.private_keys(s):
         raise PkiError(ErrorKind.CONFLICT, f"token {label!r} already holds a private key")
     return token.generate_key(s, key_type, secrets.token_bytes(8), KEY_LABEL)
 
@@ -34,7 +34,7 @@ def keygen(settings: Settings, label: str, pin: str, key_type: KeyType) -> token
 def signing_key(settings: Settings, label: str, pin: str) -> token.TokenKey:
     """The token's one signing key."""
     s = token.session(settings, label, pin)
-    keys = list(token.private_keys(s))
+    keys = token.private_keys(s)
     if not keys:
         raise PkiError(ErrorKind.NOT_FOUND, f"token {label!r} holds no key: run `udun token keygen`")
     if len(keys) > 1:

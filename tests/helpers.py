@@ -146,3 +146,12 @@ def openssl(*args: str, input: bytes | None = None, env: dict[str, str] | None =
 def write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+LINTER = str(Path(sys.executable).parent / "lint_pkix_cert")
+
+
+def lint(path: Path) -> subprocess.CompletedProcess[str]:
+    """pkilint's RFC 5280 certificate linter at WARNING and above (exit code = findings)."""
+    return subprocess.run([LINTER, "lint", "-s", "WARNING", str(path)], capture_output=True, text=True,
+                          timeout=120, check=False)

@@ -1,0 +1,130 @@
+"""Acceptance 1 (and 4's PIN rule): the CLI flow as written in the issue, in a subprocess
+with its own UDUN_HOME and real SoftHSM tokens."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from helpers import SAMPLE, lint, openssl, udun
+
+CLI_PIN = "cli-pin-938271"
+CLI_SO_PIN = "cli-so-pin-55123"
+CA_PIN = "ca-pin-77119"
+
+
+class Flow:
+    """Runs udun in one home and remembers every output for the PIN check."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {"UDUN_HOME": str(home), "UDUN_PIN": CLI_PIN, "UDUN_SO_PIN": CLI_SO_PIN,
+                    "UDUN_CA_PIN": CA_PIN, "UDUN_BASE_URL": "http://127.0.0.1:8080"}
+        self.outputs: list[bytes] = []
+
+    def run(self, *args: str, input: bytes | None = None, ok: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+        proc = udun(*args, env={**self.env, **(env or {})}, input=input, cwd=self.home)
+        self.outputs += [proc.stdout, proc.stderr]
+        if ok:
+            assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory: pytest.TempPathFactory) -> Flow:
+    return Flow(tmp_path_factory.mktemp("cli-home"))
+
+
+def test_full_cli_flow(flow: Flow) -> None:
+    h = flow.home
+    flow.run("ca", "init", "--key-type", "rsa-3072")
+    assert flow.run("ca", "init", ok=False).returncode == 2          # only once
+
+    flow.run("token", "init", "--label", "alice")
+    assert b"alice" in flow.run("token", "list").stdout
+    flow.run("token", "keygen", "--label", "alice", "--key-type", "ec-p256")
+    flow.run("token", "csr", "--label", "alice", "--subject", "CN=张三,O=Example Bank,C=CN", "-o", "req.pem")
+    assert (h / "req.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE REQUEST-----")
+
+    issued = flow.run("ca", "issue", "req.pem", "--profile", "client", "-o", "cert.pem", "--chain")
+    serial = issued.stderr.decode().split("serial ")[1].split()[0]
+    assert (h / "cert.pem").read_bytes().count(b"BEGIN CERTIFICATE") == 3
+    assert serial.encode() in flow.run("ca", "list").stdout
+    shown = flow.run("ca", "show", serial).stdout.decode()
+    assert "issued" in shown and "张三" in shown
+    flow.run("ca", "chain", "-o", "chain.pem")
+    assert (h / "chain.pem").read_bytes().count(b"BEGIN CERTIFICATE") == 2
+
+    flow.run("token", "import", "--label", "alice", "cert.pem")
+    token_show = flow.run("token", "show", "--label", "alice").stdout.decode()
+    assert "sensitive, never extractable" in token_show and serial in token_show
+
+    (h / "tx.json").write_text(json.dumps(SAMPLE, ensure_ascii=False, indent=2), encoding="utf-8")
+    signed = flow.run("sign", "--label", "alice", "tx.json", "-o", "tx.p7s", input=b"y\n")
+    shown_to_user = signed.stderr.decode()
+    for words in ("1,234.50 CNY", "李四", "中国农业银行", "****8901", "房租"):
+        assert words in shown_to_user
+    assert "6228480012345678901" not in shown_to_user
+    flow.run("sign", "--label", "alice", "tx.json", "-o", "txd.p7s", "--detached", "--content-out",
+             "tx.canonical.json", "--yes")
+
+    assert flow.run("verify", "tx.p7s").stdout.startswith(b"TOTAL_PASSED")
+    assert flow.run("verify", "txd.p7s", "--content", "tx.canonical.json", "--trust", "chain.pem",
+                    "--json").stdout.lstrip().startswith(b"{")
+    declined = flow.run("sign", "--label", "alice", "tx.json", "-o", "no.p7s", input=b"n\n", ok=False)
+    assert declined.returncode == 1 and not (h / "no.p7s").exists()
+
+    # The RSA-3072 CA's own certificates are RFC 5280 clean and openssl-strict too.
+    def first_pem(name: str) -> bytes:
+        return (h / name).read_bytes().split(b"-----END CERTIFICATE-----")[0] + b"-----END CERTIFICATE-----\n"
+
+    (h / "issuing.pem").write_bytes(first_pem("chain.pem"))
+    (h / "leaf.pem").write_bytes(first_pem("cert.pem"))
+    (h / "root.pem").write_bytes((h / "chain.pem").read_bytes()[len(first_pem("chain.pem")):])
+    for name in ("root.pem", "issuing.pem", "leaf.pem"):
+        proc = lint(h / name)
+        assert proc.returncode == 0 and proc.stdout.strip() == "", proc.stdout
+    check = openssl("verify", "-x509_strict", "-CAfile", str(h / "chain.pem"), str(h / "leaf.pem"))
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_errors_are_one_clear_line(flow: Flow) -> None:
+    h = flow.home
+    wrong = flow.run("token", "show", "--label", "alice", env={"UDUN_PIN": "wrong-pin-31337"}, ok=False)
+    assert wrong.returncode == 2 and b"pin-incorrect" in wrong.stderr
+    assert b"wrong-pin-31337" not in wrong.stdout + wrong.stderr
+
+    (h / "junk.pem").write_bytes(b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n")
+    junk = flow.run("ca", "issue", "junk.pem", ok=False)
+    assert junk.returncode == 2 and b"bad-csr" in junk.stderr
+
+    bad_tx = dict(SAMPLE, amount=1234.5)
+    (h / "bad.json").write_text(json.dumps(bad_tx))
+    bad = flow.run("sign", "--label", "alice", "bad.json", "--yes", ok=False)
+    assert bad.returncode == 2 and b"bad-transaction" in bad.stderr
+    assert flow.run("verify", "missing.p7s", ok=False).returncode == 2
+    assert flow.run("token", "show", "--label", "nobody", ok=False).returncode == 2
+    assert flow.run("ca", "show", "abcdef", ok=False).returncode == 2
+    for proc_output in flow.outputs:
+        assert b"Traceback" not in proc_output
+
+
+def test_pins_never_appear_in_output_or_files(flow: Flow) -> None:
+    assert flow.outputs, "the flow ran first"
+    for secret in (CLI_PIN, CLI_SO_PIN, CA_PIN):
+        for out in flow.outputs:
+            assert secret.encode() not in out
+    for path in flow.home.rglob("*"):
+        if path.is_file() and path.suffix in (".log", ".json", ".pem", ".conf"):
+            assert CLI_PIN.encode() not in path.read_bytes()
+
+
+def test_help_lists_every_command() -> None:
+    top = udun("--help").stdout.decode()
+    for cmd in ("ca", "token", "sign", "verify", "serve", "demo"):
+        assert cmd in top
+    assert "init" in udun("ca", "--help").stdout.decode()
+    assert "--detached" in udun("sign", "--help").stdout.decode()
