@@ -185,8 +185,10 @@ def session(settings: Settings, label: str, pin: str) -> Any:
 
 
 def close_all() -> None:
-    """Close every cached session (end of a command, before fork)."""
+    """Close every cached session (end of a command, before fork); open keys go stale."""
+    global _generation
     with _lock:
+        _generation += 1
         for s in _sessions.values():
             try:
                 s.close()

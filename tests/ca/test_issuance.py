@@ -1,0 +1,135 @@
+"""The CA: policy checks, the client profile, two-phase issuance, serials."""
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from asn1crypto import csr as asn1csr
+from asn1crypto import x509
+
+from helpers import PIN, SoftwareKey
+from pkicore.algorithms import KeyType
+from pkicore.errors import ErrorKind, PkiError
+
+
+def _csr(key, subject: str | x509.Name) -> bytes:  # type: ignore[no-untyped-def]
+    from pkicore.x509build import build_csr, parse_name
+
+    return build_csr(key, parse_name(subject) if isinstance(subject, str) else subject)
+
+
+def test_client_profile(enrolled) -> None:  # type: ignore[no-untyped-def]
+    cert = x509.Certificate.load(enrolled["user-ec"].cert_der)
+    assert cert.key_usage_value.native == {"digital_signature", "non_repudiation"}
+    assert set(cert.extended_key_usage_value.native) == {"client_auth", "document_signing"}
+    exts = {e["extn_id"].native: e for e in cert["tbs_certificate"]["extensions"]}
+    assert exts["key_usage"]["critical"].native is True
+    assert cert.crl_distribution_points_value is not None and cert.ocsp_urls
+    assert cert.authority_key_identifier and cert.key_identifier
+    assert 64 <= cert.serial_number.bit_length() <= 159 and cert.serial_number > 0
+    validity = cert["tbs_certificate"]["validity"]
+    days = (validity["not_after"].native - validity["not_before"].native).days
+    assert 729 <= days <= 731
+
+
+def test_serials_are_unique_and_random(ca, settings) -> None:  # type: ignore[no-untyped-def]
+    csr = _csr(SoftwareKey(), "CN=Serial Test")
+    serials = {int(ca.issue(csr).serial, 16) for _ in range(20)}
+    assert len(serials) == 20
+    assert len({s >> 64 for s in serials}) == 20    # the high bits vary too
+
+
+def test_two_phase_records_intent_before_signing(ca) -> None:  # type: ignore[no-untyped-def]
+    rec = ca.issue(_csr(SoftwareKey(), "CN=Two Phase"))
+    cert = x509.Certificate.load(rec.der)
+    assert rec.state == "issued"
+    assert rec.tbs_sha256 == hashlib.sha256(cert["tbs_certificate"].dump()).hexdigest()
+    assert format(cert.serial_number, "x") == rec.serial
+
+
+def test_failed_signing_leaves_a_known_failed_serial(ca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    issuer = ca.issuer()
+
+    def broken(prepared):  # type: ignore[no-untyped-def]
+        raise PkiError(ErrorKind.TOKEN, "token removed")
+
+    monkeypatch.setattr(issuer, "sign", broken)
+    before = ca.store.count()
+    with pytest.raises(PkiError):
+        ca.issue(_csr(SoftwareKey(), "CN=Crash Test"))
+    rows = ca.store.certificates(limit=5)
+    assert ca.store.count() == before + 1
+    failed = [r for r in rows if r.subject == "CN=Crash Test"]
+    assert failed and failed[0].state == "failed" and failed[0].der is None and failed[0].tbs_sha256
+
+
+@pytest.mark.parametrize("subject, message", [
+    ("O=No Common Name", "needs a CN"),
+    ("CN=Someone,DC=example", "DC is not allowed"),
+    (x509.Name.build({"common_name": "x" * 65}, use_printable=False), "CN is longer than 64"),
+    (x509.Name.build({"common_name": "Someone", "country_name": "China"}), "C "),
+], ids=["no-cn", "dc", "long-cn", "bad-country"])
+def test_policy_refuses_subjects(ca, subject: str | x509.Name, message: str) -> None:  # type: ignore[no-untyped-def]
+    before = ca.store.count()
+    with pytest.raises(PkiError) as err:
+        ca.issue(_csr(SoftwareKey(), subject))
+    assert err.value.kind is ErrorKind.POLICY and message in err.value.message
+    assert ca.store.count() == before
+
+
+def test_policy_refuses_a_forged_proof_of_possession(ca) -> None:  # type: ignore[no-untyped-def]
+    """A CSR whose key was swapped after signing (someone else's public key)."""
+    good = asn1csr.CertificationRequest.load(_csr(SoftwareKey(), "CN=Victim"))
+    other = SoftwareKey()
+    from asn1crypto import keys
+
+    info = good["certification_request_info"].copy()
+    info["subject_pk_info"] = keys.PublicKeyInfo.load(other.public_key_der)
+    forged = asn1csr.CertificationRequest({"certification_request_info": info,
+                                           "signature_algorithm": good["signature_algorithm"],
+                                           "signature": good["signature"].native}).dump()
+    with pytest.raises(PkiError) as err:
+        ca.issue(forged)
+    assert err.value.kind is ErrorKind.BAD_CSR and "proof of possession" in err.value.message
+
+
+@pytest.mark.parametrize("data", [b"", b"garbage", b"\x30\x03\x02\x01\x01"])
+def test_policy_refuses_garbage(ca, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(PkiError) as err:
+        ca.issue(data)
+    assert err.value.kind is ErrorKind.BAD_CSR
+
+
+def test_policy_refuses_weak_rsa(ca) -> None:  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = SoftwareKey(KeyType.RSA_2048)
+    key.private = rsa.generate_private_key(65537, 1024)
+    with pytest.raises(PkiError) as err:
+        ca.issue(_csr(key, "CN=Weak"))
+    assert err.value.kind is ErrorKind.POLICY and "RSA-1024" in err.value.message
+
+
+def test_ca_init_twice_is_refused(ca) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(PkiError) as err:
+        ca.init()
+    assert err.value.kind is ErrorKind.CONFLICT
+
+
+def test_issuance_survives_a_token_reinitialisation(settings, ca) -> None:  # type: ignore[no-untyped-def]
+    """Creating a token elsewhere resets PKCS#11 sessions; the CA reopens its key."""
+    from pkicore import token
+
+    ca.issuer()
+    token.refresh(settings)
+    assert ca.issue(_csr(SoftwareKey(), "CN=After Refresh")).state == "issued"
+
+
+def test_import_refuses_a_certificate_for_another_key(settings, enrolled) -> None:  # type: ignore[no-untyped-def]
+    from asn1crypto import pem
+
+    from signer import tokens
+
+    with pytest.raises(PkiError) as err:
+        tokens.import_certificates(settings, "user-ec", PIN, pem.armor("CERTIFICATE", enrolled["user-rsa2048"].cert_der))
+    assert err.value.kind is ErrorKind.BAD_INPUT

@@ -1,0 +1,128 @@
+"""The HTTP API: body forms, problem+json errors, never a 500 for bad input."""
+from __future__ import annotations
+
+import base64
+
+import pytest
+from asn1crypto import pem
+
+from helpers import PIN, sample_tx
+
+
+@pytest.fixture(scope="module")
+def signed(settings, enrolled) -> bytes:  # type: ignore[no-untyped-def]
+    from signer.signing import sign_transaction
+
+    return sign_transaction(settings, "user-ec", PIN, sample_tx())
+
+
+def test_healthz(client) -> None:  # type: ignore[no-untyped-def]
+    resp = client.get("/healthz")
+    assert resp.status_code == 200 and resp.get_json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("ctype", ["application/pkcs7-mime", "application/octet-stream"])
+def test_verify_der_body(client, signed: bytes, ctype: str) -> None:  # type: ignore[no-untyped-def]
+    resp = client.post("/api/v1/verify", data=signed, content_type=ctype)
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert body["status"] == "TOTAL_PASSED" and body["sub_indication"] is None
+    assert body["transaction"]["payee"]["name"] == "李四"
+    assert body["signing_time"].endswith("Z")
+    assert {c["check"] for c in body["checks"]} >= {"message digest", "signature", "signing certificate",
+                                                   "certificate chain", "key usage", "transaction"}
+
+
+def test_verify_json_body(client, signed: bytes) -> None:  # type: ignore[no-untyped-def]
+    resp = client.post("/api/v1/verify", json={"cms": base64.b64encode(signed).decode()})
+    assert resp.status_code == 200 and resp.get_json()["status"] == "TOTAL_PASSED"
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"json": {"cms": "not base64!!"}}, "cms"),
+    ({"json": {"cms": ""}}, "cms"),
+    ({"json": {}}, "cms"),
+    ({"json": {"cms": "AAAA", "extra": 1}}, "extra"),
+    ({"json": {"cms": "MAA=", "content": 5}}, "content"),
+])
+def test_bad_json_bodies_are_400_with_field(client, kwargs, field: str) -> None:  # type: ignore[no-untyped-def]
+    resp = client.post("/api/v1/verify", **kwargs)
+    assert resp.status_code == 400 and resp.mimetype == "application/problem+json"
+    body = resp.get_json()
+    assert body["code"] == "bad-input" and body["field"] == field and body["type"] == "urn:udun:problem:bad-input"
+
+
+@pytest.mark.parametrize("data, ctype", [
+    (b"", "application/pkcs7-mime"),
+    (b"\x00" * 100, "application/pkcs7-mime"),
+    (b"\x30\x80\x06\x09", "application/pkcs7-mime"),     # truncated indefinite length
+    (b"{not json", "application/json"),
+    (b"[1, 2]", "application/json"),
+    (b"hello", "text/plain"),
+])
+def test_malformed_bodies_are_400_never_500(client, data: bytes, ctype: str) -> None:  # type: ignore[no-untyped-def]
+    resp = client.post("/api/v1/verify", data=data, content_type=ctype)
+    assert resp.status_code == 400, resp.get_data()
+    assert resp.mimetype == "application/problem+json"
+    assert "Traceback" not in resp.get_data(as_text=True)
+
+
+def test_truncated_cms_is_an_answer_not_a_crash(client, signed: bytes) -> None:  # type: ignore[no-untyped-def]
+    for cut in (10, len(signed) // 2, len(signed) - 1):
+        resp = client.post("/api/v1/verify", data=signed[:cut], content_type="application/pkcs7-mime")
+        assert resp.status_code in (200, 400)
+        if resp.status_code == 200:
+            assert resp.get_json()["status"] != "TOTAL_PASSED"
+
+
+def test_body_too_large_is_413(client) -> None:  # type: ignore[no-untyped-def]
+    resp = client.post("/api/v1/verify", data=b"\x30" * (2 * 1024 * 1024), content_type="application/pkcs7-mime")
+    assert resp.status_code == 413 and resp.get_json()["code"] == "too-large"
+
+
+def test_unknown_route_and_method_are_problems(client) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/nope").get_json()["code"] == "not-found"
+    resp = client.get("/api/v1/verify")
+    assert resp.status_code == 405 and resp.get_json()["code"] == "method-not-allowed"
+
+
+def test_ca_certificates_served_for_aia(client, ca) -> None:  # type: ignore[no-untyped-def]
+    issuing, root = ca.chain_der()
+    resp = client.get("/ca/issuing-ca.crt")
+    assert resp.status_code == 200 and resp.mimetype == "application/pkix-cert" and resp.data == issuing
+    assert client.get("/ca/root-ca.crt").data == root
+    assert client.get("/ca/other.crt").status_code == 404
+
+
+def _csr(settings) -> bytes:  # type: ignore[no-untyped-def]
+    from signer import tokens
+
+    return pem.armor("CERTIFICATE REQUEST", tokens.csr(settings, "user-ec", PIN, "CN=API Issued,O=udun tests,C=CN"))
+
+
+def test_admin_issue_requires_the_api_key(client, settings) -> None:  # type: ignore[no-untyped-def]
+    before = client.application.extensions["udun"].ca.store.count()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "test-admin-key"}):
+        resp = client.post("/api/v1/certificates", data=_csr(settings), headers=headers)
+        assert resp.status_code == 401 and resp.get_json()["code"] == "unauthorized"
+        assert "test-admin-key" not in resp.get_data(as_text=True)
+    assert client.application.extensions["udun"].ca.store.count() == before
+
+
+def test_admin_issue_and_show(client, settings) -> None:  # type: ignore[no-untyped-def]
+    auth = {"Authorization": "Bearer test-admin-key"}
+    resp = client.post("/api/v1/certificates", data=_csr(settings), headers=auth)
+    assert resp.status_code == 201, resp.get_json()
+    body = resp.get_json()
+    assert body["state"] == "issued" and body["certificate_pem"].startswith("-----BEGIN CERTIFICATE-----")
+    shown = client.get(f"/api/v1/certificates/{body['serial']}", headers=auth).get_json()
+    assert shown["serial"] == body["serial"] and shown["subject"] == body["subject"]
+    assert client.get("/api/v1/certificates/00ff", headers=auth).status_code == 404
+
+
+def test_admin_issue_bad_csr_is_400_and_stores_nothing(client) -> None:  # type: ignore[no-untyped-def]
+    store = client.application.extensions["udun"].ca.store
+    before = store.count()
+    resp = client.post("/api/v1/certificates", data=b"garbage", headers={"Authorization": "Bearer test-admin-key"})
+    assert resp.status_code == 400 and resp.get_json()["code"] == "bad-csr"
+    assert store.count() == before
