@@ -73,8 +73,16 @@ class Transaction:
     raw: dict[str, Any]
 
     def canonical_bytes(self) -> bytes:
-        """The RFC 8785 canonical form: exactly the bytes that get signed."""
-        return canonicalize(self.raw)
+        """The RFC 8785 canonical form: exactly the bytes that get signed.
+
+        A validated transaction holds only ASCII keys, strings and the integer 1, and for
+        those JCS equals sorted, compact json.dumps without ASCII escaping (JCS sorts keys
+        by UTF-16 units, which for ASCII is code-point order; both escape exactly ", \\
+        and C0 controls, as \\uXXXX lowercase or the short forms). The C encoder is ~10x
+        faster than a general JCS implementation on the verification hot path; the tests
+        compare the two.
+        """
+        return json.dumps(self.raw, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _fail(field: str, why: str) -> PkiError:
@@ -172,7 +180,10 @@ def _account(obj: dict[str, Any], path: str) -> str:
 def validate(obj: dict[str, Any]) -> Transaction:
     """Check a parsed payment against the version-1 schema; errors name the field."""
     # Our own copy: a caller changing its dict afterwards must not change what is signed.
-    obj = copy.deepcopy(obj)
+    return _validate(copy.deepcopy(obj))
+
+
+def _validate(obj: dict[str, Any]) -> Transaction:
     unknown = sorted(set(obj) - _TOP_FIELDS)
     if unknown:
         raise _fail(unknown[0], "unknown field")
@@ -228,7 +239,7 @@ def validate(obj: dict[str, Any]) -> Transaction:
 
 def load(data: bytes) -> Transaction:
     """Parse and validate transaction bytes (any JSON layout)."""
-    return validate(parse_json(data))
+    return _validate(parse_json(data))  # the dict is ours alone: no copy needed
 
 
 def load_canonical(data: bytes) -> Transaction:

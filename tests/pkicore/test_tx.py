@@ -782,3 +782,25 @@ class TestDescribe:
 )
 def test_mask_account(account: str, masked: str) -> None:
     assert tx.mask_account(account) == masked
+
+
+# --------------------------------------------------------------------------- fast canonical path
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"memo": "emoji 😀 and 𠀋 (outside the BMP)"},
+    {"memo": 'quote " and backslash \\ and slash /'},
+    {"payee": {"account": "GB82WEST12345698765432", "name": "Zoë Ångström", "bank": "Bank ﬁ ligature"}},
+    {"payer": {"account": "1234"}},
+    {"amount": "0.01"},
+    {"amount": "1000", "currency": "JPY"},
+    {"tx_id": "a.b_c:d-e"},
+])
+def test_fast_canonical_form_equals_rfc8785(changes: dict) -> None:
+    """Transaction.canonical_bytes takes a json.dumps fast path; it must equal JCS."""
+    import rfc8785
+
+    obj = json.loads(EXPECTED_CANONICAL)
+    obj.update(changes)
+    t = tx.validate(obj)
+    assert t.canonical_bytes() == rfc8785.dumps(t.raw)
