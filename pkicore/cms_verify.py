@@ -1,9 +1,9 @@
 """Verifying a signed payment: CMS SignedData (RFC 5652), CAdES-BES, our transaction.
 
-Built for speed: only the fields needed are read from the asn1crypto tree (``.native``
-on a whole CMS is ~100x slower), parsed signer certificates and public keys are cached,
-and chains are validated once per certificate (pkicore.pathval). The result is always a
-Report; only input that is not CMS at all raises PkiError(BAD_INPUT).
+Built for speed: the CMS is read with a minimal DER reader (pkicore.cms_view), parsed
+signer certificates and public keys are cached, and chains are validated once per
+certificate (pkicore.pathval). The result is always a Report; only input that is not CMS
+at all raises PkiError(BAD_INPUT).
 """
 from __future__ import annotations
 
@@ -14,26 +14,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from asn1crypto import cms, core, x509
+from asn1crypto import algos, x509
 from cryptography import x509 as cx509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from pkicore import oids
+from pkicore import der, oids
 from pkicore import tx as txmod
-from pkicore.der import as_set
-from pkicore.errors import ErrorKind, PkiError
+from pkicore.cms_view import (DIGESTS, ID_CMS_ALGORITHM_PROTECTION, ID_CONTENT_TYPE, ID_DATA,
+                              ID_MESSAGE_DIGEST, ID_SIGNING_CERTIFICATE_V2, ID_SIGNING_TIME, SIGNATURES,
+                              SignerView, view)
+from pkicore.der import DerError
+from pkicore.errors import PkiError
 from pkicore.pathval import ChainValidator
 from pkicore.report import Check, Report, Sub, conclude
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512,
 }
-# Signature algorithms accepted in SignerInfo (RFC 5754 §3, RFC 4056 for PSS).
-_ECDSA = {"sha256_ecdsa": "sha256", "sha384_ecdsa": "sha384", "sha512_ecdsa": "sha512", "ecdsa": None}
-_RSA = {"sha256_rsa": "sha256", "sha384_rsa": "sha384", "sha512_rsa": "sha512",
-        "rsassa_pkcs1v15": None}   # rsaEncryption: the digest algorithm decides (OpenSSL writes it)
+_DOCUMENT_SIGNING_OK = {"document_signing", oids.ID_KP_DOCUMENT_SIGNING, "any_extended_key_usage"}
 
 
 @dataclass(frozen=True)
@@ -41,17 +41,20 @@ class SignerCert:
     """A parsed certificate and what verification needs from it (cached per DER)."""
 
     asn1: x509.Certificate
+    der: bytes
+    sha256: bytes
     public_key: Any
     identity: dict[str, Any]
-    sha256: bytes
+    issuer_der: bytes
+    serial: int
+    ski: bytes | None
     key_usage: frozenset[str]
     ext_key_usage: frozenset[str] | None
 
 
-def _parse_cert(der: bytes) -> SignerCert:
-    asn1 = x509.Certificate.load(der)
-    c = cx509.load_der_x509_certificate(der)
-    public_key = serialization.load_der_public_key(asn1.public_key.dump())
+def _parse_cert(der_bytes: bytes) -> SignerCert:
+    asn1 = x509.Certificate.load(der_bytes)
+    c = cx509.load_der_x509_certificate(der_bytes)
     ku = asn1.key_usage_value
     eku = asn1.extended_key_usage_value
     identity = {
@@ -60,65 +63,71 @@ def _parse_cert(der: bytes) -> SignerCert:
         "serial": format(c.serial_number, "x"),
         "not_before": c.not_valid_before_utc.isoformat().replace("+00:00", "Z"),
         "not_after": c.not_valid_after_utc.isoformat().replace("+00:00", "Z"),
-        "certificate_sha256": hashlib.sha256(der).hexdigest(),
+        "certificate_sha256": hashlib.sha256(der_bytes).hexdigest(),
     }
     return SignerCert(
         asn1=asn1,
-        public_key=public_key,
+        der=der_bytes,
+        sha256=hashlib.sha256(der_bytes).digest(),
+        public_key=serialization.load_der_public_key(asn1.public_key.dump()),
         identity=identity,
-        sha256=hashlib.sha256(der).digest(),
+        issuer_der=asn1.issuer.dump(),
+        serial=asn1.serial_number,
+        ski=asn1.key_identifier,
         key_usage=frozenset(ku.native) if ku is not None else frozenset(),
         ext_key_usage=frozenset(eku.native) if eku is not None else None,
     )
 
 
 class _CertCache:
+    """Parsed certificates by DER (bounded, least recently used out)."""
+
     def __init__(self, size: int = 10_000) -> None:
         self._items: OrderedDict[bytes, SignerCert] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def get(self, der: bytes) -> SignerCert:
+    def get(self, der_bytes: bytes) -> SignerCert:
         with self._lock:
-            hit = self._items.get(der)
+            hit = self._items.get(der_bytes)
             if hit is not None:
                 return hit
-        parsed = _parse_cert(der)
+        parsed = _parse_cert(der_bytes)
         with self._lock:
-            self._items[der] = parsed
+            self._items[der_bytes] = parsed
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
         return parsed
 
 
-def _verify_signature(cert: SignerCert, algo: cms.SignedDigestAlgorithm, digest_name: str,
-                      signature: bytes, data: bytes) -> str | None:
+def _verify_signature(cert: SignerCert, s: SignerView, digest_name: str, data: bytes) -> str | None:
     """None when the signature verifies, else why not."""
-    name = algo["algorithm"].native
+    known = SIGNATURES.get(s.signature_oid)
+    if known is None:
+        return "unsupported signature algorithm"
+    kind, implied = known
     key = cert.public_key
     try:
-        if name in _ECDSA:
+        if kind == "ecdsa":
             if not isinstance(key, ec.EllipticCurvePublicKey):
                 return "ECDSA signature but the certificate holds no EC key"
-            h = _HASHES[_ECDSA[name] or digest_name]
-            key.verify(signature, data, ec.ECDSA(h()))
-        elif name in _RSA:
+            key.verify(s.signature, data, ec.ECDSA(_HASHES[implied or digest_name]()))
+        elif kind == "pkcs1":
             if not isinstance(key, rsa.RSAPublicKey):
                 return "RSA signature but the certificate holds no RSA key"
-            h = _HASHES[_RSA[name] or digest_name]
-            key.verify(signature, data, padding.PKCS1v15(), h())
-        elif name == "rsassa_pss":
+            key.verify(s.signature, data, padding.PKCS1v15(), _HASHES[implied or digest_name]())
+        else:
             if not isinstance(key, rsa.RSAPublicKey):
                 return "RSA-PSS signature but the certificate holds no RSA key"
-            params = algo["parameters"]
+            if s.signature_params is None:
+                return "RSA-PSS without parameters"
+            params = algos.RSASSAPSSParams.load(s.signature_params)
             hname = params["hash_algorithm"]["algorithm"].native
             mgf_hash = params["mask_gen_algorithm"]["parameters"]["algorithm"].native
             if hname not in _HASHES or mgf_hash not in _HASHES:
                 return f"unsupported PSS hash {hname}/{mgf_hash}"
             pss = padding.PSS(mgf=padding.MGF1(_HASHES[mgf_hash]()), salt_length=params["salt_length"].native)
-            key.verify(signature, data, pss, _HASHES[hname]())
-        else:
-            return f"unsupported signature algorithm {name}"
+            key.verify(s.signature, data, pss, _HASHES[hname]())
     except InvalidSignature:
         return "the signature does not verify with the signer's public key"
     except (KeyError, ValueError, TypeError) as e:
@@ -126,44 +135,17 @@ def _verify_signature(cert: SignerCert, algo: cms.SignedDigestAlgorithm, digest_
     return None
 
 
-@dataclass(frozen=True)
-class ParsedCms:
-    """The parts of a SignedData that verification reads."""
+class _Checks:
+    """The list of checks a verification makes, in order."""
 
-    signed_data: cms.SignedData
-    signer_info: cms.SignerInfo | None
-    signer_count: int
-    econtent_type: str
-    content: bytes | None
-    certs_der: tuple[bytes, ...]
+    def __init__(self) -> None:
+        self.items: list[Check] = []
 
+    def ok(self, name: str, detail: str = "") -> None:
+        self.items.append(Check(name, True, detail))
 
-def parse(cms_der: bytes) -> ParsedCms:
-    """Decode a ContentInfo holding SignedData; BAD_INPUT if it is not CMS at all."""
-    try:
-        ci = cms.ContentInfo.load(cms_der, strict=True)
-        if ci["content_type"].native != "signed_data":
-            raise PkiError(ErrorKind.BAD_INPUT, f"CMS content type is {ci['content_type'].native}, not signed data")
-        sd = ci["content"]
-        infos = sd["signer_infos"]
-        eci = sd["encap_content_info"]
-        econtent = eci["content"]
-        content = None if econtent.native is None else bytes(econtent.native)
-        cert_set = sd["certificates"]
-        certs = () if isinstance(cert_set, core.Void) else tuple(
-            choice.chosen.dump() for choice in cert_set if choice.name == "certificate")
-        return ParsedCms(
-            signed_data=sd,
-            signer_info=infos[0] if len(infos) else None,
-            signer_count=len(infos),
-            econtent_type=eci["content_type"].native,
-            content=content,
-            certs_der=certs,
-        )
-    except PkiError:
-        raise
-    except Exception as e:  # asn1crypto raises ValueError/TypeError/KeyError on garbage
-        raise PkiError(ErrorKind.BAD_INPUT, "the body is not a DER-encoded CMS SignedData") from e
+    def fail(self, name: str, detail: str, sub: Sub | None) -> None:
+        self.items.append(Check(name, False, detail, sub))
 
 
 class Verifier:
@@ -175,172 +157,165 @@ class Verifier:
 
     def verify(self, cms_der: bytes, content: bytes | None = None) -> Report:
         """Verify; raises PkiError(BAD_INPUT) only if ``cms_der`` is not CMS."""
-        parsed = parse(cms_der)
+        cms = view(cms_der)
+        checks = _Checks()
         try:
-            return self._verify(parsed, content)
-        except PkiError:
-            raise
-        except (ValueError, TypeError, KeyError) as e:
-            # A structure that parsed at the top but is broken deeper down.
-            return conclude([Check("structure", False, f"malformed CMS ({type(e).__name__})", Sub.FORMAT_FAILURE)])
+            return self._verify(cms.econtent_type, cms.content, cms.certificates, cms.signers, content, checks)
+        except (DerError, ValueError, TypeError, KeyError) as e:
+            # The outer structure parsed but something inside is malformed.
+            checks.fail("structure", f"malformed CMS ({e})", Sub.FORMAT_FAILURE)
+            return conclude(checks.items)
 
-    def _verify(self, p: ParsedCms, external: bytes | None) -> Report:
-        checks: list[Check] = []
-        fail = lambda name, detail, sub: checks.append(Check(name, False, detail, sub))  # noqa: E731
-        ok = lambda name, detail="": checks.append(Check(name, True, detail))  # noqa: E731
+    def _verify(self, econtent_type: bytes, attached: bytes | None, certs_der: tuple[bytes, ...],
+                signers: tuple[SignerView, ...], external: bytes | None, c: _Checks) -> Report:
+        if len(signers) != 1:
+            c.fail("structure", f"expected exactly one signer, found {len(signers)}", Sub.FORMAT_FAILURE)
+            return conclude(c.items)
+        s = signers[0]
+        if econtent_type != ID_DATA:
+            c.fail("structure", "the encapsulated content type is not id-data", Sub.FORMAT_FAILURE)
+            return conclude(c.items)
+        if s.signed_attrs is None:
+            c.fail("signed attributes", "missing (CAdES-BES requires them)", Sub.FORMAT_FAILURE)
+            return conclude(c.items)
+        if s.duplicate_attribute:
+            c.fail("signed attributes", "an attribute appears twice (RFC 5652 §5.3)", Sub.FORMAT_FAILURE)
 
-        if p.signer_count != 1 or p.signer_info is None:
-            fail("structure", f"expected exactly one signer, found {p.signer_count}", Sub.FORMAT_FAILURE)
-            return conclude(checks)
-        si = p.signer_info
-        if p.econtent_type != "data":
-            fail("structure", f"encapsulated content type {p.econtent_type} is not id-data", Sub.FORMAT_FAILURE)
-            return conclude(checks)
-
-        # The signed attributes exactly as received, before any attribute is read:
-        # asn1crypto may re-sort the SET once its children are touched.
-        attrs_obj = si["signed_attrs"]
-        if attrs_obj.contents is None or not attrs_obj.contents:
-            fail("signed attributes", "missing (CAdES-BES requires them)", Sub.FORMAT_FAILURE)
-            return conclude(checks)
-        signed_bytes = as_set(attrs_obj.contents)
-
-        # Content: attached, or handed in for a detached signature.
-        if p.content is not None:
-            content = p.content
-            if external is not None and external != content:
-                fail("content", "the content given differs from the attached content", Sub.HASH_FAILURE)
+        # The content: attached, or handed in for a detached signature.
+        if attached is not None:
+            content = attached
+            if external is not None and external != attached:
+                c.fail("content", "the content given differs from the attached content", Sub.HASH_FAILURE)
         elif external is not None:
             content = external
         else:
-            fail("content", "detached signature and no content given", Sub.SIGNED_DATA_NOT_FOUND)
-            return conclude(checks)
+            c.fail("content", "detached signature and no content given", Sub.SIGNED_DATA_NOT_FOUND)
+            return conclude(c.items)
 
-        attrs: dict[str, list[Any]] = {}
-        for attr in attrs_obj:
-            name = attr["type"].native
-            if name in attrs:
-                fail("signed attributes", f"attribute {name} appears twice", Sub.FORMAT_FAILURE)
-            attrs[name] = list(attr["values"])
-
-        def single(name: str) -> Any | None:
-            values = attrs.get(name)
+        def single(oid: bytes, name: str) -> tuple[bytes, der.Tlv] | None:
+            values = s.attributes.get(oid)
             if values is None:
                 return None
             if len(values) != 1:
-                fail("signed attributes", f"{name} must have exactly one value", Sub.FORMAT_FAILURE)
-            return values[0]
+                c.fail("signed attributes", f"{name} must have exactly one value", Sub.FORMAT_FAILURE)
+            return values[0], der.top(values[0])
 
-        ct = single("content_type")
-        if ct is None or ct.native != p.econtent_type:
-            fail("content type", "content-type attribute missing or not matching", Sub.FORMAT_FAILURE)
+        ct = single(ID_CONTENT_TYPE, "content-type")
+        if ct is None or ct[1].tag != der.OID or der.contents(*ct) != econtent_type:
+            c.fail("content type", "content-type attribute missing or not matching", Sub.FORMAT_FAILURE)
 
-        digest_name = si["digest_algorithm"]["algorithm"].native
-        if digest_name not in _HASHES:
-            fail("message digest", f"unsupported digest algorithm {digest_name}", Sub.FORMAT_FAILURE)
-            return conclude(checks)
-        md = single("message_digest")
-        if md is None:
-            fail("message digest", "message-digest attribute missing", Sub.FORMAT_FAILURE)
-        elif hashlib.new(digest_name, content).digest() != md.native:
-            fail("message digest", "the content does not match the signed digest", Sub.HASH_FAILURE)
+        digest_name = DIGESTS.get(s.digest_oid)
+        if digest_name is None:
+            c.fail("message digest", "unsupported digest algorithm", Sub.FORMAT_FAILURE)
+            return conclude(c.items)
+        md = single(ID_MESSAGE_DIGEST, "message-digest")
+        if md is None or md[1].tag != der.OCTET_STRING:
+            c.fail("message digest", "message-digest attribute missing", Sub.FORMAT_FAILURE)
+        elif hashlib.new(digest_name, content).digest() != der.contents(*md):
+            c.fail("message digest", "the content does not match the signed digest", Sub.HASH_FAILURE)
         else:
-            ok("message digest", digest_name)
+            c.ok("message digest", digest_name)
 
-        # The signer certificate, named by the SignerIdentifier.
-        certs = [self._certs.get(d) for d in p.certs_der]
-        sid = si["sid"]
-        signer: SignerCert | None = None
-        if sid.name == "issuer_and_serial_number":
-            ias = sid.chosen
-            serial, issuer = ias["serial_number"].native, ias["issuer"]
-            issuer_der = issuer.dump()
-            # Byte equality first (the usual case); RFC 5280 name matching as a fallback.
-            signer = next((c for c in certs if c.asn1.serial_number == serial
-                           and (c.asn1.issuer.dump() == issuer_der or c.asn1.issuer == issuer)), None)
-        else:
-            ski = sid.chosen.native
-            signer = next((c for c in certs if c.asn1.key_identifier == ski), None)
+        certs = [self._certs.get(d) for d in certs_der]
+        signer = self._find_signer(s, certs)
         if signer is None:
-            fail("signer certificate", "the signer's certificate is not in the CMS", Sub.NO_SIGNING_CERTIFICATE_FOUND)
-            return conclude(checks)
+            c.fail("signer certificate", "the signer's certificate is not in the CMS", Sub.NO_SIGNING_CERTIFICATE_FOUND)
+            return conclude(c.items)
 
-        why = _verify_signature(signer, si["signature_algorithm"], digest_name, si["signature"].native, signed_bytes)
+        why = _verify_signature(signer, s, digest_name, der.as_set(s.signed_attrs))
         if why:
-            fail("signature", why, Sub.SIG_CRYPTO_FAILURE)
+            c.fail("signature", why, Sub.SIG_CRYPTO_FAILURE)
         else:
-            ok("signature", si["signature_algorithm"]["algorithm"].native)
+            c.ok("signature", SIGNATURES[s.signature_oid][0])
 
-        self._check_algorithm_protection(single("cms_algorithm_protection"), si, checks)
-        self._check_signing_certificate(single("signing_certificate_v2"), signer, checks)
+        self._check_algorithm_protection(single(ID_CMS_ALGORITHM_PROTECTION, "cmsAlgorithmProtection"), s, c)
+        self._check_signing_certificate(single(ID_SIGNING_CERTIFICATE_V2, "signingCertificateV2"), signer, c)
 
-        st = single("signing_time")
-        signing_time: datetime | None = st.native if st is not None else None
+        st = single(ID_SIGNING_TIME, "signing-time")
+        signing_time: datetime | None = der.time(*st) if st is not None else None
         if signing_time is None:
-            fail("signing time", "signing-time attribute missing", Sub.FORMAT_FAILURE)
+            c.fail("signing time", "signing-time attribute missing", Sub.FORMAT_FAILURE)
         else:
-            ok("signing time", "claimed by the signer (not proven)")
-            others = [c.asn1 for c in certs if c is not signer]
-            chain = self.chains.validate(signer.asn1, others, signing_time)
+            c.ok("signing time", "claimed by the signer (not proven)")
+            others = [x.asn1 for x in certs if x is not signer]
+            chain = self.chains.validate(signer.asn1, others, signing_time, leaf_sha256=signer.sha256)
             if chain.ok:
-                ok("certificate chain", f"{chain.detail}, valid at the signing time")
+                c.ok("certificate chain", f"{chain.detail}, valid at the signing time")
             else:
-                fail("certificate chain", chain.detail, chain.failure)
+                c.fail("certificate chain", chain.detail, chain.failure)
 
         if "non_repudiation" not in signer.key_usage:
-            fail("key usage", "the certificate does not allow nonRepudiation", Sub.SIG_CONSTRAINTS_FAILURE)
-        elif signer.ext_key_usage is not None and not (
-            {"document_signing", oids.ID_KP_DOCUMENT_SIGNING, "any_extended_key_usage"} & signer.ext_key_usage
-        ):
-            fail("key usage", "extendedKeyUsage lacks documentSigning (RFC 9336)", Sub.SIG_CONSTRAINTS_FAILURE)
+            c.fail("key usage", "the certificate does not allow nonRepudiation", Sub.SIG_CONSTRAINTS_FAILURE)
+        elif signer.ext_key_usage is not None and not (_DOCUMENT_SIGNING_OK & signer.ext_key_usage):
+            c.fail("key usage", "extendedKeyUsage lacks documentSigning (RFC 9336)", Sub.SIG_CONSTRAINTS_FAILURE)
         else:
-            ok("key usage", "nonRepudiation")
+            c.ok("key usage", "nonRepudiation")
 
         transaction = None
         try:
             transaction = txmod.load_canonical(content).raw
-            ok("transaction", "valid canonical payment (version 1)")
+            c.ok("transaction", "valid canonical payment (version 1)")
         except PkiError as e:
-            fail("transaction", e.message, Sub.FORMAT_FAILURE)
+            c.fail("transaction", e.message, Sub.FORMAT_FAILURE)
 
-        return conclude(checks, signer=signer.identity, signing_time=signing_time,
-                        transaction=transaction, signer_cert_der=signer.asn1.dump())
+        return conclude(c.items, signer=signer.identity, signing_time=signing_time,
+                        transaction=transaction, signer_cert_der=signer.der)
 
     @staticmethod
-    def _check_signing_certificate(value: Any | None, signer: SignerCert, checks: list[Check]) -> None:
+    def _find_signer(s: SignerView, certs: list[SignerCert]) -> SignerCert | None:
+        """The certificate the SignerIdentifier names (RFC 5652 §5.3)."""
+        if s.sid_ski is not None:
+            return next((x for x in certs if x.ski == s.sid_ski), None)
+        for x in certs:
+            if x.serial == s.sid_serial:
+                # Byte equality first (the usual case); RFC 5280 name matching as a fallback.
+                if x.issuer_der == s.sid_issuer or x.asn1.issuer == x509.Name.load(s.sid_issuer):
+                    return x
+        return None
+
+    @staticmethod
+    def _check_signing_certificate(value: tuple[bytes, der.Tlv] | None, signer: SignerCert, c: _Checks) -> None:
         """RFC 5035 §3 / EN 319 122-1 §5.2.2: the signed attribute must name this certificate."""
         name = "signing certificate"
         if value is None:
-            checks.append(Check(name, False, "signingCertificateV2 attribute missing (CAdES-BES requires it)",
-                                Sub.FORMAT_FAILURE))
+            c.fail(name, "signingCertificateV2 attribute missing (CAdES-BES requires it)", Sub.FORMAT_FAILURE)
             return
-        first = value["certs"][0]
-        hname = first["hash_algorithm"]["algorithm"].native
-        if hname not in _HASHES:
-            checks.append(Check(name, False, f"unsupported hash {hname}", Sub.FORMAT_FAILURE))
+        buf, top = value
+        certs = der.children(buf, der.expect(der.children(buf, top)[0], der.SEQUENCE, "certs"))
+        fields = der.children(buf, der.expect(certs[0], der.SEQUENCE, "ESSCertIDv2"))
+        hash_name = "sha256"                      # the DEFAULT (RFC 5035 §4)
+        if fields and fields[0].tag == der.SEQUENCE:
+            alg = der.children(buf, fields[0])
+            hash_name = DIGESTS.get(der.contents(buf, alg[0]), "")
+            fields = fields[1:]
+        if not hash_name:
+            c.fail(name, "unsupported hash in signingCertificateV2", Sub.FORMAT_FAILURE)
             return
-        if hashlib.new(hname, signer.asn1.dump()).digest() != first["cert_hash"].native:
-            checks.append(Check(name, False, "signingCertificateV2 names another certificate",
-                                Sub.NO_SIGNING_CERTIFICATE_FOUND))
+        cert_hash = der.contents(buf, der.expect(fields[0], der.OCTET_STRING, "certHash"))
+        digest = signer.sha256 if hash_name == "sha256" else hashlib.new(hash_name, signer.der).digest()
+        if digest != cert_hash:
+            c.fail(name, "signingCertificateV2 names another certificate", Sub.NO_SIGNING_CERTIFICATE_FOUND)
             return
-        issuer_serial = first["issuer_serial"]
-        if not isinstance(issuer_serial, core.Void):
-            if issuer_serial["serial_number"].native != signer.asn1.serial_number:
-                checks.append(Check(name, False, "signingCertificateV2 issuerSerial names another certificate",
-                                    Sub.NO_SIGNING_CERTIFICATE_FOUND))
+        if len(fields) > 1:                       # IssuerSerial
+            issuer_serial = der.children(buf, der.expect(fields[1], der.SEQUENCE, "IssuerSerial"))
+            if der.integer(buf, issuer_serial[1]) != signer.serial:
+                c.fail(name, "signingCertificateV2 issuerSerial names another certificate",
+                       Sub.NO_SIGNING_CERTIFICATE_FOUND)
                 return
-        checks.append(Check(name, True, "signingCertificateV2 matches the signer certificate"))
+        c.ok(name, "signingCertificateV2 matches the signer certificate")
 
     @staticmethod
-    def _check_algorithm_protection(value: Any | None, si: cms.SignerInfo, checks: list[Check]) -> None:
+    def _check_algorithm_protection(value: tuple[bytes, der.Tlv] | None, s: SignerView, c: _Checks) -> None:
         """RFC 6211 §3: if present, the protected algorithms must be the ones used."""
         if value is None:
             return
-        same_digest = value["digest_algorithm"].dump() == si["digest_algorithm"].dump()
-        sig = value["signature_algorithm"]
-        same_sig = not isinstance(sig, core.Void) and sig["algorithm"].native == si["signature_algorithm"]["algorithm"].native
-        if same_digest and same_sig:
-            checks.append(Check("algorithm protection", True, "cmsAlgorithmProtection matches"))
+        buf, top = value
+        parts = der.children(buf, der.expect(top, der.SEQUENCE, "CMSAlgorithmProtection"))
+        digest_oid = der.contents(buf, der.children(buf, parts[0])[0])
+        sig = next((p for p in parts[1:] if p.tag == 0xA1), None)    # [1] IMPLICIT signatureAlgorithm
+        sig_oid = der.contents(buf, der.children(buf, sig)[0]) if sig is not None else None
+        if digest_oid == s.digest_oid and sig_oid == s.signature_oid:
+            c.ok("algorithm protection", "cmsAlgorithmProtection matches")
         else:
-            checks.append(Check("algorithm protection", False, "cmsAlgorithmProtection does not match the algorithms used",
-                                Sub.FORMAT_FAILURE))
+            c.fail("algorithm protection", "cmsAlgorithmProtection does not match the algorithms used",
+                   Sub.FORMAT_FAILURE)

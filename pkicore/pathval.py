@@ -108,8 +108,9 @@ class ChainValidator:
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def validate(self, leaf: x509.Certificate, extra: list[x509.Certificate], moment: datetime) -> ChainResult:
-        key = hashlib.sha256(leaf.dump()).digest()
+    def validate(self, leaf: x509.Certificate, extra: list[x509.Certificate], moment: datetime,
+                 leaf_sha256: bytes | None = None) -> ChainResult:
+        key = leaf_sha256 or hashlib.sha256(leaf.dump()).digest()
         with self._lock:
             path = self._cache.get(key)
             if path is not None:

@@ -1,0 +1,171 @@
+"""A flat, read-only view of a CMS SignedData (RFC 5652 §5), read with pkicore.der.
+
+Only what verification needs is extracted, as byte strings; nothing is re-encoded, so the
+signed attributes are exactly the bytes the signer signed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from asn1crypto import cms as asn1cms
+from asn1crypto import core
+
+from pkicore import der
+from pkicore.der import DerError
+from pkicore.errors import ErrorKind, PkiError
+
+
+def _oid(dotted: str) -> bytes:
+    return core.ObjectIdentifier(dotted).contents
+
+
+ID_DATA = _oid("1.2.840.113549.1.7.1")                          # RFC 5652 §4
+ID_SIGNED_DATA = _oid("1.2.840.113549.1.7.2")                   # RFC 5652 §5.1
+ID_CONTENT_TYPE = _oid("1.2.840.113549.1.9.3")                  # RFC 5652 §11.1
+ID_MESSAGE_DIGEST = _oid("1.2.840.113549.1.9.4")                # RFC 5652 §11.2
+ID_SIGNING_TIME = _oid("1.2.840.113549.1.9.5")                  # RFC 5652 §11.3
+ID_SIGNING_CERTIFICATE_V2 = _oid("1.2.840.113549.1.9.16.2.47")  # RFC 5035 §3
+ID_CMS_ALGORITHM_PROTECTION = _oid("1.2.840.113549.1.9.52")     # RFC 6211 §2
+
+DIGESTS = {                                                     # RFC 5754 §2
+    _oid("2.16.840.1.101.3.4.2.1"): "sha256",
+    _oid("2.16.840.1.101.3.4.2.2"): "sha384",
+    _oid("2.16.840.1.101.3.4.2.3"): "sha512",
+}
+# Signature algorithm OID -> (kind, digest it implies or None when the digestAlgorithm decides).
+SIGNATURES = {
+    _oid("1.2.840.10045.4.3.2"): ("ecdsa", "sha256"),           # RFC 5758 §3.2 ecdsa-with-SHA256
+    _oid("1.2.840.10045.4.3.3"): ("ecdsa", "sha384"),
+    _oid("1.2.840.10045.4.3.4"): ("ecdsa", "sha512"),
+    _oid("1.2.840.10045.2.1"): ("ecdsa", None),                 # id-ecPublicKey, seen in the wild
+    _oid("1.2.840.113549.1.1.11"): ("pkcs1", "sha256"),         # RFC 4055 §5 sha256WithRSAEncryption
+    _oid("1.2.840.113549.1.1.12"): ("pkcs1", "sha384"),
+    _oid("1.2.840.113549.1.1.13"): ("pkcs1", "sha512"),
+    _oid("1.2.840.113549.1.1.1"): ("pkcs1", None),              # rsaEncryption (OpenSSL writes it)
+    _oid("1.2.840.113549.1.1.10"): ("pss", None),               # RFC 4055 §3.1 RSASSA-PSS
+}
+
+
+@dataclass(frozen=True)
+class SignerView:
+    """One SignerInfo (RFC 5652 §5.3)."""
+
+    sid_issuer: bytes | None          # Name, DER (issuerAndSerialNumber)
+    sid_serial: int | None
+    sid_ski: bytes | None             # subjectKeyIdentifier
+    digest_algorithm: bytes           # AlgorithmIdentifier, DER
+    digest_oid: bytes
+    signed_attrs: bytes | None        # contents of [0] IMPLICIT, exactly as received
+    attributes: dict[bytes, list[bytes]]   # attribute OID -> value elements (DER)
+    duplicate_attribute: bool
+    signature_algorithm: bytes        # AlgorithmIdentifier, DER
+    signature_oid: bytes
+    signature_params: bytes | None    # DER of the parameters, if any
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class CmsView:
+    """The parts of a SignedData that verification reads."""
+
+    econtent_type: bytes
+    content: bytes | None             # None: detached
+    certificates: tuple[bytes, ...]   # DER, in order
+    signers: tuple[SignerView, ...]
+
+
+def _algorithm(buf: bytes, t: der.Tlv) -> tuple[bytes, bytes, bytes | None]:
+    """(whole AlgorithmIdentifier, OID contents, parameters DER or None)."""
+    der.expect(t, der.SEQUENCE, "AlgorithmIdentifier")
+    parts = der.children(buf, t)
+    if not parts:
+        raise DerError("empty AlgorithmIdentifier")
+    oid = der.contents(buf, der.expect(parts[0], der.OID, "algorithm"))
+    params = der.whole(buf, parts[1]) if len(parts) > 1 else None
+    return der.whole(buf, t), oid, params
+
+
+def _signer(buf: bytes, t: der.Tlv) -> SignerView:
+    parts = der.children(buf, der.expect(t, der.SEQUENCE, "SignerInfo"))
+    if len(parts) < 5:
+        raise DerError("SignerInfo too short")
+    sid = parts[1]
+    issuer = serial = ski = None
+    if sid.tag == der.SEQUENCE:                       # issuerAndSerialNumber
+        ias = der.children(buf, sid)
+        if len(ias) != 2:
+            raise DerError("issuerAndSerialNumber")
+        issuer = der.whole(buf, der.expect(ias[0], der.SEQUENCE, "issuer"))
+        serial = der.integer(buf, ias[1])
+    elif sid.tag == 0x80:                             # [0] IMPLICIT SubjectKeyIdentifier
+        ski = der.contents(buf, sid)
+    else:
+        raise DerError("unknown SignerIdentifier")
+    digest_alg, digest_oid, _ = _algorithm(buf, parts[2])
+    i = 3
+    signed = None
+    attributes: dict[bytes, list[bytes]] = {}
+    duplicate = False
+    if parts[i].tag == 0xA0:                          # [0] IMPLICIT SignedAttributes
+        signed = der.contents(buf, parts[i])
+        for attr in der.children(buf, parts[i]):
+            fields = der.children(buf, der.expect(attr, der.SEQUENCE, "Attribute"))
+            if len(fields) != 2:
+                raise DerError("Attribute")
+            oid = der.contents(buf, der.expect(fields[0], der.OID, "attrType"))
+            values = [der.whole(buf, v) for v in der.children(buf, der.expect(fields[1], der.SET, "attrValues"))]
+            duplicate = duplicate or oid in attributes
+            attributes[oid] = values
+        i += 1
+    if len(parts) < i + 2:
+        raise DerError("SignerInfo too short")
+    sig_alg, sig_oid, sig_params = _algorithm(buf, parts[i])
+    signature = der.contents(buf, der.expect(parts[i + 1], der.OCTET_STRING, "signature"))
+    return SignerView(issuer, serial, ski, digest_alg, digest_oid, signed, attributes, duplicate,
+                      sig_alg, sig_oid, sig_params, signature)
+
+
+def _read(buf: bytes) -> CmsView:
+    ci = der.children(buf, der.expect(der.top(buf), der.SEQUENCE, "ContentInfo"))
+    if len(ci) != 2 or der.contents(buf, der.expect(ci[0], der.OID, "contentType")) != ID_SIGNED_DATA:
+        raise PkiError(ErrorKind.BAD_INPUT, "the CMS does not hold SignedData")
+    (sd_tlv,) = der.children(buf, der.expect(ci[1], 0xA0, "content"))
+    sd = der.children(buf, der.expect(sd_tlv, der.SEQUENCE, "SignedData"))
+    if len(sd) < 4:
+        raise DerError("SignedData too short")
+    eci = der.children(buf, der.expect(sd[2], der.SEQUENCE, "EncapsulatedContentInfo"))
+    etype = der.contents(buf, der.expect(eci[0], der.OID, "eContentType"))
+    content = None
+    if len(eci) > 1:
+        (octets,) = der.children(buf, der.expect(eci[1], 0xA0, "eContent"))
+        content = der.contents(buf, der.expect(octets, der.OCTET_STRING, "eContent"))
+    certs: tuple[bytes, ...] = ()
+    rest = sd[3:]
+    if rest and rest[0].tag == 0xA0:                  # [0] IMPLICIT CertificateSet
+        certs = tuple(der.whole(buf, c) for c in der.children(buf, rest[0]) if c.tag == der.SEQUENCE)
+        rest = rest[1:]
+    if rest and rest[0].tag == 0xA1:                  # [1] IMPLICIT RevocationInfoChoices
+        rest = rest[1:]
+    if len(rest) != 1:
+        raise DerError("SignerInfos missing")
+    signers = tuple(_signer(buf, s) for s in der.children(buf, der.expect(rest[0], der.SET, "SignerInfos")))
+    return CmsView(etype, content, certs, signers)
+
+
+def view(data: bytes) -> CmsView:
+    """Read a ContentInfo holding SignedData; BAD_INPUT if it is not CMS at all."""
+    try:
+        return _read(data)
+    except DerError:
+        pass
+    except ValueError as e:  # unpacking a wrong number of children
+        raise PkiError(ErrorKind.BAD_INPUT, "the body is not a DER-encoded CMS SignedData") from e
+    # Not DER: maybe BER (indefinite lengths, chunked content) from a streaming encoder.
+    # Re-encode with asn1crypto and read again; signed attributes are DER already (§5.3).
+    try:
+        normalised = asn1cms.ContentInfo.load(data, strict=True).dump(force=True)
+        return _read(normalised)
+    except PkiError:
+        raise
+    except Exception as e:  # asn1crypto raises ValueError/TypeError on garbage
+        raise PkiError(ErrorKind.BAD_INPUT, "the body is not a DER-encoded CMS SignedData") from e
