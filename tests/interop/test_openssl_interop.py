@@ -66,9 +66,13 @@ def test_openssl_cms_verify_accepts_our_cms(label: str, detached: bool, settings
 
 
 @pytest.mark.parametrize("key_alg", ["EC", "RSA"])
-@pytest.mark.parametrize("detached", [False, True], ids=["attached", "detached"])
-def test_udun_verify_accepts_openssl_cades(key_alg: str, detached: bool, ca, pki_files, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """openssl makes the key, the CSR and the CMS; our CA issues; `udun verify` accepts."""
+@pytest.mark.parametrize("mode", ["attached", "detached", "streamed-ber"])
+def test_udun_verify_accepts_openssl_cades(key_alg: str, mode: str, ca, pki_files, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """openssl makes the key, the CSR and the CMS; our CA issues; `udun verify` accepts.
+
+    streamed-ber: `-stream` makes OpenSSL write indefinite-length BER, which we accept too.
+    """
+    detached = mode == "detached"
     key = tmp_path / "key.pem"
     genargs = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"] if key_alg == "EC" else \
         ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]
@@ -85,7 +89,11 @@ def test_udun_verify_accepts_openssl_cades(key_alg: str, detached: bool, ca, pki
             "-certfile", str(pki_files["issuing"]), "-in", str(content), "-outform", "DER", "-out", str(sig)]
     if not detached:
         args.append("-nodetach")
+    if mode == "streamed-ber":
+        args.append("-stream")
     proc = openssl(*args)
+    if mode == "streamed-ber":
+        assert sig.read_bytes()[:2] == b"\x30\x80", "expected indefinite-length BER"
     assert proc.returncode == 0, proc.stderr
     chain = write(tmp_path / "chain.pem", pki_files["issuing"].read_bytes() + pki_files["root"].read_bytes())
     vargs = ["verify", str(sig), "--trust", str(chain)]
