@@ -13,10 +13,8 @@ from ca.db import Authority, CertificateRow
 from pkicore.errors import ErrorKind, PkiError
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def _utc(value: datetime) -> datetime:
     """SQLite hands datetimes back naive; they were stored as UTC."""
-    if value is None:
-        return None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
@@ -55,8 +53,9 @@ def _authority(row: Authority) -> AuthorityRecord:
 def _cert(row: CertificateRow) -> CertRecord:
     return CertRecord(
         row.serial, row.authority_id, row.state, row.profile, row.subject, row.requester, row.tbs_sha256,
-        _utc(row.not_before), _utc(row.not_after), _utc(row.created_at), _utc(row.issued_at), row.der,
-    )  # type: ignore[arg-type]
+        _utc(row.not_before), _utc(row.not_after), _utc(row.created_at),
+        _utc(row.issued_at) if row.issued_at else None, row.der,
+    )
 
 
 class Store:
