@@ -109,10 +109,13 @@ def verify_cmd(signature: str, content: str | None, trust: str | None, as_json: 
 @click.option("--workers", default=None, type=click.IntRange(1, 64), help="Default: one per core.")
 def serve_cmd(host: str, port: int, workers: int | None) -> None:
     """Run the HTTP API under gunicorn (production server)."""
-    from ca.db import make_engine, migrate
+    from ca.authority import CertificateAuthority
     from udun.server import serve
 
-    migrate(make_engine(settings()))
+    # Fail here, with one clear line, rather than in every worker after fork.
+    ca = CertificateAuthority.open(settings())
+    if not os.environ.get("UDUN_TRUST_FILE"):
+        ca.chain_der()   # NOT_INITIALISED: run `udun ca init` or set UDUN_TRUST_FILE
     info(f"udun API on http://{host}:{port}  (POST /api/v1/verify, GET /healthz)")
     serve(host, port, workers)
 
