@@ -1,0 +1,106 @@
+"""In-process figures: token signing (udun vs raw python-pkcs11), CMS verify, issuance."""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable
+
+from bench.measure import Tally, batch_for, interleaved, log, timed
+
+# DER DigestInfo prefix for SHA-256 (RFC 8017 §9.2 note 1), what CKM_RSA_PKCS signs raw.
+SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
+
+Figure = tuple[str, float, str]
+
+
+def _check_signature(public_key_der: bytes, signature: bytes, payload: bytes, rsa: bool) -> None:
+    """Both paths must produce a signature that verifies, or the rates mean nothing."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding
+
+    pub: Any = serialization.load_der_public_key(public_key_der)
+    if rsa:
+        pub.verify(signature, payload, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        pub.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+
+
+def token_sign(key: Any, name: str, payload: bytes, seconds_each: float, rounds: int) -> list[Figure]:
+    """Signatures/s: pkicore.algorithms.sign through TokenKey vs private.sign on the same key.
+
+    The raw call gets a precomputed digest (or DigestInfo||digest for RSA); udun's path
+    hashes the payload, checks the scheme and DER-encodes ECDSA signatures on top.
+    """
+    from pkcs11 import Mechanism
+    from pkcs11.util.ec import encode_ecdsa_signature
+
+    from pkicore.algorithms import KeyType, sign
+
+    rsa = key.key_type is not KeyType.EC_P256
+    private = key._private   # the python-pkcs11 object behind the seam, same session
+    digest = hashlib.sha256(payload).digest()
+
+    def udun() -> object:
+        return sign(key, payload)
+
+    raw: Callable[[], object]
+    if rsa:
+        block = SHA256_DIGEST_INFO + digest
+
+        def raw() -> object:
+            return private.sign(block, mechanism=Mechanism.RSA_PKCS)
+        raw_sig = bytes(private.sign(block, mechanism=Mechanism.RSA_PKCS))
+    else:
+        def raw() -> object:
+            return private.sign(digest, mechanism=Mechanism.ECDSA)
+        raw_sig = bytes(encode_ecdsa_signature(private.sign(digest, mechanism=Mechanism.ECDSA)))
+    _check_signature(key.public_key_der, sign(key, payload)[0], payload, rsa)
+    _check_signature(key.public_key_der, raw_sig, payload, rsa)
+
+    t = interleaved({"udun": udun, "raw": raw}, seconds_each, rounds)
+    u, r = t["udun"].rate, t["raw"].rate
+    log(f"{name}: udun {t['udun'].ops} sigs in {t['udun'].seconds:.1f}s, raw {t['raw'].ops} in {t['raw'].seconds:.1f}s")
+    return [
+        (f"token_sign_{name}_udun", u, "sig/s"),
+        (f"token_sign_{name}_raw", r, "sig/s"),
+        (f"token_sign_{name}_ratio", u / r if r else 0.0, "ratio"),
+    ]
+
+
+def cms_verify(chain_der: list[bytes], cms_der: bytes, seconds: float) -> list[Figure]:
+    """Verifications/s of one attached P-256 CMS by one Verifier, warm caches, one thread."""
+    from pkicore.cms_verify import Verifier
+    from pkicore.pathval import ChainValidator, TrustStore
+
+    verifier = Verifier(ChainValidator(TrustStore.from_certs(chain_der)))
+    first = verifier.verify(cms_der)   # validates the chain once; later calls hit the cache
+    if not first.passed:
+        raise RuntimeError(f"the sample payment does not verify: {first.status.value} "
+                           f"{first.sub_indication.value if first.sub_indication else ''} {first.message}")
+    bad = 0
+
+    def one() -> None:
+        nonlocal bad
+        if not verifier.verify(cms_der).passed:
+            bad += 1
+
+    tally = timed(one, seconds, batch_for(one))
+    if bad:
+        raise RuntimeError(f"{bad} of {tally.ops} verifications did not pass")
+    log(f"cms verify: {tally.ops} in {tally.seconds:.1f}s")
+    return [("cms_verify_inprocess", tally.rate, "verify/s")]
+
+
+def issuance(ca: Any, csr_der: bytes, seconds: float) -> list[Figure]:
+    """Certificates/s through ca.issue (policy, TBS, lint, intent row, token sign, store)."""
+    serials: set[str] = set()
+
+    def one() -> None:
+        serials.add(ca.issue(csr_der, "client", requester="bench").serial)
+
+    one()   # warm-up (imports, first statements prepared)
+    serials.clear()
+    tally: Tally = timed(one, seconds)
+    if len(serials) != tally.ops:
+        raise RuntimeError(f"{tally.ops} issuances gave only {len(serials)} distinct serials")
+    log(f"issuance: {tally.ops} certificates in {tally.seconds:.1f}s")
+    return [("issuance", tally.rate, "cert/s")]

@@ -1,0 +1,85 @@
+"""Set-up shared by the figures: a CA, client tokens with keys, an issued certificate and
+a signed payment, all in the temporary UDUN_HOME that bench/run.py made.
+
+Import this module only after UDUN_HOME is set: the PKCS#11 library reads SOFTHSM2_CONF
+once per process.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from asn1crypto import pem
+
+from bench.measure import log
+
+PIN = "123456"
+SO_PIN = "12345678"
+EC_TOKEN = "bench-ec"
+RSA_TOKEN = "bench-rsa"
+SUBJECT = "CN=张三,O=udun bench bank,C=CN"
+SAMPLE_TX = {
+    "version": 1, "tx_id": "TX-20261122-0001",
+    "payer": {"account": "6222020200112233445", "name": "张三"},
+    "payee": {"account": "6228480012345678901", "name": "李四", "bank": "中国农业银行"},
+    "amount": "1234.50", "currency": "CNY", "created_at": "2026-11-22T10:00:00Z", "memo": "房租",
+}
+
+
+@dataclass
+class Fixture:
+    """Everything the figures use; built once per run."""
+
+    settings: Any          # pkicore.config.Settings
+    ca: Any                # ca.authority.CertificateAuthority
+    ec_key: Any            # pkicore.token.TokenKey (P-256, client token)
+    rsa_key: Any           # pkicore.token.TokenKey (RSA-2048, client token)
+    csr_der: bytes         # PKCS#10 from the P-256 client token
+    chain_der: list[bytes]  # issuing CA, root
+    cms_der: bytes         # attached CAdES-BES over the sample payment, P-256
+    payload: bytes         # the payment's canonical bytes (what gets signed)
+
+
+def build() -> Fixture:
+    """CA, two client tokens, keys, certificate on the token, one signed payment.
+
+    Every token is created before any key is generated or opened: creating a token
+    re-initialises the PKCS#11 library, which invalidates open sessions and handles.
+    """
+    from ca.authority import CertificateAuthority
+    from pkicore import tx as txmod
+    from pkicore.algorithms import KeyType
+    from pkicore.config import load_settings
+    from signer import signing, tokens
+
+    settings = load_settings()
+    log(f"set-up in {settings.home}")
+    # Client tokens first; ca.init() then creates its two tokens before generating its
+    # keys, and no token is created after that.
+    tokens.init(settings, EC_TOKEN, PIN, SO_PIN)
+    tokens.init(settings, RSA_TOKEN, PIN, SO_PIN)
+    ca = CertificateAuthority.open(settings)
+    ca.init(KeyType.EC_P256, org="udun bench")
+    log("CA initialised (P-256 root and issuing CA on SoftHSM)")
+
+    ec_key = tokens.keygen(settings, EC_TOKEN, PIN, KeyType.EC_P256)
+    rsa_key = tokens.keygen(settings, RSA_TOKEN, PIN, KeyType.RSA_2048)
+    log("client keys generated (P-256, RSA-2048)")
+
+    csr_der = tokens.csr(settings, EC_TOKEN, PIN, SUBJECT)
+    rec = ca.issue(csr_der, "client", requester="bench")
+    if rec.der is None:
+        raise RuntimeError("the CA returned a certificate record without DER")
+    chain_der = ca.chain_der()
+    tokens.import_certificates(settings, EC_TOKEN, PIN,
+                               b"".join(pem.armor("CERTIFICATE", d) for d in [rec.der, *chain_der]))
+    tx = txmod.validate(json.loads(json.dumps(SAMPLE_TX)))
+    cms_der = signing.sign_transaction(settings, EC_TOKEN, PIN, tx)
+    log(f"certificate issued and imported; signed payment is {len(cms_der)} bytes")
+    # The same key objects are reused below; re-open them in case any step reset the
+    # library (a stale handle may name another object).
+    if getattr(ec_key, "stale", False) or getattr(rsa_key, "stale", False):
+        ec_key = tokens.signing_key(settings, EC_TOKEN, PIN)
+        rsa_key = tokens.signing_key(settings, RSA_TOKEN, PIN)
+    return Fixture(settings, ca, ec_key, rsa_key, csr_der, chain_der, cms_der, tx.canonical_bytes())

@@ -1,0 +1,188 @@
+"""udun benchmark: one run, one `name value unit` line per figure on stdout.
+
+Run by `make bench` as `.venv/bin/python bench/run.py`. Everything is set up in a fresh
+temporary UDUN_HOME (SoftHSM tokens, SQLite database, CA) that is removed at the end,
+together with the server, even on error. Progress goes to stderr. If a figure fails, the
+reason goes to stderr, the other figures still run, and the exit code is 1.
+
+Figures (2 cores: about two minutes in all; --scale multiplies every duration):
+
+cpu_count                      cores the machine has (the server runs one worker per core)
+token_sign_ec_p256_udun        sig/s through udun's signer: pkicore.algorithms.sign() on a
+                               pkicore.token.TokenKey (SHA-256 on the host, scheme check,
+                               C_Sign with CKM_ECDSA, r||s -> DER), one session, one thread;
+                               15 s per path in 10 alternating rounds, so noise hits both
+token_sign_ec_p256_raw         sig/s of the bare python-pkcs11 call private.sign(digest,
+                               mechanism=ECDSA) on the same key object in the same session
+token_sign_ec_p256_ratio       udun / raw: the cost of udun's seam (1.0 = none)
+token_sign_rsa2048_{udun,raw,ratio}
+                               the same for RSA-2048 (raw: CKM_RSA_PKCS over
+                               DigestInfo||SHA-256 digest)
+cms_verify_inprocess           verify/s of one attached P-256 CAdES-BES payment by
+                               pkicore.cms_verify.Verifier with a ChainValidator, one
+                               thread, warm caches (the chain is validated on the first
+                               call), 10 s
+issuance                       cert/s through ca.issue() on one CSR (policy and PoP check,
+                               TBS, lint, intent row, sign on the CA token, store), SQLite,
+                               5 s
+http_verify_c8                 req/s answered 200 with status TOTAL_PASSED by `udun serve`
+                               (gunicorn, one worker per core) when 8 keep-alive clients
+                               POST the same payment to /api/v1/verify over loopback:
+                               5 runs of 2 s, each with fresh connections (gunicorn keeps a
+                               keep-alive connection on the worker that accepted it, and
+                               often one worker takes all 8: one run measures one placement,
+                               the sum averages over placements), after a 3 s warm-up; load
+                               from wrk (one thread) if available, else Python threads
+http_verify_c8_errors          responses that were not 200/TOTAL_PASSED plus socket errors
+                               during that run (should be 0)
+
+Ratios matter more than absolute numbers: the machine is shared and noisy.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.measure import log  # noqa: E402  (needs ROOT on sys.path; imports no udun code)
+
+Figure = tuple[str, float, str]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _format(value: float, unit: str) -> str:
+    if unit in ("count", "cores"):
+        return str(int(round(value)))
+    if unit == "ratio":
+        return f"{value:.3f}"
+    return f"{value:.1f}"
+
+
+class Report:
+    """Prints figures to the real stdout as they come, remembers failures."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.failed: list[str] = []
+
+    def emit(self, figures: list[Figure]) -> None:
+        for name, value, unit in figures:
+            self.out.write(f"{name} {_format(value, unit)} {unit}\n")
+        self.out.flush()
+
+    def run(self, what: str, fn: Callable[[], list[Figure]]) -> None:
+        log(f"measuring {what}")
+        t0 = time.monotonic()
+        try:
+            self.emit(fn())
+        except Exception as e:
+            self.failed.append(what)
+            log(f"FAILED {what}: {type(e).__name__}: {e}")
+            traceback.print_exc(file=sys.stderr)
+        log(f"{what} took {time.monotonic() - t0:.1f}s")
+
+
+def _isolate_stdout() -> TextIO:
+    """Keep the real stdout for figures; everything else that writes to fd 1 (libraries,
+    child processes) goes to stderr instead."""
+    sys.stdout.flush()
+    real = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return real
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="udun benchmarks (figures on stdout)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every measuring time (default 1)")
+    p.add_argument("--no-wrk", action="store_true", help="use the Python load generator for HTTP")
+    p.add_argument("--keep", action="store_true", help="keep the temporary UDUN_HOME")
+    return p.parse_args(argv)
+
+
+def _measure(report: Report, fx: Any, work: Path, args: argparse.Namespace) -> None:
+    from bench import figures, http_load
+
+    s = args.scale
+    report.run("token signing, EC P-256",
+               lambda: figures.token_sign(fx.ec_key, "ec_p256", fx.payload, 15 * s, 10))
+    report.run("token signing, RSA-2048",
+               lambda: figures.token_sign(fx.rsa_key, "rsa2048", fx.payload, 15 * s, 10))
+    report.run("in-process CMS verify",
+               lambda: figures.cms_verify(fx.chain_der, fx.cms_der, 10 * s))
+    report.run("issuance", lambda: figures.issuance(fx.ca, fx.csr_der, 5 * s))
+    # Last: the server gets both cores while this process only waits for wrk.
+    report.run("HTTP verify, 8 clients",
+               lambda: http_load.http_verify(work, fx.cms_der, 8, 10 * s, 3 * s,
+                                             use_wrk=not args.no_wrk, segments=5))
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so that the server is stopped and the home removed."""
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    out = _isolate_stdout()
+    report = Report(out)
+    started = time.monotonic()
+    home = Path(tempfile.mkdtemp(prefix="udun-bench-"))
+    # Before any udun import: the token library reads SOFTHSM2_CONF (derived from
+    # UDUN_HOME) once per process, and the certificates carry UDUN_BASE_URL.
+    os.environ["UDUN_HOME"] = str(home / "home")
+    os.environ["UDUN_BASE_URL"] = f"http://127.0.0.1:{_free_port()}"
+    for var in ("UDUN_DATABASE_URL", "UDUN_CA_PIN", "UDUN_SO_PIN", "UDUN_PKCS11_MODULE", "UDUN_TRUST_FILE",
+                "UDUN_CA_TOKEN", "UDUN_ROOT_TOKEN", "SOFTHSM2_CONF"):
+        os.environ.pop(var, None)
+    work = home / "work"
+    work.mkdir(parents=True)
+    token_mod: Any = None
+    try:
+        report.emit([("cpu_count", float(os.cpu_count() or 1), "cores")])
+        load1 = os.getloadavg()[0]
+        log(f"load average {load1:.2f}" + (" (the machine is busy: figures will be low and noisy)"
+                                            if load1 > 0.5 else ""))
+        from bench import fixture
+        from pkicore import token as token_mod
+
+        try:
+            fx = fixture.build()
+        except Exception as e:
+            log(f"FAILED set-up: {type(e).__name__}: {e}")
+            traceback.print_exc(file=sys.stderr)
+            report.failed.append("set-up")
+        else:
+            _measure(report, fx, work, args)
+    finally:
+        if token_mod is not None:
+            token_mod.close_all()
+        if args.keep:
+            log(f"kept {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+    log(f"done in {time.monotonic() - started:.0f}s"
+        + (f"; FAILED: {', '.join(report.failed)}" if report.failed else ""))
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
