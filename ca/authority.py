@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from asn1crypto import x509
+from cryptography import x509 as cx509
 
 from ca import policy, profiles
 from ca.db import make_engine, migrate
@@ -18,7 +18,8 @@ from pkicore.algorithms import KeyType, default_scheme
 from pkicore.clock import Clock, system_clock
 from pkicore.config import Settings
 from pkicore.errors import ErrorKind, PkiError
-from pkicore.x509build import build_tbs, key_identifier, parse_name, sign_tbs
+from pkicore.x509build import (assemble_tbs, build_tbs, encode_extensions, ext, key_identifier, parse_name,
+                               sign_tbs)
 
 ROOT_YEARS = 10
 ISSUING_YEARS = 5
@@ -50,6 +51,10 @@ def ca_pin(settings: Settings, create: bool = False) -> str:
     return pin
 
 
+def _subject_text(cert_der: bytes) -> str:
+    return cx509.load_der_x509_certificate(cert_der).subject.rfc4514_string()
+
+
 @dataclass(frozen=True)
 class InitResult:
     root: AuthorityRecord
@@ -64,6 +69,9 @@ class CertificateAuthority:
         self.store = store
         self.clock = clock
         self._issuer: Issuer | None = None
+        self._issuer_until: datetime | None = None
+        self._authorities: dict[str, AuthorityRecord] = {}
+        self._extensions: dict[tuple[str, bytes], list[bytes]] = {}
 
     @classmethod
     def open(cls, settings: Settings, clock: Clock = system_clock, *, migrate_schema: bool = True) -> "CertificateAuthority":
@@ -103,9 +111,10 @@ class CertificateAuthority:
         root_key = self._token_key(self.settings.root_token, pin, key_type, "udun root CA")
         root_name = parse_name(f"CN={root_cn},O={org}")
         root_ski = key_identifier(root_key.public_key_der)
+        root_until = now + timedelta(days=365 * ROOT_YEARS + 2)
         root_tbs = build_tbs(
             serial=new_serial(), issuer=root_name, subject=root_name, public_key_der=root_key.public_key_der,
-            not_before=now - BACKDATE, not_after=now + timedelta(days=365 * ROOT_YEARS + 2),
+            not_before=now - BACKDATE, not_after=root_until,
             scheme=scheme, extensions=profiles.root_extensions(root_ski),
         )
         root_der = sign_tbs(root_key, root_tbs, scheme)
@@ -113,69 +122,88 @@ class CertificateAuthority:
         ca_key = self._token_key(self.settings.ca_token, pin, key_type, "udun issuing CA")
         ca_name = parse_name(f"CN={issuing_cn},O={org}")
         ca_ski = key_identifier(ca_key.public_key_der)
+        ca_until = now + timedelta(days=365 * ISSUING_YEARS + 1)
         ca_tbs = build_tbs(
             serial=new_serial(), issuer=root_name, subject=ca_name, public_key_der=ca_key.public_key_der,
-            not_before=now - BACKDATE, not_after=now + timedelta(days=365 * ISSUING_YEARS + 1),
+            not_before=now - BACKDATE, not_after=ca_until,
             scheme=scheme, extensions=profiles.issuing_ca_extensions(self.settings, ca_ski, root_ski),
         )
         ca_der = sign_tbs(root_key, ca_tbs, scheme)
 
         root = self.store.add_authority("root", self.settings.root_token, root_key.key_id, key_type.value,
-                                        x509.Certificate.load(root_der).subject.human_friendly, root_der,
-                                        root_tbs["validity"]["not_after"].native, now)
+                                        _subject_text(root_der), root_der,
+                                        root_until, now)
         issuing = self.store.add_authority("issuing", self.settings.ca_token, ca_key.key_id, key_type.value,
-                                           x509.Certificate.load(ca_der).subject.human_friendly, ca_der,
-                                           ca_tbs["validity"]["not_after"].native, now)
+                                           _subject_text(ca_der), ca_der,
+                                           ca_until, now)
         return InitResult(root, issuing)
 
     # --- issuance ---------------------------------------------------------------
 
     def _authority(self, name: str) -> AuthorityRecord:
-        rec = self.store.authority(name)
+        """An authority row; cached once found (they never change after `ca init`)."""
+        rec = self._authorities.get(name)
         if rec is None:
-            raise PkiError(ErrorKind.NOT_INITIALISED, "the CA is not initialised: run `udun ca init`")
+            rec = self.store.authority(name)
+            if rec is None:
+                raise PkiError(ErrorKind.NOT_INITIALISED, "the CA is not initialised: run `udun ca init`")
+            self._authorities[name] = rec
         return rec
 
     def issuer(self) -> Issuer:
-        """The issuing CA key, logged in once per process."""
+        """The issuing CA key, logged in once per process (again after a token reset)."""
         if self._issuer is None or getattr(self._issuer.key, "stale", False):
             rec = self._authority("issuing")
             s = token.session(self.settings, rec.token_label, ca_pin(self.settings))
             self._issuer = Issuer(token.load_key(s, key_id=rec.key_id), rec.cert_der)
         return self._issuer
 
+    def _profile_extensions(self, prof: profiles.Profile, issuer: Issuer) -> list[bytes]:
+        """The extensions every certificate of a profile shares, as DER (computed once)."""
+        key = (prof.name, issuer.cert.key_identifier)
+        cached = self._extensions.get(key)
+        if cached is None:
+            shared = [e for e in profiles.client_extensions(self.settings, prof, b"", issuer.cert.key_identifier)
+                      if e["extn_id"] != "key_identifier"]
+            cached = self._extensions[key] = encode_extensions(shared)
+        return cached
+
     def prepare(self, csr_der: bytes, profile_name: str = "client") -> tuple[Prepared, policy.CheckedRequest]:
         """Policy and profile: everything up to the TBS certificate, no signing."""
         checked = policy.check_csr(csr_der)
         prof = profiles.profile(profile_name, self.settings)
         issuer = self.issuer()
-        ca_cert = issuer.cert
         now = self.clock().replace(microsecond=0)
-        ca_not_after = ca_cert["tbs_certificate"]["validity"]["not_after"].native
         not_before = now - BACKDATE
-        not_after = min(now + prof.validity, ca_not_after)
+        not_after = min(now + prof.validity, self._issuer_not_after(issuer))
         if not_after <= now:
             raise PkiError(ErrorKind.POLICY, "the issuing CA certificate has expired")
         serial = new_serial()
-        tbs = build_tbs(
-            serial=serial, issuer=ca_cert.subject, subject=checked.subject,
-            public_key_der=checked.public_key_der, not_before=not_before, not_after=not_after,
-            scheme=issuer.scheme,
-            extensions=profiles.client_extensions(self.settings, prof, key_identifier(checked.public_key_der),
-                                                  ca_cert.key_identifier),
+        ski = encode_extensions([ext("key_identifier", key_identifier(checked.public_key_der))])
+        tbs = assemble_tbs(
+            serial=serial, scheme=issuer.scheme, issuer_der=issuer.cert.subject.dump(),
+            subject_der=checked.subject.dump(), public_key_der=checked.public_key_der,
+            not_before=not_before, not_after=not_after,
+            extensions_der=self._profile_extensions(prof, issuer) + ski,
         )
-        lint(tbs, ca_cert)
+        lint(tbs, issuer.cert)
         return Prepared(tbs, serial, not_before, not_after), checked
+
+    def _issuer_not_after(self, issuer: Issuer) -> datetime:
+        if self._issuer_until is None:
+            self._issuer_until = issuer.cert["tbs_certificate"]["validity"]["not_after"].native
+        return self._issuer_until
 
     def issue(self, csr_der: bytes, profile_name: str = "client", requester: str = "cli") -> CertRecord:
         """Two-phase issuance: record the intent, then sign once, then store the result."""
         issuing = self._authority("issuing")
         for _ in range(SERIAL_ATTEMPTS):
             prepared, checked = self.prepare(csr_der, profile_name)
+            created = self.clock()
             if self.store.record_intent(
                 serial=prepared.serial_hex, authority_id=issuing.id, profile=profile_name,
                 subject=checked.subject_text, requester=requester, tbs_sha256=prepared.tbs_sha256,
-                not_before=prepared.not_before, not_after=prepared.not_after, now=self.clock(),
+                not_before=prepared.not_before, not_after=prepared.not_after, now=created,
             ):
                 break
         else:
@@ -185,10 +213,14 @@ class CertificateAuthority:
         except Exception:
             self.store.record_failed(prepared.serial_hex)
             raise
-        self.store.record_issued(prepared.serial_hex, der, hashlib.sha256(der).hexdigest(), self.clock())
-        rec = self.store.certificate(prepared.serial_hex)
-        assert rec is not None
-        return rec
+        issued = self.clock()
+        self.store.record_issued(prepared.serial_hex, der, hashlib.sha256(der).hexdigest(), issued)
+        return CertRecord(
+            serial=prepared.serial_hex, authority_id=issuing.id, state="issued", profile=profile_name,
+            subject=checked.subject_text, requester=requester, tbs_sha256=prepared.tbs_sha256,
+            not_before=prepared.not_before, not_after=prepared.not_after, created_at=created,
+            issued_at=issued, der=der,
+        )
 
     # --- reading ----------------------------------------------------------------
 

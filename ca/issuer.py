@@ -11,12 +11,14 @@ from pkicore.algorithms import RawSigner, SigScheme, default_scheme
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.x509build import sign_tbs
 
+_SIGNATURE_ALGORITHMS = ("sha256_ecdsa", "sha256_rsa", "rsassa_pss")
+
 
 @dataclass(frozen=True)
 class Prepared:
-    """A TBS certificate waiting to be signed, with the facts the store records."""
+    """A TBS certificate (DER) waiting to be signed, with the facts the store records."""
 
-    tbs: x509.TbsCertificate
+    tbs: bytes
     serial: int
     not_before: datetime
     not_after: datetime
@@ -27,30 +29,45 @@ class Prepared:
 
     @property
     def tbs_sha256(self) -> str:
-        return hashlib.sha256(self.tbs.dump()).hexdigest()
+        return hashlib.sha256(self.tbs).hexdigest()
 
 
-def lint(tbs: x509.TbsCertificate, issuer_cert: x509.Certificate) -> None:
-    """Cheap pre-signing checks (RFC 5280); pkilint runs in the test suite on top."""
-    serial = tbs["serial_number"].native
-    if serial <= 0 or len(tbs["serial_number"].contents) > 20:
-        raise PkiError(ErrorKind.INTERNAL, "lint: serial must be positive and at most 20 octets (§4.1.2.2)")
-    validity = tbs["validity"]
-    nb, na = validity["not_before"].native, validity["not_after"].native
+def lint(tbs_der: bytes, issuer_cert: x509.Certificate) -> None:
+    """Pre-signing checks on the bytes about to be signed (RFC 5280); pkilint runs in tests."""
+    def bad(why: str) -> PkiError:
+        return PkiError(ErrorKind.INTERNAL, f"lint: {why}")
+
+    try:
+        tbs = x509.TbsCertificate.load(tbs_der, strict=True)
+        serial = tbs["serial_number"].native
+        serial_octets = len(tbs["serial_number"].contents)
+        validity = tbs["validity"]
+        nb, na = validity["not_before"].native, validity["not_after"].native
+        issuer_der = tbs["issuer"].dump()
+        exts = tbs["extensions"]
+        ids = [e["extn_id"].dotted for e in exts]
+        aki = next((e["extn_value"].parsed for e in exts if e["extn_id"].native == "authority_key_identifier"), None)
+        algorithm = tbs["signature"]["algorithm"].native
+    except PkiError:
+        raise
+    except Exception as e:  # the assembler produced something asn1crypto cannot read
+        raise bad(f"the TBS certificate does not parse ({e})") from e
+    if tbs["version"].native != "v3":
+        raise bad("version must be v3")
+    if serial <= 0 or serial_octets > 20:
+        raise bad("serial must be positive and at most 20 octets (§4.1.2.2)")
     if not nb < na:
-        raise PkiError(ErrorKind.INTERNAL, "lint: notBefore must precede notAfter")
-    if tbs["issuer"] != issuer_cert.subject:
-        raise PkiError(ErrorKind.INTERNAL, "lint: issuer name differs from the CA subject (§4.1.2.4)")
+        raise bad("notBefore must precede notAfter")
+    if issuer_der != issuer_cert.subject.dump():
+        raise bad("issuer name differs from the CA subject (§4.1.2.4)")
     if na > issuer_cert["tbs_certificate"]["validity"]["not_after"].native:
-        raise PkiError(ErrorKind.INTERNAL, "lint: validity outlasts the issuing CA")
-    ids = [e["extn_id"].dotted for e in tbs["extensions"]]
+        raise bad("validity outlasts the issuing CA")
     if len(ids) != len(set(ids)):
-        raise PkiError(ErrorKind.INTERNAL, "lint: duplicate extension (§4.2)")
-    aki = next((e["extn_value"].parsed for e in tbs["extensions"] if e["extn_id"].native == "authority_key_identifier"), None)
+        raise bad("duplicate extension (§4.2)")
     if aki is None or aki["key_identifier"].native != issuer_cert.key_identifier:
-        raise PkiError(ErrorKind.INTERNAL, "lint: AKI must match the issuer's SKI (§4.2.1.1)")
-    if tbs["signature"]["algorithm"].native not in ("sha256_ecdsa", "sha256_rsa", "rsassa_pss"):
-        raise PkiError(ErrorKind.INTERNAL, "lint: unexpected signature algorithm")
+        raise bad("AKI must match the issuer's SKI (§4.2.1.1)")
+    if algorithm not in _SIGNATURE_ALGORITHMS:
+        raise bad("unexpected signature algorithm")
 
 
 class Issuer:

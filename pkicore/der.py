@@ -12,6 +12,7 @@ from typing import NamedTuple
 SEQUENCE = 0x30
 SET = 0x31
 INTEGER = 0x02
+BIT_STRING = 0x03
 OCTET_STRING = 0x04
 NULL = 0x05
 OID = 0x06

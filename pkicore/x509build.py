@@ -16,6 +16,7 @@ from cryptography import x509 as cx509
 
 from pkicore import oids  # noqa: F401  (registers documentSigning, signingCertificateV2)
 from pkicore.algorithms import RawSigner, SigScheme, default_scheme, sign, signature_algorithm
+from pkicore.der import BIT_STRING, GENERALIZED_TIME, INTEGER, SEQUENCE, UTC_TIME, tlv_header
 from pkicore.errors import ErrorKind, PkiError
 
 # RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050 on.
@@ -73,6 +74,55 @@ def authority_info_access(ocsp_url: str | None, ca_issuers_url: str | None) -> d
     return ext("authority_information_access", entries)
 
 
+def _integer(n: int) -> bytes:
+    """DER INTEGER (X.690 §8.3): minimal two's complement."""
+    body = n.to_bytes(n.bit_length() // 8 + 1, "big", signed=True)
+    return tlv_header(INTEGER, len(body)) + body
+
+
+def _time(moment: datetime) -> bytes:
+    """RFC 5280 §4.1.2.5 Time: UTCTime through 2049, GeneralizedTime after, 'Z', seconds."""
+    moment = moment.astimezone(timezone.utc)
+    if moment >= _GENERALIZED_FROM:
+        text = moment.strftime("%Y%m%d%H%M%SZ").encode()
+        return tlv_header(GENERALIZED_TIME, len(text)) + text
+    text = moment.strftime("%y%m%d%H%M%SZ").encode()
+    return tlv_header(UTC_TIME, len(text)) + text
+
+
+def _seq(*parts: bytes, tag: int = SEQUENCE) -> bytes:
+    body = b"".join(parts)
+    return tlv_header(tag, len(body)) + body
+
+
+_V3 = _seq(_integer(2), tag=0xA0)   # [0] EXPLICIT Version v3
+
+
+def encode_extensions(extensions: list[dict[str, Any]]) -> list[bytes]:
+    """Each Extension as DER (asn1crypto knows the value types)."""
+    return [x509.Extension(e).dump() for e in extensions]
+
+
+def assemble_tbs(*, serial: int, scheme: SigScheme, issuer_der: bytes, subject_der: bytes,
+                 public_key_der: bytes, not_before: datetime, not_after: datetime,
+                 extensions_der: list[bytes]) -> bytes:
+    """A v3 TBSCertificate (RFC 5280 §4.1) from DER parts.
+
+    Issuance assembles bytes rather than asn1crypto objects: building the object tree
+    costs ~2 ms a certificate, joining cached parts a few µs.
+    """
+    return _seq(
+        _V3,
+        _integer(serial),
+        signature_algorithm(scheme).dump(),
+        issuer_der,
+        _seq(_time(not_before), _time(not_after)),
+        subject_der,
+        public_key_der,
+        _seq(_seq(*extensions_der), tag=0xA3),   # [3] EXPLICIT Extensions
+    )
+
+
 def build_tbs(
     *,
     serial: int,
@@ -83,28 +133,18 @@ def build_tbs(
     not_after: datetime,
     scheme: SigScheme,
     extensions: list[dict[str, Any]],
-) -> x509.TbsCertificate:
-    """A v3 TBSCertificate ready for signing."""
-    return x509.TbsCertificate({
-        "version": "v3",
-        "serial_number": serial,
-        "signature": signature_algorithm(scheme),
-        "issuer": issuer,
-        "validity": {"not_before": x509_time(not_before), "not_after": x509_time(not_after)},
-        "subject": subject,
-        "subject_public_key_info": asn1keys.PublicKeyInfo.load(public_key_der),
-        "extensions": extensions,
-    })
+) -> bytes:
+    """A v3 TBSCertificate (DER) ready for signing."""
+    return assemble_tbs(serial=serial, scheme=scheme, issuer_der=issuer.dump(), subject_der=subject.dump(),
+                        public_key_der=public_key_der, not_before=not_before, not_after=not_after,
+                        extensions_der=encode_extensions(extensions))
 
 
-def sign_tbs(signer: RawSigner, tbs: x509.TbsCertificate, scheme: SigScheme) -> bytes:
-    """Sign a TBSCertificate; the result is the certificate's DER."""
-    signature, _ = sign(signer, tbs.dump(), scheme)
-    return x509.Certificate({
-        "tbs_certificate": tbs,
-        "signature_algorithm": signature_algorithm(scheme),
-        "signature_value": signature,
-    }).dump()
+def sign_tbs(signer: RawSigner, tbs: bytes, scheme: SigScheme) -> bytes:
+    """Sign a TBSCertificate; the result is the certificate's DER (RFC 5280 §4.1.1)."""
+    signature, _ = sign(signer, tbs, scheme)
+    bits = b"\x00" + signature                        # BIT STRING, no unused bits
+    return _seq(tbs, signature_algorithm(scheme).dump(), tlv_header(BIT_STRING, len(bits)) + bits)
 
 
 def build_csr(signer: RawSigner, subject: x509.Name, scheme: SigScheme | None = None) -> bytes:

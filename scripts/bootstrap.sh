@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(softhsm2 opensc libengine-pkcs11-openssl openssl curl)
+APT_PACKAGES=(softhsm2 opensc libengine-pkcs11-openssl openssl curl wrk)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -23,13 +23,18 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return create_app()
 
 
-def serve(host: str, port: int, workers: int | None = None, threads: int = 4) -> None:
-    """Run until SIGTERM/SIGINT. `preload_app` stays off (PKCS#11 after fork)."""
+def serve(host: str, port: int, workers: int | None = None) -> None:
+    """Run until SIGTERM/SIGINT. `preload_app` stays off (PKCS#11 after fork).
+
+    Sync workers: verification is CPU-bound, so threads buy nothing under the GIL, and
+    gthread pins each keep-alive connection to the worker that accepted it, which left
+    one core idle in `make bench` (about 1,000 against 2,000 requests/s). Put a reverse
+    proxy in front for slow clients and keep-alive.
+    """
     _Gunicorn({
         "bind": f"{host}:{port}",
         "workers": workers or os.cpu_count() or 1,
-        "worker_class": "gthread",
-        "threads": threads,
+        "worker_class": "sync",
         "preload_app": False,
         "accesslog": None,
         "errorlog": "-",
