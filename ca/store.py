@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import cast
 from datetime import datetime, timezone
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -92,17 +92,22 @@ class Store:
     # Issuance writes go through SQLAlchemy Core: the ORM's unit of work costs more than
     # the token signature on this path (make bench: issuance).
     _certs = cast(Table, CertificateRow.__table__)
+    _insert_intent = insert(_certs)
+    _mark_issued = (update(_certs)
+                    .where(_certs.c.serial == bindparam("b_serial"), _certs.c.state == "pending")
+                    .values(state="issued", der=bindparam("der"), cert_sha256=bindparam("cert_sha256"),
+                            issued_at=bindparam("issued_at")))
 
     def record_intent(self, *, serial: str, authority_id: int, profile: str, subject: str, requester: str,
                       tbs_sha256: str, not_before: datetime, not_after: datetime, now: datetime) -> bool:
         """Phase one: remember the serial and TBS hash. False if the serial was taken."""
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(self._certs).values(
-                    serial=serial, authority_id=authority_id, state="pending", profile=profile,
-                    subject=subject, requester=requester, tbs_sha256=tbs_sha256,
-                    not_before=not_before, not_after=not_after, created_at=now,
-                ))
+                conn.execute(self._insert_intent, {
+                    "serial": serial, "authority_id": authority_id, "state": "pending", "profile": profile,
+                    "subject": subject, "requester": requester, "tbs_sha256": tbs_sha256,
+                    "not_before": not_before, "not_after": not_after, "created_at": now,
+                })
         except IntegrityError:
             return False
         return True
@@ -110,11 +115,8 @@ class Store:
     def record_issued(self, serial: str, der: bytes, cert_sha256: str, now: datetime) -> None:
         """Phase two: the signed certificate."""
         with self.engine.begin() as conn:
-            done = conn.execute(
-                update(self._certs)
-                .where(self._certs.c.serial == serial, self._certs.c.state == "pending")
-                .values(state="issued", der=der, cert_sha256=cert_sha256, issued_at=now)
-            )
+            done = conn.execute(self._mark_issued, {"b_serial": serial, "der": der, "cert_sha256": cert_sha256,
+                                                    "issued_at": now})
             if done.rowcount != 1:
                 raise PkiError(ErrorKind.INTERNAL, f"serial {serial} was not pending")
 
