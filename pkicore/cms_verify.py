@@ -11,7 +11,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from asn1crypto import algos, x509
@@ -27,7 +27,8 @@ from pkicore.cms_view import (DIGESTS, ID_CMS_ALGORITHM_PROTECTION, ID_CONTENT_T
                               SignerView, view)
 from pkicore.der import DerError
 from pkicore.errors import PkiError
-from pkicore.pathval import ChainValidator
+from pkicore.clock import Clock, system_clock
+from pkicore.pathval import ChainValidator, PathCert, check_period
 from pkicore.report import Check, Report, Sub, conclude
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -50,6 +51,7 @@ class SignerCert:
     ski: bytes | None
     key_usage: frozenset[str]
     ext_key_usage: frozenset[str] | None
+    period: PathCert
 
 
 def _parse_cert(der_bytes: bytes) -> SignerCert:
@@ -76,13 +78,14 @@ def _parse_cert(der_bytes: bytes) -> SignerCert:
         ski=asn1.key_identifier,
         key_usage=frozenset(ku.native) if ku is not None else frozenset(),
         ext_key_usage=frozenset(eku.native) if eku is not None else None,
+        period=PathCert(c.subject.rfc4514_string(), c.not_valid_before_utc, c.not_valid_after_utc),
     )
 
 
 class _CertCache:
     """Parsed certificates by DER (bounded, least recently used out)."""
 
-    def __init__(self, size: int = 10_000) -> None:
+    def __init__(self, size: int = 4096) -> None:   # signer certificates <= 16 KiB each
         self._items: OrderedDict[bytes, SignerCert] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
@@ -100,38 +103,90 @@ class _CertCache:
         return parsed
 
 
-def _verify_signature(cert: SignerCert, s: SignerView, digest_name: str, data: bytes) -> str | None:
-    """None when the signature verifies, else why not."""
+_NULL = b"\x05\x00"
+
+
+def _params_absent_or_null(params: bytes | None) -> bool:
+    return params is None or params == _NULL
+
+
+@dataclass(frozen=True)
+class _CertId:
+    """What a SignerIdentifier can name a certificate by."""
+
+    serial: int
+    issuer_der: bytes
+    ski: bytes | None
+
+
+class _IdCache:
+    """Identifiers of every certificate seen, by the certificate's SHA-256: any request may
+    carry certificates, so only small tuples are kept, never the certificates."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self._items: OrderedDict[bytes, _CertId] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, der_bytes: bytes) -> _CertId:
+        key = hashlib.sha256(der_bytes).digest()
+        with self._lock:
+            hit = self._items.get(key)
+        if hit is not None:
+            return hit
+        cert = x509.Certificate.load(der_bytes)      # lazy: only the fields read are parsed
+        ident = _CertId(cert.serial_number, cert["tbs_certificate"]["issuer"].dump(), cert.key_identifier)
+        with self._lock:
+            self._items[key] = ident
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return ident
+
+
+def _verify_signature(cert: SignerCert, s: SignerView, digest_name: str,
+                      data: bytes) -> tuple[str, Sub] | None:
+    """None when the signature verifies, else (why, sub-indication)."""
     known = SIGNATURES.get(s.signature_oid)
     if known is None:
-        return "unsupported signature algorithm"
+        return "unsupported signature algorithm", Sub.CRYPTO_CONSTRAINTS_FAILURE
     kind, implied = known
+    if implied is not None and implied != digest_name:
+        # RFC 5754 §3: the signature's hash is the SignerInfo's digest algorithm.
+        return f"signature hash {implied} differs from digestAlgorithm {digest_name}", Sub.FORMAT_FAILURE
     key = cert.public_key
     try:
         if kind == "ecdsa":
+            if s.signature_params is not None:                       # RFC 5758 §3.2: absent
+                return "ECDSA algorithm identifier with parameters", Sub.FORMAT_FAILURE
             if not isinstance(key, ec.EllipticCurvePublicKey):
-                return "ECDSA signature but the certificate holds no EC key"
-            key.verify(s.signature, data, ec.ECDSA(_HASHES[implied or digest_name]()))
+                return "ECDSA signature but the certificate holds no EC key", Sub.SIG_CRYPTO_FAILURE
+            key.verify(s.signature, data, ec.ECDSA(_HASHES[digest_name]()))
         elif kind == "pkcs1":
+            if not _params_absent_or_null(s.signature_params):       # RFC 4055 §5: NULL
+                return "RSA algorithm identifier with parameters", Sub.FORMAT_FAILURE
             if not isinstance(key, rsa.RSAPublicKey):
-                return "RSA signature but the certificate holds no RSA key"
-            key.verify(s.signature, data, padding.PKCS1v15(), _HASHES[implied or digest_name]())
+                return "RSA signature but the certificate holds no RSA key", Sub.SIG_CRYPTO_FAILURE
+            key.verify(s.signature, data, padding.PKCS1v15(), _HASHES[digest_name]())
         else:
             if not isinstance(key, rsa.RSAPublicKey):
-                return "RSA-PSS signature but the certificate holds no RSA key"
+                return "RSA-PSS signature but the certificate holds no RSA key", Sub.SIG_CRYPTO_FAILURE
             if s.signature_params is None:
-                return "RSA-PSS without parameters"
-            params = algos.RSASSAPSSParams.load(s.signature_params)
+                return "RSA-PSS without parameters", Sub.FORMAT_FAILURE
+            params = algos.RSASSAPSSParams.load(s.signature_params, strict=True)
             hname = params["hash_algorithm"]["algorithm"].native
-            mgf_hash = params["mask_gen_algorithm"]["parameters"]["algorithm"].native
-            if hname not in _HASHES or mgf_hash not in _HASHES:
-                return f"unsupported PSS hash {hname}/{mgf_hash}"
-            pss = padding.PSS(mgf=padding.MGF1(_HASHES[mgf_hash]()), salt_length=params["salt_length"].native)
+            mgf = params["mask_gen_algorithm"]
+            mgf_hash = mgf["parameters"]["algorithm"].native
+            salt = params["salt_length"].native
+            if mgf["algorithm"].native != "mgf1" or hname not in _HASHES or mgf_hash not in _HASHES:
+                return f"unsupported PSS parameters {hname}/{mgf_hash}", Sub.CRYPTO_CONSTRAINTS_FAILURE
+            if params["trailer_field"].native != "trailer_field_bc" or not 0 <= salt <= 512:
+                return "malformed PSS parameters (RFC 4055 §3.1)", Sub.FORMAT_FAILURE
+            pss = padding.PSS(mgf=padding.MGF1(_HASHES[mgf_hash]()), salt_length=salt)
             key.verify(s.signature, data, pss, _HASHES[hname]())
     except InvalidSignature:
-        return "the signature does not verify with the signer's public key"
-    except (KeyError, ValueError, TypeError) as e:
-        return f"malformed signature or parameters ({type(e).__name__})"
+        return "the signature does not verify with the signer's public key", Sub.SIG_CRYPTO_FAILURE
+    except (KeyError, ValueError, TypeError, OverflowError) as e:
+        return f"malformed signature or parameters ({type(e).__name__})", Sub.FORMAT_FAILURE
     return None
 
 
@@ -149,11 +204,25 @@ class _Checks:
 
 
 class Verifier:
-    """Verifies signed payments against one set of trust anchors."""
+    """Verifies signed payments against one set of trust anchors.
 
-    def __init__(self, chains: ChainValidator) -> None:
+    Time: the signer's signingTime is a claim, not a proof (no time-stamp yet). The
+    certificate must be valid at that claimed time (else TOTAL_FAILED EXPIRED or
+    NOT_YET_VALID: the signer says it signed outside the validity period), the claim
+    must not lie in the future, and the whole chain must be valid *now*, at the
+    verifier's clock (else INDETERMINATE OUT_OF_BOUNDS_NO_POE: without a proof of
+    existence an expired certificate's signature cannot be placed in its validity).
+    """
+
+    MAX_CERTS = 10                 # a payment CMS carries the signer and its CA chain
+    MAX_CERT_BYTES = 16 * 1024
+    FUTURE_SKEW = timedelta(minutes=5)
+
+    def __init__(self, chains: ChainValidator, clock: Clock = system_clock) -> None:
         self.chains = chains
+        self.clock = clock
         self._certs = _CertCache()
+        self._ids = _IdCache()
 
     def verify(self, cms_der: bytes, content: bytes | None = None) -> Report:
         """Verify; raises PkiError(BAD_INPUT) only if ``cms_der`` is not CMS."""
@@ -161,19 +230,25 @@ class Verifier:
         checks = _Checks()
         try:
             return self._verify(cms.econtent_type, cms.content, cms.certificates, cms.signers, content, checks)
-        except (DerError, ValueError, TypeError, KeyError) as e:
-            # The outer structure parsed but something inside is malformed.
-            checks.fail("structure", f"malformed CMS ({e})", Sub.FORMAT_FAILURE)
+        except PkiError:
+            raise
+        except Exception as e:  # noqa: BLE001  anything malformed deeper down is a report, never a 500
+            checks.fail("structure", f"malformed CMS ({type(e).__name__}: {e})"[:200], Sub.FORMAT_FAILURE)
             return conclude(checks.items)
 
     def _verify(self, econtent_type: bytes, attached: bytes | None, certs_der: tuple[bytes, ...],
                 signers: tuple[SignerView, ...], external: bytes | None, c: _Checks) -> Report:
+        now = self.clock()
         if len(signers) != 1:
             c.fail("structure", f"expected exactly one signer, found {len(signers)}", Sub.FORMAT_FAILURE)
             return conclude(c.items)
         s = signers[0]
         if econtent_type != ID_DATA:
             c.fail("structure", "the encapsulated content type is not id-data", Sub.FORMAT_FAILURE)
+            return conclude(c.items)
+        if len(certs_der) > self.MAX_CERTS or any(len(d) > self.MAX_CERT_BYTES for d in certs_der):
+            c.fail("structure", f"at most {self.MAX_CERTS} certificates of at most {self.MAX_CERT_BYTES} bytes",
+                   Sub.FORMAT_FAILURE)
             return conclude(c.items)
         if s.signed_attrs is None:
             c.fail("signed attributes", "missing (CAdES-BES requires them)", Sub.FORMAT_FAILURE)
@@ -198,6 +273,7 @@ class Verifier:
                 return None
             if len(values) != 1:
                 c.fail("signed attributes", f"{name} must have exactly one value", Sub.FORMAT_FAILURE)
+                return None
             return values[0], der.top(values[0])
 
         ct = single(ID_CONTENT_TYPE, "content-type")
@@ -205,8 +281,8 @@ class Verifier:
             c.fail("content type", "content-type attribute missing or not matching", Sub.FORMAT_FAILURE)
 
         digest_name = DIGESTS.get(s.digest_oid)
-        if digest_name is None:
-            c.fail("message digest", "unsupported digest algorithm", Sub.FORMAT_FAILURE)
+        if digest_name is None or not _params_absent_or_null(s.digest_params):
+            c.fail("message digest", "unsupported digest algorithm or parameters", Sub.FORMAT_FAILURE)
             return conclude(c.items)
         md = single(ID_MESSAGE_DIGEST, "message-digest")
         if md is None or md[1].tag != der.OCTET_STRING:
@@ -216,38 +292,41 @@ class Verifier:
         else:
             c.ok("message digest", digest_name)
 
-        certs = [self._certs.get(d) for d in certs_der]
-        signer = self._find_signer(s, certs)
+        scv2 = single(ID_SIGNING_CERTIFICATE_V2, "signingCertificateV2")
+        scv2_ref = _signing_certificate_ref(scv2) if scv2 is not None else None
+        signer = self._find_signer(s, certs_der, scv2_ref)
         if signer is None:
             c.fail("signer certificate", "the signer's certificate is not in the CMS", Sub.NO_SIGNING_CERTIFICATE_FOUND)
             return conclude(c.items)
 
-        why = _verify_signature(signer, s, digest_name, der.as_set(s.signed_attrs))
-        if why:
-            c.fail("signature", why, Sub.SIG_CRYPTO_FAILURE)
+        failed = _verify_signature(signer, s, digest_name, der.as_set(s.signed_attrs))
+        if failed:
+            c.fail("signature", *failed)
         else:
             c.ok("signature", SIGNATURES[s.signature_oid][0])
 
         self._check_algorithm_protection(single(ID_CMS_ALGORITHM_PROTECTION, "cmsAlgorithmProtection"), s, c)
-        self._check_signing_certificate(single(ID_SIGNING_CERTIFICATE_V2, "signingCertificateV2"), signer, c)
+        self._check_signing_certificate(scv2_ref, signer, c)
 
         st = single(ID_SIGNING_TIME, "signing-time")
         signing_time: datetime | None = der.time(*st) if st is not None else None
         if signing_time is None:
             c.fail("signing time", "signing-time attribute missing", Sub.FORMAT_FAILURE)
+        elif signing_time > now + self.FUTURE_SKEW:
+            c.fail("signing time", f"claimed signing time {signing_time:%Y-%m-%d %H:%M:%S}Z is in the future",
+                   Sub.SIG_CONSTRAINTS_FAILURE)
         else:
-            c.ok("signing time", "claimed by the signer (not proven)")
-            others = [x.asn1 for x in certs if x is not signer]
-            chain = self.chains.validate(signer.asn1, others, signing_time, leaf_sha256=signer.sha256)
-            if chain.ok:
-                c.ok("certificate chain", f"{chain.detail}, valid at the signing time")
+            claimed = check_period((signer.period,), signing_time)
+            if claimed.ok:
+                c.ok("signing time", "claimed by the signer (not proven), within the certificate's validity")
             else:
-                c.fail("certificate chain", chain.detail, chain.failure)
+                c.fail("signing time", f"the signer claims to have signed when {claimed.detail}", claimed.failure)
+        self._check_chain(signer, certs_der, now, c)
 
         if "non_repudiation" not in signer.key_usage:
-            c.fail("key usage", "the certificate does not allow nonRepudiation", Sub.SIG_CONSTRAINTS_FAILURE)
+            c.fail("key usage", "the certificate does not allow nonRepudiation", Sub.CHAIN_CONSTRAINTS_FAILURE)
         elif signer.ext_key_usage is not None and not (_DOCUMENT_SIGNING_OK & signer.ext_key_usage):
-            c.fail("key usage", "extendedKeyUsage lacks documentSigning (RFC 9336)", Sub.SIG_CONSTRAINTS_FAILURE)
+            c.fail("key usage", "extendedKeyUsage lacks documentSigning (RFC 9336)", Sub.CHAIN_CONSTRAINTS_FAILURE)
         else:
             c.ok("key usage", "nonRepudiation")
 
@@ -261,61 +340,122 @@ class Verifier:
         return conclude(c.items, signer=signer.identity, signing_time=signing_time,
                         transaction=transaction, signer_cert_der=signer.der)
 
-    @staticmethod
-    def _find_signer(s: SignerView, certs: list[SignerCert]) -> SignerCert | None:
-        """The certificate the SignerIdentifier names (RFC 5652 §5.3)."""
-        if s.sid_ski is not None:
-            return next((x for x in certs if x.ski == s.sid_ski), None)
-        for x in certs:
-            if x.serial == s.sid_serial:
-                # Byte equality first (the usual case); RFC 5280 name matching as a fallback.
-                if x.issuer_der == s.sid_issuer or x.asn1.issuer == x509.Name.load(s.sid_issuer):
-                    return x
-        return None
+    def _check_chain(self, signer: SignerCert, certs_der: tuple[bytes, ...], now: datetime, c: _Checks) -> None:
+        """RFC 5280 path to a trust anchor, every certificate valid now."""
+        others = [d for d in certs_der if d != signer.der]
+        chain = self.chains.validate(signer.asn1, others, now, leaf_sha256=signer.sha256)
+        if chain.ok:
+            c.ok("certificate chain", f"{chain.detail}, valid now")
+        elif chain.failure in (Sub.EXPIRED, Sub.NOT_YET_VALID):
+            # Out of its validity now; the claimed signing time proves nothing (no POE).
+            c.fail("certificate chain", chain.detail, Sub.OUT_OF_BOUNDS_NO_POE)
+        else:
+            c.fail("certificate chain", chain.detail, chain.failure)
+
+    def _find_signer(self, s: SignerView, certs_der: tuple[bytes, ...],
+                     scv2: _CertRef | None) -> SignerCert | None:
+        """The certificate the SignerIdentifier names (RFC 5652 §5.3).
+
+        The certificate set is not signed: if several certificates match the identifier,
+        the one bound by signingCertificateV2 wins (EN 319 102-1 §5.2.3), so a decoy
+        placed first cannot take the signer's place.
+        """
+        candidates = []
+        for d in certs_der:
+            ident = self._ids.get(d)
+            if s.sid_ski is not None:
+                if ident.ski == s.sid_ski:
+                    candidates.append(d)
+            elif ident.serial == s.sid_serial and (
+                    ident.issuer_der == s.sid_issuer
+                    or x509.Name.load(ident.issuer_der) == x509.Name.load(s.sid_issuer or b"")):
+                candidates.append(d)
+        if not candidates:
+            return None
+        if len(candidates) > 1 and scv2 is not None:
+            bound = [d for d in candidates if hashlib.new(scv2.hash_name, d).digest() == scv2.cert_hash]
+            candidates = bound or candidates
+        return self._certs.get(candidates[0])
 
     @staticmethod
-    def _check_signing_certificate(value: tuple[bytes, der.Tlv] | None, signer: SignerCert, c: _Checks) -> None:
+    def _check_signing_certificate(ref: _CertRef | None, signer: SignerCert, c: _Checks) -> None:
         """RFC 5035 §3 / EN 319 122-1 §5.2.2: the signed attribute must name this certificate."""
         name = "signing certificate"
-        if value is None:
+        if ref is None:
             c.fail(name, "signingCertificateV2 attribute missing (CAdES-BES requires it)", Sub.FORMAT_FAILURE)
             return
-        buf, top = value
-        certs = der.children(buf, der.expect(der.children(buf, top)[0], der.SEQUENCE, "certs"))
-        fields = der.children(buf, der.expect(certs[0], der.SEQUENCE, "ESSCertIDv2"))
-        hash_name = "sha256"                      # the DEFAULT (RFC 5035 §4)
-        if fields and fields[0].tag == der.SEQUENCE:
-            alg = der.children(buf, fields[0])
-            hash_name = DIGESTS.get(der.contents(buf, alg[0]), "")
-            fields = fields[1:]
-        if not hash_name:
+        if not ref.hash_name:
             c.fail(name, "unsupported hash in signingCertificateV2", Sub.FORMAT_FAILURE)
             return
-        cert_hash = der.contents(buf, der.expect(fields[0], der.OCTET_STRING, "certHash"))
-        digest = signer.sha256 if hash_name == "sha256" else hashlib.new(hash_name, signer.der).digest()
-        if digest != cert_hash:
+        digest = signer.sha256 if ref.hash_name == "sha256" else hashlib.new(ref.hash_name, signer.der).digest()
+        if digest != ref.cert_hash:
             c.fail(name, "signingCertificateV2 names another certificate", Sub.NO_SIGNING_CERTIFICATE_FOUND)
-            return
-        if len(fields) > 1:                       # IssuerSerial
-            issuer_serial = der.children(buf, der.expect(fields[1], der.SEQUENCE, "IssuerSerial"))
-            if der.integer(buf, issuer_serial[1]) != signer.serial:
-                c.fail(name, "signingCertificateV2 issuerSerial names another certificate",
-                       Sub.NO_SIGNING_CERTIFICATE_FOUND)
-                return
-        c.ok(name, "signingCertificateV2 matches the signer certificate")
+        elif ref.serial is not None and (ref.serial != signer.serial or ref.issuer_der != signer.issuer_der):
+            c.fail(name, "signingCertificateV2 issuerSerial names another certificate",
+                   Sub.NO_SIGNING_CERTIFICATE_FOUND)
+        else:
+            c.ok(name, "signingCertificateV2 matches the signer certificate")
 
     @staticmethod
     def _check_algorithm_protection(value: tuple[bytes, der.Tlv] | None, s: SignerView, c: _Checks) -> None:
-        """RFC 6211 §3: if present, the protected algorithms must be the ones used."""
+        """RFC 6211 §3: if present, the protected algorithm identifiers are the ones used."""
         if value is None:
             return
         buf, top = value
         parts = der.children(buf, der.expect(top, der.SEQUENCE, "CMSAlgorithmProtection"))
-        digest_oid = der.contents(buf, der.children(buf, parts[0])[0])
+        digest = der.whole(buf, der.expect(parts[0], der.SEQUENCE, "digestAlgorithm"))
         sig = next((p for p in parts[1:] if p.tag == 0xA1), None)    # [1] IMPLICIT signatureAlgorithm
-        sig_oid = der.contents(buf, der.children(buf, sig)[0]) if sig is not None else None
-        if digest_oid == s.digest_oid and sig_oid == s.signature_oid:
+        sig_der = (b"\x30" + der.whole(buf, sig)[1:]) if sig is not None else b""
+        if _same_algorithm(digest, s.digest_algorithm) and _same_algorithm(sig_der, s.signature_algorithm):
             c.ok("algorithm protection", "cmsAlgorithmProtection matches")
         else:
             c.fail("algorithm protection", "cmsAlgorithmProtection does not match the algorithms used",
                    Sub.FORMAT_FAILURE)
+
+
+def _same_algorithm(a: bytes, b: bytes) -> bool:
+    """AlgorithmIdentifiers equal, treating absent parameters and NULL alike (RFC 5754 §2)."""
+    if a == b:
+        return True
+    try:
+        ta, tb = der.top(a), der.top(b)
+        pa, pb = der.children(a, ta), der.children(b, tb)
+    except DerError:
+        return False
+    if not pa or not pb or der.whole(a, pa[0]) != der.whole(b, pb[0]):
+        return False
+    rest_a = b"".join(der.whole(a, p) for p in pa[1:]) or _NULL
+    rest_b = b"".join(der.whole(b, p) for p in pb[1:]) or _NULL
+    return rest_a == rest_b
+
+
+@dataclass(frozen=True)
+class _CertRef:
+    """What signingCertificateV2 says about the signer certificate (RFC 5035 §3)."""
+
+    hash_name: str
+    cert_hash: bytes
+    issuer_der: bytes | None
+    serial: int | None
+
+
+def _signing_certificate_ref(value: tuple[bytes, der.Tlv]) -> _CertRef:
+    buf, top = value
+    seq = der.children(buf, der.expect(top, der.SEQUENCE, "SigningCertificateV2"))
+    certs = der.children(buf, der.expect(seq[0], der.SEQUENCE, "certs"))
+    fields = der.children(buf, der.expect(certs[0], der.SEQUENCE, "ESSCertIDv2"))
+    hash_name = "sha256"                      # the DEFAULT (RFC 5035 §4)
+    if fields[0].tag == der.SEQUENCE:
+        alg = der.children(buf, fields[0])
+        hash_name = DIGESTS.get(der.contents(buf, der.expect(alg[0], der.OID, "hashAlgorithm")), "")
+        fields = fields[1:]
+    cert_hash = der.contents(buf, der.expect(fields[0], der.OCTET_STRING, "certHash"))
+    issuer_der = serial = None
+    if len(fields) > 1:                       # IssuerSerial { GeneralNames, serial }
+        issuer_serial = der.children(buf, der.expect(fields[1], der.SEQUENCE, "IssuerSerial"))
+        names = der.children(buf, der.expect(issuer_serial[0], der.SEQUENCE, "GeneralNames"))
+        # directoryName [4] EXPLICIT Name
+        dn = next((n for n in names if n.tag == 0xA4), None)
+        issuer_der = der.contents(buf, dn) if dn is not None else b""
+        serial = der.integer(buf, issuer_serial[1])
+    return _CertRef(hash_name, cert_hash, issuer_der, serial)

@@ -5,7 +5,7 @@ signed attributes are exactly the bytes the signer signed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from asn1crypto import cms as asn1cms
 from asn1crypto import core
@@ -55,6 +55,7 @@ class SignerView:
     sid_ski: bytes | None             # subjectKeyIdentifier
     digest_algorithm: bytes           # AlgorithmIdentifier, DER
     digest_oid: bytes
+    digest_params: bytes | None
     signed_attrs: bytes | None        # contents of [0] IMPLICIT, exactly as received
     attributes: dict[bytes, list[bytes]]   # attribute OID -> value elements (DER)
     duplicate_attribute: bool
@@ -101,7 +102,7 @@ def _signer(buf: bytes, t: der.Tlv) -> SignerView:
         ski = der.contents(buf, sid)
     else:
         raise DerError("unknown SignerIdentifier")
-    digest_alg, digest_oid, _ = _algorithm(buf, parts[2])
+    digest_alg, digest_oid, digest_params = _algorithm(buf, parts[2])
     i = 3
     signed = None
     attributes: dict[bytes, list[bytes]] = {}
@@ -121,7 +122,11 @@ def _signer(buf: bytes, t: der.Tlv) -> SignerView:
         raise DerError("SignerInfo too short")
     sig_alg, sig_oid, sig_params = _algorithm(buf, parts[i])
     signature = der.contents(buf, der.expect(parts[i + 1], der.OCTET_STRING, "signature"))
-    return SignerView(issuer, serial, ski, digest_alg, digest_oid, signed, attributes, duplicate,
+    trailing = parts[i + 2:]
+    # RFC 5652 §5.3: only [1] unsignedAttrs may follow the signature.
+    if len(trailing) > 1 or (trailing and trailing[0].tag != 0xA1):
+        raise DerError("unexpected elements after the signature")
+    return SignerView(issuer, serial, ski, digest_alg, digest_oid, digest_params, signed, attributes, duplicate,
                       sig_alg, sig_oid, sig_params, signature)
 
 
@@ -134,6 +139,8 @@ def _read(buf: bytes) -> CmsView:
     if len(sd) < 4:
         raise DerError("SignedData too short")
     eci = der.children(buf, der.expect(sd[2], der.SEQUENCE, "EncapsulatedContentInfo"))
+    if not 1 <= len(eci) <= 2:
+        raise DerError("EncapsulatedContentInfo")
     etype = der.contents(buf, der.expect(eci[0], der.OID, "eContentType"))
     content = None
     if len(eci) > 1:
@@ -158,14 +165,21 @@ def view(data: bytes) -> CmsView:
         return _read(data)
     except DerError:
         pass
-    except ValueError as e:  # unpacking a wrong number of children
+    except (ValueError, IndexError) as e:  # unpacking a wrong number of children
         raise PkiError(ErrorKind.BAD_INPUT, "the body is not a DER-encoded CMS SignedData") from e
     # Not DER: maybe BER (indefinite lengths, chunked content) from a streaming encoder.
-    # Re-encode with asn1crypto and read again; signed attributes are DER already (§5.3).
+    # Re-encode with asn1crypto and read again. Re-encoding would also re-sort the signed
+    # attributes, so each signer's attributes are taken as received, before the re-encode.
     try:
-        normalised = asn1cms.ContentInfo.load(data, strict=True).dump(force=True)
-        return _read(normalised)
+        parsed = asn1cms.ContentInfo.load(data, strict=True)
+        received = [si["signed_attrs"].contents for si in parsed["content"]["signer_infos"]]
+        normalised = _read(parsed.dump(force=True))
     except PkiError:
         raise
     except Exception as e:  # asn1crypto raises ValueError/TypeError on garbage
         raise PkiError(ErrorKind.BAD_INPUT, "the body is not a DER-encoded CMS SignedData") from e
+    signers = tuple(
+        replace(s, signed_attrs=raw) if s.signed_attrs is not None and raw else s
+        for s, raw in zip(normalised.signers, received)
+    )
+    return replace(normalised, signers=signers)

@@ -51,6 +51,9 @@ def read(buf: bytes, pos: int, end: int) -> Tlv:
         if n > 4 or cstart + n > end:
             raise DerError("bad length")
         length = int.from_bytes(buf[cstart:cstart + n], "big")
+        # X.690 §10.1: DER uses the shortest length form; anything else is BER.
+        if length < 0x80 or buf[cstart] == 0:
+            raise DerError("non-minimal length (BER)")
         cstart += n
     stop = cstart + length
     if stop > end:
@@ -68,6 +71,8 @@ def top(buf: bytes) -> Tlv:
 
 def children(buf: bytes, parent: Tlv) -> list[Tlv]:
     """The elements inside a constructed element."""
+    if not parent.tag & 0x20:
+        raise DerError(f"tag 0x{parent.tag:02x} is not constructed")
     out = []
     pos = parent.cstart
     while pos < parent.end:
@@ -95,12 +100,17 @@ def integer(buf: bytes, t: Tlv) -> int:
     expect(t, INTEGER, "INTEGER")
     if t.end == t.cstart:
         raise DerError("empty INTEGER")
+    if t.end - t.cstart > 1 and (buf[t.cstart] == 0 and buf[t.cstart + 1] < 0x80
+                                 or buf[t.cstart] == 0xFF and buf[t.cstart + 1] >= 0x80):
+        raise DerError("non-minimal INTEGER")  # X.690 §8.3.2
     return int.from_bytes(buf[t.cstart:t.end], "big", signed=True)
 
 
 def time(buf: bytes, t: Tlv) -> datetime:
     """UTCTime (RFC 5280 §4.1.2.5.1 window) or GeneralizedTime, whole seconds, 'Z' only."""
     text = buf[t.cstart:t.end].decode("ascii", errors="replace")
+    if not text[:-1].isdigit() or not text.isascii():
+        raise DerError(f"bad time {text!r}")
     try:
         if t.tag == UTC_TIME and len(text) == 13 and text.endswith("Z"):
             year = int(text[:2])
@@ -110,7 +120,7 @@ def time(buf: bytes, t: Tlv) -> datetime:
             year = int(text[:4])
             rest = text[4:14]
         else:
-            raise DerError(f"unsupported time encoding {text!r}")
+            raise ValueError("unsupported time encoding")
         return datetime(year, int(rest[0:2]), int(rest[2:4]), int(rest[4:6]), int(rest[6:8]),
                         int(rest[8:10]), tzinfo=timezone.utc)
     except ValueError as e:

@@ -57,13 +57,16 @@ def is_self_signed(cert: x509.Certificate) -> bool:
 
 
 class TrustStore:
-    """Trust anchors (self-signed roots) and intermediates offered for path building."""
+    """Trust anchors (self-signed roots) and intermediates offered for path building.
+
+    Immutable: a validator's path cache is only valid for the anchors it was built with.
+    """
 
     def __init__(self, anchors: list[bytes], intermediates: list[bytes]) -> None:
         if not anchors:
             raise PkiError(ErrorKind.BAD_INPUT, "no trust anchor (self-signed root certificate) given")
-        self.anchors = [x509.Certificate.load(d) for d in anchors]
-        self.intermediates = [x509.Certificate.load(d) for d in intermediates]
+        self.anchors: tuple[x509.Certificate, ...] = tuple(x509.Certificate.load(d) for d in anchors)
+        self.intermediates: tuple[x509.Certificate, ...] = tuple(x509.Certificate.load(d) for d in intermediates)
 
     @classmethod
     def from_certs(cls, ders: list[bytes]) -> "TrustStore":
@@ -84,23 +87,34 @@ def _facts(cert: x509.Certificate) -> PathCert:
 
 
 def check_period(path: tuple[PathCert, ...], moment: datetime) -> ChainResult:
-    """Validity of every certificate on the path at ``moment`` (leaf first)."""
+    """Validity of every certificate on the path at ``moment``, the anchor's included.
+
+    RFC 5280 §6 does not check a trust anchor's validity; we do (an expired root is a
+    retired root), so that a cold and a cached validation always agree.
+    """
     for i, c in enumerate(path):
         if moment > c.not_after or moment < c.not_before:
-            leaf = i == 0
             expired = moment > c.not_after
             when = c.not_after if expired else c.not_before
-            if leaf:
+            if i == 0:
                 sub = Sub.EXPIRED if expired else Sub.NOT_YET_VALID
             else:
                 sub = Sub.OUT_OF_BOUNDS_NO_POE
             verb = "expired" if expired else "was not yet valid"
-            return ChainResult(False, sub, f"{c.subject} {verb} ({when:%Y-%m-%d %H:%M:%S}Z) at {moment:%Y-%m-%d %H:%M:%S}Z", path)
+            return ChainResult(False, sub, f"{c.subject} {verb} ({when:%Y-%m-%d %H:%M:%S}Z) at "
+                                           f"{moment:%Y-%m-%d %H:%M:%S}Z", path)
     return ChainResult(True, None, f"valid path of {len(path)} certificates", path)
 
 
 class ChainValidator:
-    """Validates signer certificates against one TrustStore, caching built paths."""
+    """Validates signer certificates against one TrustStore, caching built paths.
+
+    Certificates a signer sends along are only offered to path building when the trust
+    store's own intermediates do not suffice, and only the first MAX_EXTRA of them: a
+    crafted set of linked CA certificates makes path building exponential.
+    """
+
+    MAX_EXTRA = 4
 
     def __init__(self, trust: TrustStore, cache_size: int = 10_000) -> None:
         self.trust = trust
@@ -108,32 +122,37 @@ class ChainValidator:
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def validate(self, leaf: x509.Certificate, extra: list[x509.Certificate], moment: datetime,
+    def validate(self, leaf: x509.Certificate, extra: list[bytes], moment: datetime,
                  leaf_sha256: bytes | None = None) -> ChainResult:
+        """``extra``: DER certificates the signer sent along (parsed only if needed)."""
         key = leaf_sha256 or hashlib.sha256(leaf.dump()).digest()
         with self._lock:
             path = self._cache.get(key)
             if path is not None:
                 self._cache.move_to_end(key)
         if path is not None:
-            return check_period(path, moment)
-        # Check the leaf's own period first: an expired signer is a TOTAL_FAILED answer
-        # whatever its chain looks like.
+            cached = check_period(path, moment)
+            if cached.ok:
+                return cached
+            # A cached path that is out of its period may have a renewed alternative.
         own = check_period((_facts(leaf),), moment)
         if not own.ok:
             return own
-        result = self._validate_fresh(leaf, extra, moment)
+        result = self._validate_fresh(leaf, [], moment)
+        if result.failure is Sub.NO_CERTIFICATE_CHAIN_FOUND and extra:
+            result = self._validate_fresh(leaf, [x509.Certificate.load(d) for d in extra[: self.MAX_EXTRA]], moment)
         if result.ok:
             with self._lock:
                 self._cache[key] = result.path
                 if len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
+            return check_period(result.path, moment)
         return result
 
     def _validate_fresh(self, leaf: x509.Certificate, extra: list[x509.Certificate], moment: datetime) -> ChainResult:
         ctx = ValidationContext(
-            trust_roots=self.trust.anchors,
-            other_certs=self.trust.intermediates + extra,
+            trust_roots=list(self.trust.anchors),
+            other_certs=list(self.trust.intermediates) + extra,
             moment=moment,
             allow_fetching=False,
             revocation_mode="soft-fail",
@@ -149,9 +168,8 @@ class ChainValidator:
             return ChainResult(False, Sub.CRYPTO_CONSTRAINTS_FAILURE, str(e))
         except cverr.PathValidationError as e:
             return ChainResult(False, Sub.CHAIN_CONSTRAINTS_FAILURE, str(e))
-        except (cverr.ValidationError, ValueError) as e:
-            return ChainResult(False, Sub.CERTIFICATE_CHAIN_GENERAL_FAILURE, str(e))
-        # iter_certs runs root -> leaf; keep leaf first, the anchor (whose own validity
-        # we check too) last.
+        except Exception as e:  # noqa: BLE001  any other failure of the library is a chain failure
+            return ChainResult(False, Sub.CERTIFICATE_CHAIN_GENERAL_FAILURE, f"{type(e).__name__}: {e}")
+        # iter_certs runs root -> leaf; keep leaf first, the anchor last.
         path = tuple(_facts(c) for c in reversed(list(vpath.iter_certs(include_root=True))))
         return ChainResult(True, None, f"valid path of {len(path)} certificates", path)

@@ -49,8 +49,9 @@ _MAIN = {
     Sub.NOT_YET_VALID: Status.TOTAL_FAILED,
 }
 
-# When several checks fail, the report names the first of these (TOTAL_FAILED first:
-# a broken signature matters more than an unknown chain).
+# When several checks fail, the report names the first of these, in the order EN 319
+# 102-1's building blocks run: format, identification of the signing certificate, then
+# cryptographic verification, then validation of the certificate and its constraints.
 PRIORITY = [
     Sub.FORMAT_FAILURE, Sub.SIGNED_DATA_NOT_FOUND, Sub.HASH_FAILURE, Sub.NO_SIGNING_CERTIFICATE_FOUND,
     Sub.SIG_CRYPTO_FAILURE, Sub.REVOKED, Sub.EXPIRED, Sub.NOT_YET_VALID,
@@ -118,6 +119,6 @@ def conclude(checks: list[Check], **fields: Any) -> Report:
         return Report(Status.TOTAL_PASSED, None, "the signature is valid", tuple(checks), **fields)
     subs = {c.failure for c in failed if c.failure}
     sub = next((s for s in PRIORITY if s in subs), Sub.FORMAT_FAILURE)
-    first = next(c for c in failed if c.failure is sub)
+    first = next((c for c in failed if c.failure is sub), failed[0])
     message = f"{first.name}: {first.detail}" if first.detail else first.name
     return Report(main_indication(sub), sub, message, tuple(checks), **fields)

@@ -66,14 +66,27 @@ def cases(settings, ca, enrolled) -> dict[str, Case]:  # type: ignore[no-untyped
     out["unknown-ca"] = Case(sign_data(leaf_key, rogue_leaf, [rogue_root], content, signing_time=now()),
                              None, "INDETERMINATE", "NO_CERTIFICATE_CHAIN_FOUND")
 
-    # Our certificate, but the signer claims a time after it expired (injected clock).
+    # A certificate from our CA that was valid for five days and expired five days ago;
+    # the signer's (injected) clock says it signed yesterday, after the expiry.
+    issuing = ca.issuer()
+    old_key = SoftwareKey()
+    old = issue_with(issuing.key, issuing.cert.dump(), old_key.public_key_der, days=5,
+                     not_before=now() - timedelta(days=10))
+    out["expired-at-signing-time"] = Case(
+        sign_data(old_key, old, ca.chain_der(), content, signing_time=now() - timedelta(days=1)),
+        None, "TOTAL_FAILED", "EXPIRED")
+    # The same certificate, a signing time inside its validity: but it has expired since,
+    # and without a proof of existence (time-stamp) that cannot be accepted.
+    out["expired-now-no-poe"] = Case(
+        sign_data(old_key, old, ca.chain_der(), content, signing_time=now() - timedelta(days=7)),
+        None, "INDETERMINATE", "OUT_OF_BOUNDS_NO_POE")
     cert = x509.Certificate.load(enrolled["user-ec"].cert_der)
-    late = cert["tbs_certificate"]["validity"]["not_after"].native + timedelta(days=1)
-    out["expired-at-signing-time"] = Case(sign_transaction(settings, "user-ec", PIN, tx, signing_time=late),
-                                          None, "TOTAL_FAILED", "EXPIRED")
     early = cert["tbs_certificate"]["validity"]["not_before"].native - timedelta(days=1)
     out["not-yet-valid-at-signing-time"] = Case(
         sign_transaction(settings, "user-ec", PIN, tx, signing_time=early), None, "TOTAL_FAILED", "NOT_YET_VALID")
+    out["signing-time-in-the-future"] = Case(
+        sign_transaction(settings, "user-ec", PIN, tx, signing_time=now() + timedelta(hours=1)),
+        None, "INDETERMINATE", "SIG_CONSTRAINTS_FAILURE")
 
     # No signingCertificateV2, and one naming another certificate.
     key, cert_der, chain = certificate_and_chain(settings, "user-ec", PIN)
@@ -99,13 +112,12 @@ def cases(settings, ca, enrolled) -> dict[str, Case]:  # type: ignore[no-untyped
     from pkicore.x509build import ext, key_identifier
 
     nr_key = SoftwareKey()
-    issuing = ca.issuer()
     exts = [e if e["extn_id"] != "key_usage" else ext("key_usage", {"digital_signature"}, critical=True)
             for e in profiles.client_extensions(settings, profiles.client_profile(settings),
                                                 key_identifier(nr_key.public_key_der), issuing.cert.key_identifier)]
     no_nr = issue_with(issuing.key, issuing.cert.dump(), nr_key.public_key_der, extensions=exts)
     out["no-non-repudiation"] = Case(sign_data(nr_key, no_nr, ca.chain_der(), content, signing_time=now()),
-                                     None, "INDETERMINATE", "SIG_CONSTRAINTS_FAILURE")
+                                     None, "INDETERMINATE", "CHAIN_CONSTRAINTS_FAILURE")
 
     # Signed content that is not a canonical payment.
     out["not-a-payment"] = Case(sign_data(key, cert_der, chain, b'{"hello":"world"}', signing_time=now()),
@@ -117,7 +129,8 @@ CASE_NAMES = [
     *(f"good-attached-{u}" for u in ("user-ec", "user-rsa2048", "user-rsa3072")),
     *(f"good-detached-{u}" for u in ("user-ec", "user-rsa2048", "user-rsa3072")),
     "changed-content-byte", "changed-signature-byte", "detached-without-content", "detached-wrong-content",
-    "unknown-ca", "expired-at-signing-time", "not-yet-valid-at-signing-time", "no-signing-certificate-v2",
+    "unknown-ca", "expired-at-signing-time", "expired-now-no-poe", "not-yet-valid-at-signing-time",
+    "signing-time-in-the-future", "no-signing-certificate-v2",
     "signing-certificate-v2-names-another", "no-non-repudiation", "not-a-payment",
 ]
 
@@ -180,3 +193,21 @@ def test_verify_uses_udun_home_trust_by_default(cases: dict[str, Case], tmp_path
     proc = udun("verify", str(write(tmp_path / "tx.p7s", cases["good-attached-user-ec"].cms)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith(b"TOTAL_PASSED")
+
+
+def test_expiry_with_an_injected_verifier_clock(settings, ca, enrolled, cases) -> None:  # type: ignore[no-untyped-def]
+    """Verify years later (injected clock): a signature claimed after the certificate's
+    expiry is EXPIRED; one claimed within it has no proof of existence."""
+    from pkicore.clock import fixed
+    from pkicore.cms_verify import Verifier
+    from pkicore.pathval import ChainValidator, TrustStore
+    from signer.signing import sign_transaction
+
+    cert = x509.Certificate.load(enrolled["user-ec"].cert_der)
+    not_after = cert["tbs_certificate"]["validity"]["not_after"].native
+    later = Verifier(ChainValidator(TrustStore.from_certs(ca.chain_der())), clock=fixed(not_after + timedelta(days=30)))
+    after_expiry = sign_transaction(settings, "user-ec", PIN, sample_tx(), signing_time=not_after + timedelta(days=1))
+    report = later.verify(after_expiry)
+    assert (report.status.value, report.sub_indication.value) == ("TOTAL_FAILED", "EXPIRED")
+    report = later.verify(cases["good-attached-user-ec"].cms)
+    assert (report.status.value, report.sub_indication.value) == ("INDETERMINATE", "OUT_OF_BOUNDS_NO_POE")
