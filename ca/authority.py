@@ -12,14 +12,14 @@ from cryptography import x509 as cx509
 from ca import policy, profiles
 from ca.db import make_engine, migrate
 from ca.issuer import Issuer, Prepared, lint
-from ca.store import AuthorityRecord, CertRecord, Store
-from pkicore import softhsm, token
+from ca.store import AuthorityRecord, CertRecord, NewAuthority, Store
+from pkicore import names, softhsm, token
 from pkicore.algorithms import KeyType, default_scheme
 from pkicore.clock import Clock, system_clock
 from pkicore.config import Settings
 from pkicore.errors import ErrorKind, PkiError
-from pkicore.x509build import (assemble_tbs, build_tbs, encode_extensions, ext, key_identifier, parse_name,
-                               sign_tbs)
+from pkicore.locks import file_lock
+from pkicore.x509build import assemble_tbs, build_tbs, encode_extensions, ext, key_identifier, sign_tbs
 
 ROOT_YEARS = 10
 ISSUING_YEARS = 5
@@ -77,7 +77,7 @@ class CertificateAuthority:
     def open(cls, settings: Settings, clock: Clock = system_clock, *, migrate_schema: bool = True) -> "CertificateAuthority":
         engine = make_engine(settings)
         if migrate_schema:
-            migrate(engine)
+            migrate(engine, settings.home / "migrate.lock")
         return cls(settings, Store(engine), clock)
 
     # --- set-up -----------------------------------------------------------------
@@ -97,7 +97,15 @@ class CertificateAuthority:
 
     def init(self, key_type: KeyType = KeyType.EC_P256, org: str = "udun",
              root_cn: str = "udun Root CA", issuing_cn: str = "udun Issuing CA") -> InitResult:
-        """Root key on its own token, issuing key on the CA token, both certificates stored."""
+        """Root key on its own token, issuing key on the CA token, both certificates stored.
+
+        One `ca init` at a time per UDUN_HOME (a file lock), and both authorities are
+        stored in one transaction, so a failure leaves either no CA or a whole one.
+        """
+        with file_lock(self.settings.home / "ca-init.lock"):
+            return self._init(key_type, org, root_cn, issuing_cn)
+
+    def _init(self, key_type: KeyType, org: str, root_cn: str, issuing_cn: str) -> InitResult:
         if self.store.authority("root") is not None:
             raise PkiError(ErrorKind.CONFLICT, "the CA is initialised already")
         if key_type is KeyType.RSA_2048:
@@ -109,7 +117,7 @@ class CertificateAuthority:
 
         self._create_tokens(pin, so_pin)
         root_key = self._token_key(self.settings.root_token, pin, key_type, "udun root CA")
-        root_name = parse_name(f"CN={root_cn},O={org}")
+        root_name = names.build([("common_name", root_cn), ("organization_name", org)])
         root_ski = key_identifier(root_key.public_key_der)
         root_until = now + timedelta(days=365 * ROOT_YEARS + 2)
         root_tbs = build_tbs(
@@ -120,7 +128,9 @@ class CertificateAuthority:
         root_der = sign_tbs(root_key, root_tbs, scheme)
 
         ca_key = self._token_key(self.settings.ca_token, pin, key_type, "udun issuing CA")
-        ca_name = parse_name(f"CN={issuing_cn},O={org}")
+        ca_name = names.build([("common_name", issuing_cn), ("organization_name", org)])
+        if ca_name == root_name:
+            raise PkiError(ErrorKind.BAD_INPUT, "the root and the issuing CA need different names")
         ca_ski = key_identifier(ca_key.public_key_der)
         ca_until = now + timedelta(days=365 * ISSUING_YEARS + 1)
         ca_tbs = build_tbs(
@@ -130,12 +140,12 @@ class CertificateAuthority:
         )
         ca_der = sign_tbs(root_key, ca_tbs, scheme)
 
-        root = self.store.add_authority("root", self.settings.root_token, root_key.key_id, key_type.value,
-                                        _subject_text(root_der), root_der,
-                                        root_until, now)
-        issuing = self.store.add_authority("issuing", self.settings.ca_token, ca_key.key_id, key_type.value,
-                                           _subject_text(ca_der), ca_der,
-                                           ca_until, now)
+        root, issuing = self.store.add_authorities([
+            NewAuthority("root", self.settings.root_token, root_key.key_id, key_type.value,
+                         _subject_text(root_der), root_der, root_until),
+            NewAuthority("issuing", self.settings.ca_token, ca_key.key_id, key_type.value,
+                         _subject_text(ca_der), ca_der, ca_until),
+        ], now)
         return InitResult(root, issuing)
 
     # --- issuance ---------------------------------------------------------------

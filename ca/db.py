@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +10,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import (DateTime, ForeignKey, Integer, LargeBinary, String, Text, create_engine, event)
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from pkicore.config import Settings
 from pkicore.errors import ErrorKind, PkiError
+from pkicore.locks import file_lock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -82,10 +85,23 @@ def make_engine(settings: Settings) -> Engine:
     return engine
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+def migrate(engine: Engine, lock: Path | None = None) -> None:
+    """Bring the schema to the newest Alembic revision.
+
+    Several processes may start at once on a fresh SQLite file; a file lock serialises
+    them (with PostgreSQL, run migrations from one place: `udun ca init` or a deploy step).
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    try:
+        with file_lock(lock) if lock else nullcontext():
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+    except OperationalError as e:
+        raise PkiError(ErrorKind.BAD_INPUT, f"cannot open the database ({_reason(e)}); check UDUN_DATABASE_URL") from e
+
+
+def _reason(e: OperationalError) -> str:
+    """The driver's first line, without SQL or parameters."""
+    return str(e.orig).splitlines()[0][:200] if e.orig else type(e).__name__

@@ -1,7 +1,6 @@
 """The registration authority: decides whether a CSR is acceptable. Signs nothing."""
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 from asn1crypto import csr as asn1csr
@@ -10,7 +9,7 @@ from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from ca.profiles import SHORT_NAMES, SUBJECT_LIMITS
+from pkicore import names
 from pkicore.errors import ErrorKind, PkiError
 
 MAX_CSR_BYTES = 64 * 1024
@@ -19,7 +18,7 @@ ALLOWED_RSA_BITS = (2048, 3072, 4096)
 
 @dataclass(frozen=True)
 class CheckedRequest:
-    """A CSR that passed policy: proof of possession, key and subject."""
+    """A CSR that passed policy: proof of possession, key and subject (re-encoded)."""
 
     subject: x509.Name
     public_key_der: bytes
@@ -46,9 +45,6 @@ def check_csr(der: bytes) -> CheckedRequest:
     try:
         req = cx509.load_der_x509_csr(der)
         valid = req.is_signature_valid
-        with warnings.catch_warnings():  # cryptography warns on over-long values; policy says why
-            warnings.simplefilter("ignore")
-            subject_text = req.subject.rfc4514_string()
         parsed = asn1csr.CertificationRequest.load(der)
         info = parsed["certification_request_info"]
         subject = info["subject"]
@@ -68,28 +64,8 @@ def check_csr(der: bytes) -> CheckedRequest:
             raise PkiError(ErrorKind.POLICY, f"RSA-{public.key_size} is not allowed; use 2048, 3072 or 4096")
     else:
         raise PkiError(ErrorKind.POLICY, "only EC P-256 and RSA keys are allowed")
-    _check_subject(subject)
+    subject = names.canonical(subject)
     # Re-encode the key canonically rather than copying the CSR's bytes (e.g. an RSA key
     # whose NULL parameters were left out would otherwise land in the certificate).
     canonical = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return CheckedRequest(subject=subject, public_key_der=canonical, subject_text=subject_text)
-
-
-def _check_subject(subject: x509.Name) -> None:
-    seen_cn = False
-    for rdn in subject.chosen:
-        for atv in rdn:
-            name = atv["type"].native
-            short = SHORT_NAMES.get(name, name)
-            if name not in SUBJECT_LIMITS:
-                raise PkiError(ErrorKind.POLICY, f"subject attribute {short} is not allowed by the client profile")
-            value = atv["value"].native
-            if not isinstance(value, str) or not value.strip():
-                raise PkiError(ErrorKind.POLICY, f"subject {short} must be non-empty text")
-            if len(value) > SUBJECT_LIMITS[name]:
-                raise PkiError(ErrorKind.POLICY, f"subject {short} is longer than {SUBJECT_LIMITS[name]} characters")
-            if name == "country_name" and (len(value) != 2 or not value.isalpha() or not value.isupper()):
-                raise PkiError(ErrorKind.POLICY, "subject C must be a two-letter ISO 3166 code")
-            seen_cn = seen_cn or name == "common_name"
-    if not seen_cn:
-        raise PkiError(ErrorKind.POLICY, "the subject needs a CN (the holder's name)")
+    return CheckedRequest(subject=subject, public_key_der=canonical, subject_text=names.rfc4514(subject))

@@ -9,21 +9,6 @@ from pkicore import oids
 from pkicore.config import Settings
 from pkicore.x509build import authority_info_access, crl_distribution_points, ext
 
-# RFC 4514 short names for messages people read.
-SHORT_NAMES = {
-    "common_name": "CN", "organization_name": "O", "organizational_unit_name": "OU", "country_name": "C",
-    "locality_name": "L", "state_or_province_name": "ST", "serial_number": "serialNumber",
-    "email_address": "emailAddress", "domain_component": "DC",
-}
-
-# RFC 5280 Appendix A upper bounds, and what a client certificate subject may hold.
-SUBJECT_LIMITS = {
-    "common_name": 64, "organization_name": 64, "organizational_unit_name": 64,
-    "country_name": 2, "locality_name": 128, "state_or_province_name": 128,
-    "serial_number": 64, "email_address": 255,
-}
-
-
 @dataclass(frozen=True)
 class Profile:
     """A named client profile."""

@@ -1,8 +1,9 @@
 """The storage authority: the only code that reads and writes CA tables."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, Callable, TypeVar, cast
 from datetime import datetime, timezone
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
@@ -28,6 +29,17 @@ class AuthorityRecord:
     key_type: str
     subject: str
     cert_der: bytes
+
+
+@dataclass(frozen=True)
+class NewAuthority:
+    name: str
+    token_label: str
+    key_id: bytes
+    key_type: str
+    subject: str
+    cert_der: bytes
+    not_after: datetime
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,22 @@ def _cert(row: CertificateRow) -> CertRecord:
     )
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _db(method: F) -> F:
+    """Translate database failures at the boundary into PkiError."""
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except OperationalError as e:
+            if "no such table" in str(e.orig) or "does not exist" in str(e.orig):
+                raise PkiError(ErrorKind.NOT_INITIALISED, "the database has no CA tables: run `udun ca init`") from e
+            raise PkiError(ErrorKind.INTERNAL, "the database is not available") from e
+    return wrapper  # type: ignore[return-value]
+
+
 class Store:
     """Reads and writes authorities and certificates; each method is one transaction."""
 
@@ -69,25 +97,25 @@ class Store:
     def _session(self) -> Session:
         return self._sessions()
 
-    def add_authority(self, name: str, token_label: str, key_id: bytes, key_type: str, subject: str,
-                      cert_der: bytes, not_after: datetime, now: datetime) -> AuthorityRecord:
+    @_db
+    def add_authorities(self, rows: list[NewAuthority], now: datetime) -> list[AuthorityRecord]:
+        """Store several authorities in one transaction: all or none."""
         with self._session() as s, s.begin():
-            row = Authority(name=name, token_label=token_label, key_id=key_id.hex(), key_type=key_type,
-                            subject=subject, cert_der=cert_der, not_after=not_after, created_at=now)
-            s.add(row)
+            objs = [Authority(name=r.name, token_label=r.token_label, key_id=r.key_id.hex(), key_type=r.key_type,
+                              subject=r.subject, cert_der=r.cert_der, not_after=r.not_after, created_at=now)
+                    for r in rows]
+            s.add_all(objs)
             try:
                 s.flush()
             except IntegrityError as e:
-                raise PkiError(ErrorKind.CONFLICT, f"authority {name!r} exists already") from e
-            return _authority(row)
+                raise PkiError(ErrorKind.CONFLICT, "the CA is initialised already") from e
+            return [_authority(o) for o in objs]
 
+    @_db
     def authority(self, name: str) -> AuthorityRecord | None:
-        try:
-            with self._session() as s:
-                row = s.scalars(select(Authority).where(Authority.name == name)).first()
-                return _authority(row) if row else None
-        except OperationalError as e:
-            raise PkiError(ErrorKind.NOT_INITIALISED, "the database has no CA tables: run `udun ca init`") from e
+        with self._session() as s:
+            row = s.scalars(select(Authority).where(Authority.name == name)).first()
+            return _authority(row) if row else None
 
     # Issuance writes go through SQLAlchemy Core: the ORM's unit of work costs more than
     # the token signature on this path (make bench: issuance).
@@ -98,6 +126,7 @@ class Store:
                     .values(state="issued", der=bindparam("der"), cert_sha256=bindparam("cert_sha256"),
                             issued_at=bindparam("issued_at")))
 
+    @_db
     def record_intent(self, *, serial: str, authority_id: int, profile: str, subject: str, requester: str,
                       tbs_sha256: str, not_before: datetime, not_after: datetime, now: datetime) -> bool:
         """Phase one: remember the serial and TBS hash. False if the serial was taken."""
@@ -112,6 +141,7 @@ class Store:
             return False
         return True
 
+    @_db
     def record_issued(self, serial: str, der: bytes, cert_sha256: str, now: datetime) -> None:
         """Phase two: the signed certificate."""
         with self.engine.begin() as conn:
@@ -120,16 +150,19 @@ class Store:
             if done.rowcount != 1:
                 raise PkiError(ErrorKind.INTERNAL, f"serial {serial} was not pending")
 
+    @_db
     def record_failed(self, serial: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(self._certs).where(self._certs.c.serial == serial, self._certs.c.state == "pending")
                          .values(state="failed"))
 
+    @_db
     def certificate(self, serial: str) -> CertRecord | None:
         with self._session() as s:
             row = s.get(CertificateRow, serial.lower())
             return _cert(row) if row else None
 
+    @_db
     def certificates(self, limit: int = 100, offset: int = 0) -> list[CertRecord]:
         with self._session() as s:
             rows = s.scalars(select(CertificateRow).order_by(CertificateRow.created_at.desc(),
@@ -137,6 +170,7 @@ class Store:
                              .limit(limit).offset(offset))
             return [_cert(r) for r in rows]
 
+    @_db
     def count(self) -> int:
         with self._session() as s:
             return int(s.scalar(select(func.count()).select_from(CertificateRow)) or 0)

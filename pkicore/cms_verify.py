@@ -285,11 +285,13 @@ class Verifier:
             c.fail("message digest", "unsupported digest algorithm or parameters", Sub.FORMAT_FAILURE)
             return conclude(c.items)
         md = single(ID_MESSAGE_DIGEST, "message-digest")
+        content_signed = False
         if md is None or md[1].tag != der.OCTET_STRING:
             c.fail("message digest", "message-digest attribute missing", Sub.FORMAT_FAILURE)
         elif hashlib.new(digest_name, content).digest() != der.contents(*md):
             c.fail("message digest", "the content does not match the signed digest", Sub.HASH_FAILURE)
         else:
+            content_signed = True
             c.ok("message digest", digest_name)
 
         scv2 = single(ID_SIGNING_CERTIFICATE_V2, "signingCertificateV2")
@@ -330,12 +332,15 @@ class Verifier:
         else:
             c.ok("key usage", "nonRepudiation")
 
+        # Only signed content is worth decoding: a changed byte is a HASH_FAILURE, whether or
+        # not the changed bytes still parse as a payment.
         transaction = None
-        try:
-            transaction = txmod.load_canonical(content).raw
-            c.ok("transaction", "valid canonical payment (version 1)")
-        except PkiError as e:
-            c.fail("transaction", e.message, Sub.FORMAT_FAILURE)
+        if content_signed:
+            try:
+                transaction = txmod.load_canonical(content).raw
+                c.ok("transaction", "valid canonical payment (version 1)")
+            except PkiError as e:
+                c.fail("transaction", e.message, Sub.FORMAT_FAILURE)
 
         return conclude(c.items, signer=signer.identity, signing_time=signing_time,
                         transaction=transaction, signer_cert_der=signer.der)

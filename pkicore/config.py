@@ -4,6 +4,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from pkicore.errors import ErrorKind, PkiError
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
@@ -53,29 +56,42 @@ class Settings:
         return f"{self.base_url}/ca/root-ca.crt"
 
 
-def _int(env: dict[str, str], name: str, default: int) -> int:
+def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        from pkicore.errors import ErrorKind, PkiError
-
-        raise PkiError(ErrorKind.BAD_INPUT, f"{name} must be a whole number") from None
+        value = low - 1
+    if not low <= value <= high:
+        raise PkiError(ErrorKind.BAD_INPUT, f"{name} must be a whole number from {low} to {high}")
     return value
+
+
+def _base_url(raw: str) -> str:
+    """The URL written into certificates (RFC 5280 §4.2.1.13, §4.2.2.1): http(s), a host."""
+    url = raw.rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+            or any(ch.isspace() or not ch.isprintable() for ch in url) or not url.isascii():
+        raise PkiError(ErrorKind.BAD_INPUT, "UDUN_BASE_URL must be an http:// or https:// URL such as "
+                                            "http://pki.example.com")
+    return url
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read UDUN_* variables; defaults give a working embedded set-up under ~/.udun."""
     e = dict(os.environ) if env is None else env
     home = Path(e.get("UDUN_HOME") or Path.home() / ".udun").expanduser().resolve()
+    if home.exists() and not home.is_dir():
+        raise PkiError(ErrorKind.BAD_INPUT, f"UDUN_HOME {home} is not a directory")
     return Settings(
         home=home,
         database_url=e.get("UDUN_DATABASE_URL") or f"sqlite:///{home / 'udun.db'}",
         pkcs11_module=e.get("UDUN_PKCS11_MODULE") or SOFTHSM_MODULE,
-        base_url=(e.get("UDUN_BASE_URL") or "http://127.0.0.1:8080").rstrip("/"),
+        base_url=_base_url(e.get("UDUN_BASE_URL") or "http://127.0.0.1:8080"),
         ca_token=e.get("UDUN_CA_TOKEN") or "udun-ca",
         root_token=e.get("UDUN_ROOT_TOKEN") or "udun-root",
-        client_days=_int(e, "UDUN_CLIENT_DAYS", 730),
+        client_days=_int(e, "UDUN_CLIENT_DAYS", 730, 1, 3650),
     )

@@ -42,12 +42,21 @@ class ChainResult:
 
 
 def load_certs(data: bytes) -> list[bytes]:
-    """DER certificates from PEM (one or many) or a single DER blob."""
+    """DER certificates from PEM (one or many CERTIFICATE blocks) or a single DER blob."""
     try:
         if pem.detect(data):
-            return [der for _, _, der in pem.unarmor(data, multiple=True)]
-        x509.Certificate.load(data).native  # noqa: B018  force a full parse
-        return [data]
+            blocks = list(pem.unarmor(data, multiple=True))
+            other = next((kind for kind, _, _ in blocks if kind != "CERTIFICATE"), None)
+            if other:
+                raise PkiError(ErrorKind.BAD_INPUT, f"expected CERTIFICATE blocks, found {other}")
+            ders = [bytes(der) for _, _, der in blocks]
+        else:
+            ders = [data]
+        for der in ders:
+            x509.Certificate.load(der, strict=True).native  # noqa: B018  force a full parse
+        return ders
+    except PkiError:
+        raise
     except Exception as e:  # asn1crypto raises ValueError/TypeError on garbage
         raise PkiError(ErrorKind.BAD_INPUT, "not a PEM or DER certificate file") from e
 

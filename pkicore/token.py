@@ -8,8 +8,11 @@ CKM_ECDSA_SHA256, so we hash on the host and sign with raw mechanisms.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +35,8 @@ _SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
 _lock = threading.RLock()
 _lib: Any = None
 _lib_path: str | None = None
-_sessions: dict[bytes, Any] = {}   # token serial -> the one logged-in session
+_sessions: dict[bytes, tuple[Any, bytes]] = {}   # token serial -> (session, PIN fingerprint)
+_PIN_KEY = os.urandom(32)          # fingerprints are HMACs under a per-process key
 # Bumped by refresh(): re-initialising invalidates every session and object handle, and
 # a stale handle may silently name another token's object, so keys check it.
 _generation = 0
@@ -121,10 +125,17 @@ class TokenInfo:
 
 def _tokens(settings: Settings) -> list[Any]:
     lib = library(settings)
-    try:
-        return [t for t in lib.get_tokens() if t.label]
-    except Exception as e:
-        raise translate(e, "listing tokens") from e
+    for attempt in range(3):
+        try:
+            return [t for t in lib.get_tokens() if t.label]
+        except (p11e.GeneralError, p11e.DeviceError) as e:
+            # SoftHSM's file store can be caught mid-write by another process: retry.
+            if attempt == 2:
+                raise translate(e, "listing tokens") from e
+            time.sleep(0.05 * (attempt + 1))
+        except Exception as e:
+            raise translate(e, "listing tokens") from e
+    return []
 
 
 def list_tokens(settings: Settings) -> list[TokenInfo]:
@@ -157,17 +168,29 @@ def find_token(settings: Settings, label: str | None = None, serial: str | None 
     if not found:
         raise PkiError(ErrorKind.NOT_FOUND, f"no token with {name}")
     if len(found) > 1:
-        raise PkiError(ErrorKind.CONFLICT, f"more than one token with {name}; use --serial")
+        raise PkiError(ErrorKind.CONFLICT, f"more than one token with {name}; name it by --serial")
     return found[0]
 
 
-def session(settings: Settings, label: str, pin: str) -> Any:
-    """The process's one logged-in read/write session on a token."""
+def _fingerprint(pin: str) -> bytes:
+    return hmac.new(_PIN_KEY, pin.encode(), hashlib.sha256).digest()
+
+
+def session(settings: Settings, label: str | None, pin: str, serial: str | None = None) -> Any:
+    """The process's one logged-in read/write session on a token (by label or serial).
+
+    A cached session is only handed out for the PIN that opened it: any other PIN logs
+    in afresh, so a wrong PIN fails as it would on a new session.
+    """
     with _lock:
-        token = find_token(settings, label=label)
+        token = find_token(settings, label=label, serial=serial)
+        label = token.label
         cached = _sessions.get(token.serial)
         if cached is not None:
-            return cached
+            if hmac.compare_digest(cached[1], _fingerprint(pin)):
+                return cached[0]
+            _sessions.pop(token.serial)
+            _close(cached[0])
         try:
             s = token.open(user_pin=pin, rw=True)
         except p11e.UserAlreadyLoggedIn:
@@ -181,7 +204,7 @@ def session(settings: Settings, label: str, pin: str) -> Any:
                 raise translate(e, f"logging in to token {label!r}") from e
         except Exception as e:
             raise translate(e, f"logging in to token {label!r}") from e
-        _sessions[token.serial] = s
+        _sessions[token.serial] = (s, _fingerprint(pin))
         return s
 
 
@@ -190,12 +213,18 @@ def close_all() -> None:
     global _generation
     with _lock:
         _generation += 1
-        for s in _sessions.values():
-            try:
-                s.close()
-            except Exception:  # a closed or vanished token is fine here
-                pass
+        for s, _ in _sessions.values():
+            _close(s)
         _sessions.clear()
+
+
+def _close(s: Any) -> None:
+    global _generation
+    _generation += 1          # keys opened through this session are stale now
+    try:
+        s.close()
+    except Exception:  # noqa: BLE001  a closed or vanished token is fine here
+        pass
 
 
 class TokenKey:

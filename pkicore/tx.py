@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -19,6 +18,7 @@ from typing import Any
 import rfc8785
 
 from pkicore.errors import ErrorKind, PkiError
+from pkicore.text import visible_problem
 
 MAX_TX_BYTES = 64 * 1024
 
@@ -147,13 +147,9 @@ def _text(obj: dict[str, Any], key: str, path: str, max_len: int, required: bool
         raise _fail(path, "must not be empty")
     if len(value) > max_len:
         raise _fail(path, f"longer than {max_len} characters")
-    if value != unicodedata.normalize("NFC", value):
-        raise _fail(path, "must be in Unicode NFC form")
-    for ch in value:
-        # Control and format characters (bidi overrides, zero-width joiners) could make
-        # the displayed text differ from the signed text.
-        if unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"):
-            raise _fail(path, f"contains an invisible or control character U+{ord(ch):04X}")
+    problem = visible_problem(value)
+    if problem:
+        raise _fail(path, problem)
     return value
 
 

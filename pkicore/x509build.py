@@ -12,9 +12,8 @@ from typing import Any
 from asn1crypto import csr as asn1csr
 from asn1crypto import keys as asn1keys
 from asn1crypto import x509
-from cryptography import x509 as cx509
 
-from pkicore import oids  # noqa: F401  (registers documentSigning, signingCertificateV2)
+from pkicore import names, oids  # noqa: F401  (oids registers documentSigning, signingCertificateV2)
 from pkicore.algorithms import RawSigner, SigScheme, default_scheme, sign, signature_algorithm
 from pkicore.der import BIT_STRING, GENERALIZED_TIME, INTEGER, SEQUENCE, UTC_TIME, tlv_header
 from pkicore.errors import ErrorKind, PkiError
@@ -24,18 +23,8 @@ _GENERALIZED_FROM = datetime(2050, 1, 1, tzinfo=timezone.utc)
 
 
 def parse_name(text: str) -> x509.Name:
-    """An RFC 4514 string ("CN=张三,O=Bank,C=CN") as an X.501 Name (UTF8String values)."""
-    try:
-        name = cx509.Name.from_rfc4514_string(text)
-    except ValueError as e:
-        raise PkiError(ErrorKind.BAD_INPUT, f"subject {text!r} is not an RFC 4514 name: {e}") from e
-    if not name.rdns:
-        raise PkiError(ErrorKind.BAD_INPUT, "the subject must not be empty")
-    try:
-        der = name.public_bytes()
-    except ValueError as e:  # e.g. a country code that is not 2 letters
-        raise PkiError(ErrorKind.BAD_INPUT, f"subject: {e}") from e
-    return x509.Name.load(der)
+    """An RFC 4514 string as a checked Name (see pkicore.names)."""
+    return names.parse(text)
 
 
 def x509_time(moment: datetime) -> x509.Time:

@@ -8,10 +8,10 @@ from pkicore.algorithms import SigScheme
 from pkicore.clock import Clock, system_clock
 from pkicore.cms_build import sign_data
 from pkicore.config import Settings
-from signer.tokens import certificate_and_chain
+from signer.tokens import Token, certificate_and_chain
 
 
-def sign_transaction(settings: Settings, label: str, pin: str, tx: txmod.Transaction, *,
+def sign_transaction(settings: Settings, label: Token, pin: str, tx: txmod.Transaction, *,
                      detached: bool = False, scheme: SigScheme | None = None,
                      clock: Clock = system_clock, signing_time: datetime | None = None) -> bytes:
     """CAdES-BES over the transaction's canonical bytes; returns CMS DER.

@@ -8,7 +8,7 @@ from typing import Any
 from asn1crypto import keys as asn1keys
 from asn1crypto import x509
 
-from pkicore import softhsm, token
+from pkicore import names, softhsm, token
 from pkicore.algorithms import KeyType, SigScheme
 from pkicore.config import Settings
 from pkicore.errors import ErrorKind, PkiError
@@ -18,44 +18,67 @@ from pkicore.x509build import build_csr, key_identifier, parse_name
 KEY_LABEL = "udun signing key"
 
 
+@dataclass(frozen=True)
+class TokenRef:
+    """A client token, named by label or serial (never by slot number)."""
+
+    label: str | None = None
+    serial: str | None = None
+
+    def __str__(self) -> str:
+        return f"token {self.label!r}" if self.label else f"token with serial {self.serial!r}"
+
+
+Token = TokenRef | str     # a plain string is a label
+
+
+def _ref(t: Token) -> TokenRef:
+    return TokenRef(label=t) if isinstance(t, str) else t
+
+
+def _session(settings: Settings, t: Token, pin: str) -> Any:
+    ref = _ref(t)
+    return token.session(settings, ref.label, pin, serial=ref.serial)
+
+
 def init(settings: Settings, label: str, pin: str, so_pin: str) -> str:
     """Initialise a SoftHSM token (a USB key comes initialised from its vendor)."""
     return softhsm.init_token(settings, label, pin, so_pin)
 
 
-def keygen(settings: Settings, label: str, pin: str, key_type: KeyType) -> token.TokenKey:
+def keygen(settings: Settings, label: Token, pin: str, key_type: KeyType) -> token.TokenKey:
     """Generate the token's signing key pair; a token holds one udun signing key."""
-    s = token.session(settings, label, pin)
+    s = _session(settings, label, pin)
     if token.private_keys(s):
-        raise PkiError(ErrorKind.CONFLICT, f"token {label!r} already holds a private key")
+        raise PkiError(ErrorKind.CONFLICT, f"{_ref(label)} already holds a private key")
     return token.generate_key(s, key_type, secrets.token_bytes(8), KEY_LABEL)
 
 
-def signing_key(settings: Settings, label: str, pin: str) -> token.TokenKey:
+def signing_key(settings: Settings, label: Token, pin: str) -> token.TokenKey:
     """The token's one signing key."""
-    s = token.session(settings, label, pin)
+    s = _session(settings, label, pin)
     keys = token.private_keys(s)
     if not keys:
-        raise PkiError(ErrorKind.NOT_FOUND, f"token {label!r} holds no key: run `udun token keygen`")
+        raise PkiError(ErrorKind.NOT_FOUND, f"{_ref(label)} holds no key: run `udun token keygen`")
     if len(keys) > 1:
-        raise PkiError(ErrorKind.CONFLICT, f"token {label!r} holds {len(keys)} keys; udun expects one")
+        raise PkiError(ErrorKind.CONFLICT, f"{_ref(label)} holds {len(keys)} keys; udun expects one")
     return token.load_key(s, key_id=bytes(keys[0].id))
 
 
-def csr(settings: Settings, label: str, pin: str, subject: str, scheme: SigScheme | None = None) -> bytes:
+def csr(settings: Settings, label: Token, pin: str, subject: str, scheme: SigScheme | None = None) -> bytes:
     """A PKCS#10 request signed on the token (proof of possession)."""
     name = parse_name(subject)
     return build_csr(signing_key(settings, label, pin), name, scheme)
 
 
-def import_certificates(settings: Settings, label: str, pin: str, pem_or_der: bytes) -> x509.Certificate:
+def import_certificates(settings: Settings, label: Token, pin: str, pem_or_der: bytes) -> x509.Certificate:
     """Write the key's certificate (and any CA certificates in the file) onto the token."""
     key = signing_key(settings, label, pin)
     certs = [x509.Certificate.load(d) for d in load_certs(pem_or_der)]
     own = [c for c in certs if c.public_key.dump() == asn1keys.PublicKeyInfo.load(key.public_key_der).dump()]
     if not own:
         raise PkiError(ErrorKind.BAD_INPUT, "no certificate in the file matches the key on the token")
-    s = token.session(settings, label, pin)
+    s = _session(settings, label, pin)
     token.store_certificate(s, own[0].dump(), own[0].subject.dump(), key.key_id, "udun certificate")
     for ca in (c for c in certs if c is not own[0]):
         ca_id = key_identifier(ca.public_key.dump())
@@ -63,14 +86,14 @@ def import_certificates(settings: Settings, label: str, pin: str, pem_or_der: by
     return own[0]
 
 
-def certificate_and_chain(settings: Settings, label: str, pin: str) -> tuple[token.TokenKey, bytes, list[bytes]]:
+def certificate_and_chain(settings: Settings, label: Token, pin: str) -> tuple[token.TokenKey, bytes, list[bytes]]:
     """The signing key, its certificate and the CA certificates stored with it."""
     key = signing_key(settings, label, pin)
-    s = token.session(settings, label, pin)
+    s = _session(settings, label, pin)
     stored = token.certificates(s)
     own = [der for kid, der in stored if kid == key.key_id]
     if not own:
-        raise PkiError(ErrorKind.NOT_FOUND, f"token {label!r} has no certificate: run `udun token import`")
+        raise PkiError(ErrorKind.NOT_FOUND, f"{_ref(label)} has no certificate: run `udun token import`")
     chain = [der for kid, der in stored if kid != key.key_id]
     return key, own[0], chain
 
@@ -85,18 +108,21 @@ class TokenReport:
     certificates: list[dict[str, str]]
 
 
-def show(settings: Settings, label: str, pin: str) -> TokenReport:
-    tok = token.find_token(settings, label=label)
-    s = token.session(settings, label, pin)
+def show(settings: Settings, label: Token, pin: str) -> TokenReport:
+    ref = _ref(label)
+    tok = token.find_token(settings, label=ref.label, serial=ref.serial)
+    s = _session(settings, ref, pin)
     keys = []
-    for k in token.private_keys(s):
+    for k in sorted(token.private_keys(s), key=lambda k: bytes(k.id)):
         info = token.key_attributes(k)
         info["type"] = token.load_key(s, key_id=bytes(k.id)).key_type.value
         keys.append(info)
     certs = []
-    for kid, der in token.certificates(s):
+    own_ids = {k["id"] for k in keys}
+    # The key's own certificate first, then CA certificates; stable across calls.
+    for kid, der in sorted(token.certificates(s), key=lambda item: (item[0].hex() not in own_ids, item[0])):
         c = x509.Certificate.load(der)
-        certs.append({"id": kid.hex(), "subject": c.subject.human_friendly,
+        certs.append({"id": kid.hex(), "subject": names.rfc4514(c.subject),
                       "serial": format(c.serial_number, "x"),
                       "not_after": c["tbs_certificate"]["validity"]["not_after"].native.isoformat()})
     return TokenReport(tok.label, tok.serial.decode(errors="replace"), keys, certs)

@@ -61,6 +61,9 @@ def test_full_cli_flow(flow: Flow) -> None:
     flow.run("token", "import", "--label", "alice", "cert.pem")
     token_show = flow.run("token", "show", "--label", "alice").stdout.decode()
     assert "sensitive, never extractable" in token_show and serial in token_show
+    token_serial = token_show.split("(serial ")[1].split(")")[0]
+    assert token_show == flow.run("token", "show", "--serial", token_serial).stdout.decode()
+    assert flow.run("token", "show", ok=False).returncode == 2                  # neither --label nor --serial
 
     (h / "tx.json").write_text(json.dumps(SAMPLE, ensure_ascii=False, indent=2), encoding="utf-8")
     signed = flow.run("sign", "--label", "alice", "tx.json", "-o", "tx.p7s", input=b"y\n")
@@ -108,8 +111,18 @@ def test_errors_are_one_clear_line(flow: Flow) -> None:
     assert flow.run("verify", "missing.p7s", ok=False).returncode == 2
     assert flow.run("token", "show", "--label", "nobody", ok=False).returncode == 2
     assert flow.run("ca", "show", "abcdef", ok=False).returncode == 2
+    (h / "notacert.pem").write_bytes((h / "req.pem").read_bytes())
+    for args in (("verify", "tx.p7s", "--trust", "notacert.pem"), ("token", "import", "--label", "alice", "req.pem")):
+        proc = flow.run(*args, ok=False)
+        assert proc.returncode == 2 and b"bad-input" in proc.stderr, proc.stderr
+    for env in ({"UDUN_BASE_URL": "not a url"}, {"UDUN_CLIENT_DAYS": "99999999999"},
+                {"UDUN_DATABASE_URL": "sqlite:////nonexistent/dir/x.db"}):
+        proc = flow.run("ca", "list", env=env, ok=False)
+        assert proc.returncode == 2 and b"bad-input" in proc.stderr, (env, proc.stderr)
+    serve = flow.run("serve", "--port", "1", env={"UDUN_TRUST_FILE": str(h / "missing.pem")}, ok=False)
+    assert serve.returncode == 2 and b"UDUN_TRUST_FILE" in serve.stderr
     for proc_output in flow.outputs:
-        assert b"Traceback" not in proc_output
+        assert b"Traceback" not in proc_output and b"internal error" not in proc_output
 
 
 def test_pins_never_appear_in_output_or_files(flow: Flow) -> None:
@@ -128,3 +141,23 @@ def test_help_lists_every_command() -> None:
         assert cmd in top
     assert "init" in udun("ca", "--help").stdout.decode()
     assert "--detached" in udun("sign", "--help").stdout.decode()
+
+
+def test_parallel_first_commands_and_init_on_a_fresh_home(tmp_path: Path) -> None:
+    """Eight first commands migrate one fresh database; three `ca init` make one CA."""
+    env = {"UDUN_HOME": str(tmp_path), "UDUN_CA_PIN": CA_PIN, "UDUN_SO_PIN": CLI_SO_PIN}
+    import os
+    import sys
+
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "udun.cli", *args], env={**os.environ, **env},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    lists = [start("ca", "list") for _ in range(8)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in lists]   # type: ignore[union-attr]
+    assert all(rc == 0 for rc, _ in results), results
+    inits = [start("ca", "init") for _ in range(3)]
+    codes = sorted(p.wait(timeout=300) for p in inits)
+    assert codes == [0, 2, 2]
+    keys = udun("token", "show", "--label", "udun-ca", env={**env, "UDUN_PIN": CA_PIN})
+    assert keys.returncode == 0 and keys.stdout.count(b"  key  ") == 1, keys.stdout + keys.stderr

@@ -101,3 +101,25 @@ def test_pin_absent_from_logs(settings, enrolled, caplog) -> None:  # type: igno
 def test_ca_pin_file_is_private(settings, ca) -> None:  # type: ignore[no-untyped-def]
     mode = settings.ca_pin_file.stat().st_mode & 0o777
     assert mode == 0o600
+
+
+def test_cached_session_still_checks_the_pin(settings, enrolled) -> None:  # type: ignore[no-untyped-def]
+    """After a correct login, another PIN must not ride on the open session."""
+    from pkicore.errors import ErrorKind, PkiError
+    from signer import tokens
+    from signer.signing import sign_transaction
+
+    assert tokens.show(settings, "user-ec", PIN).keys
+    with pytest.raises(PkiError) as err:
+        sign_transaction(settings, "user-ec", "WRONG-PIN-123", sample_tx())
+    assert err.value.kind is ErrorKind.PIN
+    assert tokens.show(settings, "user-ec", PIN).keys        # the right PIN still works
+
+
+def test_token_found_by_serial(settings, enrolled) -> None:  # type: ignore[no-untyped-def]
+    from pkicore import token
+    from signer import tokens
+
+    serial = next(t.serial for t in token.list_tokens(settings) if t.label == "user-rsa2048")
+    shown = tokens.show(settings, tokens.TokenRef(serial=serial), PIN)
+    assert shown.label == "user-rsa2048" and shown.serial == serial

@@ -50,6 +50,9 @@ def cases(settings, ca, enrolled) -> dict[str, Case]:  # type: ignore[no-untyped
     tampered = good.replace(b'"amount":"1234.50"', b'"amount":"1234.51"', 1)
     assert tampered != good
     out["changed-content-byte"] = Case(tampered, None, "TOTAL_FAILED", "HASH_FAILURE")
+    broken = good.replace(b'{"amount"', b'["amount"', 1)      # no longer JSON, same length
+    assert broken != good
+    out["changed-content-breaks-json"] = Case(broken, None, "TOTAL_FAILED", "HASH_FAILURE")
     out["changed-signature-byte"] = Case(_flip_signature_byte(good), None, "TOTAL_FAILED", "SIG_CRYPTO_FAILURE")
 
     detached = sign_transaction(settings, "user-ec", PIN, tx, detached=True)
@@ -128,7 +131,7 @@ def cases(settings, ca, enrolled) -> dict[str, Case]:  # type: ignore[no-untyped
 CASE_NAMES = [
     *(f"good-attached-{u}" for u in ("user-ec", "user-rsa2048", "user-rsa3072")),
     *(f"good-detached-{u}" for u in ("user-ec", "user-rsa2048", "user-rsa3072")),
-    "changed-content-byte", "changed-signature-byte", "detached-without-content", "detached-wrong-content",
+    "changed-content-byte", "changed-content-breaks-json", "changed-signature-byte", "detached-without-content", "detached-wrong-content",
     "unknown-ca", "expired-at-signing-time", "expired-now-no-poe", "not-yet-valid-at-signing-time",
     "signing-time-in-the-future", "no-signing-certificate-v2",
     "signing-certificate-v2-names-another", "no-non-repudiation", "not-a-payment",
@@ -211,3 +214,22 @@ def test_expiry_with_an_injected_verifier_clock(settings, ca, enrolled, cases) -
     assert (report.status.value, report.sub_indication.value) == ("TOTAL_FAILED", "EXPIRED")
     report = later.verify(cases["good-attached-user-ec"].cms)
     assert (report.status.value, report.sub_indication.value) == ("INDETERMINATE", "OUT_OF_BOUNDS_NO_POE")
+
+
+def test_certificate_the_library_cannot_read_is_a_report(settings, ca, enrolled, verifier) -> None:  # type: ignore[no-untyped-def]
+    """A certificate in the set with an unknown key algorithm: a FORMAT_FAILURE report, no crash."""
+    from asn1crypto import keys
+
+    from pkicore.cms_build import sign_data
+
+    key = SoftwareKey()
+    issuing = ca.issuer()
+    leaf = x509.Certificate.load(issue_with(issuing.key, issuing.cert.dump(), key.public_key_der))
+    tbs = leaf["tbs_certificate"].copy()
+    tbs["subject_public_key_info"] = keys.PublicKeyInfo({
+        "algorithm": {"algorithm": "1.2.3.4.5"}, "public_key": b"\x00" * 32})
+    odd = x509.Certificate({"tbs_certificate": tbs, "signature_algorithm": leaf["signature_algorithm"],
+                            "signature_value": leaf["signature_value"].native}).dump()
+    cms = sign_data(key, odd, [], sample_tx().canonical_bytes(), signing_time=now())
+    report = verifier.verify(cms)
+    assert report.status.value != "TOTAL_PASSED" and report.sub_indication is not None

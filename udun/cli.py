@@ -16,7 +16,8 @@ from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import ChainValidator, TrustStore, load_certs
 from pkicore.report import Check, Sub, conclude
 from udun.cli_ca import ca_group
-from udun.cli_token import token_group
+from signer.tokens import TokenRef
+from udun.cli_token import token_group, token_ref
 from udun.common import EXIT_ERROR, fail, info, read_input, settings, user_pin, write_output
 
 
@@ -35,7 +36,7 @@ cli.add_command(token_group)
 
 
 @cli.command("sign")
-@click.option("--label", required=True, help="Token label.")
+@token_ref
 @click.argument("transaction", metavar="TX.json")
 @click.option("-o", "--out", "out", metavar="TX.p7s", help="Output (default: TX.p7s beside TX.json).")
 @click.option("--detached", is_flag=True, help="Leave the content out of the CMS.")
@@ -43,11 +44,19 @@ cli.add_command(token_group)
 @click.option("--scheme", type=click.Choice([s.value for s in SigScheme]), default=None,
               help="Signature scheme (RSA keys: pkcs1 or pss).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (the payment is still shown).")
-def sign_cmd(label: str, transaction: str, out: str | None, detached: bool, content_out: str | None,
+def sign_cmd(token: TokenRef, transaction: str, out: str | None, detached: bool, content_out: str | None,
              scheme: str | None, yes: bool) -> None:
-    """Show a payment in plain words, ask for confirmation and the PIN, sign it as CMS."""
+    """Show a payment in plain words, ask for confirmation and the PIN, sign it as CMS.
+
+    The signature covers the payment's RFC 8785 canonical bytes; with --detached, give
+    those bytes (--content-out writes them) to whoever verifies.
+    """
     from signer.signing import sign_transaction
 
+    if content_out and not detached:
+        raise click.UsageError("--content-out goes with --detached")
+    if transaction == "-" and not out:
+        raise click.UsageError("reading the payment from stdin: name the output with -o")
     tx = txmod.load(read_input(transaction, "transaction"))
     info("You are about to sign this payment:")
     for line in txmod.describe(tx):
@@ -56,7 +65,7 @@ def sign_cmd(label: str, transaction: str, out: str | None, detached: bool, cont
         info("not signed")
         sys.exit(1)
     pin = user_pin()
-    cms = sign_transaction(settings(), label, pin, tx, detached=detached,
+    cms = sign_transaction(settings(), token, pin, tx, detached=detached,
                            scheme=SigScheme.parse(scheme) if scheme else None)
     target = out or str(Path(transaction).with_suffix(".p7s"))
     write_output(target, cms)
@@ -112,10 +121,12 @@ def serve_cmd(host: str, port: int, workers: int | None) -> None:
     from ca.authority import CertificateAuthority
     from udun.server import serve
 
+    from webapi.app import trust_store
+
     # Fail here, with one clear line, rather than in every worker after fork.
-    ca = CertificateAuthority.open(settings())
-    if not os.environ.get("UDUN_TRUST_FILE"):
-        ca.chain_der()   # NOT_INITIALISED: run `udun ca init` or set UDUN_TRUST_FILE
+    s = settings()
+    ca = CertificateAuthority.open(s)
+    trust_store(s, ca, os.environ.get("UDUN_TRUST_FILE"))
     info(f"udun API on http://{host}:{port}  (POST /api/v1/verify, GET /healthz)")
     serve(host, port, workers)
 

@@ -9,6 +9,7 @@ from asn1crypto import pem
 from ca.authority import CertificateAuthority
 from ca.policy import load_csr_bytes
 from pkicore.algorithms import KeyType
+from pkicore.errors import ErrorKind, PkiError
 from udun.common import info, pem_certs, read_input, settings, write_output
 
 
@@ -75,8 +76,9 @@ def ca_show(serial: str, as_pem: bool) -> None:
     """One certificate: state, subject, validity, requester."""
     rec = _ca().get(serial)
     if as_pem:
-        if rec.der:
-            click.echo(pem.armor("CERTIFICATE", rec.der).decode(), nl=False)
+        if not rec.der:
+            raise PkiError(ErrorKind.CONFLICT, f"certificate {rec.serial} is {rec.state}, not issued")
+        click.echo(pem.armor("CERTIFICATE", rec.der).decode(), nl=False)
         return
     click.echo(f"serial      {rec.serial}")
     click.echo(f"state       {rec.state}")

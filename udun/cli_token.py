@@ -1,15 +1,30 @@
 """`udun token ...`: the client's USB key or SoftHSM token."""
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 import click
 from asn1crypto import pem
 
 from pkicore import token
 from pkicore.algorithms import KeyType, SigScheme
 from signer import tokens
-from udun.common import info, read_input, settings, so_pin, user_pin, write_output
+from udun.common import info, read_input, secret, settings, so_pin, user_pin, write_output
 
 label_option = click.option("--label", required=True, help="Token label (tokens are never chosen by slot).")
+
+
+def token_ref(f: Callable[..., None]) -> Callable[..., None]:
+    """--label or --serial, turned into one `token` argument (never a slot number)."""
+    @click.option("--serial", default=None, help="Token serial number (instead of --label).")
+    @click.option("--label", default=None, help="Token label.")
+    @functools.wraps(f)
+    def wrapper(label: str | None, serial: str | None, **kwargs: object) -> None:
+        if bool(label) == bool(serial):
+            raise click.UsageError("name the token by --label or by --serial (one of them)")
+        f(token=tokens.TokenRef(label=label, serial=serial), **kwargs)
+    return wrapper
 
 
 @click.group("token")
@@ -21,7 +36,7 @@ def token_group() -> None:
 @label_option
 def token_init(label: str) -> None:
     """Create a SoftHSM token (PIN from UDUN_PIN, SO PIN from UDUN_SO_PIN, or prompts)."""
-    pin = user_pin()
+    pin = secret("UDUN_PIN", "New PIN", confirm=True)
     so = so_pin()
     serial = tokens.init(settings(), label, pin, so)
     info(f"token {label!r} initialised (serial {serial})")
@@ -38,40 +53,40 @@ def token_list() -> None:
 
 
 @token_group.command("keygen")
-@label_option
+@token_ref
 @click.option("--key-type", type=click.Choice([k.value for k in KeyType]), default="ec-p256", show_default=True)
-def token_keygen(label: str, key_type: str) -> None:
+def token_keygen(token: tokens.TokenRef, key_type: str) -> None:
     """Generate the signing key pair on the token (sensitive, never extractable)."""
-    key = tokens.keygen(settings(), label, user_pin(), KeyType.parse(key_type))
-    info(f"generated {key.key_type.value} key (id {key.key_id.hex()}) on token {label!r}")
+    key = tokens.keygen(settings(), token, user_pin(), KeyType.parse(key_type))
+    info(f"generated {key.key_type.value} key (id {key.key_id.hex()}) on {token}")
 
 
 @token_group.command("csr")
-@label_option
+@token_ref
 @click.option("--subject", required=True, help='RFC 4514 name, e.g. "CN=张三,O=Example Bank,C=CN".')
 @click.option("--scheme", type=click.Choice([s.value for s in SigScheme]), default=None,
               help="Signature scheme (default: ecdsa for EC keys, pkcs1 for RSA).")
 @click.option("-o", "--out", "out", metavar="REQ.pem", help="Write here (default stdout).")
-def token_csr(label: str, subject: str, scheme: str | None, out: str | None) -> None:
+def token_csr(token: tokens.TokenRef, subject: str, scheme: str | None, out: str | None) -> None:
     """A PKCS#10 request signed by the token key."""
-    der = tokens.csr(settings(), label, user_pin(), subject, SigScheme.parse(scheme) if scheme else None)
+    der = tokens.csr(settings(), token, user_pin(), subject, SigScheme.parse(scheme) if scheme else None)
     write_output(out, pem.armor("CERTIFICATE REQUEST", der))
 
 
 @token_group.command("import")
-@label_option
+@token_ref
 @click.argument("cert", metavar="CERT.pem")
-def token_import(label: str, cert: str) -> None:
+def token_import(token: tokens.TokenRef, cert: str) -> None:
     """Write the certificate (and CA certificates in the file) onto the token."""
-    c = tokens.import_certificates(settings(), label, user_pin(), read_input(cert, "certificate"))
-    info(f"stored certificate {format(c.serial_number, 'x')} ({c.subject.human_friendly}) on token {label!r}")
+    c = tokens.import_certificates(settings(), token, user_pin(), read_input(cert, "certificate"))
+    info(f"stored certificate {format(c.serial_number, 'x')} ({c.subject.human_friendly}) on {token}")
 
 
 @token_group.command("show")
-@label_option
-def token_show(label: str) -> None:
+@token_ref
+def token_show(token: tokens.TokenRef) -> None:
     """Keys (with their protection flags) and certificates on the token."""
-    rep = tokens.show(settings(), label, user_pin())
+    rep = tokens.show(settings(), token, user_pin())
     click.echo(f"token {rep.label} (serial {rep.serial})")
     for k in rep.keys:
         flags = "sensitive" if k["sensitive"] else "NOT SENSITIVE"

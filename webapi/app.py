@@ -8,6 +8,7 @@ from flask import Flask
 from ca.authority import CertificateAuthority
 from pkicore.cms_verify import Verifier
 from pkicore.config import Settings, load_settings
+from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import ChainValidator, TrustStore, load_certs
 from webapi import problems
 
@@ -27,8 +28,12 @@ class Services:
 def trust_store(settings: Settings, ca: CertificateAuthority | None, trust_file: str | None) -> TrustStore:
     """UDUN_TRUST_FILE if set, else our own CA chain from the database."""
     if trust_file:
-        with open(trust_file, "rb") as f:
-            return TrustStore.from_certs(load_certs(f.read()))
+        try:
+            with open(trust_file, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise PkiError(ErrorKind.BAD_INPUT, f"UDUN_TRUST_FILE {trust_file}: {e.strerror}") from e
+        return TrustStore.from_certs(load_certs(data))
     assert ca is not None
     return TrustStore.from_certs(ca.chain_der())
 

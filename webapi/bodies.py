@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from typing import Any
 
 from flask import Request
@@ -17,7 +18,8 @@ def _b64(value: Any, field: str) -> bytes:
     if not isinstance(value, str) or not value:
         raise PkiError(ErrorKind.BAD_INPUT, f"{field} must be a non-empty base64 string", field=field)
     try:
-        return base64.b64decode(value, validate=True)
+        # Line-wrapped base64 (the `base64` tool's default) is fine; other junk is not.
+        return base64.b64decode("".join(value.split()), validate=True)
     except (binascii.Error, ValueError) as e:
         raise PkiError(ErrorKind.BAD_INPUT, f"{field} is not valid base64", field=field) from e
 
@@ -31,7 +33,10 @@ def signed_payment(req: Request) -> tuple[bytes, bytes | None]:
             raise PkiError(ErrorKind.BAD_INPUT, "the body is empty")
         return data, None
     if mimetype == "application/json":
-        body = req.get_json(silent=True)
+        try:
+            body = json.loads(req.get_data(cache=False))
+        except (ValueError, RecursionError):   # RecursionError: absurdly nested JSON
+            body = None
         if not isinstance(body, dict):
             raise PkiError(ErrorKind.BAD_INPUT, "the body is not a JSON object")
         unknown = sorted(set(body) - {"cms", "content"})

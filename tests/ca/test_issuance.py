@@ -63,18 +63,46 @@ def test_failed_signing_leaves_a_known_failed_serial(ca, monkeypatch) -> None:  
     assert failed and failed[0].state == "failed" and failed[0].der is None and failed[0].tbs_sha256
 
 
+def _raw_name(*rdns: list[tuple[str, str, str]]) -> x509.Name:
+    """A Name exactly as given: (attribute, string type, value) per RDN, no checks."""
+    return x509.Name(name="", value=x509.RDNSequence([
+        x509.RelativeDistinguishedName([
+            {"type": t, "value": x509.DirectoryString(name=kind, value=v)} for t, kind, v in rdn])
+        for rdn in rdns]))
+
+
 @pytest.mark.parametrize("subject, message", [
-    ("O=No Common Name", "needs a CN"),
-    ("CN=Someone,DC=example", "DC is not allowed"),
+    (x509.Name.build({"organization_name": "No Common Name"}), "needs a CN"),
+    (x509.Name.build({"common_name": "Someone", "domain_component": "example"}), "DC is not allowed"),
     (x509.Name.build({"common_name": "x" * 65}, use_printable=False), "CN is longer than 64"),
     (x509.Name.build({"common_name": "Someone", "country_name": "China"}), "C "),
-], ids=["no-cn", "dc", "long-cn", "bad-country"])
-def test_policy_refuses_subjects(ca, subject: str | x509.Name, message: str) -> None:  # type: ignore[no-untyped-def]
+    (x509.Name.build({"common_name": "abc\u202edef"}), "invisible or control character U+202E"),
+    (x509.Name.build({"common_name": " padded "}), "leading or trailing spaces"),
+    (x509.Name.build({"common_name": "Zoe\u0308"}), "NFC"),
+    (_raw_name([("common_name", "utf8_string", "A")], [("common_name", "utf8_string", "B")]), "twice"),
+    (_raw_name([("common_name", "utf8_string", "A"), ("organization_name", "utf8_string", "B")]), "multi-valued"),
+], ids=["no-cn", "dc", "long-cn", "bad-country", "bidi", "spaces", "nfd", "two-cn", "multi-valued-rdn"])
+def test_policy_refuses_subjects(ca, subject: x509.Name, message: str) -> None:  # type: ignore[no-untyped-def]
     before = ca.store.count()
     with pytest.raises(PkiError) as err:
         ca.issue(_csr(SoftwareKey(), subject))
     assert err.value.kind is ErrorKind.POLICY and message in err.value.message
     assert ca.store.count() == before
+
+
+def test_subject_is_re_encoded_with_rfc5280_string_types(ca, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A requester's odd string types (BMPString CN, UTF8String C) never reach a certificate."""
+    from asn1crypto import pem
+
+    from helpers import lint, write
+
+    odd = _raw_name([("country_name", "utf8_string", "CN")], [("common_name", "bmp_string", "张三")])
+    cert = x509.Certificate.load(ca.issue(_csr(SoftwareKey(), odd)).der)
+    kinds = {rdn[0]["type"].native: rdn[0]["value"] for rdn in cert.subject.chosen}
+    assert kinds["common_name"].name == "utf8_string" and kinds["common_name"].native == "张三"
+    assert kinds["country_name"].native == "CN" and kinds["country_name"].name == "printable_string"
+    proc = lint(write(tmp_path / "odd.pem", pem.armor("CERTIFICATE", cert.dump())))
+    assert proc.returncode == 0 and proc.stdout.strip() == "", proc.stdout
 
 
 def test_policy_refuses_a_forged_proof_of_possession(ca) -> None:  # type: ignore[no-untyped-def]

@@ -67,6 +67,22 @@ def test_malformed_bodies_are_400_never_500(client, data: bytes, ctype: str) -> 
     assert "Traceback" not in resp.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("body, ctype", [
+    (b"[" * 200_000 + b"]" * 200_000, "application/json"),                     # RecursionError bait
+    (bytes.fromhex("3018 0609 2a864886f70d010702 a00b 3009 020101 3100 3000 3100".replace(" ", "")),
+     "application/pkcs7-mime"),                                                # empty EncapsulatedContentInfo
+])
+def test_hostile_bodies_are_400(client, body: bytes, ctype: str) -> None:  # type: ignore[no-untyped-def]
+    resp = client.post("/api/v1/verify", data=body, content_type=ctype)
+    assert resp.status_code == 400 and resp.get_json()["code"] == "bad-input"
+
+
+def test_line_wrapped_base64_is_accepted(client, signed: bytes) -> None:  # type: ignore[no-untyped-def]
+    wrapped = base64.encodebytes(signed).decode()          # 76-column lines, like `base64`
+    resp = client.post("/api/v1/verify", json={"cms": wrapped})
+    assert resp.status_code == 200 and resp.get_json()["status"] == "TOTAL_PASSED"
+
+
 def test_truncated_cms_is_an_answer_not_a_crash(client, signed: bytes) -> None:  # type: ignore[no-untyped-def]
     for cut in (10, len(signed) // 2, len(signed) - 1):
         resp = client.post("/api/v1/verify", data=signed[:cut], content_type="application/pkcs7-mime")
@@ -102,7 +118,8 @@ def _csr(settings) -> bytes:  # type: ignore[no-untyped-def]
 
 def test_admin_issue_requires_the_api_key(client, settings) -> None:  # type: ignore[no-untyped-def]
     before = client.application.extensions["udun"].ca.store.count()
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "test-admin-key"}):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "test-admin-key"},
+                    {"Authorization": "Basic test-admin-key"}):
         resp = client.post("/api/v1/certificates", data=_csr(settings), headers=headers)
         assert resp.status_code == 401 and resp.get_json()["code"] == "unauthorized"
         assert "test-admin-key" not in resp.get_data(as_text=True)
@@ -110,7 +127,7 @@ def test_admin_issue_requires_the_api_key(client, settings) -> None:  # type: ig
 
 
 def test_admin_issue_and_show(client, settings) -> None:  # type: ignore[no-untyped-def]
-    auth = {"Authorization": "Bearer test-admin-key"}
+    auth = {"Authorization": "bearer test-admin-key"}     # the scheme is case-insensitive
     resp = client.post("/api/v1/certificates", data=_csr(settings), headers=auth)
     assert resp.status_code == 201, resp.get_json()
     body = resp.get_json()

@@ -21,8 +21,9 @@ def _require_admin() -> Response | None:
     key = _services().admin_api_key
     if not key:
         return problem(403, "forbidden", "admin API disabled", "set UDUN_ADMIN_API_KEY to enable it")
-    given = request.headers.get("Authorization", "")
-    if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(), key.encode()):
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # RFC 9110 §11.1: the scheme name is case-insensitive.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key.encode()):
         return problem(401, "unauthorized", "unauthorized", "a valid admin API key is required")
     return None
 

@@ -1,0 +1,124 @@
+"""Distinguished names: parsed, checked and re-encoded with RFC 5280 string types.
+
+A subject is never copied byte for byte from a request: its attributes are checked and
+encoded again (PrintableString for C and serialNumber, IA5String for emailAddress,
+UTF8String otherwise, one attribute per RDN), so that every certificate the CA signs
+lints clean whatever encoding the requester chose.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from collections import OrderedDict
+
+from asn1crypto import x509
+from cryptography import x509 as cx509
+
+from pkicore.errors import ErrorKind, PkiError
+from pkicore.text import visible_problem
+
+# asn1crypto name -> (RFC 4514 short name, RFC 5280 Appendix A upper bound)
+ATTRIBUTES: dict[str, tuple[str, int]] = {
+    "common_name": ("CN", 64),
+    "organization_name": ("O", 64),
+    "organizational_unit_name": ("OU", 64),
+    "country_name": ("C", 2),
+    "state_or_province_name": ("ST", 128),
+    "locality_name": ("L", 128),
+    "serial_number": ("serialNumber", 64),
+    "email_address": ("emailAddress", 255),
+    "domain_component": ("DC", 0),           # known, but not allowed in our subjects
+}
+_PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]*")     # X.680 §41.4 PrintableString
+
+
+def short_name(name: str) -> str:
+    return ATTRIBUTES.get(name, (name, 0))[0]
+
+
+def build(pairs: list[tuple[str, str]], kind: ErrorKind = ErrorKind.BAD_INPUT) -> x509.Name:
+    """A Name from (attribute, value) pairs, each checked; at most one of each attribute."""
+    if not pairs:
+        raise PkiError(kind, "the name must not be empty")
+    values: OrderedDict[str, str] = OrderedDict()
+    for name, value in pairs:
+        short, limit = ATTRIBUTES.get(name, (name, 0))
+        if not limit:
+            raise PkiError(kind, f"name attribute {short} is not allowed")
+        if name in values:
+            raise PkiError(kind, f"name attribute {short} appears twice")
+        if not isinstance(value, str) or not value or value != value.strip():
+            raise PkiError(kind, f"{short} must be non-empty text without leading or trailing spaces")
+        if len(value) > limit:
+            raise PkiError(kind, f"{short} is longer than {limit} characters")
+        problem = visible_problem(value)
+        if problem:
+            raise PkiError(kind, f"{short} {problem}")
+        if name == "country_name" and not (len(value) == 2 and value.isascii() and value.isalpha()
+                                           and value.isupper()):
+            raise PkiError(kind, "C must be a two-letter ISO 3166 code such as CN")
+        if name == "serial_number" and not _PRINTABLE.fullmatch(value):
+            raise PkiError(kind, "serialNumber may hold only PrintableString characters")
+        if name == "email_address" and not value.isascii():
+            raise PkiError(kind, "emailAddress must be ASCII")
+        values[name] = value
+    if "common_name" not in values:
+        raise PkiError(kind, "the name needs a CN")
+    return x509.Name.build(dict(values))
+
+
+def pairs_of(name: x509.Name, kind: ErrorKind = ErrorKind.POLICY) -> list[tuple[str, str]]:
+    """(attribute, value) pairs of a parsed Name; one attribute per RDN."""
+    out = []
+    for rdn in name.chosen:
+        if len(rdn) != 1:
+            raise PkiError(kind, "multi-valued RDNs are not allowed")
+        atv = rdn[0]
+        value = atv["value"].native
+        if not isinstance(value, str):
+            raise PkiError(kind, f"{short_name(atv['type'].native)} is not text")
+        out.append((atv["type"].native, value))
+    return out
+
+
+def canonical(name: x509.Name, kind: ErrorKind = ErrorKind.POLICY) -> x509.Name:
+    """Check a requested Name and encode it again the way we issue names."""
+    try:
+        return build(pairs_of(name, kind), kind)
+    except PkiError:
+        raise
+    except Exception as e:  # asn1crypto cannot decode a value (wrong string type content)
+        raise PkiError(kind, "the name cannot be decoded") from e
+
+
+def parse(text: str) -> x509.Name:
+    """An RFC 4514 string ("CN=张三,O=Example Bank,C=CN") as a checked Name."""
+    try:
+        with warnings.catch_warnings():  # cryptography warns on over-long values; build() says why
+            warnings.simplefilter("ignore")
+            name = cx509.Name.from_rfc4514_string(text)
+            rdns = list(name.rdns)
+        pairs = []
+        for rdn in rdns:
+            attrs = list(rdn)
+            if len(attrs) != 1:
+                raise PkiError(ErrorKind.BAD_INPUT, "multi-valued RDNs (+) are not allowed")
+            oid = attrs[0].oid.dotted_string
+            value = attrs[0].value
+            asn1_name = x509.NameType.map(oid)
+            pairs.append((asn1_name, value if isinstance(value, str) else ""))
+    except PkiError:
+        raise
+    except ValueError as e:
+        raise PkiError(ErrorKind.BAD_INPUT, f"{text!r} is not an RFC 4514 name ({str(e) or 'syntax error'})") from e
+    # RFC 4514 strings list the most specific RDN first; X.501 order is the reverse.
+    return build(list(reversed(pairs)))
+
+
+def rfc4514(name: x509.Name) -> str:
+    """The RFC 4514 string of a Name (most specific RDN first, as people write it)."""
+    attrs = [cx509.NameAttribute(cx509.ObjectIdentifier(atv["type"].dotted), atv["value"].native)
+             for rdn in name.chosen for atv in rdn]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cx509.Name(attrs).rfc4514_string()
