@@ -117,7 +117,7 @@ class CertificateAuthority:
 
         self._create_tokens(pin, so_pin)
         root_key = self._token_key(self.settings.root_token, pin, key_type, "udun root CA")
-        root_name = names.build([("common_name", root_cn), ("organization_name", org)])
+        root_name = names.build([("organization_name", org), ("common_name", root_cn)])
         root_ski = key_identifier(root_key.public_key_der)
         root_until = now + timedelta(days=365 * ROOT_YEARS + 2)
         root_tbs = build_tbs(
@@ -128,7 +128,7 @@ class CertificateAuthority:
         root_der = sign_tbs(root_key, root_tbs, scheme)
 
         ca_key = self._token_key(self.settings.ca_token, pin, key_type, "udun issuing CA")
-        ca_name = names.build([("common_name", issuing_cn), ("organization_name", org)])
+        ca_name = names.build([("organization_name", org), ("common_name", issuing_cn)])
         if ca_name == root_name:
             raise PkiError(ErrorKind.BAD_INPUT, "the root and the issuing CA need different names")
         ca_ski = key_identifier(ca_key.public_key_der)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from asn1crypto import x509
+from cryptography import x509 as cx509
+from cryptography.exceptions import InvalidSignature
 
 from pkicore.algorithms import RawSigner, SigScheme, default_scheme
 from pkicore.errors import ErrorKind, PkiError
@@ -77,6 +79,14 @@ class Issuer:
         self.key = key
         self.cert = x509.Certificate.load(cert_der)
         self.scheme = scheme or default_scheme(key.key_type)
+        self._crypto_cert = cx509.load_der_x509_certificate(cert_der)
 
     def sign(self, prepared: Prepared) -> bytes:
-        return sign_tbs(self.key, prepared.tbs, self.scheme)
+        """Sign, then check the signature with the CA certificate before anyone sees it:
+        a token fault or a stale key handle must never produce a bad certificate."""
+        der = sign_tbs(self.key, prepared.tbs, self.scheme)
+        try:
+            cx509.load_der_x509_certificate(der).verify_directly_issued_by(self._crypto_cert)
+        except (ValueError, TypeError, InvalidSignature) as e:
+            raise PkiError(ErrorKind.TOKEN, "the token produced a signature that does not verify") from e
+        return der

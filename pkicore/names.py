@@ -11,9 +11,10 @@ import re
 import warnings
 from collections import OrderedDict
 
-from asn1crypto import x509
+from asn1crypto import core, x509
 from cryptography import x509 as cx509
 
+from pkicore import der
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.text import visible_problem
 
@@ -30,6 +31,16 @@ ATTRIBUTES: dict[str, tuple[str, int]] = {
     "domain_component": ("DC", 0),           # known, but not allowed in our subjects
 }
 _PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]*")     # X.680 §41.4 PrintableString
+# RFC 5280 Appendix A: X520countryName and X520SerialNumber are PrintableString,
+# emailAddress IA5String; DirectoryString attributes are UTF8String (§4.1.2.6).
+_STRING_TAG = {"country_name": der.PRINTABLE_STRING, "serial_number": der.PRINTABLE_STRING,
+               "email_address": der.IA5_STRING}
+_OID_DER = {name: core.ObjectIdentifier(x509.NameType.unmap(name)).dump() for name in ATTRIBUTES}
+
+
+def _seq(*parts: bytes) -> bytes:
+    body = b"".join(parts)
+    return der.tlv_header(der.SEQUENCE, len(body)) + body
 
 
 def short_name(name: str) -> str:
@@ -64,7 +75,15 @@ def build(pairs: list[tuple[str, str]], kind: ErrorKind = ErrorKind.BAD_INPUT) -
         values[name] = value
     if "common_name" not in values:
         raise PkiError(kind, "the name needs a CN")
-    return x509.Name.build(dict(values))
+    # Assembled as DER (asn1crypto's Name.build costs ~0.3 ms, a third of an issuance):
+    # RDNSequence of single-valued RDNs, in the order given.
+    rdns = []
+    for name, value in values.items():
+        tag = _STRING_TAG.get(name, der.UTF8_STRING)
+        body = value.encode("utf-8" if tag == der.UTF8_STRING else "ascii")
+        atv = _seq(_OID_DER[name], der.tlv_header(tag, len(body)) + body)
+        rdns.append(der.tlv_header(der.SET, len(atv)) + atv)
+    return x509.Name.load(_seq(*rdns))
 
 
 def pairs_of(name: x509.Name, kind: ErrorKind = ErrorKind.POLICY) -> list[tuple[str, str]]:
@@ -96,7 +115,8 @@ def parse(text: str) -> x509.Name:
     try:
         with warnings.catch_warnings():  # cryptography warns on over-long values; build() says why
             warnings.simplefilter("ignore")
-            name = cx509.Name.from_rfc4514_string(text)
+            name = cx509.Name.from_rfc4514_string(text, {
+                "serialNumber": cx509.NameOID.SERIAL_NUMBER, "emailAddress": cx509.NameOID.EMAIL_ADDRESS})
             rdns = list(name.rdns)
         pairs = []
         for rdn in rdns:
@@ -115,10 +135,20 @@ def parse(text: str) -> x509.Name:
     return build(list(reversed(pairs)))
 
 
+def _escape(value: str) -> str:
+    """RFC 4514 §2.4 escaping of an attribute value."""
+    out = "".join("\\" + ch if ch in ',+"\\<>;=' else ch for ch in value)
+    if out.startswith((" ", "#")):
+        out = "\\" + out
+    if out.endswith(" "):
+        out = out[:-1] + "\\ "
+    return out
+
+
 def rfc4514(name: x509.Name) -> str:
     """The RFC 4514 string of a Name (most specific RDN first, as people write it)."""
-    attrs = [cx509.NameAttribute(cx509.ObjectIdentifier(atv["type"].dotted), atv["value"].native)
-             for rdn in name.chosen for atv in rdn]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return cx509.Name(attrs).rfc4514_string()
+    rdns = []
+    for rdn in name.chosen:
+        rdns.append("+".join(f"{ATTRIBUTES.get(atv['type'].native, (atv['type'].dotted, 0))[0]}="
+                             f"{_escape(str(atv['value'].native))}" for atv in rdn))
+    return ",".join(reversed(rdns))

@@ -161,3 +161,19 @@ def test_import_refuses_a_certificate_for_another_key(settings, enrolled) -> Non
     with pytest.raises(PkiError) as err:
         tokens.import_certificates(settings, "user-ec", PIN, pem.armor("CERTIFICATE", enrolled["user-rsa2048"].cert_der))
     assert err.value.kind is ErrorKind.BAD_INPUT
+
+
+def test_a_bad_token_signature_never_becomes_a_certificate(ca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The issuer checks each signature with the CA certificate; a fault marks the serial failed."""
+    issuer = ca.issuer()
+    real = issuer.key.sign_digest
+
+    def faulty(digest: bytes, scheme):  # type: ignore[no-untyped-def]
+        return real(bytes(32), scheme)          # a valid signature, over the wrong bytes
+
+    monkeypatch.setattr(issuer.key, "sign_digest", faulty)
+    with pytest.raises(PkiError) as err:
+        ca.issue(_csr(SoftwareKey(), "CN=Faulty Token"))
+    assert err.value.kind is ErrorKind.TOKEN
+    row = next(r for r in ca.store.certificates(limit=5) if r.subject == "CN=Faulty Token")
+    assert row.state == "failed" and row.der is None
