@@ -131,8 +131,8 @@ def parse(text: str) -> x509.Name:
         raise
     except ValueError as e:
         raise PkiError(ErrorKind.BAD_INPUT, f"{text!r} is not an RFC 4514 name ({str(e) or 'syntax error'})") from e
-    # RFC 4514 strings list the most specific RDN first; X.501 order is the reverse.
-    return build(list(reversed(pairs)))
+    # cryptography already hands the RDNs in X.501 order (the reverse of the string's).
+    return build(pairs)
 
 
 def _escape(value: str) -> str:
