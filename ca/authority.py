@@ -196,7 +196,7 @@ class CertificateAuthority:
             not_before=not_before, not_after=not_after,
             extensions_der=self._profile_extensions(prof, issuer) + ski,
         )
-        lint(tbs, issuer.cert)
+        lint(tbs, issuer.lint_facts)
         return Prepared(tbs, serial, not_before, not_after), checked
 
     def _issuer_not_after(self, issuer: Issuer) -> datetime:

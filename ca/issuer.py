@@ -5,15 +5,16 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from asn1crypto import x509
+from asn1crypto import core, x509
 from cryptography import x509 as cx509
 from cryptography.exceptions import InvalidSignature
 
+from pkicore import der
+from pkicore.der import DerError
 from pkicore.algorithms import RawSigner, SigScheme, default_scheme
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.x509build import sign_tbs
 
-_SIGNATURE_ALGORITHMS = ("sha256_ecdsa", "sha256_rsa", "rsassa_pss")
 
 
 @dataclass(frozen=True)
@@ -34,41 +35,72 @@ class Prepared:
         return hashlib.sha256(self.tbs).hexdigest()
 
 
-def lint(tbs_der: bytes, issuer_cert: x509.Certificate) -> None:
-    """Pre-signing checks on the bytes about to be signed (RFC 5280); pkilint runs in tests."""
+_AKI_OID = core.ObjectIdentifier("2.5.29.35").contents          # RFC 5280 §4.2.1.1
+_ALLOWED_SIGNATURES = {core.ObjectIdentifier(o).contents for o in (
+    "1.2.840.10045.4.3.2",       # ecdsa-with-SHA256 (RFC 5758)
+    "1.2.840.113549.1.1.11",     # sha256WithRSAEncryption (RFC 4055)
+    "1.2.840.113549.1.1.10",     # RSASSA-PSS (RFC 4055)
+)}
+
+
+class LintFacts:
+    """What the CA knows about itself, read once: lint compares the TBS against it."""
+
+    def __init__(self, issuer_cert: x509.Certificate) -> None:
+        self.subject_der = issuer_cert.subject.dump()
+        self.ski = issuer_cert.key_identifier
+        self.not_after = issuer_cert["tbs_certificate"]["validity"]["not_after"].native
+
+
+def lint(tbs_der: bytes, facts: LintFacts) -> None:
+    """Pre-signing checks on the exact bytes about to be signed (RFC 5280 §4.1).
+
+    Read with the DER reader, independently of the code that assembled the bytes; pkilint
+    runs on top in the tests.
+    """
     def bad(why: str) -> PkiError:
         return PkiError(ErrorKind.INTERNAL, f"lint: {why}")
 
     try:
-        tbs = x509.TbsCertificate.load(tbs_der, strict=True)
-        serial = tbs["serial_number"].native
-        serial_octets = len(tbs["serial_number"].contents)
-        validity = tbs["validity"]
-        nb, na = validity["not_before"].native, validity["not_after"].native
-        issuer_der = tbs["issuer"].dump()
-        exts = tbs["extensions"]
-        ids = [e["extn_id"].dotted for e in exts]
-        aki = next((e["extn_value"].parsed for e in exts if e["extn_id"].native == "authority_key_identifier"), None)
-        algorithm = tbs["signature"]["algorithm"].native
-    except PkiError:
-        raise
-    except Exception as e:  # the assembler produced something asn1crypto cannot read
+        top = der.top(tbs_der)
+        f = der.children(tbs_der, der.expect(top, der.SEQUENCE, "TBSCertificate"))
+        version = der.integer(tbs_der, der.children(tbs_der, der.expect(f[0], 0xA0, "version"))[0])
+        serial_tlv = der.expect(f[1], der.INTEGER, "serialNumber")
+        serial = der.integer(tbs_der, serial_tlv)
+        sig_oid = der.contents(tbs_der, der.children(tbs_der, f[2])[0])
+        issuer = der.whole(tbs_der, der.expect(f[3], der.SEQUENCE, "issuer"))
+        nb_tlv, na_tlv = der.children(tbs_der, der.expect(f[4], der.SEQUENCE, "validity"))
+        not_before, not_after = der.time(tbs_der, nb_tlv), der.time(tbs_der, na_tlv)
+        der.expect(f[5], der.SEQUENCE, "subject")
+        der.expect(f[6], der.SEQUENCE, "subjectPublicKeyInfo")
+        exts = der.children(tbs_der, der.children(tbs_der, der.expect(f[-1], 0xA3, "extensions"))[0])
+        ext_ids: list[bytes] = []
+        aki = None
+        for e in exts:
+            parts = der.children(tbs_der, e)
+            oid = der.contents(tbs_der, parts[0])
+            ext_ids.append(oid)
+            if oid == _AKI_OID:
+                octets = der.contents(tbs_der, parts[-1])
+                keyid = der.children(octets, der.top(octets))[0]
+                aki = der.contents(octets, keyid) if keyid.tag == 0x80 else None
+    except (DerError, ValueError, IndexError) as e:
         raise bad(f"the TBS certificate does not parse ({e})") from e
-    if tbs["version"].native != "v3":
+    if version != 2:
         raise bad("version must be v3")
-    if serial <= 0 or serial_octets > 20:
+    if serial <= 0 or serial_tlv.end - serial_tlv.cstart > 20:
         raise bad("serial must be positive and at most 20 octets (§4.1.2.2)")
-    if not nb < na:
+    if not not_before < not_after:
         raise bad("notBefore must precede notAfter")
-    if issuer_der != issuer_cert.subject.dump():
+    if issuer != facts.subject_der:
         raise bad("issuer name differs from the CA subject (§4.1.2.4)")
-    if na > issuer_cert["tbs_certificate"]["validity"]["not_after"].native:
+    if not_after > facts.not_after:
         raise bad("validity outlasts the issuing CA")
-    if len(ids) != len(set(ids)):
+    if len(ext_ids) != len(set(ext_ids)):
         raise bad("duplicate extension (§4.2)")
-    if aki is None or aki["key_identifier"].native != issuer_cert.key_identifier:
+    if aki is None or aki != facts.ski:
         raise bad("AKI must match the issuer's SKI (§4.2.1.1)")
-    if algorithm not in _SIGNATURE_ALGORITHMS:
+    if sig_oid not in _ALLOWED_SIGNATURES:
         raise bad("unexpected signature algorithm")
 
 
@@ -79,6 +111,7 @@ class Issuer:
         self.key = key
         self.cert = x509.Certificate.load(cert_der)
         self.scheme = scheme or default_scheme(key.key_type)
+        self.lint_facts = LintFacts(self.cert)
         self._crypto_cert = cx509.load_der_x509_certificate(cert_der)
 
     def sign(self, prepared: Prepared) -> bytes:

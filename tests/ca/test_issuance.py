@@ -177,3 +177,40 @@ def test_a_bad_token_signature_never_becomes_a_certificate(ca, monkeypatch) -> N
     assert err.value.kind is ErrorKind.TOKEN
     row = next(r for r in ca.store.certificates(limit=5) if r.subject == "CN=Faulty Token")
     assert row.state == "failed" and row.der is None
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"serial": -5}, "serial must be positive"),
+    ({"serial": 1 << 170}, "at most 20 octets"),
+    ({"swap_dates": True}, "notBefore must precede"),
+    ({"issuer": "CN=Someone Else"}, "issuer name differs"),
+    ({"years": 30}, "outlasts the issuing CA"),
+    ({"duplicate": True}, "duplicate extension"),
+    ({"aki": b"\x01" * 20}, "AKI must match"),
+], ids=["negative-serial", "long-serial", "dates", "issuer", "too-long", "duplicate-ext", "aki"])
+def test_lint_refuses_what_must_not_be_signed(ca, change: dict, message: str) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime, timedelta, timezone
+
+    from ca import profiles
+    from ca.issuer import lint
+    from pkicore import names
+    from pkicore.x509build import assemble_tbs, encode_extensions, ext, key_identifier
+
+    issuer = ca.issuer()
+    key = SoftwareKey()
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    nb, na = now, now + timedelta(days=365 * change.get("years", 1))
+    if change.get("swap_dates"):
+        nb, na = na, nb
+    exts = profiles.client_extensions(ca.settings, profiles.client_profile(ca.settings),
+                                      key_identifier(key.public_key_der),
+                                      change.get("aki", issuer.cert.key_identifier))
+    if change.get("duplicate"):
+        exts.append(ext("key_usage", {"digital_signature"}, critical=True))
+    issuer_der = names.parse(change["issuer"]).dump() if "issuer" in change else issuer.cert.subject.dump()
+    tbs = assemble_tbs(serial=change.get("serial", 12345), scheme=issuer.scheme, issuer_der=issuer_der,
+                       subject_der=names.parse("CN=Lint Test").dump(), public_key_der=key.public_key_der,
+                       not_before=nb, not_after=na, extensions_der=encode_extensions(exts))
+    with pytest.raises(PkiError) as err:
+        lint(tbs, issuer.lint_facts)
+    assert message in err.value.message
