@@ -150,7 +150,7 @@ class CertificateAuthority:
 
     # --- issuance ---------------------------------------------------------------
 
-    def _authority(self, name: str) -> AuthorityRecord:
+    def authority(self, name: str) -> AuthorityRecord:
         """An authority row; cached once found (they never change after `ca init`)."""
         rec = self._authorities.get(name)
         if rec is None:
@@ -163,7 +163,7 @@ class CertificateAuthority:
     def issuer(self) -> Issuer:
         """The issuing CA key, logged in once per process (again after a token reset)."""
         if self._issuer is None or getattr(self._issuer.key, "stale", False):
-            rec = self._authority("issuing")
+            rec = self.authority("issuing")
             s = token.session(self.settings, rec.token_label, ca_pin(self.settings))
             self._issuer = Issuer(token.load_key(s, key_id=rec.key_id), rec.cert_der)
         return self._issuer
@@ -206,7 +206,7 @@ class CertificateAuthority:
 
     def issue(self, csr_der: bytes, profile_name: str = "client", requester: str = "cli") -> CertRecord:
         """Two-phase issuance: record the intent, then sign once, then store the result."""
-        issuing = self._authority("issuing")
+        issuing = self.authority("issuing")
         for _ in range(SERIAL_ATTEMPTS):
             prepared, checked = self.prepare(csr_der, profile_name)
             created = self.clock()
@@ -236,7 +236,7 @@ class CertificateAuthority:
 
     def chain_der(self) -> list[bytes]:
         """Issuing CA then root: what a bank installs as trust anchors."""
-        return [self._authority("issuing").cert_der, self._authority("root").cert_der]
+        return [self.authority("issuing").cert_der, self.authority("root").cert_der]
 
     def get(self, serial: str) -> CertRecord:
         rec = self.store.certificate(serial.lower().removeprefix("0x"))

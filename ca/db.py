@@ -8,7 +8,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import (DateTime, ForeignKey, Integer, LargeBinary, String, Text, create_engine, event)
+from sqlalchemy import (BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint,
+                        create_engine, event)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -60,6 +61,47 @@ class CertificateRow(Base):
     issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     cert_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # Status (RFC 5280 §5.3.1): good | on_hold | revoked. A hold is recorded like a
+    # revocation with reason certificateHold, and undone by a release.
+    status: Mapped[str] = mapped_column(String(16), server_default="good")
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    invalidity_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class StatusEvent(Base):
+    """Who changed a certificate's status, when, and how."""
+
+    __tablename__ = "status_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    serial: Mapped[str] = mapped_column(ForeignKey("certificates.serial"), index=True)
+    action: Mapped[str] = mapped_column(String(16))               # revoke | hold | release
+    reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    invalidity_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Counter(Base):
+    """Monotonic counters shared by every process (CRL numbers, the status version)."""
+
+    __tablename__ = "counters"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class CrlRow(Base):
+    """Every CRL published, newest by number."""
+
+    __tablename__ = "crls"
+    __table_args__ = (UniqueConstraint("authority_id", "number", name="uq_crls_authority_number"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
+    number: Mapped[int] = mapped_column(BigInteger)
+    this_update: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_update: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    entries: Mapped[int] = mapped_column(Integer)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

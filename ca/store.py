@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar, cast
+from typing import Any, Callable, Iterator, TypeVar, cast
 from datetime import datetime, timezone
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ca.db import Authority, CertificateRow
+from ca.db import Authority, CertificateRow, Counter, CrlRow, StatusEvent
 from pkicore.errors import ErrorKind, PkiError
 
 
@@ -56,6 +56,43 @@ class CertRecord:
     created_at: datetime
     issued_at: datetime | None
     der: bytes | None
+    status: str = "good"                     # good | on_hold | revoked
+    revoked_at: datetime | None = None       # revocation or hold time
+    revocation_reason: str | None = None     # RFC 5280 §5.3.1 name, e.g. keyCompromise
+    invalidity_date: datetime | None = None  # RFC 5280 §5.3.2
+
+
+@dataclass(frozen=True)
+class StatusEventRecord:
+    action: str
+    reason: str | None
+    invalidity_date: datetime | None
+    actor: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class RevokedEntry:
+    """One CRL entry."""
+
+    serial: int
+    revoked_at: datetime
+    reason: str | None
+    invalidity_date: datetime | None
+
+
+@dataclass(frozen=True)
+class CrlRecord:
+    authority_id: int
+    number: int
+    this_update: datetime
+    next_update: datetime
+    entries: int
+    der: bytes
+
+
+def _opt(value: datetime | None) -> datetime | None:
+    return _utc(value) if value is not None else None
 
 
 def _authority(row: Authority) -> AuthorityRecord:
@@ -66,8 +103,8 @@ def _authority(row: Authority) -> AuthorityRecord:
 def _cert(row: CertificateRow) -> CertRecord:
     return CertRecord(
         row.serial, row.authority_id, row.state, row.profile, row.subject, row.requester, row.tbs_sha256,
-        _utc(row.not_before), _utc(row.not_after), _utc(row.created_at),
-        _utc(row.issued_at) if row.issued_at else None, row.der,
+        _utc(row.not_before), _utc(row.not_after), _utc(row.created_at), _opt(row.issued_at), row.der,
+        row.status, _opt(row.revoked_at), row.revocation_reason, _opt(row.invalidity_date),
     )
 
 
@@ -174,3 +211,93 @@ class Store:
     def count(self) -> int:
         with self._session() as s:
             return int(s.scalar(select(func.count()).select_from(CertificateRow)) or 0)
+
+    # --- status -------------------------------------------------------------------
+
+    @_db
+    def change_status(self, serial: str, *, allowed_from: tuple[str, ...], status: str, action: str,
+                      reason: str | None, revoked_at: datetime | None, invalidity_date: datetime | None,
+                      actor: str, now: datetime) -> CertRecord:
+        """Move a certificate between statuses in one transaction, with its history row.
+
+        The UPDATE names the statuses it may start from, so two operators acting at once
+        cannot both succeed on a state that only allows one of them.
+        """
+        with self._session() as s, s.begin():
+            row = s.get(CertificateRow, serial.lower())
+            if row is None or row.state != "issued":
+                raise PkiError(ErrorKind.NOT_FOUND, f"no issued certificate with serial {serial}")
+            done = s.execute(
+                update(CertificateRow)
+                .where(CertificateRow.serial == row.serial, CertificateRow.status.in_(allowed_from))
+                .values(status=status, revoked_at=revoked_at, revocation_reason=reason,
+                        invalidity_date=invalidity_date)
+                .execution_options(synchronize_session=False)
+            )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                current = s.scalar(select(CertificateRow.status).where(CertificateRow.serial == row.serial))
+                raise PkiError(ErrorKind.CONFLICT, f"certificate {row.serial} is {current}: cannot {action} it")
+            s.add(StatusEvent(serial=row.serial, action=action, reason=reason, invalidity_date=invalidity_date,
+                              actor=actor, at=now))
+            self._bump(s, "status_version")
+        rec = self.certificate(serial)
+        assert rec is not None
+        return rec
+
+    @staticmethod
+    def _bump(s: Session, name: str) -> int:
+        """Increment a shared counter inside the caller's transaction; returns the new value."""
+        value = s.execute(update(Counter).where(Counter.name == name).values(value=Counter.value + 1)
+                          .returning(Counter.value)).scalar()
+        if value is None:
+            s.add(Counter(name=name, value=1))
+            s.flush()
+            value = 1
+        return int(value)
+
+    @_db
+    def counter(self, name: str) -> int:
+        with self._session() as s:
+            return int(s.scalar(select(Counter.value).where(Counter.name == name)) or 0)
+
+    @_db
+    def history(self, serial: str) -> list[StatusEventRecord]:
+        with self._session() as s:
+            rows = s.scalars(select(StatusEvent).where(StatusEvent.serial == serial.lower())
+                             .order_by(StatusEvent.id))
+            return [StatusEventRecord(r.action, r.reason, _opt(r.invalidity_date), r.actor, _utc(r.at))
+                    for r in rows]
+
+    # --- CRLs ---------------------------------------------------------------------
+
+    @_db
+    def publish_crl(self, authority_id: int, make: Callable[[int, Iterator[RevokedEntry]], tuple[bytes, int]],
+                    this_update: datetime, next_update: datetime) -> CrlRecord:
+        """Take the next CRL number and the entries in one transaction, sign, store.
+
+        The counter update comes first and holds the write lock, so a CRL with a higher
+        number always reflects every status change committed before it (RFC 5280 §5.2.3).
+        """
+        with self._session() as s, s.begin():
+            number = self._bump(s, f"crl_number:{authority_id}")
+            c = self._certs
+            rows = s.execute(
+                select(c.c.serial, c.c.revoked_at, c.c.revocation_reason, c.c.invalidity_date)
+                .where(c.c.authority_id == authority_id, c.c.status.in_(("revoked", "on_hold")))
+                .execution_options(yield_per=10_000)
+            )
+            entries = (RevokedEntry(int(r[0], 16), _utc(r[1]), r[2], _opt(r[3])) for r in rows)
+            der, count = make(number, entries)
+            s.add(CrlRow(authority_id=authority_id, number=number, this_update=this_update,
+                         next_update=next_update, entries=count, der=der))
+        return CrlRecord(authority_id, number, this_update, next_update, count, der)
+
+    @_db
+    def latest_crl(self, authority_id: int) -> CrlRecord | None:
+        with self._session() as s:
+            row = s.scalars(select(CrlRow).where(CrlRow.authority_id == authority_id)
+                            .order_by(CrlRow.number.desc()).limit(1)).first()
+            if row is None:
+                return None
+            return CrlRecord(row.authority_id, row.number, _utc(row.this_update), _utc(row.next_update),
+                             row.entries, row.der)

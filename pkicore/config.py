@@ -22,6 +22,7 @@ class Settings:
     ca_token: str
     root_token: str
     client_days: int
+    crl_hours: int = 24          # CRL validity: nextUpdate - thisUpdate
 
     @property
     def softhsm_conf(self) -> Path:
@@ -94,4 +95,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ca_token=e.get("UDUN_CA_TOKEN") or "udun-ca",
         root_token=e.get("UDUN_ROOT_TOKEN") or "udun-root",
         client_days=_int(e, "UDUN_CLIENT_DAYS", 730, 1, 3650),
+        crl_hours=_int(e, "UDUN_CRL_HOURS", 24, 1, 24 * 31),
     )

@@ -63,13 +63,13 @@ def authority_info_access(ocsp_url: str | None, ca_issuers_url: str | None) -> d
     return ext("authority_information_access", entries)
 
 
-def _integer(n: int) -> bytes:
+def encode_integer(n: int) -> bytes:
     """DER INTEGER (X.690 §8.3): minimal two's complement."""
     body = n.to_bytes(n.bit_length() // 8 + 1, "big", signed=True)
     return tlv_header(INTEGER, len(body)) + body
 
 
-def _time(moment: datetime) -> bytes:
+def encode_time(moment: datetime) -> bytes:
     """RFC 5280 §4.1.2.5 Time: UTCTime through 2049, GeneralizedTime after, 'Z', seconds."""
     moment = moment.astimezone(timezone.utc)
     if moment >= _GENERALIZED_FROM:
@@ -79,12 +79,12 @@ def _time(moment: datetime) -> bytes:
     return tlv_header(UTC_TIME, len(text)) + text
 
 
-def _seq(*parts: bytes, tag: int = SEQUENCE) -> bytes:
+def seq(*parts: bytes, tag: int = SEQUENCE) -> bytes:
     body = b"".join(parts)
     return tlv_header(tag, len(body)) + body
 
 
-_V3 = _seq(_integer(2), tag=0xA0)   # [0] EXPLICIT Version v3
+_V3 = seq(encode_integer(2), tag=0xA0)   # [0] EXPLICIT Version v3
 
 
 def encode_extensions(extensions: list[dict[str, Any]]) -> list[bytes]:
@@ -100,15 +100,15 @@ def assemble_tbs(*, serial: int, scheme: SigScheme, issuer_der: bytes, subject_d
     Issuance assembles bytes rather than asn1crypto objects: building the object tree
     costs ~2 ms a certificate, joining cached parts a few µs.
     """
-    return _seq(
+    return seq(
         _V3,
-        _integer(serial),
+        encode_integer(serial),
         signature_algorithm(scheme).dump(),
         issuer_der,
-        _seq(_time(not_before), _time(not_after)),
+        seq(encode_time(not_before), encode_time(not_after)),
         subject_der,
         public_key_der,
-        _seq(_seq(*extensions_der), tag=0xA3),   # [3] EXPLICIT Extensions
+        seq(seq(*extensions_der), tag=0xA3),   # [3] EXPLICIT Extensions
     )
 
 
@@ -130,10 +130,11 @@ def build_tbs(
 
 
 def sign_tbs(signer: RawSigner, tbs: bytes, scheme: SigScheme) -> bytes:
-    """Sign a TBSCertificate; the result is the certificate's DER (RFC 5280 §4.1.1)."""
+    """Sign a to-be-signed structure: SEQUENCE {tbs, signatureAlgorithm, BIT STRING} is both
+    a Certificate (RFC 5280 §4.1.1) and a CertificateList (§5.1.1)."""
     signature, _ = sign(signer, tbs, scheme)
     bits = b"\x00" + signature                        # BIT STRING, no unused bits
-    return _seq(tbs, signature_algorithm(scheme).dump(), tlv_header(BIT_STRING, len(bits)) + bits)
+    return seq(tbs, signature_algorithm(scheme).dump(), tlv_header(BIT_STRING, len(bits)) + bits)
 
 
 def build_csr(signer: RawSigner, subject: x509.Name, scheme: SigScheme | None = None) -> bytes:

@@ -1,6 +1,7 @@
 """`udun ca ...`: set up the CA and issue certificates."""
 from __future__ import annotations
 
+import getpass
 import json
 
 import click
@@ -8,9 +9,11 @@ from asn1crypto import pem
 
 from ca.authority import CertificateAuthority
 from ca.policy import load_csr_bytes
+from ca.revocation import REVOKE_REASONS, Revocation
+from ca.store import CertRecord
 from pkicore.algorithms import KeyType
 from pkicore.errors import ErrorKind, PkiError
-from udun.common import info, pem_certs, read_input, settings, write_output
+from udun.common import info, parse_time, pem_certs, read_input, settings, write_output
 
 
 def _ca() -> CertificateAuthority:
@@ -73,8 +76,9 @@ def ca_list(limit: int, as_json: bool) -> None:
 @click.argument("serial")
 @click.option("--pem", "as_pem", is_flag=True, help="Print the certificate PEM only.")
 def ca_show(serial: str, as_pem: bool) -> None:
-    """One certificate: state, subject, validity, requester."""
-    rec = _ca().get(serial)
+    """One certificate: state, subject, validity, requester, status and its history."""
+    ca = _ca()
+    rec = ca.get(serial)
     if as_pem:
         if not rec.der:
             raise PkiError(ErrorKind.CONFLICT, f"certificate {rec.serial} is {rec.state}, not issued")
@@ -90,6 +94,13 @@ def ca_show(serial: str, as_pem: bool) -> None:
     if rec.issued_at:
         click.echo(f"issued      {rec.issued_at.isoformat()}")
     click.echo(f"tbs sha256  {rec.tbs_sha256}")
+    click.echo(f"status      {rec.status}" + (f" since {rec.revoked_at.isoformat()}" if rec.revoked_at else "")
+               + (f" ({rec.revocation_reason})" if rec.revocation_reason else ""))
+    if rec.invalidity_date:
+        click.echo(f"invalid     since {rec.invalidity_date.isoformat()} (compromise time)")
+    for ev in ca.store.history(rec.serial):
+        detail = f" {ev.reason}" if ev.reason else ""
+        click.echo(f"  {ev.at.isoformat()}  {ev.action}{detail} by {ev.actor}")
 
 
 @ca_group.command("chain")
@@ -97,3 +108,61 @@ def ca_show(serial: str, as_pem: bool) -> None:
 def ca_chain(out: str | None) -> None:
     """The issuing CA and root certificates (PEM): a bank's trust anchors."""
     write_output(out, pem_certs(_ca().chain_der()))
+
+
+def _revocation() -> Revocation:
+    return Revocation(_ca())
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _status_line(rev: Revocation, rec: CertRecord) -> None:
+    crl = rev.last_published
+    info(f"certificate {rec.serial} is now {rec.status}"
+         + (f" ({rec.revocation_reason})" if rec.revocation_reason else "")
+         + (f"; published CRL number {crl.number}" if crl else ""))
+
+
+@ca_group.command("revoke")
+@click.argument("serial")
+@click.option("--reason", type=click.Choice(REVOKE_REASONS), default="unspecified", show_default=True,
+              help="RFC 5280 reason code.")
+@click.option("--at", "at", metavar="TIME", default=None,
+              help="When the key was compromised (RFC 3339, e.g. 2026-11-22T08:00:00Z): the invalidityDate.")
+def ca_revoke(serial: str, reason: str, at: str | None) -> None:
+    """Revoke a certificate for good. A revoked certificate cannot be held, released or revoked again."""
+    invalidity = parse_time(at, "--at") if at else None
+    rev = _revocation()
+    _status_line(rev, rev.revoke(serial, reason, invalidity, actor=_actor()))
+
+
+@ca_group.command("hold")
+@click.argument("serial")
+def ca_hold(serial: str) -> None:
+    """Suspend a certificate (挂失, certificateHold) until `udun ca release`."""
+    rev = _revocation()
+    _status_line(rev, rev.hold(serial, actor=_actor()))
+
+
+@ca_group.command("release")
+@click.argument("serial")
+def ca_release(serial: str) -> None:
+    """Release a hold (解挂): the certificate is good again."""
+    rev = _revocation()
+    _status_line(rev, rev.release(serial, actor=_actor()))
+
+
+@ca_group.command("crl")
+@click.option("--ca", "which", type=click.Choice(["issuing", "root"]), default="issuing", show_default=True,
+              help="Whose CRL: the issuing CA's (client certificates) or the root's (CA certificates).")
+@click.option("-o", "--out", "out", metavar="FILE", help="Write the CRL here (default stdout).")
+@click.option("--pem", "as_pem", is_flag=True, help="PEM instead of DER.")
+@click.option("--new", "fresh", is_flag=True, help="Publish a new CRL now (otherwise only when due).")
+def ca_crl(which: str, out: str | None, as_pem: bool, fresh: bool) -> None:
+    """The current CRL (published afresh when a quarter of its validity is left, or with --new)."""
+    rev = _revocation()
+    crl = rev.publish(which) if fresh else rev.current(which)
+    write_output(out, pem.armor("X509 CRL", crl.der) if as_pem else crl.der)
+    info(f"CRL number {crl.number}, {crl.entries} entries, next update {crl.next_update.isoformat()}")

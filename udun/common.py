@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import NoReturn
 
@@ -71,3 +72,14 @@ def fail(e: PkiError) -> NoReturn:
 def info(message: str) -> None:
     """Progress for people goes to stderr, so stdout stays clean for data."""
     click.echo(message, err=True)
+
+
+def parse_time(text: str, option: str) -> datetime:
+    """An RFC 3339 time with a zone (Z or an offset), as UTC."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise PkiError(ErrorKind.BAD_INPUT, f"{option} takes an RFC 3339 time with a zone, e.g. 2026-11-22T08:00:00Z")
+    return moment.astimezone(timezone.utc)

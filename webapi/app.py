@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from flask import Flask
 
 from ca.authority import CertificateAuthority
+from ca.revocation import Revocation
 from pkicore.cms_verify import Verifier
 from pkicore.config import Settings, load_settings
 from pkicore.errors import ErrorKind, PkiError
@@ -23,6 +24,14 @@ class Services:
     verifier: Verifier
     ca: CertificateAuthority | None
     admin_api_key: str | None
+    _revocation: Revocation | None = None
+
+    def revocation(self) -> Revocation:
+        if self.ca is None:
+            raise PkiError(ErrorKind.NOT_INITIALISED, "this server has no CA")
+        if self._revocation is None:
+            self._revocation = Revocation(self.ca)
+        return self._revocation
 
 
 def trust_store(settings: Settings, ca: CertificateAuthority | None, trust_file: str | None) -> TrustStore:
@@ -60,9 +69,10 @@ def create_app(settings: Settings | None = None, *, verifier: Verifier | None = 
     app.extensions["udun"] = Services(settings, verifier, ca, admin_api_key)
     problems.register(app)
 
-    from webapi.views import admin, health, verify
+    from webapi.views import admin, health, status, verify
 
     app.register_blueprint(health.bp)
     app.register_blueprint(verify.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(status.bp)
     return app

@@ -1,0 +1,133 @@
+"""Certificate status: revoke, hold (挂失), release (解挂), and the CRLs that publish it.
+
+Every change is one store transaction with its history row; a new CRL follows at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Iterator
+
+from ca.authority import CertificateAuthority, ca_pin
+from ca.store import CertRecord, CrlRecord, RevokedEntry
+from pkicore import token
+from pkicore.algorithms import RawSigner, SigScheme, default_scheme
+from pkicore.crlbuild import REASONS, build_crl, entry
+from pkicore.errors import ErrorKind, PkiError
+
+# Reasons an operator may give to `revoke` (RFC 5280 §5.3.1); certificateHold has its own
+# command and removeFromCRL is only for delta CRLs.
+REVOKE_REASONS = tuple(r for r in REASONS if r not in ("certificateHold", "removeFromCRL"))
+
+
+@dataclass(frozen=True)
+class CrlSigner:
+    """The key and name a CRL is signed with: the CA that issued the listed certificates."""
+
+    authority_id: int
+    key: RawSigner
+    scheme: SigScheme
+    subject_der: bytes
+    ski: bytes
+
+
+class Revocation:
+    """Status changes and CRL publication for one CA."""
+
+    def __init__(self, ca: CertificateAuthority) -> None:
+        self.ca = ca
+        self._root_key: token.TokenKey | None = None
+        self.last_published: CrlRecord | None = None
+
+    # --- status -------------------------------------------------------------------
+
+    def revoke(self, serial: str, reason: str = "unspecified", invalidity: datetime | None = None,
+               actor: str = "cli") -> CertRecord:
+        """Revoke for good (from good or on hold). ``invalidity``: when the key was compromised."""
+        if reason not in REVOKE_REASONS:
+            raise PkiError(ErrorKind.BAD_INPUT, f"reason must be one of {', '.join(REVOKE_REASONS)}")
+        now = self.ca.clock()
+        if invalidity is not None and invalidity > now:
+            raise PkiError(ErrorKind.BAD_INPUT, "the invalidity (compromise) time cannot be in the future")
+        rec = self.ca.store.change_status(serial, allowed_from=("good", "on_hold"), status="revoked",
+                                          action="revoke", reason=reason, revoked_at=now,
+                                          invalidity_date=invalidity, actor=actor, now=now)
+        self.publish()
+        return rec
+
+    def hold(self, serial: str, actor: str = "cli") -> CertRecord:
+        """Suspend (挂失): listed on the CRL with reason certificateHold until released."""
+        now = self.ca.clock()
+        rec = self.ca.store.change_status(serial, allowed_from=("good",), status="on_hold", action="hold",
+                                          reason="certificateHold", revoked_at=now, invalidity_date=None,
+                                          actor=actor, now=now)
+        self.publish()
+        return rec
+
+    def release(self, serial: str, actor: str = "cli") -> CertRecord:
+        """Release a hold (解挂): the certificate is good again and leaves the CRL."""
+        now = self.ca.clock()
+        rec = self.ca.store.change_status(serial, allowed_from=("on_hold",), status="good", action="release",
+                                          reason=None, revoked_at=None, invalidity_date=None,
+                                          actor=actor, now=now)
+        self.publish()
+        return rec
+
+    # --- CRLs ---------------------------------------------------------------------
+
+    def _issuing_signer(self) -> CrlSigner:
+        issuer = self.ca.issuer()
+        rec = self.ca.authority("issuing")
+        return CrlSigner(rec.id, issuer.key, issuer.scheme, issuer.cert.subject.dump(),
+                         issuer.cert.key_identifier)
+
+    def _root_signer(self) -> CrlSigner:
+        rec = self.ca.authority("root")
+        if self._root_key is None or self._root_key.stale:
+            s = token.session(self.ca.settings, rec.token_label, ca_pin(self.ca.settings))
+            self._root_key = token.load_key(s, key_id=rec.key_id)
+        from asn1crypto import x509
+
+        cert = x509.Certificate.load(rec.cert_der)
+        return CrlSigner(rec.id, self._root_key, default_scheme(self._root_key.key_type), cert.subject.dump(),
+                         cert.key_identifier)
+
+    def signer(self, which: str) -> CrlSigner:
+        if which == "issuing":
+            return self._issuing_signer()
+        if which == "root":
+            return self._root_signer()
+        raise PkiError(ErrorKind.NOT_FOUND, f"no CRL for {which!r}: use issuing or root")
+
+    def publish(self, which: str = "issuing") -> CrlRecord:
+        """Sign and store a new full CRL for ``which`` CA (its number one higher than any before)."""
+        signer = self.signer(which)
+        this_update = self.ca.clock().replace(microsecond=0)
+        next_update = this_update + timedelta(hours=self.ca.settings.crl_hours)
+
+        def make(number: int, rows: Iterator[RevokedEntry]) -> tuple[bytes, int]:
+            count = 0
+
+            def entries() -> Iterator[bytes]:
+                nonlocal count
+                for r in rows:
+                    count += 1
+                    yield entry(r.serial, r.revoked_at, r.reason, r.invalidity_date)
+
+            der = build_crl(signer.key, signer.scheme, issuer_der=signer.subject_der, issuer_ski=signer.ski,
+                            number=number, this_update=this_update, next_update=next_update, entries=entries())
+            return der, count
+
+        self.last_published = self.ca.store.publish_crl(signer.authority_id, make, this_update, next_update)
+        return self.last_published
+
+    def current(self, which: str = "issuing") -> CrlRecord:
+        """The newest CRL, published afresh once a quarter of its validity is left."""
+        signer_id = self.ca.authority(which).id if which in ("issuing", "root") else -1
+        if signer_id < 0:
+            raise PkiError(ErrorKind.NOT_FOUND, f"no CRL for {which!r}")
+        latest = self.ca.store.latest_crl(signer_id)
+        margin = timedelta(hours=self.ca.settings.crl_hours) / 4
+        if latest is None or latest.next_update - self.ca.clock() < margin:
+            return self.publish(which)
+        return latest
