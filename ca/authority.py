@@ -173,7 +173,7 @@ class CertificateAuthority:
         key = (prof.name, issuer.cert.key_identifier)
         cached = self._extensions.get(key)
         if cached is None:
-            shared = [e for e in profiles.client_extensions(self.settings, prof, b"", issuer.cert.key_identifier)
+            shared = [e for e in profiles.extensions(self.settings, prof, b"", issuer.cert.key_identifier)
                       if e["extn_id"] != "key_identifier"]
             cached = self._extensions[key] = encode_extensions(shared)
         return cached

@@ -29,7 +29,17 @@ def client_profile(settings: Settings) -> Profile:
     )
 
 
-PROFILES = {"client": client_profile}
+def ocsp_responder_profile(settings: Settings) -> Profile:
+    """The delegated OCSP responder (RFC 6960 §4.2.2.2): short-lived, OCSPSigning only."""
+    return Profile(
+        name="ocsp-responder",
+        validity=timedelta(days=settings.responder_days),
+        key_usage=frozenset({"digital_signature"}),
+        ext_key_usage=("ocsp_signing",),
+    )
+
+
+PROFILES = {"client": client_profile, "ocsp-responder": ocsp_responder_profile}
 
 
 def profile(name: str, settings: Settings) -> Profile:
@@ -64,6 +74,18 @@ def issuing_ca_extensions(settings: Settings, ski: bytes, root_ski: bytes) -> li
         crl_distribution_points(settings.root_crl_url),
         authority_info_access(None, settings.root_issuers_url),
     ] + identifiers(ski, root_ski)
+
+
+def extensions(settings: Settings, p: Profile, ski: bytes, issuer_ski: bytes) -> list[dict[str, Any]]:
+    """The extensions of a profile's certificates."""
+    if p.name == "ocsp-responder":
+        return [
+            ext("key_usage", set(p.key_usage), critical=True),
+            ext("extended_key_usage", list(p.ext_key_usage)),
+            # RFC 6960 §4.2.2.2.1: relying parties need not check the responder's status.
+            ext("ocsp_no_check", None),
+        ] + identifiers(ski, issuer_ski)
+    return client_extensions(settings, p, ski, issuer_ski)
 
 
 def client_extensions(settings: Settings, p: Profile, ski: bytes, issuer_ski: bytes) -> list[dict[str, Any]]:

@@ -46,7 +46,7 @@ class Revocation:
         """Revoke for good (from good or on hold). ``invalidity``: when the key was compromised."""
         if reason not in REVOKE_REASONS:
             raise PkiError(ErrorKind.BAD_INPUT, f"reason must be one of {', '.join(REVOKE_REASONS)}")
-        now = self.ca.clock()
+        now = self.ca.clock().replace(microsecond=0)   # X.509 times carry whole seconds
         if invalidity is not None and invalidity > now:
             raise PkiError(ErrorKind.BAD_INPUT, "the invalidity (compromise) time cannot be in the future")
         rec = self.ca.store.change_status(serial, allowed_from=("good", "on_hold"), status="revoked",
@@ -57,7 +57,7 @@ class Revocation:
 
     def hold(self, serial: str, actor: str = "cli") -> CertRecord:
         """Suspend (挂失): listed on the CRL with reason certificateHold until released."""
-        now = self.ca.clock()
+        now = self.ca.clock().replace(microsecond=0)   # X.509 times carry whole seconds
         rec = self.ca.store.change_status(serial, allowed_from=("good",), status="on_hold", action="hold",
                                           reason="certificateHold", revoked_at=now, invalidity_date=None,
                                           actor=actor, now=now)
@@ -66,7 +66,7 @@ class Revocation:
 
     def release(self, serial: str, actor: str = "cli") -> CertRecord:
         """Release a hold (解挂): the certificate is good again and leaves the CRL."""
-        now = self.ca.clock()
+        now = self.ca.clock().replace(microsecond=0)   # X.509 times carry whole seconds
         rec = self.ca.store.change_status(serial, allowed_from=("on_hold",), status="good", action="release",
                                           reason=None, revoked_at=None, invalidity_date=None,
                                           actor=actor, now=now)

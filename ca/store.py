@@ -149,6 +149,19 @@ class Store:
             return [_authority(o) for o in objs]
 
     @_db
+    def replace_authority(self, row: NewAuthority, now: datetime) -> AuthorityRecord:
+        """Store a renewed key/certificate under an existing name (the OCSP responder)."""
+        with self._session() as s, s.begin():
+            obj = s.scalars(select(Authority).where(Authority.name == row.name)).first()
+            if obj is None:
+                obj = Authority(name=row.name, created_at=now)
+                s.add(obj)
+            obj.token_label, obj.key_id, obj.key_type = row.token_label, row.key_id.hex(), row.key_type
+            obj.subject, obj.cert_der, obj.not_after = row.subject, row.cert_der, row.not_after
+            s.flush()
+            return _authority(obj)
+
+    @_db
     def authority(self, name: str) -> AuthorityRecord | None:
         with self._session() as s:
             row = s.scalars(select(Authority).where(Authority.name == name)).first()

@@ -23,6 +23,8 @@ class Settings:
     root_token: str
     client_days: int
     crl_hours: int = 24          # CRL validity: nextUpdate - thisUpdate
+    ocsp_minutes: int = 60       # OCSP response validity: nextUpdate - thisUpdate
+    responder_days: int = 7      # the delegated OCSP responder certificate's validity
 
     @property
     def softhsm_conf(self) -> Path:
@@ -96,4 +98,6 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         root_token=e.get("UDUN_ROOT_TOKEN") or "udun-root",
         client_days=_int(e, "UDUN_CLIENT_DAYS", 730, 1, 3650),
         crl_hours=_int(e, "UDUN_CRL_HOURS", 24, 1, 24 * 31),
+        ocsp_minutes=_int(e, "UDUN_OCSP_MINUTES", 60, 1, 7 * 24 * 60),
+        responder_days=_int(e, "UDUN_OCSP_RESPONDER_DAYS", 7, 2, 90),
     )

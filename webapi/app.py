@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from flask import Flask
 
 from ca.authority import CertificateAuthority
+from ca.ocsp import Responder
 from ca.revocation import Revocation
 from pkicore.cms_verify import Verifier
 from pkicore.config import Settings, load_settings
@@ -25,6 +26,7 @@ class Services:
     ca: CertificateAuthority | None
     admin_api_key: str | None
     _revocation: Revocation | None = None
+    _responder: Responder | None = None
 
     def revocation(self) -> Revocation:
         if self.ca is None:
@@ -32,6 +34,13 @@ class Services:
         if self._revocation is None:
             self._revocation = Revocation(self.ca)
         return self._revocation
+
+    def responder(self) -> Responder:
+        if self.ca is None:
+            raise PkiError(ErrorKind.NOT_INITIALISED, "this server has no CA")
+        if self._responder is None:
+            self._responder = Responder(self.ca)
+        return self._responder
 
 
 def trust_store(settings: Settings, ca: CertificateAuthority | None, trust_file: str | None) -> TrustStore:

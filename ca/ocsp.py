@@ -1,0 +1,152 @@
+"""The OCSP responder (RFC 6960): a delegated responder key on the CA token, answers from
+the store, pre-signed answers cached until shortly before their nextUpdate.
+"""
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from asn1crypto import x509
+
+from ca.authority import CertificateAuthority, ca_pin
+from ca.store import NewAuthority
+from pkicore import names, token
+from pkicore import ocsp as ocspmod
+from pkicore.algorithms import SigScheme, default_scheme
+from pkicore.ocsp import Answer, CertQuery, OcspRefusal
+from pkicore.x509build import build_csr
+
+RENEW_BEFORE = timedelta(days=2)        # renew the responder certificate this long before it expires
+CACHE_MARGIN = timedelta(minutes=5)     # re-sign a cached answer this long before its nextUpdate
+RESPONDER_NAME = "ocsp"
+
+
+@dataclass(frozen=True)
+class _Responder:
+    key: token.TokenKey
+    scheme: SigScheme
+    cert: x509.Certificate
+    not_after: datetime
+
+
+@dataclass(frozen=True)
+class OcspResult:
+    """What the HTTP layer sends: the DER and, for cacheable answers, until when."""
+
+    der: bytes
+    next_update: datetime | None
+    this_update: datetime | None
+
+
+class Responder:
+    """Answers OCSP requests about certificates of our issuing CA."""
+
+    def __init__(self, ca: CertificateAuthority) -> None:
+        self.ca = ca
+        self._responder: _Responder | None = None
+        self._cache: dict[tuple[str, bytes, int], OcspResult] = {}
+        self._cache_version = -1
+        self._lock = threading.Lock()
+
+    # --- the delegated responder certificate ---------------------------------------
+
+    def responder(self) -> _Responder:
+        """The responder key and certificate, renewed automatically before expiry."""
+        now = self.ca.clock()
+        r = self._responder
+        if r is None or r.key.stale or r.not_after - now < RENEW_BEFORE:
+            r = self._load() or self._renew()
+            if r.not_after - now < RENEW_BEFORE:
+                r = self._renew()
+            self._responder = r
+        return r
+
+    def _load(self) -> _Responder | None:
+        rec = self.ca.store.authority(RESPONDER_NAME)
+        if rec is None:
+            return None
+        s = token.session(self.ca.settings, rec.token_label, ca_pin(self.ca.settings))
+        key = token.load_key(s, key_id=rec.key_id)
+        cert = x509.Certificate.load(rec.cert_der)
+        return _Responder(key, default_scheme(key.key_type), cert,
+                          cert["tbs_certificate"]["validity"]["not_after"].native)
+
+    def _renew(self) -> _Responder:
+        """A new key on the CA token and a short-lived OCSPSigning certificate for it."""
+        settings = self.ca.settings
+        s = token.session(settings, settings.ca_token, ca_pin(settings))
+        key = token.generate_key(s, self.ca.issuer().key.key_type, secrets.token_bytes(8), "udun ocsp responder")
+        org = next((v for n, v in names.pairs_of(self.ca.issuer().cert.subject) if n == "organization_name"), "udun")
+        subject = names.build([("organization_name", org), ("common_name", "udun OCSP Responder")])
+        rec = self.ca.issue(build_csr(key, subject), "ocsp-responder", requester="ocsp-renewal")
+        assert rec.der is not None
+        self.ca.store.replace_authority(NewAuthority(RESPONDER_NAME, settings.ca_token, key.key_id,
+                                                     key.key_type.value, rec.subject, rec.der, rec.not_after),
+                                        self.ca.clock())
+        return _Responder(key, default_scheme(key.key_type), x509.Certificate.load(rec.der), rec.not_after)
+
+    # --- answering -----------------------------------------------------------------
+
+    def respond(self, request_der: bytes) -> OcspResult:
+        """An OCSPResponse for any input: errors become OCSP error statuses, never exceptions."""
+        try:
+            req = ocspmod.parse_request(request_der)
+            return self._respond(req)
+        except OcspRefusal as e:
+            return OcspResult(ocspmod.refusal(e.status), None, None)
+        except Exception:  # noqa: BLE001  RFC 6960 §2.3: internalError, never an HTTP 500
+            import logging
+
+            logging.getLogger("udun.ocsp").exception("OCSP responder failed")
+            return OcspResult(ocspmod.refusal("internal_error"), None, None)
+
+    def _respond(self, req: ocspmod.ParsedRequest) -> OcspResult:
+        cacheable = req.nonce is None and len(req.queries) == 1
+        if cacheable:
+            hit = self._cached(req.queries[0])
+            if hit is not None:
+                return hit
+        issuing = self.ca.issuer().cert
+        issuing_id = self.ca.authority("issuing").id
+        answers = []
+        for q in req.queries:
+            name_hash, key_hash = ocspmod.issuer_hashes(issuing, q.hash_name)
+            if (q.issuer_name_hash, q.issuer_key_hash) != (name_hash, key_hash):
+                raise OcspRefusal("unauthorized", "not a certificate of our issuing CA")
+            answers.append(self._status(q, issuing_id))
+        r = self.responder()
+        now = self.ca.clock().replace(microsecond=0)
+        next_update = now + timedelta(minutes=self.ca.settings.ocsp_minutes)
+        der = ocspmod.build_response(r.key, r.scheme, r.cert, [issuing], answers, req.nonce,
+                                     produced_at=now, this_update=now, next_update=next_update)
+        result = OcspResult(der, next_update if cacheable else None, now)
+        if cacheable:
+            with self._lock:
+                self._cache[self._key(req.queries[0])] = result
+        return result
+
+    def _status(self, q: CertQuery, issuing_id: int) -> Answer:
+        rec = self.ca.store.certificate(format(q.serial, "x")) if q.serial > 0 else None
+        if rec is None or rec.authority_id != issuing_id or rec.state != "issued":
+            return Answer(q, "unknown")
+        if rec.status == "good":
+            return Answer(q, "good")
+        return Answer(q, "revoked", rec.revoked_at, rec.revocation_reason)
+
+    @staticmethod
+    def _key(q: CertQuery) -> tuple[str, bytes, int]:
+        return (q.hash_name, q.issuer_key_hash, q.serial)
+
+    def _cached(self, q: CertQuery) -> OcspResult | None:
+        """A pre-signed answer, unless a status changed anywhere since (any process)."""
+        version = self.ca.store.counter("status_version")
+        with self._lock:
+            if version != self._cache_version:
+                self._cache.clear()
+                self._cache_version = version
+            hit = self._cache.get(self._key(q))
+        if hit is None or hit.next_update is None or hit.next_update - self.ca.clock() < CACHE_MARGIN:
+            return None
+        return hit

@@ -1,0 +1,218 @@
+"""Issue 4: the OCSP responder, against the real `openssl ocsp` and a running server."""
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from asn1crypto import ocsp, pem, x509
+
+from helpers import LINTER, SoftwareKey, make_root, openssl, write
+
+LINT_OCSP = str(Path(sys.executable).parent / "lint_ocsp_response")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(ca, home: Path):  # type: ignore[no-untyped-def]
+    """`udun serve` (gunicorn) on a free loopback port, stopped after the module."""
+    from ca.authority import ca_pin
+
+    port = _free_port()
+    env = {**os.environ, "UDUN_HOME": str(home), "UDUN_CA_PIN": ca_pin(ca.settings)}
+    proc = subprocess.Popen([sys.executable, "-m", "udun.cli", "serve", "--port", str(port), "--workers", "2"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {proc.stderr.read() if proc.stderr else ''}")
+            time.sleep(0.2)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def files(ca, home: Path) -> dict[str, Path]:  # type: ignore[no-untyped-def]
+    issuing, root = ca.chain_der()
+    d = home / "ocsp"
+    d.mkdir(exist_ok=True)
+    return {"issuing": write(d / "issuing.pem", pem.armor("CERTIFICATE", issuing)),
+            "root": write(d / "root.pem", pem.armor("CERTIFICATE", root)), "dir": d}
+
+
+def _leaf(ca, files, cn: str) -> tuple[str, Path]:  # type: ignore[no-untyped-def]
+    from pkicore.x509build import build_csr, parse_name
+
+    rec = ca.issue(build_csr(SoftwareKey(), parse_name(f"CN={cn},O=ocsp tests")))
+    return rec.serial, write(files["dir"] / f"{rec.serial}.pem", pem.armor("CERTIFICATE", rec.der))
+
+
+def _ask(server: str, files, leaf: Path, *extra: str) -> str:  # type: ignore[no-untyped-def]
+    proc = openssl("ocsp", "-issuer", str(files["issuing"]), "-cert", str(leaf), "-url", f"{server}/ocsp",
+                   "-CAfile", str(files["root"]), *extra)
+    out = (proc.stdout + proc.stderr).decode()
+    assert proc.returncode == 0, out
+    assert "Response verify OK" in out, out
+    return out
+
+
+def test_status_story_over_post(ca, server: str, files) -> None:  # type: ignore[no-untyped-def]
+    """Acceptance 1: good -> held (revoked, certificateHold) -> good again -> revoked (reason)."""
+    from ca.revocation import Revocation
+
+    rev = Revocation(ca)
+    serial, leaf = _leaf(ca, files, "OCSP Story")
+    assert f"{leaf}: good" in _ask(server, files, leaf)
+    rev.hold(serial)
+    held = _ask(server, files, leaf)
+    assert f"{leaf}: revoked" in held and "certificateHold" in held
+    rev.release(serial)
+    assert f"{leaf}: good" in _ask(server, files, leaf)
+    rev.revoke(serial, "keyCompromise")
+    revoked = _ask(server, files, leaf)
+    assert f"{leaf}: revoked" in revoked and "keyCompromise" in revoked
+
+
+def _get(server: str, request_der: bytes) -> tuple[bytes, dict[str, str]]:
+    encoded = urllib.parse.quote(base64.b64encode(request_der).decode(), safe="")
+    with urllib.request.urlopen(f"{server}/ocsp/{encoded}", timeout=30) as resp:
+        return resp.read(), dict(resp.headers)
+
+
+def test_get_with_caching_and_refresh_on_status_change(ca, server: str, files) -> None:  # type: ignore[no-untyped-def]
+    from ca.revocation import Revocation
+
+    serial, leaf = _leaf(ca, files, "OCSP GET")
+    req = files["dir"] / "get.req"
+    proc = openssl("ocsp", "-issuer", str(files["issuing"]), "-cert", str(leaf), "-no_nonce", "-reqout", str(req))
+    assert proc.returncode == 0
+    first, headers = _get(server, req.read_bytes())
+    assert headers["Content-Type"] == "application/ocsp-response" and "max-age=" in headers["Cache-Control"]
+    again, _ = _get(server, req.read_bytes())
+    resp = write(files["dir"] / "get.resp", first)
+    out = openssl("ocsp", "-respin", str(resp), "-issuer", str(files["issuing"]), "-cert", str(leaf),
+                  "-CAfile", str(files["root"]))
+    text = (out.stdout + out.stderr).decode()
+    assert "Response verify OK" in text and f"{leaf}: good" in text
+    # Pre-signed and cached, by whichever worker answers: the same thisUpdate both times.
+    def this_update(der: bytes) -> datetime:
+        basic = ocsp.OCSPResponse.load(der).basic_ocsp_response
+        return basic["tbs_response_data"]["responses"][0]["this_update"].native
+    assert again == first or abs((this_update(again) - this_update(first)).total_seconds()) < 5
+    Revocation(ca).hold(serial)
+    after, _ = _get(server, req.read_bytes())
+    status = ocsp.OCSPResponse.load(after).basic_ocsp_response["tbs_response_data"]["responses"][0]["cert_status"]
+    assert status.name == "revoked"                      # refreshed at once, not served from cache
+
+
+def _request(ca, serial: int, nonce: bytes | None, issuer: x509.Certificate | None = None) -> bytes:  # type: ignore[no-untyped-def]
+    from pkicore.ocsp import issuer_hashes
+
+    issuer = issuer or x509.Certificate.load(ca.chain_der()[0])
+    name_hash, key_hash = issuer_hashes(issuer, "sha1")
+    tbs: dict[str, object] = {"request_list": [{"req_cert": {
+        "hash_algorithm": {"algorithm": "sha1"}, "issuer_name_hash": name_hash, "issuer_key_hash": key_hash,
+        "serial_number": serial}}]}
+    if nonce is not None:
+        tbs["request_extensions"] = [{"extn_id": "nonce", "critical": False, "extn_value": nonce}]
+    return ocsp.OCSPRequest({"tbs_request": tbs}).dump()
+
+
+def _status_of(der: bytes) -> str:
+    return ocsp.OCSPResponse.load(der)["response_status"].native
+
+
+@pytest.mark.parametrize("size, status", [(1, "successful"), (32, "successful"), (33, "malformed_request")])
+def test_nonce_sizes(ca, enrolled, size: int, status: str) -> None:  # type: ignore[no-untyped-def]
+    from ca.ocsp import Responder
+
+    nonce = os.urandom(size)
+    der = Responder(ca).respond(_request(ca, int(enrolled["user-ec"].serial, 16), nonce)).der
+    assert _status_of(der) == status
+    if status == "successful":
+        exts = ocsp.OCSPResponse.load(der).basic_ocsp_response["tbs_response_data"]["response_extensions"]
+        assert {e["extn_id"].native: e["extn_value"].parsed.native for e in exts}["nonce"] == nonce
+
+
+def test_33_octet_nonce_refused_over_http(ca, server: str, enrolled) -> None:  # type: ignore[no-untyped-def]
+    req = urllib.request.Request(f"{server}/ocsp", data=_request(ca, int(enrolled["user-ec"].serial, 16),
+                                                                 os.urandom(33)),
+                                 headers={"Content-Type": "application/ocsp-request"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 200 and _status_of(resp.read()) == "malformed_request"
+
+
+@pytest.mark.parametrize("body", [b"garbage", b"", b"\x30\x03\x02\x01\x01", b"\x30\x80" * 1000])
+def test_garbage_is_malformed_request_never_500(server: str, body: bytes) -> None:
+    req = urllib.request.Request(f"{server}/ocsp", data=body, headers={"Content-Type": "application/ocsp-request"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 200 and _status_of(resp.read()) == "malformed_request"
+    with urllib.request.urlopen(f"{server}/ocsp/not-base64!!", timeout=30) as resp:
+        assert _status_of(resp.read()) == "malformed_request"
+
+
+def test_foreign_issuer_is_unauthorized_and_unknown_serial_unknown(ca) -> None:  # type: ignore[no-untyped-def]
+    from ca.ocsp import Responder
+
+    responder = Responder(ca)
+    rogue = x509.Certificate.load(make_root(SoftwareKey()))
+    assert _status_of(responder.respond(_request(ca, 12345, None, issuer=rogue)).der) == "unauthorized"
+    der = responder.respond(_request(ca, 0x7777777777777777, None)).der
+    single = ocsp.OCSPResponse.load(der).basic_ocsp_response["tbs_response_data"]["responses"][0]
+    assert single["cert_status"].name == "unknown"
+
+
+def test_pkilint_finds_nothing_in_responses_and_responder_cert(ca, enrolled, files, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from ca.ocsp import Responder
+    from ca.revocation import Revocation
+
+    responder = Responder(ca)
+    serial, _ = _leaf(ca, files, "OCSP Lint")
+    Revocation(ca).revoke(serial, "superseded")
+    for i, (s, nonce) in enumerate([(int(enrolled["user-ec"].serial, 16), None), (int(serial, 16), b"n" * 16),
+                                    (0x7777777777777777, None)]):
+        path = write(tmp_path / f"r{i}.der", responder.respond(_request(ca, s, nonce)).der)
+        proc = subprocess.run([LINT_OCSP, "lint", "-s", "WARNING", str(path)], capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert proc.returncode == 0 and proc.stdout.strip() == "", proc.stdout
+    cert = write(tmp_path / "responder.pem", pem.armor("CERTIFICATE", responder.responder().cert.dump()))
+    proc = subprocess.run([LINTER, "lint", "-s", "WARNING", str(cert)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "", proc.stdout
+
+
+def test_responder_certificate_profile_and_renewal(ca) -> None:  # type: ignore[no-untyped-def]
+    from ca.authority import CertificateAuthority
+    from ca.ocsp import Responder
+    from pkicore.clock import fixed
+
+    r = Responder(ca).responder()
+    cert = r.cert
+    assert cert.extended_key_usage_value.native == ["ocsp_signing"]
+    assert any(e["extn_id"].native == "ocsp_no_check" for e in cert["tbs_certificate"]["extensions"])
+    validity = cert["tbs_certificate"]["validity"]
+    assert (validity["not_after"].native - validity["not_before"].native) <= timedelta(days=7, minutes=2)
+    # Six days later the certificate has under two days left: the responder renews itself.
+    later = CertificateAuthority(ca.settings, ca.store, clock=fixed(datetime.now(timezone.utc) + timedelta(days=6)))
+    renewed = Responder(later).responder()
+    assert renewed.cert.serial_number != cert.serial_number and renewed.key.key_id != r.key.key_id
+    assert renewed.not_after > r.not_after
