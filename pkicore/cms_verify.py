@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from pkicore import der, oids
+from pkicore import der, oids, revinfo
 from pkicore import tx as txmod
 from pkicore.cms_view import (DIGESTS, ID_CMS_ALGORITHM_PROTECTION, ID_CONTENT_TYPE, ID_DATA,
                               ID_MESSAGE_DIGEST, ID_SIGNING_CERTIFICATE_V2, ID_SIGNING_TIME, SIGNATURES,
@@ -30,6 +30,7 @@ from pkicore.errors import PkiError
 from pkicore.clock import Clock, system_clock
 from pkicore.pathval import ChainValidator, PathCert, check_period
 from pkicore.report import Check, Report, Sub, conclude
+from pkicore.revinfo import StatusInfo, StatusSource
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512,
@@ -218,9 +219,11 @@ class Verifier:
     MAX_CERT_BYTES = 16 * 1024
     FUTURE_SKEW = timedelta(minutes=5)
 
-    def __init__(self, chains: ChainValidator, clock: Clock = system_clock) -> None:
+    def __init__(self, chains: ChainValidator, clock: Clock = system_clock,
+                 status: StatusSource | None = None) -> None:
         self.chains = chains
         self.clock = clock
+        self.status = status
         self._certs = _CertCache()
         self._ids = _IdCache()
 
@@ -323,7 +326,10 @@ class Verifier:
                 c.ok("signing time", "claimed by the signer (not proven), within the certificate's validity")
             else:
                 c.fail("signing time", f"the signer claims to have signed when {claimed.detail}", claimed.failure)
-        self._check_chain(signer, certs_der, now, c)
+        issuer_der = self._check_chain(signer, certs_der, now, c)
+        revocation = None
+        if issuer_der is not None and self.status is not None:
+            revocation = self._check_status(signer, issuer_der, signing_time, now, c)
 
         if "non_repudiation" not in signer.key_usage:
             c.fail("key usage", "the certificate does not allow nonRepudiation", Sub.CHAIN_CONSTRAINTS_FAILURE)
@@ -343,19 +349,58 @@ class Verifier:
                 c.fail("transaction", e.message, Sub.FORMAT_FAILURE)
 
         return conclude(c.items, signer=signer.identity, signing_time=signing_time,
-                        transaction=transaction, signer_cert_der=signer.der)
+                        transaction=transaction, signer_cert_der=signer.der,
+                        revocation=revocation.to_json(now) if revocation else None)
 
-    def _check_chain(self, signer: SignerCert, certs_der: tuple[bytes, ...], now: datetime, c: _Checks) -> None:
-        """RFC 5280 path to a trust anchor, every certificate valid now."""
+    def _check_chain(self, signer: SignerCert, certs_der: tuple[bytes, ...], now: datetime,
+                     c: _Checks) -> bytes | None:
+        """RFC 5280 path to a trust anchor, every certificate valid now; the issuer's DER."""
         others = [d for d in certs_der if d != signer.der]
         chain = self.chains.validate(signer.asn1, others, now, leaf_sha256=signer.sha256)
         if chain.ok:
             c.ok("certificate chain", f"{chain.detail}, valid now")
-        elif chain.failure in (Sub.EXPIRED, Sub.NOT_YET_VALID):
+            return chain.path[1].der if len(chain.path) > 1 else None
+        if chain.failure in (Sub.EXPIRED, Sub.NOT_YET_VALID):
             # Out of its validity now; the claimed signing time proves nothing (no POE).
             c.fail("certificate chain", chain.detail, Sub.OUT_OF_BOUNDS_NO_POE)
         else:
             c.fail("certificate chain", chain.detail, chain.failure)
+        return None
+
+    def _check_status(self, signer: SignerCert, issuer_der: bytes, signing_time: datetime | None,
+                      now: datetime, c: _Checks) -> StatusInfo:
+        """The signer's status now (a self-asserted signingTime proves nothing).
+
+        Revoked: TOTAL_FAILED REVOKED when the signer claims to have signed at or after the
+        revocation (or after a compromise), else INDETERMINATE REVOKED_NO_POE (EN 319 102-1
+        §5.2.6: without a proof of existence before the revocation). On hold: TRY_LATER.
+        """
+        assert self.status is not None
+        issuer = x509.Certificate.load(issuer_der)
+        try:
+            raw = self.status(signer.der, issuer_der)
+        except Exception as e:  # noqa: BLE001  a status source that fails leaves the status open
+            raw = []
+            detail = f"status source failed ({type(e).__name__})"
+        else:
+            detail = "no revocation information"
+        infos = [revinfo.from_ocsp(d, signer.asn1, issuer, now) if kind == "ocsp"
+                 else revinfo.from_crl(d, signer.asn1, issuer, now) for kind, d in raw]
+        info = revinfo.best(infos) if infos else revinfo.StatusInfo("unusable", None, detail=detail)
+        where = f"{info.source}, thisUpdate {info.this_update:%Y-%m-%d %H:%M:%S}Z" if info.this_update else ""
+        if info.status == "good":
+            c.ok("revocation status", f"good ({where})")
+        elif info.status == "on_hold":
+            c.fail("revocation status", f"the certificate is suspended (on hold since "
+                                        f"{info.revoked_at:%Y-%m-%d %H:%M:%S}Z; {where})", Sub.TRY_LATER)
+        elif info.status == "revoked":
+            assert info.revoked_at is not None
+            claimed_after = signing_time is not None and signing_time >= info.revoked_at
+            c.fail("revocation status", f"revoked at {info.revoked_at:%Y-%m-%d %H:%M:%S}Z ({info.reason}; {where})",
+                   Sub.REVOKED if claimed_after else Sub.REVOKED_NO_POE)
+        else:
+            c.fail("revocation status", f"no fresh status: {info.detail or info.status}", Sub.TRY_LATER)
+        return info
 
     def _find_signer(self, s: SignerView, certs_der: tuple[bytes, ...],
                      scv2: _CertRef | None) -> SignerCert | None:

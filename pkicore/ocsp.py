@@ -99,6 +99,17 @@ def issuer_hashes(issuer: x509.Certificate, hash_name: str) -> tuple[bytes, byte
     return h(issuer.subject.dump()).digest(), h(issuer.public_key["public_key"].contents[1:]).digest()
 
 
+def build_request(cert: x509.Certificate, issuer: x509.Certificate, nonce: bytes | None = None) -> bytes:
+    """An OCSPRequest for one certificate, CertID with SHA-1 (what every responder takes)."""
+    name_hash, key_hash = issuer_hashes(issuer, "sha1")
+    tbs: dict[str, object] = {"request_list": [{"req_cert": {
+        "hash_algorithm": {"algorithm": "sha1"}, "issuer_name_hash": name_hash, "issuer_key_hash": key_hash,
+        "serial_number": cert.serial_number}}]}
+    if nonce is not None:
+        tbs["request_extensions"] = [{"extn_id": "nonce", "critical": False, "extn_value": nonce}]
+    return ocsp.OCSPRequest({"tbs_request": tbs}).dump()
+
+
 def refusal(status: str) -> bytes:
     """An OCSPResponse carrying only an error status."""
     return ocsp.OCSPResponse({"response_status": status}).dump()

@@ -29,6 +29,7 @@ class PathCert:
     subject: str
     not_before: datetime
     not_after: datetime
+    der: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ def _facts(cert: x509.Certificate) -> PathCert:
         subject=cert.subject.human_friendly,
         not_before=validity["not_before"].native,
         not_after=validity["not_after"].native,
+        der=cert.dump(),
     )
 
 

@@ -36,6 +36,7 @@ class Sub(enum.Enum):
     NO_SIGNING_CERTIFICATE_FOUND = "NO_SIGNING_CERTIFICATE_FOUND"
     NO_CERTIFICATE_CHAIN_FOUND = "NO_CERTIFICATE_CHAIN_FOUND"
     OUT_OF_BOUNDS_NO_POE = "OUT_OF_BOUNDS_NO_POE"
+    REVOKED_NO_POE = "REVOKED_NO_POE"
     SIGNED_DATA_NOT_FOUND = "SIGNED_DATA_NOT_FOUND"
     TRY_LATER = "TRY_LATER"
 
@@ -55,7 +56,7 @@ _MAIN = {
 PRIORITY = [
     Sub.FORMAT_FAILURE, Sub.SIGNED_DATA_NOT_FOUND, Sub.HASH_FAILURE, Sub.NO_SIGNING_CERTIFICATE_FOUND,
     Sub.SIG_CRYPTO_FAILURE, Sub.REVOKED, Sub.EXPIRED, Sub.NOT_YET_VALID,
-    Sub.NO_CERTIFICATE_CHAIN_FOUND, Sub.OUT_OF_BOUNDS_NO_POE, Sub.CHAIN_CONSTRAINTS_FAILURE,
+    Sub.NO_CERTIFICATE_CHAIN_FOUND, Sub.REVOKED_NO_POE, Sub.OUT_OF_BOUNDS_NO_POE, Sub.CHAIN_CONSTRAINTS_FAILURE,
     Sub.CERTIFICATE_CHAIN_GENERAL_FAILURE, Sub.CRYPTO_CONSTRAINTS_FAILURE,
     Sub.SIG_CONSTRAINTS_FAILURE, Sub.TRY_LATER,
 ]
@@ -95,6 +96,7 @@ class Report:
     signing_time: datetime | None = None
     transaction: dict[str, Any] | None = None
     signer_cert_der: bytes | None = field(default=None, repr=False)
+    revocation: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -108,6 +110,7 @@ class Report:
             "signer": self.signer,
             "signing_time": self.signing_time.isoformat().replace("+00:00", "Z") if self.signing_time else None,
             "transaction": self.transaction,
+            "revocation": self.revocation,
             "checks": [c.to_json() for c in self.checks],
         }
 

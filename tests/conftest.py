@@ -80,10 +80,12 @@ def chain_pem(ca, home) -> Path:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def verifier(ca):  # type: ignore[no-untyped-def]
+    """The verifier the API uses: our chain, status from our OCSP responder in-process."""
+    from ca.ocsp import Responder, status_source
     from pkicore.cms_verify import Verifier
     from pkicore.pathval import ChainValidator, TrustStore
 
-    return Verifier(ChainValidator(TrustStore.from_certs(ca.chain_der())))
+    return Verifier(ChainValidator(TrustStore.from_certs(ca.chain_der())), status=status_source(Responder(ca)))
 
 
 @pytest.fixture(scope="session")

@@ -75,8 +75,10 @@ def test_full_cli_flow(flow: Flow) -> None:
              "tx.canonical.json", "--yes")
 
     assert flow.run("verify", "tx.p7s").stdout.startswith(b"TOTAL_PASSED")
-    assert flow.run("verify", "txd.p7s", "--content", "tx.canonical.json", "--trust", "chain.pem",
-                    "--json").stdout.lstrip().startswith(b"{")
+    flow.run("ca", "crl", "-o", "issuing.crl")
+    detached = json.loads(flow.run("verify", "txd.p7s", "--content", "tx.canonical.json", "--trust", "chain.pem",
+                                   "--crl", "issuing.crl", "--json").stdout)
+    assert detached["status"] == "TOTAL_PASSED" and detached["revocation"]["source"] == "CRL"
     declined = flow.run("sign", "--label", "alice", "tx.json", "-o", "no.p7s", input=b"n\n", ok=False)
     assert declined.returncode == 1 and not (h / "no.p7s").exists()
 

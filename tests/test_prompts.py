@@ -81,7 +81,7 @@ def test_sign_asks_confirmation_then_pin_without_echo(term_env: dict[str, str], 
     assert term.finish() == 0, term.screen
     assert PIN.encode() not in term.screen          # typed, never echoed
     assert b"signed:" in term.screen
-    assert udun("verify", str(tmp_path / "tx.p7s"), "--trust", str(chain_pem)).returncode == 0
+    assert udun("verify", str(tmp_path / "tx.p7s"), env={"UDUN_HOME": term_env["UDUN_HOME"]}).returncode == 0
 
 
 def test_declining_signs_nothing(term_env: dict[str, str], tmp_path: Path) -> None:

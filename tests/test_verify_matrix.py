@@ -166,7 +166,7 @@ def test_api(name: str, cases: dict[str, Case], client) -> None:  # type: ignore
 @pytest.mark.parametrize("name", CASE_NAMES)
 def test_cli(name: str, cases: dict[str, Case], chain_pem: Path, tmp_path: Path) -> None:
     case = cases[name]
-    args = ["verify", str(write(tmp_path / "tx.p7s", case.cms)), "--trust", str(chain_pem), "--json"]
+    args = ["verify", str(write(tmp_path / "tx.p7s", case.cms)), "--json"]   # status from this home's responder
     if case.content is not None:
         args += ["--content", str(write(tmp_path / "tx.json", case.content))]
     proc = udun(*args)

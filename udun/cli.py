@@ -15,6 +15,7 @@ from pkicore.cms_verify import Verifier
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import ChainValidator, TrustStore, load_certs
 from pkicore.report import Check, Sub, conclude
+from pkicore.revinfo import StatusSource
 from udun.cli_ca import ca_group
 from signer.tokens import TokenRef
 from udun.cli_token import token_group, token_ref
@@ -82,16 +83,43 @@ def _trust(trust: str | None) -> TrustStore:
     return TrustStore.from_certs(CertificateAuthority.open(settings()).chain_der())
 
 
+def _status_source(crls: tuple[str, ...], responses: tuple[str, ...], trust: str | None,
+                   offline: bool) -> StatusSource:
+    """Given files win; else this home's own responder; else the OCSP URL in the certificate."""
+    if crls or responses:
+        given = [("crl", read_input(f, "CRL")) for f in crls] + \
+                [("ocsp", read_input(f, "OCSP response")) for f in responses]
+        return lambda cert, issuer: given
+    if not trust:
+        from ca.authority import CertificateAuthority
+        from ca.ocsp import Responder, status_source
+
+        return status_source(Responder(CertificateAuthority.open(settings())))
+    if offline:
+        return lambda cert, issuer: []          # no status: the answer will be TRY_LATER
+    from udun.fetch import ocsp_over_http
+
+    return ocsp_over_http
+
+
 @cli.command("verify")
 @click.argument("signature", metavar="TX.p7s")
 @click.option("--content", metavar="TX.json", help="The signed content, for a detached signature.")
 @click.option("--trust", metavar="FILE", help="Trust anchors (PEM); default: this UDUN_HOME's CA chain.")
+@click.option("--crl", "crls", multiple=True, metavar="FILE", help="A CRL (DER or PEM) to check status with.")
+@click.option("--ocsp-response", "responses", multiple=True, metavar="FILE", help="An OCSP response (DER).")
+@click.option("--offline", is_flag=True, help="With --trust: do not ask the OCSP URL in the certificate.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
-def verify_cmd(signature: str, content: str | None, trust: str | None, as_json: bool) -> None:
-    """Verify a signed payment offline. Exit code 0 only for TOTAL_PASSED."""
+def verify_cmd(signature: str, content: str | None, trust: str | None, crls: tuple[str, ...],
+               responses: tuple[str, ...], offline: bool, as_json: bool) -> None:
+    """Verify a signed payment, including the signer's status now. Exit code 0 only for TOTAL_PASSED.
+
+    Status comes from --crl/--ocsp-response files, else from this UDUN_HOME's OCSP
+    responder, else (with --trust) from the OCSP URL in the signer's certificate.
+    """
     cms = read_input(signature, "signature")
     data = read_input(content, "content") if content else None
-    verifier = Verifier(ChainValidator(_trust(trust)))
+    verifier = Verifier(ChainValidator(_trust(trust)), status=_status_source(crls, responses, trust, offline))
     try:
         report = verifier.verify(cms, data)
     except PkiError as e:
@@ -107,6 +135,10 @@ def verify_cmd(signature: str, content: str | None, trust: str | None, as_json: 
             click.echo(f"  signer   {report.signer['subject']} (serial {report.signer['serial']})")
         if report.signing_time:
             click.echo(f"  signed   {report.signing_time.isoformat()} (claimed)")
+        if report.revocation:
+            r = report.revocation
+            click.echo(f"  status   {r['status']} from {r['source'] or 'nowhere'}"
+                       + (f", thisUpdate {r['this_update']} ({r['age_seconds']} s old)" if r["this_update"] else ""))
         for c in report.checks:
             click.echo(f"  [{'ok' if c.passed else 'FAIL'}] {c.name}: {c.detail}")
     sys.exit(0 if report.passed else 1)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from flask import Flask
 
 from ca.authority import CertificateAuthority
-from ca.ocsp import Responder
+from ca.ocsp import Responder, status_source
 from ca.revocation import Revocation
 from pkicore.cms_verify import Verifier
 from pkicore.config import Settings, load_settings
@@ -67,15 +67,16 @@ def create_app(settings: Settings | None = None, *, verifier: Verifier | None = 
     admin_api_key = admin_api_key or os.environ.get("UDUN_ADMIN_API_KEY") or None
     if ca is None:
         ca = CertificateAuthority.open(settings, migrate_schema=False)
+    responder = Responder(ca)
     if verifier is None:
-        verifier = Verifier(ChainValidator(trust_store(settings, ca, trust_file)))
+        verifier = Verifier(ChainValidator(trust_store(settings, ca, trust_file)), status=status_source(responder))
 
     app = Flask("udun")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.config["JSON_AS_ASCII"] = False
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["udun"] = Services(settings, verifier, ca, admin_api_key)
+    app.extensions["udun"] = Services(settings, verifier, ca, admin_api_key, _responder=responder)
     problems.register(app)
 
     from webapi.views import admin, health, status, verify

@@ -1,0 +1,90 @@
+"""Issue 4 acceptance 4: issue -> sign -> verify -> hold -> verify -> release -> verify ->
+revoke -> verify, through the API and through `udun verify`, each with the right answer."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from helpers import SoftwareKey, now, sample_tx, udun, write
+
+
+def _api(client, cms: bytes) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    resp = client.post("/api/v1/verify", data=cms, content_type="application/pkcs7-mime")
+    assert resp.status_code == 200
+    return resp.get_json()  # type: ignore[no-any-return]
+
+
+def _cli(cms_path: Path) -> dict:  # type: ignore[type-arg]
+    proc = udun("verify", str(cms_path), "--json")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == (0 if report["status"] == "TOTAL_PASSED" else 1)
+    return report  # type: ignore[no-any-return]
+
+
+def test_status_story(ca, client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from ca.revocation import Revocation
+    from pkicore.cms_build import sign_data
+    from pkicore.x509build import build_csr, parse_name
+
+    rev = Revocation(ca)
+    key = SoftwareKey()
+    rec = ca.issue(build_csr(key, parse_name("CN=Story Customer,O=udun tests,C=CN")))
+    cms = sign_data(key, rec.der, ca.chain_der(), sample_tx().canonical_bytes(), signing_time=now())
+    path = write(tmp_path / "pay.p7s", cms)
+
+    def both() -> list[dict]:  # type: ignore[type-arg]
+        return [_api(client, cms), _cli(path)]
+
+    for r in both():
+        assert (r["status"], r["sub_indication"]) == ("TOTAL_PASSED", None)
+        assert r["revocation"]["source"] == "OCSP" and r["revocation"]["status"] == "good"
+        assert r["revocation"]["this_update"] and r["revocation"]["age_seconds"] >= 0
+
+    rev.hold(rec.serial)
+    for r in both():
+        assert (r["status"], r["sub_indication"]) == ("INDETERMINATE", "TRY_LATER")
+        assert "suspended" in r["message"] and r["revocation"]["status"] == "on_hold"
+
+    rev.release(rec.serial)
+    for r in both():
+        assert (r["status"], r["sub_indication"]) == ("TOTAL_PASSED", None)
+
+    rev.revoke(rec.serial, "keyCompromise")
+    for r in both():
+        # Signed before the revocation, but nothing proves it (no time-stamp yet).
+        assert (r["status"], r["sub_indication"]) == ("INDETERMINATE", "REVOKED_NO_POE")
+        assert r["revocation"]["reason"] == "keyCompromise"
+
+    later = sign_data(key, rec.der, ca.chain_der(), sample_tx().canonical_bytes(),
+                      signing_time=now() + timedelta(seconds=1))
+    for r in (_api(client, later), _cli(write(tmp_path / "later.p7s", later))):
+        # The signer itself claims to have signed after the revocation.
+        assert (r["status"], r["sub_indication"]) == ("TOTAL_FAILED", "REVOKED")
+
+
+def test_no_fresh_status_is_try_later(ca, chain_pem: Path, tmp_path: Path, enrolled) -> None:  # type: ignore[no-untyped-def]
+    """With only a stale CRL (or none reachable), the answer is INDETERMINATE TRY_LATER."""
+    from asn1crypto import crl as asn1crl
+
+    from ca.authority import CertificateAuthority
+    from ca.revocation import Revocation
+    from helpers import PIN
+    from pkicore.clock import fixed
+    from signer.signing import sign_transaction
+
+    cms = write(tmp_path / "tx.p7s", sign_transaction(ca.settings, "user-ec", PIN, sample_tx()))
+    old = CertificateAuthority(ca.settings, ca.store, clock=fixed(now() - timedelta(days=3)))
+    stale = Revocation(old).publish("issuing").der
+    assert asn1crl.CertificateList.load(stale)["tbs_cert_list"]["next_update"].native < now()
+    proc = udun("verify", str(cms), "--trust", str(chain_pem), "--crl", str(write(tmp_path / "old.crl", stale)),
+                "--json")
+    report = json.loads(proc.stdout)
+    assert (report["status"], report["sub_indication"]) == ("INDETERMINATE", "TRY_LATER") and proc.returncode == 1
+    assert "stale" in report["message"]
+    fresh = write(tmp_path / "new.crl", Revocation(ca).current("issuing").der)
+    proc = udun("verify", str(cms), "--trust", str(chain_pem), "--crl", str(fresh), "--json")
+    report = json.loads(proc.stdout)
+    assert report["status"] == "TOTAL_PASSED" and report["revocation"]["source"] == "CRL", report["message"]
+    offline = udun("verify", str(cms), "--trust", str(chain_pem), "--offline", "--json")
+    assert json.loads(offline.stdout)["sub_indication"] == "TRY_LATER"
