@@ -17,6 +17,7 @@ from datetime import datetime
 from asn1crypto import pem, x509
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator import errors as cverr
+from pyhanko_certvalidator.authority import CertTrustAnchor
 
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.report import Sub
@@ -87,7 +88,7 @@ class TrustStore:
         return cls(anchors, others)
 
 
-def _facts(cert: x509.Certificate) -> PathCert:
+def facts(cert: x509.Certificate) -> PathCert:
     validity = cert["tbs_certificate"]["validity"]
     return PathCert(
         subject=cert.subject.human_friendly,
@@ -146,7 +147,7 @@ class ChainValidator:
             if cached.ok:
                 return cached
             # A cached path that is out of its period may have a renewed alternative.
-        own = check_period((_facts(leaf),), moment)
+        own = check_period((facts(leaf),), moment)
         if not own.ok:
             return own
         result = self._validate_fresh(leaf, [], moment)
@@ -162,7 +163,7 @@ class ChainValidator:
 
     def _validate_fresh(self, leaf: x509.Certificate, extra: list[x509.Certificate], moment: datetime) -> ChainResult:
         ctx = ValidationContext(
-            trust_roots=list(self.trust.anchors),
+            trust_roots=[CertTrustAnchor(a, derive_default_quals_from_cert=True) for a in self.trust.anchors],
             other_certs=list(self.trust.intermediates) + extra,
             moment=moment,
             allow_fetching=False,
@@ -182,5 +183,5 @@ class ChainValidator:
         except Exception as e:  # noqa: BLE001  any other failure of the library is a chain failure
             return ChainResult(False, Sub.CERTIFICATE_CHAIN_GENERAL_FAILURE, f"{type(e).__name__}: {e}")
         # iter_certs runs root -> leaf; keep leaf first, the anchor last.
-        path = tuple(_facts(c) for c in reversed(list(vpath.iter_certs(include_root=True))))
+        path = tuple(facts(c) for c in reversed(list(vpath.iter_certs(include_root=True))))
         return ChainResult(True, None, f"valid path of {len(path)} certificates", path)

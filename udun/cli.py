@@ -17,6 +17,7 @@ from pkicore.pathval import ChainValidator, TrustStore, load_certs
 from pkicore.report import Check, Sub, conclude
 from pkicore.revinfo import StatusSource
 from udun.cli_ca import ca_group
+from udun.cli_cert import cert_group
 from signer.tokens import TokenRef
 from udun.cli_token import token_group, token_ref
 from udun.common import EXIT_ERROR, fail, info, read_input, settings, user_pin, write_output
@@ -34,6 +35,7 @@ def cli() -> None:
 
 cli.add_command(ca_group)
 cli.add_command(token_group)
+cli.add_command(cert_group)
 
 
 @cli.command("sign")
