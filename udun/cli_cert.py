@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.error
-import urllib.request
 
 import click
 from asn1crypto import pem, x509
@@ -15,6 +13,7 @@ from pkicore.config import Settings
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import is_self_signed, load_certs
 from udun.common import info, parse_time, read_input, settings
+from udun.fetch import crls_over_http
 
 
 @click.group("cert")
@@ -38,22 +37,6 @@ def _home_chain(s: Settings) -> tuple[list[bytes], list[bytes], list[bytes]]:
         if latest is not None:
             crls.append(latest.der)
     return [root], [issuing], crls
-
-
-def _fetch_crls(certs: list[bytes], base_url: str) -> list[bytes]:
-    """CRLs at the distribution points of ``certs`` that our own services publish."""
-    out = []
-    for der in certs:
-        dps = x509.Certificate.load(der).crl_distribution_points
-        for dp in dps:
-            url = dp.url
-            if url and url.startswith(base_url + "/"):
-                try:
-                    with urllib.request.urlopen(url, timeout=10) as resp:
-                        out.append(resp.read(64 * 1024 * 1024))
-                except (urllib.error.URLError, OSError):
-                    pass
-    return out
 
 
 @cert_group.command("verify")
@@ -88,7 +71,7 @@ def cert_verify(leaf: str, trust: str | None, untrusted: str | None, crls: tuple
     if not anchors:
         raise PkiError(ErrorKind.BAD_INPUT, "no self-signed trust anchor given")
     if revocation != "off" and not offline:
-        crl_ders += _fetch_crls([leaf_der] + helpers, s.base_url)
+        crl_ders += crls_over_http([leaf_der] + helpers, s.base_url)
     moment = parse_time(at, "--at") if at else system_clock()
     report = verify_path(leaf_der, anchors, helpers, moment=moment, purpose=purpose, revocation=revocation,
                          crls=crl_ders, ocsps=[read_input(f, "OCSP response") for f in responses])

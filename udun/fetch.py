@@ -26,3 +26,19 @@ def ocsp_over_http(cert_der: bytes, issuer_der: bytes) -> list[tuple[str, bytes]
         except (urllib.error.URLError, OSError):
             continue
     return out
+
+
+def crls_over_http(certs: list[bytes], base_url: str) -> list[bytes]:
+    """CRLs at the distribution points of ``certs`` that our own services publish."""
+    out = []
+    for der in certs:
+        dps = x509.Certificate.load(der).crl_distribution_points
+        for dp in dps:
+            url = dp.url
+            if url and url.startswith(base_url + "/"):
+                try:
+                    with urllib.request.urlopen(url, timeout=10) as resp:
+                        out.append(resp.read(64 * 1024 * 1024))
+                except (urllib.error.URLError, OSError):
+                    pass
+    return out
