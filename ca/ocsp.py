@@ -49,6 +49,7 @@ class Responder:
         self._responder: _Responder | None = None
         self._cache: dict[tuple[str, bytes, int], OcspResult] = {}
         self._cache_version = -1
+        self._requests: dict[bytes, OcspResult] = {}      # the same nonce-less request bytes
         self._lock = threading.Lock()
 
     # --- the delegated responder certificate ---------------------------------------
@@ -93,8 +94,17 @@ class Responder:
     def respond(self, request_der: bytes) -> OcspResult:
         """An OCSPResponse for any input: errors become OCSP error statuses, never exceptions."""
         try:
+            hit = self._by_request(request_der)
+            if hit is not None:
+                return hit
             req = ocspmod.parse_request(request_der)
-            return self._respond(req)
+            result = self._respond(req)
+            if result.next_update is not None:            # cacheable: remember it by its request too
+                with self._lock:
+                    if len(self._requests) >= 10_000:
+                        self._requests.clear()
+                    self._requests[request_der] = result
+            return result
         except OcspRefusal as e:
             return OcspResult(ocspmod.refusal(e.status), None, None)
         except Exception:  # noqa: BLE001  RFC 6960 §2.3: internalError, never an HTTP 500
@@ -140,22 +150,51 @@ class Responder:
     def _key(q: CertQuery) -> tuple[str, bytes, int]:
         return (q.hash_name, q.issuer_key_hash, q.serial)
 
-    def _cached(self, q: CertQuery) -> OcspResult | None:
-        """A pre-signed answer, unless a status changed anywhere since (any process)."""
+    def _current_version(self) -> None:
+        """Drop every pre-signed answer if a status changed anywhere since (any process)."""
         version = self.ca.store.counter("status_version")
         with self._lock:
             if version != self._cache_version:
                 self._cache.clear()
+                self._requests.clear()
                 self._cache_version = version
+
+    def _by_request(self, request_der: bytes) -> OcspResult | None:
+        """Byte-identical nonce-less requests (what a bank's client repeats) skip parsing."""
+        with self._lock:
+            known = request_der in self._requests
+        if not known:
+            return None
+        self._current_version()
+        with self._lock:
+            hit = self._requests.get(request_der)
+        if hit is None or hit.next_update is None or hit.next_update - self.ca.clock() < CACHE_MARGIN:
+            return None
+        return hit
+
+    def _cached(self, q: CertQuery) -> OcspResult | None:
+        """A pre-signed answer, unless a status changed anywhere since (any process)."""
+        self._current_version()
+        with self._lock:
             hit = self._cache.get(self._key(q))
         if hit is None or hit.next_update is None or hit.next_update - self.ca.clock() < CACHE_MARGIN:
             return None
         return hit
 
 
-def status_source(responder: Responder) -> StatusSource:
-    """A verifier's status source that asks this responder in-process (no HTTP round trip)."""
+def status_source(responder: Responder, cache_size: int = 10_000) -> StatusSource:
+    """A verifier's status source that asks this responder in-process (no HTTP round trip).
+
+    The request for a certificate never changes, so it is built once per certificate.
+    """
+    requests: dict[tuple[bytes, bytes], bytes] = {}
+
     def source(cert_der: bytes, issuer_der: bytes) -> list[tuple[str, bytes]]:
-        request = ocspmod.build_request(x509.Certificate.load(cert_der), x509.Certificate.load(issuer_der))
+        request = requests.get((cert_der, issuer_der))
+        if request is None:
+            request = ocspmod.build_request(x509.Certificate.load(cert_der), x509.Certificate.load(issuer_der))
+            if len(requests) >= cache_size:
+                requests.clear()
+            requests[(cert_der, issuer_der)] = request
         return [("ocsp", responder.respond(request).der)]
     return source

@@ -268,10 +268,13 @@ class Store:
             value = 1
         return int(value)
 
+    _read_counter = select(Counter.value).where(Counter.name == bindparam("n"))
+
     @_db
     def counter(self, name: str) -> int:
-        with self._session() as s:
-            return int(s.scalar(select(Counter.value).where(Counter.name == name)) or 0)
+        """A shared counter's value (read on every OCSP cache hit: Core, a prepared statement)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(self._read_counter, {"n": name}).scalar() or 0)
 
     @_db
     def history(self, serial: str) -> list[StatusEventRecord]:

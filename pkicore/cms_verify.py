@@ -225,6 +225,8 @@ class Verifier:
         self.clock = clock
         self.status = status
         self._certs = _CertCache()
+        self._status_cache: dict[bytes, StatusInfo] = {}
+        self._status_lock = threading.Lock()
         self._ids = _IdCache()
 
     def verify(self, cms_der: bytes, content: bytes | None = None) -> Report:
@@ -384,8 +386,7 @@ class Verifier:
             detail = f"status source failed ({type(e).__name__})"
         else:
             detail = "no revocation information"
-        infos = [revinfo.from_ocsp(d, signer.asn1, issuer, now) if kind == "ocsp"
-                 else revinfo.from_crl(d, signer.asn1, issuer, now) for kind, d in raw]
+        infos = [self._status_info(kind, d, signer, issuer, now) for kind, d in raw]
         info = revinfo.best(infos) if infos else revinfo.StatusInfo("unusable", None, detail=detail)
         where = f"{info.source}, thisUpdate {info.this_update:%Y-%m-%d %H:%M:%S}Z" if info.this_update else ""
         if info.status == "good":
@@ -400,6 +401,24 @@ class Verifier:
                    Sub.REVOKED if claimed_after else Sub.REVOKED_NO_POE)
         else:
             c.fail("revocation status", f"no fresh status: {info.detail or info.status}", Sub.TRY_LATER)
+        return info
+
+    def _status_info(self, kind: str, data: bytes, signer: SignerCert, issuer: x509.Certificate,
+                     now: datetime) -> StatusInfo:
+        """Check revocation data once per (data, certificate); later only its freshness."""
+        key = hashlib.sha256(data).digest() + signer.sha256
+        with self._status_lock:
+            cached = self._status_cache.get(key)
+        if cached is not None and cached.next_update is not None and cached.this_update is not None \
+                and cached.this_update <= now + revinfo.CLOCK_SKEW and now <= cached.next_update:
+            return cached
+        info = revinfo.from_ocsp(data, signer.asn1, issuer, now) if kind == "ocsp" \
+            else revinfo.from_crl(data, signer.asn1, issuer, now)
+        if info.status != "unusable":
+            with self._status_lock:
+                if len(self._status_cache) >= 10_000:
+                    self._status_cache.clear()
+                self._status_cache[key] = info
         return info
 
     def _find_signer(self, s: SignerView, certs_der: tuple[bytes, ...],
