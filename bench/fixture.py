@@ -36,6 +36,7 @@ class Fixture:
     ec_key: Any            # pkicore.token.TokenKey (P-256, client token)
     rsa_key: Any           # pkicore.token.TokenKey (RSA-2048, client token)
     csr_der: bytes         # PKCS#10 from the P-256 client token
+    cert_der: bytes        # the client certificate issued for that CSR (status good)
     chain_der: list[bytes]  # issuing CA, root
     cms_der: bytes         # attached CAdES-BES over the sample payment, P-256
     payload: bytes         # the payment's canonical bytes (what gets signed)
@@ -82,4 +83,4 @@ def build() -> Fixture:
     if getattr(ec_key, "stale", False) or getattr(rsa_key, "stale", False):
         ec_key = tokens.signing_key(settings, EC_TOKEN, PIN)
         rsa_key = tokens.signing_key(settings, RSA_TOKEN, PIN)
-    return Fixture(settings, ca, ec_key, rsa_key, csr_der, chain_der, cms_der, tx.canonical_bytes())
+    return Fixture(settings, ca, ec_key, rsa_key, csr_der, rec.der, chain_der, cms_der, tx.canonical_bytes())

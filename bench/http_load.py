@@ -1,5 +1,6 @@
-"""The HTTP figure: `udun serve` (gunicorn) under load from 8 keep-alive clients.
+"""The HTTP figures: `udun serve` (gunicorn) under load from 8 keep-alive clients.
 
+The server is started once (bench/run.py) and shared by the verify and OCSP figures.
 The load comes from wrk when it can be had (it costs the server little CPU); otherwise
 from Python threads using http.client keep-alive connections.
 """
@@ -18,6 +19,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from bench.measure import log
 
@@ -26,14 +28,9 @@ CONTENT_TYPE = "application/pkcs7-mime"
 PASSED = re.compile(rb'"status"\s*:\s*"TOTAL_PASSED"')
 
 # wrk runs the top level once per thread; `done` runs in the main state and reads the
-# per-thread counters through the thread objects collected in `setup`.
-WRK_SCRIPT = r"""
-local f = assert(io.open(%(body)s, "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*all")
-f:close()
-wrk.headers["Content-Type"] = "%(ctype)s"
-
+# per-thread counters through the thread objects collected in `setup`. Each script gives
+# its own top part (the request) and an `ok(status, body)` that says what counts.
+WRK_TAIL = r"""
 local threads = {}
 function setup(thread)
   table.insert(threads, thread)
@@ -45,7 +42,7 @@ function init(args)
 end
 
 function response(status, headers, body)
-  if status == 200 and string.find(body, '"status"%%s*:%%s*"TOTAL_PASSED"') then
+  if ok(status, body) then
     passed = passed + 1
   else
     bad = bad + 1
@@ -59,9 +56,21 @@ function done(summary, latency, requests)
     b = b + t:get("bad")
   end
   local e = summary.errors
-  io.write(string.format("UDUN_RESULT passed=%%d bad=%%d sockerr=%%d us=%%d p50us=%%d p99us=%%d\n",
+  io.write(string.format("UDUN_RESULT passed=%d bad=%d sockerr=%d us=%d p50us=%d p99us=%d\n",
     p, b, e.connect + e.read + e.write + e.timeout, summary.duration,
     latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+VERIFY_SCRIPT = r"""
+local f = assert(io.open(%(body)s, "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*all")
+f:close()
+wrk.headers["Content-Type"] = "%(ctype)s"
+
+function ok(status, body)
+  return status == 200 and string.find(body, '"status"%%s*:%%s*"TOTAL_PASSED"') ~= nil
 end
 """
 
@@ -191,13 +200,12 @@ def find_wrk(try_install: bool = True) -> str | None:
     return found
 
 
-def load_wrk(wrk: str, base: str, body_path: Path, work: Path, clients: int, seconds: float) -> LoadResult:
-    script = work / "verify.lua"
-    script.write_text(WRK_SCRIPT % {"body": json.dumps(str(body_path)), "ctype": CONTENT_TYPE})
+def load_wrk(wrk: str, url: str, script: Path, clients: int, seconds: float) -> LoadResult:
+    """One wrk run with a script that ends in WRK_TAIL (it prints the UDUN_RESULT line)."""
     # One wrk thread drives all connections (epoll): it leaves the cores to the server.
     proc = subprocess.run(
         [wrk, "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-         "-s", str(script), base + VERIFY_PATH],
+         "-s", str(script), url],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=seconds + 60, check=False,
     )
     m = re.search(r"UDUN_RESULT passed=(\d+) bad=(\d+) sockerr=(\d+) us=(\d+) p50us=(\d+) p99us=(\d+)", proc.stdout)
@@ -209,26 +217,30 @@ def load_wrk(wrk: str, base: str, body_path: Path, work: Path, clients: int, sec
     return LoadResult(passed, bad + sockerr, us / 1e6, "wrk")
 
 
-def load_python(port: int, body: bytes, clients: int, seconds: float) -> LoadResult:
-    """Fallback: `clients` threads, each with one keep-alive http.client connection."""
-    headers = {"Content-Type": CONTENT_TYPE, "Connection": "keep-alive"}
+def load_python(port: int, path: str, bodies: list[bytes], ctype: str, ok: Callable[[int, bytes], bool],
+                clients: int, seconds: float) -> LoadResult:
+    """Fallback: `clients` threads, each with one keep-alive http.client connection, each
+    cycling through ``bodies``; ``ok(status, data)`` says whether an answer counts."""
+    headers = {"Content-Type": ctype, "Connection": "keep-alive"}
     lock = threading.Lock()
     totals = {"passed": 0, "errors": 0}
     start_gate = threading.Barrier(clients + 1)
     stop_at = [0.0]
 
-    def client() -> None:
+    def client(first: int) -> None:
         passed = errors = 0
+        i = first
         conn: http.client.HTTPConnection | None = None
         start_gate.wait()
         while time.perf_counter() < stop_at[0]:
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                conn.request("POST", VERIFY_PATH, body=body, headers=headers)
+                conn.request("POST", path, body=bodies[i % len(bodies)], headers=headers)
+                i += 1
                 resp = conn.getresponse()
                 data = resp.read()
-                if resp.status == 200 and PASSED.search(data):
+                if ok(resp.status, data):
                     passed += 1
                 else:
                     errors += 1
@@ -246,7 +258,8 @@ def load_python(port: int, body: bytes, clients: int, seconds: float) -> LoadRes
             totals["passed"] += passed
             totals["errors"] += errors
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(n * len(bodies) // clients,), daemon=True)
+               for n in range(clients)]
     for t in threads:
         t.start()
     start = time.perf_counter()
@@ -259,42 +272,53 @@ def load_python(port: int, body: bytes, clients: int, seconds: float) -> LoadRes
     return LoadResult(totals["passed"], totals["errors"], elapsed, "python")
 
 
-def http_verify(work: Path, cms_der: bytes, clients: int, seconds: float, warmup: float,
-                use_wrk: bool = True, segments: int = 3) -> list[tuple[str, float, str]]:
-    """Start the production server, check one request, warm up, then measure."""
+def measure(server: Server, run: Callable[[float], LoadResult], seconds: float, warmup: float,
+            segments: int) -> LoadResult:
+    """A warm-up run, then ``segments`` runs summed, each with fresh connections.
+
+    gunicorn leaves a keep-alive connection where it was accepted, often all on one
+    worker, so one run measures one placement; the sum over runs averages the placements.
+    """
+    if warmup > 0:
+        run(max(1, round(warmup)))   # every worker warms its caches
+    result = LoadResult(0, 0, 0.0, "python")
+    each = max(1, round(seconds / segments))   # wrk takes whole seconds
+    for _ in range(segments):
+        before = server.worker_cpu()
+        part = run(each)
+        after = server.worker_cpu()
+        split = ", ".join(f"{after[p] - before.get(p, 0.0):.1f}s" for p in sorted(after))
+        log(f"  {part.rate:.0f} req/s; worker CPU over {part.seconds:.1f}s: {split or 'unknown'}")
+        result = LoadResult(result.passed + part.passed, result.errors + part.errors,
+                            result.seconds + part.seconds, part.tool)
+    if server.proc is None or server.proc.poll() is not None:
+        raise RuntimeError(f"the server died under load: {server.tail()}")
+    log(f"load from {result.tool}: {result.passed} counted, {result.errors} errors in {result.seconds:.1f}s")
+    return result
+
+
+def http_verify(server: Server, work: Path, cms_der: bytes, clients: int, seconds: float, warmup: float,
+                wrk: str | None, segments: int = 3) -> list[tuple[str, float, str]]:
+    """Check one request against the running server, warm up, then measure."""
     body_path = work / "payment.p7s"
     body_path.write_bytes(cms_der)
-    wrk = find_wrk() if use_wrk else None
-    port = free_port()
-    with Server(port, work / "server.log") as server:
-        log(f"server healthy on {server.base} ({os.cpu_count()} workers)")
-        first = verify_once(server.base, cms_der)
-        if first.get("status") != "TOTAL_PASSED":
-            raise RuntimeError(f"the server does not pass the sample payment: {first.get('status')} "
-                               f"{first.get('sub_indication')} {first.get('message')}")
+    first = verify_once(server.base, cms_der)
+    if first.get("status") != "TOTAL_PASSED":
+        raise RuntimeError(f"the server does not pass the sample payment: {first.get('status')} "
+                           f"{first.get('sub_indication')} {first.get('message')}")
+    script = work / "verify.lua"
+    script.write_text(VERIFY_SCRIPT % {"body": json.dumps(str(body_path)), "ctype": CONTENT_TYPE} + WRK_TAIL)
 
-        def run(secs: float) -> LoadResult:
-            if wrk:
-                return load_wrk(wrk, server.base, body_path, work, clients, secs)
-            return load_python(port, cms_der, clients, secs)
+    def passed(status: int, data: bytes) -> bool:
+        return status == 200 and PASSED.search(data) is not None
 
-        run(max(1, round(warmup)))   # every worker validates the chain once and warms its caches
-        # Several runs, each with fresh connections: gunicorn leaves keep-alive
-        # connections where they were accepted, often all on one worker, so one run
-        # measures one placement; the sum over runs averages the placements.
-        result = LoadResult(0, 0, 0.0, "python")
-        each = max(1, round(seconds / segments))   # wrk takes whole seconds
-        for _ in range(segments):
-            before = server.worker_cpu()
-            part = run(each)
-            after = server.worker_cpu()
-            split = ", ".join(f"{after[p] - before.get(p, 0.0):.1f}s" for p in sorted(after))
-            log(f"  {part.rate:.0f} req/s; worker CPU over {part.seconds:.1f}s: {split or 'unknown'}")
-            result = LoadResult(result.passed + part.passed, result.errors + part.errors,
-                                result.seconds + part.seconds, part.tool)
-        if server.proc is None or server.proc.poll() is not None:
-            raise RuntimeError(f"the server died under load: {server.tail()}")
-    log(f"http: load from {result.tool}, server stopped")
+    def run(secs: float) -> LoadResult:
+        if wrk:
+            return load_wrk(wrk, server.base + VERIFY_PATH, script, clients, secs)
+        return load_python(server.port, VERIFY_PATH, [cms_der], CONTENT_TYPE, passed, clients, secs)
+
+    # The warm-up lets every worker validate the chain once and warm its caches.
+    result = measure(server, run, seconds, warmup, segments)
     return [
         (f"http_verify_c{clients}", result.rate, "req/s"),
         (f"http_verify_c{clients}_errors", float(result.errors), "count"),

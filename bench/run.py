@@ -5,7 +5,8 @@ temporary UDUN_HOME (SoftHSM tokens, SQLite database, CA) that is removed at the
 together with the server, even on error. Progress goes to stderr. If a figure fails, the
 reason goes to stderr, the other figures still run, and the exit code is 1.
 
-Figures (2 cores: about two minutes in all; --scale multiplies every duration):
+Figures (2 cores: about three minutes in all; --scale multiplies every duration, not the
+CRL sizes):
 
 cpu_count                      cores the machine has (the server runs one worker per core)
 token_sign_ec_p256_udun        sig/s through udun's signer: pkicore.algorithms.sign() on a
@@ -35,6 +36,39 @@ http_verify_c8                 req/s answered 200 with status TOTAL_PASSED by `u
                                from wrk (one thread) if available, else Python threads
 http_verify_c8_errors          responses that were not 200/TOTAL_PASSED plus socket errors
                                during that run (should be 0)
+ocsp_cached_c8                 resp/s from the same server when 8 clients POST /ocsp
+                               (application/ocsp-request) the same nonce-less request for one
+                               good certificate (the responder pre-signs and caches those
+                               answers); 3 runs of 2 s after a 1 s warm-up. Counted: HTTP 200
+                               with OCSP responseStatus successful (checked in wrk's Lua); one
+                               sample answer is parsed in full first (good, right serial, no
+                               nonce, signature verifies under the responder certificate)
+ocsp_nonce_c8                  the same with a fresh 16-octet nonce in every request, so every
+                               answer is signed on the CA token: wrk rotates through 1000
+                               pre-built requests (Lua `request`); a sample of answers is checked
+                               as above and for the echoed nonce (RFC 8954)
+ocsp_c8_errors                 answers not counted plus socket errors in both OCSP figures
+                               (should be 0)
+crl_build_100k                 s to build and sign the issuing CA's full CRL with 100,000
+                               revoked entries through Revocation.publish (store query, entry
+                               DER, token signature, CRL row stored), timed around that call in
+                               a fresh child process (bench/crl_child.py, same UDUN_HOME, logged
+                               in to the CA token first). The rows are written straight into
+                               SQLite before (not timed): random 127-bit serials, 20%
+                               keyCompromise (half with invalidityDate), 10% superseded, 10%
+                               unspecified, 60% without a reason. Every CRL is checked: entry
+                               count and signature (cryptography), and `openssl crl -verify`
+openssl_gencrl_100k            s for `openssl ca -gencrl` (the whole process, start-up included)
+                               on the same 100,000 entries in an index.txt, software P-256 CA
+                               key, v2 with AKI and CRL number, same reasons and invalidity
+                               dates; checked by counting its entries and its signature
+crl_build_100k_vs_openssl      crl_build_100k / openssl_gencrl_100k (1.0 = as fast as OpenSSL)
+crl_build_1m                   the same with 1,000,000 entries (900,000 rows more)
+crl_build_1m_rss               MiB, peak RSS of the child that built the 1,000,000-entry CRL
+                               (ru_maxrss: interpreter, imports and token included)
+
+Targets (issue 4): ocsp_cached_c8 >= 3000, ocsp_nonce_c8 >= 1000, crl_build_1m < 60 s with
+crl_build_1m_rss < 1024 MiB.
 
 Ratios matter more than absolute numbers: the machine is shared and noisy.
 """
@@ -87,15 +121,18 @@ class Report:
             self.out.write(f"{name} {_format(value, unit)} {unit}\n")
         self.out.flush()
 
+    def fail(self, what: str, e: Exception) -> None:
+        self.failed.append(what)
+        log(f"FAILED {what}: {type(e).__name__}: {e}")
+        traceback.print_exc(file=sys.stderr)
+
     def run(self, what: str, fn: Callable[[], list[Figure]]) -> None:
         log(f"measuring {what}")
         t0 = time.monotonic()
         try:
             self.emit(fn())
         except Exception as e:
-            self.failed.append(what)
-            log(f"FAILED {what}: {type(e).__name__}: {e}")
-            traceback.print_exc(file=sys.stderr)
+            self.fail(what, e)
         log(f"{what} took {time.monotonic() - t0:.1f}s")
 
 
@@ -118,7 +155,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _measure(report: Report, fx: Any, work: Path, args: argparse.Namespace) -> None:
-    from bench import figures, http_load
+    from bench import figures
 
     s = args.scale
     report.run("token signing, EC P-256",
@@ -128,10 +165,40 @@ def _measure(report: Report, fx: Any, work: Path, args: argparse.Namespace) -> N
     report.run("in-process CMS verify",
                lambda: figures.cms_verify(fx.chain_der, fx.cms_der, 10 * s))
     report.run("issuance", lambda: figures.issuance(fx.ca, fx.csr_der, 5 * s))
-    # Last: the server gets both cores while this process only waits for wrk.
-    report.run("HTTP verify, 8 clients",
-               lambda: http_load.http_verify(work, fx.cms_der, 8, 10 * s, 3 * s,
-                                             use_wrk=not args.no_wrk, segments=5))
+    # The server gets both cores while this process only waits for wrk.
+    _server_figures(report, fx, work, args)
+    # After the server: the CRL rows go straight into the database, past the OCSP cache.
+    _crl_figures(report, fx, work)
+
+
+def _server_figures(report: Report, fx: Any, work: Path, args: argparse.Namespace) -> None:
+    """One `udun serve` for the verify and OCSP figures, stopped at the end whatever happens."""
+    from bench import http_load, ocsp_load
+
+    s = args.scale
+    wrk = None if args.no_wrk else http_load.find_wrk()
+    log(f"starting udun serve (load average {os.getloadavg()[0]:.2f})")
+    try:
+        with http_load.Server(http_load.free_port(), work / "server.log") as server:
+            log(f"server healthy on {server.base} ({os.cpu_count()} workers)")
+            report.run("HTTP verify, 8 clients",
+                       lambda: http_load.http_verify(server, work, fx.cms_der, 8, 10 * s, 3 * s, wrk, segments=5))
+            ocsp = ocsp_load.OcspLoad(server, work, fx.cert_der, fx.chain_der[0], wrk, clients=8)
+            report.run("OCSP cached (no nonce), 8 clients", lambda: ocsp.cached(6 * s, 1 * s, segments=3))
+            report.run("OCSP with nonce, 8 clients", lambda: ocsp.nonce(6 * s, 1 * s, segments=3))
+            report.run("OCSP errors", ocsp.error_figure)
+        log("server stopped")
+    except Exception as e:
+        report.fail("server", e)
+
+
+def _crl_figures(report: Report, fx: Any, work: Path) -> None:
+    from bench import crl
+
+    bench = crl.CrlBench.create(fx.ca, work)
+    report.run("CRL build, 100,000 entries (child process)", bench.build_100k)
+    report.run("openssl ca -gencrl, the same 100,000 entries", bench.openssl_100k)
+    report.run("CRL build, 1,000,000 entries (child process)", bench.build_1m)
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
