@@ -139,12 +139,15 @@ class Responder:
         return result
 
     def _status(self, q: CertQuery, issuing_id: int) -> Answer:
-        rec = self.ca.store.certificate(format(q.serial, "x")) if q.serial > 0 else None
-        if rec is None or rec.authority_id != issuing_id or rec.state != "issued":
+        row = self.ca.store.status_of(format(q.serial, "x")) if q.serial > 0 else None
+        if row is None:
             return Answer(q, "unknown")
-        if rec.status == "good":
+        authority_id, state, status, revoked_at, reason = row
+        if authority_id != issuing_id or state != "issued":
+            return Answer(q, "unknown")
+        if status == "good":
             return Answer(q, "good")
-        return Answer(q, "revoked", rec.revoked_at, rec.revocation_reason)
+        return Answer(q, "revoked", revoked_at, reason)
 
     @staticmethod
     def _key(q: CertQuery) -> tuple[str, bytes, int]:

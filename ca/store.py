@@ -269,6 +269,17 @@ class Store:
         return int(value)
 
     _read_counter = select(Counter.value).where(Counter.name == bindparam("n"))
+    _read_status = select(_certs.c.authority_id, _certs.c.state, _certs.c.status, _certs.c.revoked_at,
+                          _certs.c.revocation_reason).where(_certs.c.serial == bindparam("s"))
+
+    @_db
+    def status_of(self, serial: str) -> tuple[int, str, str, datetime | None, str | None] | None:
+        """(authority id, state, status, revoked at, reason) — what OCSP needs, nothing more."""
+        with self.engine.connect() as conn:
+            row = conn.execute(self._read_status, {"s": serial.lower()}).first()
+        if row is None:
+            return None
+        return row[0], row[1], row[2], _opt(row[3]), row[4]
 
     @_db
     def counter(self, name: str) -> int:
