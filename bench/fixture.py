@@ -13,18 +13,13 @@ from typing import Any
 from asn1crypto import pem
 
 from bench.measure import log
+from udun.demo import SAMPLE as SAMPLE_TX   # the DESIGN.md example payment
 
 PIN = "123456"
 SO_PIN = "12345678"
 EC_TOKEN = "bench-ec"
 RSA_TOKEN = "bench-rsa"
 SUBJECT = "CN=张三,O=udun bench bank,C=CN"
-SAMPLE_TX = {
-    "version": 1, "tx_id": "TX-20261122-0001",
-    "payer": {"account": "6222020200112233445", "name": "张三"},
-    "payee": {"account": "6228480012345678901", "name": "李四", "bank": "中国农业银行"},
-    "amount": "1234.50", "currency": "CNY", "created_at": "2026-11-22T10:00:00Z", "memo": "房租",
-}
 
 
 @dataclass

@@ -23,12 +23,7 @@ USERS: dict[str, tuple[KeyType, SigScheme]] = {
     "user-rsa3072": (KeyType.RSA_3072, SigScheme.RSA_PSS_SHA256),
 }
 
-SAMPLE: dict[str, Any] = {
-    "version": 1, "tx_id": "TX-20261122-0001",
-    "payer": {"account": "6222020200112233445", "name": "张三"},
-    "payee": {"account": "6228480012345678901", "name": "李四", "bank": "中国农业银行"},
-    "amount": "1234.50", "currency": "CNY", "created_at": "2026-11-22T10:00:00Z", "memo": "房租",
-}
+from udun.demo import SAMPLE  # noqa: E402  the DESIGN.md example payment
 
 
 @dataclass(frozen=True)
