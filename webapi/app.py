@@ -13,6 +13,7 @@ from pkicore.config import Settings, load_settings
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import ChainValidator, TrustStore, load_certs
 from webapi import problems
+from webapi.ocsp_wsgi import OcspFastPath
 
 MAX_BODY = 1024 * 1024
 
@@ -85,4 +86,6 @@ def create_app(settings: Settings | None = None, *, verifier: Verifier | None = 
     app.register_blueprint(verify.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(status.bp)
+    services = app.extensions["udun"]
+    app.wsgi_app = OcspFastPath(app.wsgi_app, services.responder)  # type: ignore[method-assign]
     return app

@@ -143,3 +143,21 @@ def test_admin_issue_bad_csr_is_400_and_stores_nothing(client) -> None:  # type:
     resp = client.post("/api/v1/certificates", data=b"garbage", headers={"Authorization": "Bearer test-admin-key"})
     assert resp.status_code == 400 and resp.get_json()["code"] == "bad-csr"
     assert store.count() == before
+
+
+def test_ocsp_is_answered_in_front_of_flask(client, ca, enrolled) -> None:  # type: ignore[no-untyped-def]
+    """webapi.ocsp_wsgi answers /ocsp; anything else still reaches Flask."""
+    from asn1crypto import ocsp, x509
+
+    from pkicore.ocsp import build_request
+
+    cert = x509.Certificate.load(enrolled["user-ec"].cert_der)
+    issuer = x509.Certificate.load(ca.chain_der()[0])
+    resp = client.post("/ocsp", data=build_request(cert, issuer, b"n" * 8),
+                       content_type="application/ocsp-request")
+    assert resp.status_code == 200 and resp.mimetype == "application/ocsp-response"
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert ocsp.OCSPResponse.load(resp.data)["response_status"].native == "successful"
+    bad = client.post("/ocsp", data=b"junk", content_type="application/ocsp-request")
+    assert ocsp.OCSPResponse.load(bad.data)["response_status"].native == "malformed_request"
+    assert client.get("/healthz").get_json() == {"status": "ok"}
