@@ -29,14 +29,12 @@ def _home_chain(s: Settings) -> tuple[list[bytes], list[bytes], list[bytes]]:
     """(anchors, intermediates, CRLs) of this UDUN_HOME's CA."""
     from ca.authority import CertificateAuthority
 
+    from ca.revocation import Revocation
+
     ca = CertificateAuthority.open(s)
     issuing, root = ca.chain_der()
-    crls = []
-    for name in ("issuing", "root"):
-        latest = ca.store.latest_crl(ca.authority(name).id)
-        if latest is not None:
-            crls.append(latest.der)
-    return [root], [issuing], crls
+    rev = Revocation(ca)
+    return [root], [issuing], [rev.current(name).der for name in ("issuing", "root")]
 
 
 @cert_group.command("verify")

@@ -20,7 +20,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         # Imported here, in the worker: PKCS#11 and the database are opened after fork.
         from webapi.app import create_app
 
-        return create_app()
+        return create_app(schedule_crls=True)
 
 
 def serve(host: str, port: int, workers: int | None = None) -> None:

@@ -12,7 +12,7 @@ from pkicore.cms_verify import Verifier
 from pkicore.config import Settings, load_settings
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import ChainValidator, TrustStore, load_certs
-from webapi import problems
+from webapi import problems, scheduler
 from webapi.ocsp_wsgi import OcspFastPath
 
 MAX_BODY = 1024 * 1024
@@ -59,7 +59,7 @@ def trust_store(settings: Settings, ca: CertificateAuthority | None, trust_file:
 
 def create_app(settings: Settings | None = None, *, verifier: Verifier | None = None,
                ca: CertificateAuthority | None = None, trust_file: str | None = None,
-               admin_api_key: str | None = None) -> Flask:
+               admin_api_key: str | None = None, schedule_crls: bool = False) -> Flask:
     """Build the API. Arguments override the environment (tests inject them)."""
     import os
 
@@ -88,4 +88,6 @@ def create_app(settings: Settings | None = None, *, verifier: Verifier | None = 
     app.register_blueprint(status.bp)
     services = app.extensions["udun"]
     app.wsgi_app = OcspFastPath(app.wsgi_app, services.responder)  # type: ignore[method-assign]
+    if schedule_crls:
+        scheduler.start(services.revocation)
     return app

@@ -195,3 +195,31 @@ def test_cli_revoke_hold_release_and_show(ca, home: Path, tmp_path: Path) -> Non
     assert udun("ca", "crl", "-o", str(out), env=env).returncode == 0
     assert int(rec.serial, 16) in _entries(out.read_bytes())
     assert os.path.getsize(out) > 0
+
+
+def test_scheduler_publishes_a_crl_that_is_due(ca, rev) -> None:  # type: ignore[no-untyped-def]
+    """An idle server still publishes before nextUpdate: the scheduler thread does it."""
+    import time
+
+    from ca.authority import CertificateAuthority
+    from ca.revocation import Revocation
+    from pkicore.clock import fixed
+    from webapi import scheduler
+
+    issuing_id = ca.authority("issuing").id
+    before = rev.current("issuing").number
+    # Seen from 20 hours later, the 24-hour CRL has less than a quarter left: it is due.
+    later = Revocation(CertificateAuthority(ca.settings, ca.store,
+                                            clock=fixed(datetime.now(timezone.utc) + timedelta(hours=20))))
+    stop = scheduler.start(lambda: later, every_seconds=0.05)
+    try:
+        deadline = time.monotonic() + 20
+        while ca.store.latest_crl(issuing_id).number == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        time.sleep(0.2)
+    assert ca.store.latest_crl(issuing_id).number > before
+    # Leave the newest CRLs dated now for the tests that follow.
+    rev.publish("issuing")
+    rev.publish("root")
