@@ -17,7 +17,7 @@ from pyhanko_certvalidator.authority import CertTrustAnchor
 
 from pkicore import oids  # noqa: F401  (registers the documentSigning name)
 from pkicore.errors import ErrorKind, PkiError
-from pkicore.pathval import check_period, facts
+from pkicore.pathval import check_period, facts, key_strength_problem
 
 PURPOSES: dict[str, set[str]] = {
     "client-auth": {"client_auth"},                       # RFC 5280 §4.2.1.12
@@ -82,11 +82,15 @@ def verify_path(leaf_der: bytes, anchors: list[bytes], untrusted: list[bytes], *
     except cverr.ValidationError as e:
         return PathReport(False, str(e))
     certs = list(reversed(list(vpath.iter_certs(include_root=True))))
-    period = check_period(tuple(facts(c) for c in certs), moment)
     subjects = tuple(c.subject.human_friendly for c in certs)
+    weak = next((p for p in map(key_strength_problem, certs) if p), None)
+    if weak:
+        return PathReport(False, weak, subjects)
+    period = check_period(tuple(facts(c) for c in certs), moment)
     if not period.ok:
         return PathReport(False, period.detail, subjects)
-    done = ["RFC 5280 §6.1 path processing", "validity of every certificate, the anchor's included"]
+    done = ["RFC 5280 §6.1 path processing", "validity of every certificate, the anchor's included",
+            "key strength (RSA >= 2048, P-256/384/521)"]
     if wanted:
         done.append(f"extendedKeyUsage {purpose}")
     done.append(f"revocation: {revocation}" + ("" if checking else " (not checked)")

@@ -63,6 +63,24 @@ def load_certs(data: bytes) -> list[bytes]:
         raise PkiError(ErrorKind.BAD_INPUT, "not a PEM or DER certificate file") from e
 
 
+_STRONG_CURVES = ("secp256r1", "secp384r1", "secp521r1")
+MIN_RSA_BITS = 2048
+
+
+def key_strength_problem(cert: x509.Certificate) -> str | None:
+    """Why the certificate's key is too weak or of a kind we refuse, or None (NIST SP 800-57:
+    RSA below 2048 bits and curves other than P-256/384/521 are not used for signatures here)."""
+    key = cert.public_key
+    algo = key.algorithm
+    if algo == "rsa" and key.bit_size < MIN_RSA_BITS:
+        return f"{cert.subject.human_friendly}: RSA-{key.bit_size} key is too weak (at least {MIN_RSA_BITS})"
+    if algo == "ec" and key.curve[1] not in _STRONG_CURVES:
+        return f"{cert.subject.human_friendly}: elliptic curve {key.curve[1]} is not accepted"
+    if algo not in ("rsa", "ec", "rsassa_pss"):
+        return f"{cert.subject.human_friendly}: {algo} keys are not accepted"
+    return None
+
+
 def is_self_signed(cert: x509.Certificate) -> bool:
     return cert.subject == cert.issuer and cert.self_signed in ("maybe", "yes")
 
@@ -183,5 +201,9 @@ class ChainValidator:
         except Exception as e:  # noqa: BLE001  any other failure of the library is a chain failure
             return ChainResult(False, Sub.CERTIFICATE_CHAIN_GENERAL_FAILURE, f"{type(e).__name__}: {e}")
         # iter_certs runs root -> leaf; keep leaf first, the anchor last.
-        path = tuple(facts(c) for c in reversed(list(vpath.iter_certs(include_root=True))))
+        certs = list(reversed(list(vpath.iter_certs(include_root=True))))
+        weak = next((p for p in map(key_strength_problem, certs) if p), None)
+        if weak:
+            return ChainResult(False, Sub.CRYPTO_CONSTRAINTS_FAILURE, weak)
+        path = tuple(facts(c) for c in certs)
         return ChainResult(True, None, f"valid path of {len(path)} certificates", path)

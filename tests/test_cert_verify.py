@@ -216,3 +216,31 @@ def test_cli(pki: Pki, tmp_path: Path) -> None:
     later = udun(*base, "--revocation", "off", "--at", (NOW + timedelta(days=400)).isoformat())
     assert later.returncode == 1 and b"expired" in later.stdout
     assert udun("cert", "verify", str(tmp_path / "missing.pem")).returncode == 2
+
+
+def test_weak_key_is_refused(pki: Pki) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from pkicore.algorithms import KeyType
+
+    weak = SoftwareKey(KeyType.RSA_2048)
+    weak.private = rsa.generate_private_key(65537, 1024)
+    leaf = make(weak, "CN=Weak,O=Allowed Bank", issuer=(pki.int_key, pki.int))
+    report = pki.check(leaf, revocation="off")
+    assert not report.valid and "RSA-1024" in (report.error or "")
+
+
+def test_weak_signature_hash_is_refused(pki: Pki) -> None:
+    """A certificate signed with SHA-1 (the validator's algorithm policy refuses it)."""
+    from asn1crypto import algos
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    leaf = x509.Certificate.load(pki.leaf)
+    tbs = leaf["tbs_certificate"].copy()
+    tbs["signature"] = algos.SignedDigestAlgorithm({"algorithm": "sha1_ecdsa"})
+    sig = pki.int_key.private.sign(tbs.dump(), ec.ECDSA(hashes.SHA1()))
+    sha1_leaf = x509.Certificate({"tbs_certificate": tbs, "signature_algorithm": {"algorithm": "sha1_ecdsa"},
+                                  "signature_value": sig}).dump()
+    report = pki.check(sha1_leaf, revocation="off")
+    assert not report.valid, report
