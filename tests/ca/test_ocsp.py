@@ -216,3 +216,22 @@ def test_responder_certificate_profile_and_renewal(ca) -> None:  # type: ignore[
     renewed = Responder(later).responder()
     assert renewed.cert.serial_number != cert.serial_number and renewed.key.key_id != r.key.key_id
     assert renewed.not_after > r.not_after
+
+
+def test_same_name_other_key_is_unauthorized(ca, enrolled) -> None:  # type: ignore[no-untyped-def]
+    """Issuers are told apart by name hash AND key hash: a look-alike CA gets `unauthorized`."""
+    from ca.ocsp import Responder
+    from pkicore import names
+    from pkicore.algorithms import default_scheme
+    from pkicore.x509build import build_tbs, key_identifier, sign_tbs
+
+    real = x509.Certificate.load(ca.chain_der()[0])
+    k = SoftwareKey()
+    look_alike = x509.Certificate.load(sign_tbs(k, build_tbs(
+        serial=99, issuer=real.subject, subject=real.subject, public_key_der=k.public_key_der,
+        not_before=datetime.now(timezone.utc) - timedelta(days=1), not_after=datetime.now(timezone.utc) + timedelta(days=1),
+        scheme=default_scheme(k.key_type), extensions=[]), default_scheme(k.key_type)))
+    assert look_alike.subject == real.subject and names.rfc4514(look_alike.subject)
+    assert key_identifier(k.public_key_der) != real.key_identifier
+    der = Responder(ca).respond(_request(ca, int(enrolled["user-ec"].serial, 16), None, issuer=look_alike)).der
+    assert _status_of(der) == "unauthorized"
