@@ -16,7 +16,6 @@ from asn1crypto import x509
 from pkicore import names, oids  # noqa: F401  (oids registers documentSigning, signingCertificateV2)
 from pkicore.algorithms import RawSigner, SigScheme, default_scheme, sign, signature_algorithm
 from pkicore.der import BIT_STRING, GENERALIZED_TIME, INTEGER, SEQUENCE, UTC_TIME, tlv_header
-from pkicore.errors import ErrorKind, PkiError
 
 # RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050 on.
 _GENERALIZED_FROM = datetime(2050, 1, 1, tzinfo=timezone.utc)
