@@ -62,13 +62,16 @@ function done(summary, latency, requests)
 end
 """
 
-VERIFY_SCRIPT = r"""
+# Every wrk script that POSTs one fixed body starts with this (%(body)s: the file, as JSON).
+POST_FILE = r"""
 local f = assert(io.open(%(body)s, "rb"))
 wrk.method = "POST"
 wrk.body = f:read("*all")
 f:close()
 wrk.headers["Content-Type"] = "%(ctype)s"
+"""
 
+VERIFY_SCRIPT = POST_FILE + r"""
 function ok(status, body)
   return status == 200 and string.find(body, '"status"%%s*:%%s*"TOTAL_PASSED"') ~= nil
 end

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.http_load import WRK_TAIL, LoadResult, Server, load_python, load_wrk, measure
+from bench.http_load import POST_FILE, WRK_TAIL, LoadResult, Server, load_python, load_wrk, measure
 from bench.measure import log
 
 OCSP_PATH = "/ocsp"
@@ -39,13 +39,7 @@ function ok(status, body)
 end
 """
 
-CACHED_SCRIPT = r"""
-local f = assert(io.open(%(body)s, "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*all")
-f:close()
-wrk.headers["Content-Type"] = "%(ctype)s"
-"""
+CACHED_SCRIPT = POST_FILE
 
 # Every request has the same length (same CertID, 16-octet nonce): cut the file in equal
 # parts. `request` runs per request in each thread's own Lua state.
