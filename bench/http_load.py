@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench.measure import log
+from udun.demo import wait_healthy   # stdlib only at import time: safe before UDUN_HOME is set
 
 VERIFY_PATH = "/api/v1/verify"
 CONTENT_TYPE = "application/pkcs7-mime"
@@ -121,17 +122,7 @@ class Server:
 
     def _wait_healthy(self, seconds: float = 60) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with code {self.proc.returncode}: {self.tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.base}/healthz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"the server did not answer /healthz within {seconds:.0f}s: {self.tail()}")
+        wait_healthy(self.base, self.proc, seconds, detail=lambda: f": {self.tail()}")
 
     def worker_cpu(self) -> dict[int, float]:
         """CPU seconds used so far by each gunicorn worker (Linux /proc; empty elsewhere)."""

@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 DEMO_PIN = "123456"
 DEMO_SO_PIN = "12345678"
@@ -48,18 +48,20 @@ def _post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
         return e.code, json.loads(e.read())
 
 
-def _wait_healthy(base: str, proc: subprocess.Popen[bytes], seconds: float = 30) -> None:
+def wait_healthy(base: str, proc: subprocess.Popen[bytes], seconds: float = 30,
+                 detail: Callable[[], str] = lambda: "") -> None:
+    """Wait until a started `udun serve` answers GET /healthz (or fail if it exits)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with code {proc.returncode}")
+            raise RuntimeError(f"the server exited with code {proc.returncode}{detail()}")
         try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=1) as resp:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as resp:
                 if resp.status == 200:
                     return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError("the server did not become healthy in time")
+    raise RuntimeError(f"the server did not answer /healthz within {seconds:.0f}s{detail()}")
 
 
 def _show_report(status: int, report: dict[str, Any]) -> None:
@@ -136,7 +138,7 @@ def run(keep: bool = False) -> int:
              "--workers", "1"],
             env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
-        _wait_healthy(base, server)
+        wait_healthy(base, server)
         print("     healthy")
 
         _step(9, "The bank POSTs the signed payment to /api/v1/verify:")
