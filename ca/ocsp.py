@@ -50,6 +50,7 @@ class Responder:
         self._cache: dict[tuple[str, bytes, int], OcspResult] = {}
         self._cache_version = -1
         self._requests: dict[bytes, OcspResult] = {}      # the same nonce-less request bytes
+        self._hashes: dict[tuple[bytes, str], tuple[bytes, bytes]] = {}
         self._lock = threading.Lock()
 
     # --- the delegated responder certificate ---------------------------------------
@@ -123,7 +124,7 @@ class Responder:
         issuing_id = self.ca.authority("issuing").id
         answers = []
         for q in req.queries:
-            name_hash, key_hash = ocspmod.issuer_hashes(issuing, q.hash_name)
+            name_hash, key_hash = self._issuer_hashes(issuing, q.hash_name)
             if (q.issuer_name_hash, q.issuer_key_hash) != (name_hash, key_hash):
                 raise OcspRefusal("unauthorized", "not a certificate of our issuing CA")
             answers.append(self._status(q, issuing_id))
@@ -137,6 +138,14 @@ class Responder:
             with self._lock:
                 self._cache[self._key(req.queries[0])] = result
         return result
+
+    def _issuer_hashes(self, issuing: x509.Certificate, hash_name: str) -> tuple[bytes, bytes]:
+        """The issuing CA's CertID hashes, computed once per hash algorithm."""
+        key = (issuing.dump(), hash_name)
+        hashes = self._hashes.get(key)
+        if hashes is None:
+            hashes = self._hashes[key] = ocspmod.issuer_hashes(issuing, hash_name)
+        return hashes
 
     def _status(self, q: CertQuery, issuing_id: int) -> Answer:
         row = self.ca.store.status_of(format(q.serial, "x")) if q.serial > 0 else None
