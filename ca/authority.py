@@ -224,7 +224,8 @@ class CertificateAuthority:
             self.store.record_failed(prepared.serial_hex)
             raise
         issued = self.clock()
-        self.store.record_issued(prepared.serial_hex, der, hashlib.sha256(der).hexdigest(), issued)
+        self.store.record_issued(prepared.serial_hex, der, hashlib.sha256(der).hexdigest(), issued,
+                                 profile=profile_name, subject=checked.subject_text, requester=requester)
         return CertRecord(
             serial=prepared.serial_hex, authority_id=issuing.id, state="issued", profile=profile_name,
             subject=checked.subject_text, requester=requester, tbs_sha256=prepared.tbs_sha256,

@@ -104,6 +104,63 @@ class CrlRow(Base):
     der: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+
+class EvidenceRow(Base):
+    """What a bank needs in a dispute: the signed payment and everything that proved it."""
+
+    __tablename__ = "evidence"
+    __table_args__ = (UniqueConstraint("signer_cert_sha256", "tx_id", name="uq_evidence_signer_tx"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    signer_cert_sha256: Mapped[str] = mapped_column(String(64))
+    signer_serial: Mapped[str] = mapped_column(String(42))
+    tx_id: Mapped[str] = mapped_column(String(128))
+    content: Mapped[bytes] = mapped_column(LargeBinary)          # the canonical payment bytes
+    cms: Mapped[bytes] = mapped_column(LargeBinary)              # as received
+    stamped_cms: Mapped[bytes] = mapped_column(LargeBinary)      # CAdES-T: with the signature time-stamp
+    time_stamp: Mapped[bytes] = mapped_column(LargeBinary)       # the RFC 3161 token alone
+    chain: Mapped[bytes] = mapped_column(LargeBinary)            # PEM, signer first
+    revocation_kind: Mapped[str] = mapped_column(String(8))      # ocsp | crl
+    revocation: Mapped[bytes] = mapped_column(LargeBinary)
+    report: Mapped[str] = mapped_column(Text)                    # JSON
+
+
+class ChallengeRow(Base):
+    """A single-use challenge a bank asked for, to be carried inside a signed payment."""
+
+    __tablename__ = "challenges"
+    value: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    evidence_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class AuditRow(Base):
+    """One audit log entry; ``hash`` covers every field and ``prev_hash`` (ca.auditlog)."""
+
+    __tablename__ = "audit_log"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(32))      # RFC 3339 text: hashed exactly as stored
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128))
+    subject: Mapped[str] = mapped_column(String(256))
+    details: Mapped[str] = mapped_column(Text)       # canonical JSON
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpointRow(Base):
+    """A signed, time-stamped statement of the log's head at some sequence number."""
+
+    __tablename__ = "audit_checkpoints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    cms: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")     # readers never block the writer

@@ -3,33 +3,21 @@ the store, pre-signed answers cached until shortly before their nextUpdate.
 """
 from __future__ import annotations
 
-import secrets
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from asn1crypto import x509
 
-from ca.authority import CertificateAuthority, ca_pin
-from ca.store import NewAuthority
-from pkicore import names, token
+from ca.authority import CertificateAuthority
+from ca.delegated import Delegated, DelegatedKey
 from pkicore import ocsp as ocspmod
-from pkicore.algorithms import SigScheme, default_scheme
 from pkicore.ocsp import Answer, CertQuery, OcspRefusal
 from pkicore.revinfo import StatusSource
-from pkicore.x509build import build_csr
 
 RENEW_BEFORE = timedelta(days=2)        # renew the responder certificate this long before it expires
 CACHE_MARGIN = timedelta(minutes=5)     # re-sign a cached answer this long before its nextUpdate
 RESPONDER_NAME = "ocsp"
-
-
-@dataclass(frozen=True)
-class _Responder:
-    key: token.TokenKey
-    scheme: SigScheme
-    cert: x509.Certificate
-    not_after: datetime
 
 
 @dataclass(frozen=True)
@@ -46,49 +34,20 @@ class Responder:
 
     def __init__(self, ca: CertificateAuthority) -> None:
         self.ca = ca
-        self._responder: _Responder | None = None
+        self._delegated = DelegatedKey(ca, RESPONDER_NAME, "ocsp-responder", "OCSP Responder", RENEW_BEFORE)
         self._cache: dict[tuple[str, bytes, int], OcspResult] = {}
         self._cache_version = -1
         self._requests: dict[bytes, OcspResult] = {}      # the same nonce-less request bytes
         self._hashes: dict[tuple[bytes, str], tuple[bytes, bytes]] = {}
         self._lock = threading.Lock()
 
-    # --- the delegated responder certificate ---------------------------------------
-
-    def responder(self) -> _Responder:
+    def responder(self) -> Delegated:
         """The responder key and certificate, renewed automatically before expiry."""
-        now = self.ca.clock()
-        r = self._responder
-        if r is None or r.key.stale or r.not_after - now < RENEW_BEFORE:
-            r = self._load() or self._renew()
-            if r.not_after - now < RENEW_BEFORE:
-                r = self._renew()
-            self._responder = r
-        return r
+        return self._delegated.current()
 
-    def _load(self) -> _Responder | None:
-        rec = self.ca.store.authority(RESPONDER_NAME)
-        if rec is None:
-            return None
-        s = token.session(self.ca.settings, rec.token_label, ca_pin(self.ca.settings))
-        key = token.load_key(s, key_id=rec.key_id)
-        cert = x509.Certificate.load(rec.cert_der)
-        return _Responder(key, default_scheme(key.key_type), cert,
-                          cert["tbs_certificate"]["validity"]["not_after"].native)
-
-    def _renew(self) -> _Responder:
-        """A new key on the CA token and a short-lived OCSPSigning certificate for it."""
-        settings = self.ca.settings
-        s = token.session(settings, settings.ca_token, ca_pin(settings))
-        key = token.generate_key(s, self.ca.issuer().key.key_type, secrets.token_bytes(8), "udun ocsp responder")
-        org = next((v for n, v in names.pairs_of(self.ca.issuer().cert.subject) if n == "organization_name"), "udun")
-        subject = names.build([("organization_name", org), ("common_name", "udun OCSP Responder")])
-        rec = self.ca.issue(build_csr(key, subject), "ocsp-responder", requester="ocsp-renewal")
-        assert rec.der is not None
-        self.ca.store.replace_authority(NewAuthority(RESPONDER_NAME, settings.ca_token, key.key_id,
-                                                     key.key_type.value, rec.subject, rec.der, rec.not_after),
-                                        self.ca.clock())
-        return _Responder(key, default_scheme(key.key_type), x509.Certificate.load(rec.der), rec.not_after)
+    def renew(self) -> Delegated:
+        """A new responder key and certificate now (an operator's or a test's choice)."""
+        return self._delegated.renew()
 
     # --- answering -----------------------------------------------------------------
 

@@ -39,7 +39,17 @@ def ocsp_responder_profile(settings: Settings) -> Profile:
     )
 
 
-PROFILES = {"client": client_profile, "ocsp-responder": ocsp_responder_profile}
+def tsa_profile(settings: Settings) -> Profile:
+    """The time-stamping unit (RFC 3161 §2.3): extKeyUsage timeStamping only, critical."""
+    return Profile(
+        name="tsa",
+        validity=timedelta(days=settings.tsa_days),
+        key_usage=frozenset({"digital_signature"}),
+        ext_key_usage=("time_stamping",),
+    )
+
+
+PROFILES = {"client": client_profile, "ocsp-responder": ocsp_responder_profile, "tsa": tsa_profile}
 
 
 def profile(name: str, settings: Settings) -> Profile:
@@ -84,6 +94,16 @@ def extensions(settings: Settings, p: Profile, ski: bytes, issuer_ski: bytes) ->
             ext("extended_key_usage", list(p.ext_key_usage)),
             # RFC 6960 §4.2.2.2.1: relying parties need not check the responder's status.
             ext("ocsp_no_check", None),
+        ] + identifiers(ski, issuer_ski)
+    if p.name == "tsa":
+        return [
+            ext("basic_constraints", {"ca": False}, critical=True),
+            ext("key_usage", set(p.key_usage), critical=True),
+            # RFC 3161 §2.3: "MUST contain only one instance of the extended key usage field
+            # extension ... with KeyPurposeID having value id-kp-timeStamping ... MUST be critical".
+            ext("extended_key_usage", list(p.ext_key_usage), critical=True),
+            crl_distribution_points(settings.crl_url),
+            authority_info_access(settings.ocsp_url, settings.ca_issuers_url),
         ] + identifiers(ski, issuer_ski)
     return client_extensions(settings, p, ski, issuer_ski)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar, cast
 from datetime import datetime, timezone
@@ -11,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ca import auditlog
 from ca.db import Authority, CertificateRow, Counter, CrlRow, StatusEvent
 from pkicore.errors import ErrorKind, PkiError
 
@@ -120,7 +122,7 @@ def _db(method: F) -> F:
         except OperationalError as e:
             if "no such table" in str(e.orig) or "does not exist" in str(e.orig):
                 raise PkiError(ErrorKind.NOT_INITIALISED, "the database has no CA tables: run `udun ca init`") from e
-            raise PkiError(ErrorKind.INTERNAL, "the database is not available") from e
+            raise PkiError(ErrorKind.UNAVAILABLE, "the database is not available") from e
     return wrapper  # type: ignore[return-value]
 
 
@@ -146,12 +148,22 @@ class Store:
                 s.flush()
             except IntegrityError as e:
                 raise PkiError(ErrorKind.CONFLICT, "the CA is initialised already") from e
+            for r in rows:
+                auditlog.append(s.connection(), action="key", actor="ca-init", subject=r.name,
+                                details={"event": "CA key and certificate", "token": r.token_label,
+                                         "key_id": r.key_id.hex(), "key_type": r.key_type,
+                                         "certificate_sha256": hashlib.sha256(r.cert_der).hexdigest()}, now=now)
             return [_authority(o) for o in objs]
 
     @_db
     def replace_authority(self, row: NewAuthority, now: datetime) -> AuthorityRecord:
-        """Store a renewed key/certificate under an existing name (the OCSP responder)."""
+        """Store a renewed key/certificate under an existing name (OCSP responder, TSA)."""
         with self._session() as s, s.begin():
+            auditlog.append(s.connection(), action="key", actor="udun", subject=row.name,
+                            details={"event": "new key and certificate", "token": row.token_label,
+                                     "key_id": row.key_id.hex(), "key_type": row.key_type,
+                                     "certificate_sha256": hashlib.sha256(row.cert_der).hexdigest(),
+                                     "not_after": row.not_after.isoformat()}, now=now)
             obj = s.scalars(select(Authority).where(Authority.name == row.name)).first()
             if obj is None:
                 obj = Authority(name=row.name, created_at=now)
@@ -192,13 +204,17 @@ class Store:
         return True
 
     @_db
-    def record_issued(self, serial: str, der: bytes, cert_sha256: str, now: datetime) -> None:
-        """Phase two: the signed certificate."""
+    def record_issued(self, serial: str, der: bytes, cert_sha256: str, now: datetime, *,
+                      profile: str = "client", subject: str = "", requester: str = "cli") -> None:
+        """Phase two: the signed certificate, and its audit entry."""
         with self.engine.begin() as conn:
             done = conn.execute(self._mark_issued, {"b_serial": serial, "der": der, "cert_sha256": cert_sha256,
                                                     "issued_at": now})
             if done.rowcount != 1:
                 raise PkiError(ErrorKind.INTERNAL, f"serial {serial} was not pending")
+            auditlog.append(conn, action="issue", actor=requester, subject=serial,
+                            details={"profile": profile, "subject": subject, "certificate_sha256": cert_sha256},
+                            now=now)
 
     @_db
     def record_failed(self, serial: str) -> None:
@@ -253,6 +269,10 @@ class Store:
             s.add(StatusEvent(serial=row.serial, action=action, reason=reason, invalidity_date=invalidity_date,
                               actor=actor, at=now))
             self._bump(s, "status_version")
+            auditlog.append(s.connection(), action=action, actor=actor, subject=row.serial,
+                            details={"reason": reason, "from": row.status, "to": status,
+                                     "invalidity_date": invalidity_date.isoformat() if invalidity_date else None},
+                            now=now)
         rec = self.certificate(serial)
         assert rec is not None
         return rec
@@ -317,6 +337,9 @@ class Store:
             der, count = make(number, entries)
             s.add(CrlRow(authority_id=authority_id, number=number, this_update=this_update,
                          next_update=next_update, entries=count, der=der))
+            auditlog.append(s.connection(), action="crl", actor="udun", subject=f"authority {authority_id}",
+                            details={"number": number, "entries": count, "next_update": next_update.isoformat(),
+                                     "crl_sha256": hashlib.sha256(der).hexdigest()}, now=this_update)
         return CrlRecord(authority_id, number, this_update, next_update, count, der)
 
     @_db

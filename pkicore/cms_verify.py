@@ -220,10 +220,12 @@ class Verifier:
     FUTURE_SKEW = timedelta(minutes=5)
 
     def __init__(self, chains: ChainValidator, clock: Clock = system_clock,
-                 status: StatusSource | None = None) -> None:
+                 status: StatusSource | None = None, signing_window: timedelta | None = None) -> None:
         self.chains = chains
         self.clock = clock
         self.status = status
+        # A payment must be signed close to now (a bank's freshness rule; None: no window).
+        self.signing_window = signing_window
         self._certs = _CertCache()
         self._status_cache: dict[bytes, StatusInfo] = {}
         self._status_lock = threading.Lock()
@@ -317,8 +319,13 @@ class Verifier:
 
         st = single(ID_SIGNING_TIME, "signing-time")
         signing_time: datetime | None = der.time(*st) if st is not None else None
+        window = self.signing_window
         if signing_time is None:
             c.fail("signing time", "signing-time attribute missing", Sub.FORMAT_FAILURE)
+        elif window is not None and abs(signing_time - now) > window:
+            c.fail("signing time window", f"signed at {signing_time:%Y-%m-%d %H:%M:%S}Z, more than "
+                   f"{int(window.total_seconds() // 60)} minutes from the server's clock "
+                   f"({now:%Y-%m-%d %H:%M:%S}Z)", Sub.SIGNING_TIME_OUT_OF_WINDOW)
         elif signing_time > now + self.FUTURE_SKEW:
             c.fail("signing time", f"claimed signing time {signing_time:%Y-%m-%d %H:%M:%S}Z is in the future",
                    Sub.SIG_CONSTRAINTS_FAILURE)
@@ -328,7 +335,8 @@ class Verifier:
                 c.ok("signing time", "claimed by the signer (not proven), within the certificate's validity")
             else:
                 c.fail("signing time", f"the signer claims to have signed when {claimed.detail}", claimed.failure)
-        issuer_der = self._check_chain(signer, certs_der, now, c)
+        path = self._check_chain(signer, certs_der, now, c)
+        issuer_der = path[1] if len(path) > 1 else None
         revocation = None
         if issuer_der is not None and self.status is not None:
             revocation = self._check_status(signer, issuer_der, signing_time, now, c)
@@ -352,22 +360,26 @@ class Verifier:
 
         return conclude(c.items, signer=signer.identity, signing_time=signing_time,
                         transaction=transaction, signer_cert_der=signer.der,
-                        revocation=revocation.to_json(now) if revocation else None)
+                        revocation=revocation.to_json(now) if revocation else None,
+                        chain_der=path, signature_value=s.signature, content=content,
+                        revocation_data=(revocation.source.lower(), revocation.raw)
+                        if revocation is not None and revocation.source and revocation.raw else None)
 
     def _check_chain(self, signer: SignerCert, certs_der: tuple[bytes, ...], now: datetime,
-                     c: _Checks) -> bytes | None:
-        """RFC 5280 path to a trust anchor, every certificate valid now; the issuer's DER."""
+                     c: _Checks) -> tuple[bytes, ...]:
+        """RFC 5280 path to a trust anchor, every certificate valid now; the path's DER
+        (signer first, anchor last), or () when there is none."""
         others = [d for d in certs_der if d != signer.der]
         chain = self.chains.validate(signer.asn1, others, now, leaf_sha256=signer.sha256)
         if chain.ok:
             c.ok("certificate chain", f"{chain.detail}, valid now")
-            return chain.path[1].der if len(chain.path) > 1 else None
+            return tuple(p.der for p in chain.path)
         if chain.failure in (Sub.EXPIRED, Sub.NOT_YET_VALID):
             # Out of its validity now; the claimed signing time proves nothing (no POE).
             c.fail("certificate chain", chain.detail, Sub.OUT_OF_BOUNDS_NO_POE)
         else:
             c.fail("certificate chain", chain.detail, chain.failure)
-        return None
+        return ()
 
     def _check_status(self, signer: SignerCert, issuer_der: bytes, signing_time: datetime | None,
                       now: datetime, c: _Checks) -> StatusInfo:

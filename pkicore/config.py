@@ -9,6 +9,9 @@ from urllib.parse import urlsplit
 from pkicore.errors import ErrorKind, PkiError
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+# udun's default TSA policy: an OID under 2.25 (ITU-T X.667, a UUID as an OID; no registry
+# needed). Operators with their own arc set UDUN_TSA_POLICY.
+DEFAULT_TSA_POLICY = "2.25.186103448224315384127420651869011474787"
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,13 @@ class Settings:
     crl_hours: int = 24          # CRL validity: nextUpdate - thisUpdate
     ocsp_minutes: int = 60       # OCSP response validity: nextUpdate - thisUpdate
     responder_days: int = 7      # the delegated OCSP responder certificate's validity
+    tsa_days: int = 365          # the TSA certificate's validity (renewed 30 days before its end)
+    tsa_policy: str = "2.25.186103448224315384127420651869011474787"   # see DEFAULT_TSA_POLICY
+    tsa_accuracy_ms: int = 1000  # RFC 3161 accuracy stated in every time-stamp
+    signing_window_minutes: int = 5      # a payment's signingTime must lie this close to our clock
+    require_challenge: bool = False      # every payment must carry a bank challenge
+    challenge_seconds: int = 300         # how long a challenge stays usable
+    audit_checkpoint_minutes: int = 10   # how often a server signs a checkpoint of the audit log
 
     @property
     def softhsm_conf(self) -> Path:
@@ -55,6 +65,10 @@ class Settings:
         return f"{self.base_url}/ca/issuing-ca.crt"
 
     @property
+    def tsa_url(self) -> str:
+        return f"{self.base_url}/tsa"
+
+    @property
     def root_issuers_url(self) -> str:
         return f"{self.base_url}/ca/root-ca.crt"
 
@@ -70,6 +84,23 @@ def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> i
     if not low <= value <= high:
         raise PkiError(ErrorKind.BAD_INPUT, f"{name} must be a whole number from {low} to {high}")
     return value
+
+
+def _oid(raw: str) -> str:
+    """A dotted object identifier (X.660): first arc 0-2, then numbers."""
+    parts = raw.strip().split(".")
+    if len(parts) < 2 or not all(p.isdigit() and p.isascii() for p in parts) or parts[0] not in ("0", "1", "2"):
+        raise PkiError(ErrorKind.BAD_INPUT, "UDUN_TSA_POLICY must be a dotted OID such as 1.3.6.1.4.1.99999.1")
+    return raw.strip()
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise PkiError(ErrorKind.BAD_INPUT, f"{name} must be true or false")
 
 
 def _base_url(raw: str) -> str:
@@ -100,4 +131,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         crl_hours=_int(e, "UDUN_CRL_HOURS", 24, 1, 24 * 31),
         ocsp_minutes=_int(e, "UDUN_OCSP_MINUTES", 60, 1, 7 * 24 * 60),
         responder_days=_int(e, "UDUN_OCSP_RESPONDER_DAYS", 7, 2, 90),
+        tsa_days=_int(e, "UDUN_TSA_DAYS", 365, 31, 3650),
+        tsa_policy=_oid(e.get("UDUN_TSA_POLICY") or DEFAULT_TSA_POLICY),
+        tsa_accuracy_ms=_int(e, "UDUN_TSA_ACCURACY_MS", 1000, 1, 60_000),
+        signing_window_minutes=_int(e, "UDUN_SIGNING_WINDOW_MINUTES", 5, 1, 24 * 60),
+        require_challenge=_flag(e, "UDUN_REQUIRE_CHALLENGE"),
+        challenge_seconds=_int(e, "UDUN_CHALLENGE_SECONDS", 300, 10, 24 * 3600),
+        audit_checkpoint_minutes=_int(e, "UDUN_AUDIT_CHECKPOINT_MINUTES", 10, 1, 24 * 60),
     )

@@ -39,6 +39,13 @@ class Sub(enum.Enum):
     REVOKED_NO_POE = "REVOKED_NO_POE"
     SIGNED_DATA_NOT_FOUND = "SIGNED_DATA_NOT_FOUND"
     TRY_LATER = "TRY_LATER"
+    # udun's own (DESIGN.md "Verification report"): the payment, not the signature, fails.
+    SIGNING_TIME_OUT_OF_WINDOW = "SIGNING_TIME_OUT_OF_WINDOW"   # signingTime too far from our clock
+    REPLAYED = "REPLAYED"                       # this signer's tx_id was accepted before
+    CHALLENGE_REQUIRED = "CHALLENGE_REQUIRED"   # the bank requires a challenge; none signed
+    CHALLENGE_UNKNOWN = "CHALLENGE_UNKNOWN"     # never issued by us
+    CHALLENGE_EXPIRED = "CHALLENGE_EXPIRED"
+    CHALLENGE_USED = "CHALLENGE_USED"           # accepted once already
 
 
 _MAIN = {
@@ -48,6 +55,10 @@ _MAIN = {
     Sub.REVOKED: Status.TOTAL_FAILED,
     Sub.EXPIRED: Status.TOTAL_FAILED,
     Sub.NOT_YET_VALID: Status.TOTAL_FAILED,
+    Sub.REPLAYED: Status.TOTAL_FAILED,
+    Sub.CHALLENGE_UNKNOWN: Status.TOTAL_FAILED,
+    Sub.CHALLENGE_EXPIRED: Status.TOTAL_FAILED,
+    Sub.CHALLENGE_USED: Status.TOTAL_FAILED,
 }
 
 # When several checks fail, the report names the first of these, in the order EN 319
@@ -58,7 +69,8 @@ PRIORITY = [
     Sub.SIG_CRYPTO_FAILURE, Sub.REVOKED, Sub.EXPIRED, Sub.NOT_YET_VALID,
     Sub.NO_CERTIFICATE_CHAIN_FOUND, Sub.REVOKED_NO_POE, Sub.OUT_OF_BOUNDS_NO_POE, Sub.CHAIN_CONSTRAINTS_FAILURE,
     Sub.CERTIFICATE_CHAIN_GENERAL_FAILURE, Sub.CRYPTO_CONSTRAINTS_FAILURE,
-    Sub.SIG_CONSTRAINTS_FAILURE, Sub.TRY_LATER,
+    Sub.SIGNING_TIME_OUT_OF_WINDOW, Sub.SIG_CONSTRAINTS_FAILURE, Sub.TRY_LATER,
+    Sub.CHALLENGE_REQUIRED, Sub.CHALLENGE_UNKNOWN, Sub.CHALLENGE_EXPIRED, Sub.CHALLENGE_USED, Sub.REPLAYED,
 ]
 
 
@@ -97,6 +109,12 @@ class Report:
     transaction: dict[str, Any] | None = None
     signer_cert_der: bytes | None = field(default=None, repr=False)
     revocation: dict[str, Any] | None = None
+    # What evidence is made of (never in the JSON answer): the path signer-first, the
+    # revocation data used ("ocsp"|"crl", bytes), the signature value, the signed content.
+    chain_der: tuple[bytes, ...] = field(default=(), repr=False)
+    revocation_data: tuple[str, bytes] | None = field(default=None, repr=False)
+    signature_value: bytes = field(default=b"", repr=False)
+    content: bytes | None = field(default=None, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -113,6 +131,15 @@ class Report:
             "revocation": self.revocation,
             "checks": [c.to_json() for c in self.checks],
         }
+
+
+def refuse(report: Report, name: str, detail: str, sub: Sub) -> Report:
+    """A report with one more failed check (a policy refusal after the signature checks)."""
+    return conclude([*report.checks, Check(name, False, detail, sub)], signer=report.signer,
+                    signing_time=report.signing_time, transaction=report.transaction,
+                    signer_cert_der=report.signer_cert_der, revocation=report.revocation,
+                    chain_der=report.chain_der, revocation_data=report.revocation_data,
+                    signature_value=report.signature_value, content=report.content)
 
 
 def conclude(checks: list[Check], **fields: Any) -> Report:

@@ -102,6 +102,9 @@ def from_ocsp(der: bytes, cert: x509.Certificate, issuer: x509.Certificate, now:
         responder = _responder_cert(basic, issuer)
         if responder is None:
             return unusable("no authorised responder certificate")
+        validity = responder["tbs_certificate"]["validity"]
+        if not validity["not_before"].native - CLOCK_SKEW <= now <= validity["not_after"].native + CLOCK_SKEW:
+            return unusable("the responder certificate is not valid at this time")
         _verify(_key(responder), basic["signature"].native, tbs.dump(), basic["signature_algorithm"])
         for single in tbs["responses"]:
             cid = single["cert_id"]

@@ -43,7 +43,8 @@ _ACCOUNT = re.compile(r"^[0-9A-Z]{4,34}$")
 _TX_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 
-_TOP_FIELDS = {"version", "tx_id", "payer", "payee", "amount", "currency", "created_at", "memo"}
+_TOP_FIELDS = {"version", "tx_id", "payer", "payee", "amount", "currency", "created_at", "memo", "challenge"}
+_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{16,64}")      # what POST /api/v1/challenges hands out
 _TOP_REQUIRED = {"version", "tx_id", "payer", "payee", "amount", "currency", "created_at"}
 _PAYER_FIELDS = {"account", "name"}
 _PAYEE_FIELDS = {"account", "name", "bank"}
@@ -71,6 +72,7 @@ class Transaction:
     created_at: datetime
     memo: str | None
     raw: dict[str, Any]
+    challenge: str | None = None     # a bank's single-use challenge, signed with the payment
 
     def canonical_bytes(self) -> bytes:
         """The RFC 8785 canonical form: exactly the bytes that get signed.
@@ -227,9 +229,12 @@ def _validate(obj: dict[str, Any]) -> Transaction:
         raise _fail("created_at", "is not a real date and time") from e
 
     memo = _text(obj, "memo", "memo", 140, False)
+    challenge = obj.get("challenge")
+    if challenge is not None and (not isinstance(challenge, str) or not _CHALLENGE.fullmatch(challenge)):
+        raise _fail("challenge", "must be the challenge string the bank handed out")
     return Transaction(
         tx_id=tx_id, payer=payer, payee=payee, amount=amount, amount_text=amount_text,
-        currency=currency, created_at=created_at, memo=memo, raw=obj,
+        currency=currency, created_at=created_at, memo=memo, raw=obj, challenge=challenge,
     )
 
 

@@ -79,13 +79,16 @@ def chain_pem(ca, home) -> Path:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def verifier(ca):  # type: ignore[no-untyped-def]
+def verifier(ca, settings):  # type: ignore[no-untyped-def]
     """The verifier the API uses: our chain, status from our OCSP responder in-process."""
     from ca.ocsp import Responder, status_source
     from pkicore.cms_verify import Verifier
     from pkicore.pathval import ChainValidator, TrustStore
 
-    return Verifier(ChainValidator(TrustStore.from_certs(ca.chain_der())), status=status_source(Responder(ca)))
+    from datetime import timedelta
+
+    return Verifier(ChainValidator(TrustStore.from_certs(ca.chain_der())), status=status_source(Responder(ca)),
+                    signing_window=timedelta(minutes=settings.signing_window_minutes))
 
 
 @pytest.fixture(scope="session")

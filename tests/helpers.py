@@ -1,12 +1,19 @@
 """Test helpers: sample payments, a software key for rogue CAs, running `udun`."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +30,7 @@ USERS: dict[str, tuple[KeyType, SigScheme]] = {
     "user-rsa3072": (KeyType.RSA_3072, SigScheme.RSA_PSS_SHA256),
 }
 
-from udun.demo import SAMPLE  # noqa: E402  the DESIGN.md example payment
+from udun.demo import SAMPLE
 
 
 @dataclass(frozen=True)
@@ -37,15 +44,54 @@ class Enrolled:
 
 
 def sample_tx(**changes: Any):  # type: ignore[no-untyped-def]
+    """The DESIGN.md payment with a fresh tx_id (a tx_id is accepted once per signer)."""
     from pkicore import tx
 
     data = json.loads(json.dumps(SAMPLE))
+    data["tx_id"] = f"TX-{uuid.uuid4().hex[:20]}"
     data.update(changes)
     return tx.validate(data)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_server(home: Path, ca_pin: str, workers: int = 2,
+                   extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`udun serve` (gunicorn) on a free loopback port; (base URL, process)."""
+    port = free_port()
+    env = {**os.environ, "UDUN_HOME": str(home), "UDUN_CA_PIN": ca_pin, **(extra_env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "udun.cli", "serve", "--port", str(port), "--workers",
+                             str(workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not start: {proc.stderr.read() if proc.stderr else ''}")
+                time.sleep(0.2)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class SoftwareKey:

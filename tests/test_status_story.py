@@ -30,31 +30,37 @@ def test_status_story(ca, client, tmp_path: Path) -> None:  # type: ignore[no-un
     rev = Revocation(ca)
     key = SoftwareKey()
     rec = ca.issue(build_csr(key, parse_name("CN=Story Customer,O=udun tests,C=CN")))
-    cms = sign_data(key, rec.der, ca.chain_der(), sample_tx().canonical_bytes(), signing_time=now())
-    path = write(tmp_path / "pay.p7s", cms)
 
-    def both() -> list[dict]:  # type: ignore[type-arg]
-        return [_api(client, cms), _cli(path)]
+    def both(name: str) -> list[dict]:  # type: ignore[type-arg]
+        """A payment signed now, through the API and through `udun verify`. The API accepts
+        a tx_id once (then keeps evidence), so each step signs a payment of its own."""
+        api = sign_data(key, rec.der, ca.chain_der(), sample_tx().canonical_bytes(), signing_time=now())
+        cli = sign_data(key, rec.der, ca.chain_der(), sample_tx().canonical_bytes(), signing_time=now())
+        return [_api(client, api), _cli(write(tmp_path / f"{name}.p7s", cli))]
 
-    for r in both():
+    for r in both("issued"):
         assert (r["status"], r["sub_indication"]) == ("TOTAL_PASSED", None)
         assert r["revocation"]["source"] == "OCSP" and r["revocation"]["status"] == "good"
         assert r["revocation"]["this_update"] and r["revocation"]["age_seconds"] >= 0
 
     rev.hold(rec.serial)
-    for r in both():
+    for r in both("held"):
         assert (r["status"], r["sub_indication"]) == ("INDETERMINATE", "TRY_LATER")
         assert "suspended" in r["message"] and r["revocation"]["status"] == "on_hold"
 
     rev.release(rec.serial)
-    for r in both():
+    for r in both("released"):
         assert (r["status"], r["sub_indication"]) == ("TOTAL_PASSED", None)
 
+    # Signed before the revocation (by its own account), checked after it.
+    before = [sign_data(key, rec.der, ca.chain_der(), sample_tx().canonical_bytes(),
+                        signing_time=now() - timedelta(seconds=2)) for _ in range(2)]
     rev.revoke(rec.serial, "keyCompromise")
-    for r in both():
-        # Signed before the revocation, but nothing proves it (no time-stamp yet).
+    for r in (_api(client, before[0]), _cli(write(tmp_path / "before.p7s", before[1]))):
+        # Nothing but the signer's own claim says it was signed before the revocation.
         assert (r["status"], r["sub_indication"]) == ("INDETERMINATE", "REVOKED_NO_POE")
         assert r["revocation"]["reason"] == "keyCompromise"
+        assert r.get("evidence_id") is None
 
     later = sign_data(key, rec.der, ca.chain_der(), sample_tx().canonical_bytes(),
                       signing_time=now() + timedelta(seconds=1))

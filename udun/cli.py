@@ -16,8 +16,11 @@ from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import ChainValidator, TrustStore, load_certs
 from pkicore.report import Check, Sub, conclude
 from pkicore.revinfo import StatusSource
+from udun.cli_audit import audit_group
 from udun.cli_ca import ca_group
 from udun.cli_cert import cert_group
+from udun.cli_evidence import evidence_group
+from udun.cli_tsa import tsa_group
 from signer.tokens import TokenRef
 from udun.cli_token import token_group, token_ref
 from udun.common import EXIT_ERROR, fail, info, read_input, settings, user_pin, write_output
@@ -36,6 +39,9 @@ def cli() -> None:
 cli.add_command(ca_group)
 cli.add_command(token_group)
 cli.add_command(cert_group)
+cli.add_command(evidence_group)
+cli.add_command(audit_group)
+cli.add_command(tsa_group)
 
 
 @cli.command("sign")

@@ -2,18 +2,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from flask import Flask
 
+from ca import bundle as bundles
 from ca.authority import CertificateAuthority
+from ca.evidence import EvidenceService
+from ca.evidence_store import EvidenceStore
 from ca.ocsp import Responder, status_source
 from ca.revocation import Revocation
+from ca.tsa import TimeStampAuthority
 from pkicore.cms_verify import Verifier
 from pkicore.config import Settings, load_settings
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import ChainValidator, TrustStore, load_certs
 from webapi import problems, scheduler
 from webapi.ocsp_wsgi import OcspFastPath
+from webapi.tsa_wsgi import TsaFastPath
 
 MAX_BODY = 1024 * 1024
 
@@ -28,6 +34,8 @@ class Services:
     admin_api_key: str | None
     _revocation: Revocation | None = None
     _responder: Responder | None = None
+    _tsa: TimeStampAuthority | None = None
+    _evidence: EvidenceService | None = None
 
     def revocation(self) -> Revocation:
         if self.ca is None:
@@ -42,6 +50,29 @@ class Services:
         if self._responder is None:
             self._responder = Responder(self.ca)
         return self._responder
+
+    def tsa(self) -> TimeStampAuthority:
+        if self.ca is None:
+            raise PkiError(ErrorKind.NOT_INITIALISED, "this server has no CA")
+        if self._tsa is None:
+            self._tsa = TimeStampAuthority(self.ca)
+        return self._tsa
+
+    def evidence(self) -> EvidenceService:
+        if self.ca is None:
+            raise PkiError(ErrorKind.NOT_INITIALISED, "this server has no CA")
+        if self._evidence is None:
+            self._evidence = EvidenceService(self.ca, self.verifier, self.tsa())
+        return self._evidence
+
+    def bundle(self, evidence_id: str) -> bytes:
+        """The zip bundle of one evidence record."""
+        if self.ca is None:
+            raise PkiError(ErrorKind.NOT_INITIALISED, "this server has no CA")
+        if not evidence_id.isascii() or len(evidence_id) > 40:
+            raise PkiError(ErrorKind.NOT_FOUND, "no such evidence record")
+        rec = EvidenceStore(self.ca.store).get(evidence_id)
+        return bundles.build(rec, self.tsa(), self.ca.clock())
 
 
 def trust_store(settings: Settings, ca: CertificateAuthority | None, trust_file: str | None) -> TrustStore:
@@ -70,7 +101,8 @@ def create_app(settings: Settings | None = None, *, verifier: Verifier | None = 
         ca = CertificateAuthority.open(settings, migrate_schema=False)
     responder = Responder(ca)
     if verifier is None:
-        verifier = Verifier(ChainValidator(trust_store(settings, ca, trust_file)), status=status_source(responder))
+        verifier = Verifier(ChainValidator(trust_store(settings, ca, trust_file)), status=status_source(responder),
+                            signing_window=timedelta(minutes=settings.signing_window_minutes))
 
     app = Flask("udun")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
@@ -80,14 +112,16 @@ def create_app(settings: Settings | None = None, *, verifier: Verifier | None = 
     app.extensions["udun"] = Services(settings, verifier, ca, admin_api_key, _responder=responder)
     problems.register(app)
 
-    from webapi.views import admin, health, status, verify
+    from webapi.views import admin, evidence, health, status, verify
 
     app.register_blueprint(health.bp)
     app.register_blueprint(verify.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(status.bp)
+    app.register_blueprint(evidence.bp)
     services = app.extensions["udun"]
     app.wsgi_app = OcspFastPath(app.wsgi_app, services.responder)  # type: ignore[method-assign]
+    app.wsgi_app = TsaFastPath(app.wsgi_app, services.tsa)  # type: ignore[method-assign]
     if schedule_crls:
-        scheduler.start(services.revocation)
+        scheduler.start(services.revocation, tsa=services.tsa)
     return app

@@ -22,6 +22,7 @@ STATUS = {
     ErrorKind.PIN: 503,             # the server's own token PIN is wrong: an operator problem
     ErrorKind.TOKEN: 503,
     ErrorKind.NOT_INITIALISED: 503,
+    ErrorKind.UNAVAILABLE: 503,
     ErrorKind.INTERNAL: 500,
 }
 

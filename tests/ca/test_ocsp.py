@@ -3,27 +3,19 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from asn1crypto import ocsp, pem, x509
 
-from helpers import LINTER, SoftwareKey, make_root, openssl, write
+from helpers import LINTER, SoftwareKey, make_root, openssl, running_server, write
 
 LINT_OCSP = str(Path(sys.executable).parent / "lint_ocsp_response")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -31,23 +23,8 @@ def server(ca, home: Path):  # type: ignore[no-untyped-def]
     """`udun serve` (gunicorn) on a free loopback port, stopped after the module."""
     from ca.authority import ca_pin
 
-    port = _free_port()
-    env = {**os.environ, "UDUN_HOME": str(home), "UDUN_CA_PIN": ca_pin(ca.settings)}
-    proc = subprocess.Popen([sys.executable, "-m", "udun.cli", "serve", "--port", str(port), "--workers", "2"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=2):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {proc.stderr.read() if proc.stderr else ''}")
-            time.sleep(0.2)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=30)
+    with running_server(home, ca_pin(ca.settings)) as (base, _proc):
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -212,10 +189,12 @@ def test_responder_certificate_profile_and_renewal(ca) -> None:  # type: ignore[
     validity = cert["tbs_certificate"]["validity"]
     assert (validity["not_after"].native - validity["not_before"].native) <= timedelta(days=7, minutes=2)
     # Six days later the certificate has under two days left: the responder renews itself.
-    later = CertificateAuthority(ca.settings, ca.store, clock=fixed(datetime.now(timezone.utc) + timedelta(days=6)))
+    later = CertificateAuthority(ca.settings, ca.store, clock=fixed(datetime.now(UTC) + timedelta(days=6)))
     renewed = Responder(later).responder()
     assert renewed.cert.serial_number != cert.serial_number and renewed.key.key_id != r.key.key_id
     assert renewed.not_after > r.not_after
+    # Back to a responder certificate valid today, for the tests that follow in this session.
+    Responder(ca).renew()
 
 
 def test_same_name_other_key_is_unauthorized(ca, enrolled) -> None:  # type: ignore[no-untyped-def]
@@ -229,7 +208,7 @@ def test_same_name_other_key_is_unauthorized(ca, enrolled) -> None:  # type: ign
     k = SoftwareKey()
     look_alike = x509.Certificate.load(sign_tbs(k, build_tbs(
         serial=99, issuer=real.subject, subject=real.subject, public_key_der=k.public_key_der,
-        not_before=datetime.now(timezone.utc) - timedelta(days=1), not_after=datetime.now(timezone.utc) + timedelta(days=1),
+        not_before=datetime.now(UTC) - timedelta(days=1), not_after=datetime.now(UTC) + timedelta(days=1),
         scheme=default_scheme(k.key_type), extensions=[]), default_scheme(k.key_type)))
     assert look_alike.subject == real.subject and names.rfc4514(look_alike.subject)
     assert key_identifier(k.public_key_der) != real.key_identifier

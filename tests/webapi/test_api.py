@@ -9,8 +9,9 @@ from asn1crypto import pem
 from helpers import PIN, sample_tx
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def signed(settings, enrolled) -> bytes:  # type: ignore[no-untyped-def]
+    """A fresh payment per test: the API accepts a tx_id once per signer."""
     from signer.signing import sign_transaction
 
     return sign_transaction(settings, "user-ec", PIN, sample_tx())

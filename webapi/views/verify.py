@@ -1,4 +1,5 @@
-"""POST /api/v1/verify: a bank asks whether a signed payment holds."""
+"""POST /api/v1/verify: a bank asks whether a signed payment holds (and keeps evidence).
+POST /api/v1/challenges: a single-use challenge for the next payment to carry."""
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from webapi.bodies import signed_payment
@@ -9,5 +10,14 @@ bp = Blueprint("verify", __name__, url_prefix="/api/v1")
 @bp.post("/verify")
 def verify() -> Response:
     cms, content = signed_payment(request)
-    report = current_app.extensions["udun"].verifier.verify(cms, content)
-    return jsonify(report.to_json())
+    outcome = current_app.extensions["udun"].evidence().verify(cms, content)
+    return jsonify(outcome.to_json())
+
+
+@bp.post("/challenges")
+def challenge() -> Response:
+    value, expires = current_app.extensions["udun"].evidence().new_challenge()
+    resp = jsonify({"challenge": value, "expires_at": expires.isoformat().replace("+00:00", "Z")})
+    resp.status_code = 201
+    resp.headers["Cache-Control"] = "no-store"
+    return resp

@@ -1,0 +1,166 @@
+"""Verification with evidence: the verify API's service.
+
+A payment whose signature verifies (TOTAL_PASSED) is checked against replay and its bank
+challenge, its signature value is time-stamped by our TSA (RFC 3161 Appendix A: the
+signature-time-stamp attribute makes the CMS CAdES-T, EN 319 122-1 §5.3), and the record
+— CMS as received, stamped CMS, chain, revocation data, report, receipt time — is stored
+in one transaction with its audit entry. Only then does the answer carry an evidence_id.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from asn1crypto import pem
+
+from ca.authority import CertificateAuthority
+from ca.evidence_store import ChallengeRefused, EvidenceStore, Replayed
+from ca.tsa import Stamp, TimeStampAuthority
+from pkicore import tsp
+from pkicore.cms_verify import Verifier
+from pkicore.errors import ErrorKind, PkiError
+from pkicore.report import Report, Sub, refuse
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The verify API's answer: a report, and the evidence that was (or had been) kept."""
+
+    report: Report
+    evidence_id: str | None = None
+    first_evidence_id: str | None = None      # REPLAYED: the record of the first submission
+    time_stamp: Stamp | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.report.to_json()
+        out["evidence_id"] = self.evidence_id
+        if self.first_evidence_id is not None:
+            out["first_evidence_id"] = self.first_evidence_id
+        if self.time_stamp is not None:
+            out["time_stamp"] = self.time_stamp.to_json()
+        return out
+
+
+def new_evidence_id(now: datetime) -> str:
+    """Sortable by time, unguessable: milliseconds then 80 random bits."""
+    return f"ev_{int(now.timestamp() * 1000):012x}{secrets.token_hex(10)}"
+
+
+def chain_pem(ders: tuple[bytes, ...]) -> bytes:
+    return b"".join(pem.armor("CERTIFICATE", d) for d in ders)
+
+
+def _audit_details(report: Report, cms: bytes, **extra: Any) -> dict[str, Any]:
+    signer = report.signer or {}
+    tx = report.transaction or {}
+    return {"status": report.status.value,
+            "sub_indication": report.sub_indication.value if report.sub_indication else None,
+            "signer_serial": signer.get("serial"), "tx_id": tx.get("tx_id"),
+            "cms_sha256": hashlib.sha256(cms).hexdigest(), **extra}
+
+
+class EvidenceService:
+    """Verifies signed payments and keeps the evidence of those that hold."""
+
+    def __init__(self, ca: CertificateAuthority, verifier: Verifier, tsa: TimeStampAuthority) -> None:
+        self.ca = ca
+        self.verifier = verifier
+        self.tsa = tsa
+        self.store = EvidenceStore(ca.store)
+
+    def verify(self, cms: bytes, content: bytes | None = None) -> Outcome:
+        """Verify; store evidence when the payment holds. PkiError only for non-CMS input
+        or when the evidence cannot be stored (then no evidence is claimed)."""
+        received = self.ca.clock()
+        report = self.verifier.verify(cms, content)
+        if report.passed:
+            report = self._payment_rules(report, received)
+        if not report.passed:
+            first = self._first(report)
+            self.store.audit_only(self._subject(report), _audit_details(report, cms, first_evidence_id=first),
+                                  received)
+            return Outcome(report, first_evidence_id=first)
+        return self._record(report, cms, received)
+
+    # --- payment rules after the signature holds ---------------------------------------
+
+    def _payment_rules(self, report: Report, now: datetime) -> Report:
+        """Replay, then the bank's challenge (cheap reads before any signing is spent)."""
+        assert report.transaction is not None and report.signer is not None
+        first = self.store.first_record(report.signer["certificate_sha256"], report.transaction["tx_id"])
+        if first is not None:
+            return refuse(report, "replay", f"tx_id {report.transaction['tx_id']} was accepted before as "
+                                            f"{first}", Sub.REPLAYED)
+        challenge = report.transaction.get("challenge")
+        if challenge is None:
+            if self.ca.settings.require_challenge:
+                return refuse(report, "challenge", "this server requires a bank challenge in every payment",
+                              Sub.CHALLENGE_REQUIRED)
+            return report
+        why = self.store.challenge_state(challenge, now)
+        if why is not None:
+            return refuse(report, "challenge", why.detail, why.sub)
+        return report
+
+    def _first(self, report: Report) -> str | None:
+        if report.sub_indication is not Sub.REPLAYED or not report.signer or not report.transaction:
+            return None
+        return self.store.first_record(report.signer["certificate_sha256"], report.transaction["tx_id"])
+
+    @staticmethod
+    def _subject(report: Report) -> str:
+        serial = (report.signer or {}).get("serial") or "-"
+        tx_id = (report.transaction or {}).get("tx_id") or "-"
+        return f"{serial}/{tx_id}"
+
+    # --- the record --------------------------------------------------------------------
+
+    def _record(self, report: Report, cms: bytes, received: datetime) -> Outcome:
+        assert report.transaction is not None and report.signer is not None and report.content is not None
+        if report.revocation_data is None:
+            # Verified without revocation data (a verifier with no status source): nothing
+            # would prove the certificate was good, so no evidence is claimed.
+            raise PkiError(ErrorKind.UNAVAILABLE, "no revocation data to keep as evidence")
+        stamp = self.tsa.stamp(tsp.signature_time_stamp_imprint(report.signature_value))
+        stamped = tsp.add_unsigned_attribute(cms, tsp.ID_AA_TIME_STAMP_TOKEN, stamp.token)
+        evidence_id = new_evidence_id(received)
+        outcome = Outcome(report, evidence_id, time_stamp=stamp)
+        kind, data = report.revocation_data
+        row = {
+            "id": evidence_id, "received_at": received,
+            "signer_cert_sha256": report.signer["certificate_sha256"], "signer_serial": report.signer["serial"],
+            "tx_id": report.transaction["tx_id"], "content": report.content, "cms": cms, "stamped_cms": stamped,
+            "time_stamp": stamp.token, "chain": chain_pem(report.chain_der), "revocation_kind": kind,
+            "revocation": data, "report": json.dumps(outcome.to_json(), ensure_ascii=False),
+        }
+        audit = _audit_details(report, cms, evidence_id=evidence_id, time_stamp_serial=format(stamp.serial, "x"))
+        try:
+            self.store.record(row, report.transaction.get("challenge"), audit, received)
+        except Replayed as r:                       # lost a race with the same payment
+            replayed = refuse(report, "replay", f"tx_id {report.transaction['tx_id']} was accepted before as "
+                                                f"{r.first_id}", Sub.REPLAYED)
+            self.store.audit_only(self._subject(report), _audit_details(replayed, cms, first_evidence_id=r.first_id),
+                                  received)
+            return Outcome(replayed, first_evidence_id=r.first_id)
+        except ChallengeRefused as c:               # lost a race for the challenge
+            refused = refuse(report, "challenge", c.detail, c.sub)
+            self.store.audit_only(self._subject(report), _audit_details(refused, cms), received)
+            return Outcome(refused)
+        except PkiError as e:
+            raise PkiError(ErrorKind.UNAVAILABLE, "the evidence record could not be stored; no evidence was "
+                                                  "kept, submit the payment again") from e
+        return outcome
+
+    # --- challenges --------------------------------------------------------------------
+
+    def new_challenge(self) -> tuple[str, datetime]:
+        """A single-use challenge and when it expires."""
+        now = self.ca.clock()
+        value = secrets.token_urlsafe(24)          # 32 characters, 192 bits
+        expires = now + timedelta(seconds=self.ca.settings.challenge_seconds)
+        self.store.add_challenge(value, now, expires)
+        return value, expires

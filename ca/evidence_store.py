@@ -1,0 +1,160 @@
+"""Storage for evidence records, bank challenges and verification audit entries.
+
+Each method is one transaction. Recording evidence, consuming the payment's challenge and
+appending the audit entry commit together: a client that got an evidence_id back holds
+an id the database has (SQLite WAL commits survive a killed process).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ca import auditlog
+from ca.db import ChallengeRow, EvidenceRow
+from ca.store import Store, _db, _utc
+from pkicore.errors import ErrorKind, PkiError
+from pkicore.report import Sub
+
+
+@dataclass(frozen=True)
+class EvidenceRecord:
+    """One stored evidence record (what a bundle is made from)."""
+
+    id: str
+    received_at: datetime
+    signer_cert_sha256: str
+    signer_serial: str
+    tx_id: str
+    content: bytes
+    cms: bytes
+    stamped_cms: bytes
+    time_stamp: bytes
+    chain: bytes
+    revocation_kind: str
+    revocation: bytes
+    report: str
+
+
+class Replayed(Exception):
+    """This signer's tx_id was recorded before, as ``first_id``."""
+
+    def __init__(self, first_id: str) -> None:
+        super().__init__(first_id)
+        self.first_id = first_id
+
+
+class ChallengeRefused(Exception):
+    """The payment's challenge cannot be accepted: unknown, expired or used."""
+
+    def __init__(self, sub: Sub, detail: str) -> None:
+        super().__init__(detail)
+        self.sub = sub
+        self.detail = detail
+
+
+_evidence = cast(Table, EvidenceRow.__table__)
+_challenges = cast(Table, ChallengeRow.__table__)
+_insert_evidence = insert(_evidence)
+_first = select(_evidence.c.id).where(_evidence.c.signer_cert_sha256 == bindparam("c"),
+                                      _evidence.c.tx_id == bindparam("t"))
+_use_challenge = (update(_challenges)
+                  .where(_challenges.c.value == bindparam("v"), _challenges.c.used_at.is_(None),
+                         _challenges.c.expires_at > bindparam("now"))
+                  .values(used_at=bindparam("now"), evidence_id=bindparam("eid")))
+_read_challenge = select(_challenges.c.expires_at, _challenges.c.used_at).where(_challenges.c.value == bindparam("v"))
+
+
+class EvidenceStore:
+    """Reads and writes evidence, challenges and verification audit entries."""
+
+    def __init__(self, store: Store) -> None:
+        self.engine = store.engine
+
+    @_db
+    def first_record(self, signer_cert_sha256: str, tx_id: str) -> str | None:
+        """The evidence_id already stored for this signer's tx_id, if any."""
+        with self.engine.connect() as conn:
+            return cast("str | None", conn.execute(_first, {"c": signer_cert_sha256, "t": tx_id}).scalar())
+
+    @_db
+    def record(self, row: dict[str, Any], challenge: str | None, audit: dict[str, Any], now: datetime) -> None:
+        """Store the record, use up its challenge and append the audit entry: all or none.
+
+        Raises Replayed when the signer's tx_id is stored already (the unique index decides,
+        so two processes racing with one payment store it once), ChallengeRefused when the
+        challenge cannot be used.
+        """
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(_insert_evidence, row)
+                if challenge is not None:
+                    used = conn.execute(_use_challenge, {"v": challenge, "now": now, "eid": row["id"]})
+                    if used.rowcount != 1:
+                        raise self._why_refused(conn, challenge, now)
+                auditlog.append(conn, action="verify", actor="api", subject=row["id"], details=audit, now=now)
+        except IntegrityError:
+            first = self.first_record(row["signer_cert_sha256"], row["tx_id"])
+            if first is None:       # the conflict was something else: not a replay
+                raise PkiError(ErrorKind.UNAVAILABLE, "the evidence record could not be stored") from None
+            raise Replayed(first) from None
+
+    @staticmethod
+    def _why_refused(conn: Any, challenge: str, now: datetime) -> ChallengeRefused:
+        found = conn.execute(_read_challenge, {"v": challenge}).first()
+        if found is None:
+            return ChallengeRefused(Sub.CHALLENGE_UNKNOWN, "the payment's challenge was not issued by this server")
+        if found[1] is not None:
+            return ChallengeRefused(Sub.CHALLENGE_USED, "the payment's challenge was used already")
+        return ChallengeRefused(Sub.CHALLENGE_EXPIRED,
+                                f"the payment's challenge expired at {_utc(found[0]):%Y-%m-%d %H:%M:%S}Z")
+
+    @_db
+    def audit_only(self, subject: str, details: dict[str, Any], now: datetime) -> None:
+        """A verification that stored no evidence still goes into the audit log."""
+        with self.engine.begin() as conn:
+            auditlog.append(conn, action="verify", actor="api", subject=subject, details=details, now=now)
+
+    @_db
+    def get(self, evidence_id: str) -> EvidenceRecord:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(_evidence).where(_evidence.c.id == evidence_id)).first()
+        if r is None:
+            raise PkiError(ErrorKind.NOT_FOUND, f"no evidence record {evidence_id}")
+        m = r._mapping
+        return EvidenceRecord(
+            m["id"], _utc(m["received_at"]), m["signer_cert_sha256"], m["signer_serial"], m["tx_id"],
+            m["content"], m["cms"], m["stamped_cms"], m["time_stamp"], m["chain"], m["revocation_kind"],
+            m["revocation"], m["report"])
+
+    @_db
+    def ids(self, limit: int = 100) -> list[tuple[str, datetime, str, str]]:
+        """Newest first: (id, received at, signer serial, tx_id)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_evidence.c.id, _evidence.c.received_at, _evidence.c.signer_serial,
+                                       _evidence.c.tx_id).order_by(_evidence.c.received_at.desc()).limit(limit))
+            return [(r[0], _utc(r[1]), r[2], r[3]) for r in rows]
+
+    # --- challenges -----------------------------------------------------------------
+
+    @_db
+    def add_challenge(self, value: str, now: datetime, expires_at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(_challenges), {"value": value, "created_at": now, "expires_at": expires_at})
+
+    @_db
+    def challenge_state(self, value: str, now: datetime) -> ChallengeRefused | None:
+        """Why a challenge cannot be used now, or None when it can (a read-only pre-check)."""
+        with self.engine.connect() as conn:
+            found = conn.execute(_read_challenge, {"v": value}).first()
+        if found is not None and found[1] is None and _utc(found[0]) > now:
+            return None
+        if found is None:
+            return ChallengeRefused(Sub.CHALLENGE_UNKNOWN, "the payment's challenge was not issued by this server")
+        if found[1] is not None:
+            return ChallengeRefused(Sub.CHALLENGE_USED, "the payment's challenge was used already")
+        return ChallengeRefused(Sub.CHALLENGE_EXPIRED,
+                                f"the payment's challenge expired at {_utc(found[0]):%Y-%m-%d %H:%M:%S}Z")
