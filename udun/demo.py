@@ -1,13 +1,15 @@
 """`udun demo`: the whole U-key story, for real, in a temporary UDUN_HOME.
 
 CA on a SoftHSM token -> client token -> key pair on the token -> CSR -> certificate
--> certificate on the token -> payment shown and signed -> API started -> verified ->
-one byte changed -> rejected -> server stopped.
+-> certificate on the token -> payment shown and signed -> API started -> verified with
+evidence (time-stamped) -> replay refused -> one byte changed -> rejected -> evidence
+bundle checked offline -> server stopped.
 """
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -133,10 +135,11 @@ def run(keep: bool = False) -> int:
         token.close_all()
 
         _step(8, f"Starting the verification API (gunicorn) on {base}.")
+        admin_key = secrets.token_urlsafe(24)        # lets the demo fetch the evidence bundle
         server = subprocess.Popen(
             [sys.executable, "-c", "from udun.cli import main; main()", "serve", "--port", str(port),
              "--workers", "1"],
-            env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env={**os.environ, "UDUN_ADMIN_API_KEY": admin_key}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         wait_healthy(base, server)
         print("     healthy")
@@ -144,24 +147,53 @@ def run(keep: bool = False) -> int:
         _step(9, "The bank POSTs the signed payment to /api/v1/verify:")
         status, report = _post(f"{base}/api/v1/verify", cms)
         _show_report(status, report)
-        good = status == 200 and report.get("status") == "TOTAL_PASSED"
+        evidence_id = report.get("evidence_id")
+        good = status == 200 and report.get("status") == "TOTAL_PASSED" and bool(evidence_id)
+        print(f"     evidence {evidence_id}, signature time-stamped by the CA's TSA at "
+              f"{(report.get('time_stamp') or {}).get('gen_time')}")
 
-        _step(10, "Someone changes one byte of the signed payment (the amount 1234.50 -> 9234.50):")
+        _step(10, "Someone sends the same signed payment again (a replay):")
+        status, report = _post(f"{base}/api/v1/verify", cms)
+        _show_report(status, report)
+        replay = report.get("sub_indication") == "REPLAYED" and report.get("first_evidence_id") == evidence_id
+
+        _step(11, "Someone changes one byte of the signed payment (the amount 1234.50 -> 9234.50):")
         tampered = cms.replace(b'"amount":"1234.50"', b'"amount":"9234.50"', 1)
         assert tampered != cms
         status, report = _post(f"{base}/api/v1/verify", tampered)
         _show_report(status, report)
         bad = status == 200 and report.get("status") == "TOTAL_FAILED" and report.get("sub_indication") == "HASH_FAILURE"
 
-        _step(11, "Stopping the server.")
+        _step(12, "The bank downloads the evidence bundle and checks it offline (OpenSSL commands inside):")
+        bundle_ok = False
+        if evidence_id:
+            req = urllib.request.Request(f"{base}/api/v1/evidence/{evidence_id}",
+                                         headers={"Authorization": f"Bearer {admin_key}"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                bundle = resp.read()
+            path = home / f"{evidence_id}.zip"
+            path.write_bytes(bundle)
+            from pkicore.bundle_check import verify_bundle
+            from pkicore.clock import system_clock
+
+            verdict = verify_bundle(bundle, [ca.chain_der()[1]], system_clock())
+            for fact in verdict.facts:
+                print(f"       {fact}")
+            bundle_ok = verdict.ok
+            print(f"     {path.name}: {'OK' if verdict.ok else 'FAILED: ' + verdict.problems[0]}"
+                  f" (udun evidence verify {path.name})")
+
+        _step(13, "Stopping the server.")
         server.terminate()
         server.wait(timeout=15)
         server = None
         print("     stopped; nothing left running")
-        ok = good and bad
+        ok = good and replay and bad and bundle_ok
         print(f"\n{'DEMO OK' if ok else 'DEMO FAILED'}: the genuine payment verified "
-              f"{'TOTAL_PASSED' if good else 'WRONGLY'}, the changed one was "
-              f"{'rejected (HASH_FAILURE)' if bad else 'NOT rejected'}.")
+              f"{'TOTAL_PASSED with evidence' if good else 'WRONGLY'}, its replay was "
+              f"{'refused (REPLAYED)' if replay else 'NOT refused'}, the changed one was "
+              f"{'rejected (HASH_FAILURE)' if bad else 'NOT rejected'}, the evidence bundle "
+              f"{'verified offline' if bundle_ok else 'did NOT verify'}.")
         return 0 if ok else 1
     finally:
         if server is not None:

@@ -17,7 +17,7 @@ def _services():  # type: ignore[no-untyped-def]
     return current_app.extensions["udun"]
 
 
-def _require_admin() -> Response | None:
+def require_admin() -> Response | None:
     key = _services().admin_api_key
     if not key:
         return problem(403, "forbidden", "admin API disabled", "set UDUN_ADMIN_API_KEY to enable it")
@@ -30,7 +30,7 @@ def _require_admin() -> Response | None:
 
 @bp.post("/api/v1/certificates")
 def issue() -> Response:
-    denied = _require_admin()
+    denied = require_admin()
     if denied is not None:
         return denied
     profile = request.args.get("profile", "client")
@@ -45,7 +45,7 @@ def issue() -> Response:
 
 @bp.get("/api/v1/certificates/<serial>")
 def show(serial: str) -> Response:
-    denied = _require_admin()
+    denied = require_admin()
     if denied is not None:
         return denied
     return jsonify(certificate_json(_services().ca.get(serial)))

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
-from webapi.views.admin import _require_admin
+from webapi.views.admin import require_admin
 
 bp = Blueprint("evidence", __name__, url_prefix="/api/v1")
 
 
 @bp.get("/evidence/<evidence_id>")
 def bundle(evidence_id: str) -> Response:
-    denied = _require_admin()
+    denied = require_admin()
     if denied is not None:
         return denied
     data = current_app.extensions["udun"].bundle(evidence_id)
