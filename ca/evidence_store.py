@@ -104,13 +104,8 @@ class EvidenceStore:
 
     @staticmethod
     def _why_refused(conn: Any, challenge: str, now: datetime) -> ChallengeRefused:
-        found = conn.execute(_read_challenge, {"v": challenge}).first()
-        if found is None:
-            return ChallengeRefused(Sub.CHALLENGE_UNKNOWN, "the payment's challenge was not issued by this server")
-        if found[1] is not None:
-            return ChallengeRefused(Sub.CHALLENGE_USED, "the payment's challenge was used already")
-        return ChallengeRefused(Sub.CHALLENGE_EXPIRED,
-                                f"the payment's challenge expired at {_utc(found[0]):%Y-%m-%d %H:%M:%S}Z")
+        refused = _refusal(conn.execute(_read_challenge, {"v": challenge}).first(), now)
+        return refused or ChallengeRefused(Sub.CHALLENGE_USED, "the payment's challenge was used already")
 
     @_db
     def audit_only(self, subject: str, details: dict[str, Any], now: datetime) -> None:
@@ -149,12 +144,16 @@ class EvidenceStore:
     def challenge_state(self, value: str, now: datetime) -> ChallengeRefused | None:
         """Why a challenge cannot be used now, or None when it can (a read-only pre-check)."""
         with self.engine.connect() as conn:
-            found = conn.execute(_read_challenge, {"v": value}).first()
-        if found is not None and found[1] is None and _utc(found[0]) > now:
-            return None
-        if found is None:
-            return ChallengeRefused(Sub.CHALLENGE_UNKNOWN, "the payment's challenge was not issued by this server")
-        if found[1] is not None:
-            return ChallengeRefused(Sub.CHALLENGE_USED, "the payment's challenge was used already")
+            return _refusal(conn.execute(_read_challenge, {"v": value}).first(), now)
+
+
+def _refusal(found: Any, now: datetime) -> ChallengeRefused | None:
+    """Why a challenge row (expires_at, used_at), or its absence, refuses use at ``now``."""
+    if found is None:
+        return ChallengeRefused(Sub.CHALLENGE_UNKNOWN, "the payment's challenge was not issued by this server")
+    if found[1] is not None:
+        return ChallengeRefused(Sub.CHALLENGE_USED, "the payment's challenge was used already")
+    if _utc(found[0]) <= now:
         return ChallengeRefused(Sub.CHALLENGE_EXPIRED,
                                 f"the payment's challenge expired at {_utc(found[0]):%Y-%m-%d %H:%M:%S}Z")
+    return None
