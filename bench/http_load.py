@@ -1,13 +1,12 @@
-"""The HTTP figures: `udun serve` (gunicorn) under load from 8 keep-alive clients.
+"""The HTTP load machinery: `udun serve` (gunicorn) under load from 8 keep-alive clients.
 
-The server is started once (bench/run.py) and shared by the verify and OCSP figures.
-The load comes from wrk when it can be had (it costs the server little CPU); otherwise
-from Python threads using http.client keep-alive connections.
+The server is started once (bench/run.py) and shared by the evidence, OCSP and TSA
+figures. The load comes from wrk when it can be had (it costs the server little CPU);
+otherwise from Python threads using http.client keep-alive connections.
 """
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import re
 import shutil
@@ -16,21 +15,18 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from bench.measure import log
 from udun.demo import wait_healthy   # stdlib only at import time: safe before UDUN_HOME is set
 
-VERIFY_PATH = "/api/v1/verify"
-CONTENT_TYPE = "application/pkcs7-mime"
-PASSED = re.compile(rb'"status"\s*:\s*"TOTAL_PASSED"')
-
 # wrk runs the top level once per thread; `done` runs in the main state and reads the
 # per-thread counters through the thread objects collected in `setup`. Each script gives
-# its own top part (the request) and an `ok(status, body)` that says what counts.
+# its own top part (the request) and an `ok(status, body)` that says what counts; it may
+# keep the globals `exhausted` (requests it had no body left for) and `sample` (words,
+# e.g. ids from answers, handed back in LoadResult.sample).
 WRK_TAIL = r"""
 local threads = {}
 function setup(thread)
@@ -51,15 +47,22 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local p, b = 0, 0
+  local p, b, x = 0, 0, 0
+  local kept = {}
   for _, t in ipairs(threads) do
     p = p + t:get("passed")
     b = b + t:get("bad")
+    x = x + (t:get("exhausted") or 0)
+    local s = t:get("sample")
+    if s ~= nil and s ~= "" then
+      table.insert(kept, s)
+    end
   end
   local e = summary.errors
-  io.write(string.format("UDUN_RESULT passed=%d bad=%d sockerr=%d us=%d p50us=%d p99us=%d\n",
-    p, b, e.connect + e.read + e.write + e.timeout, summary.duration,
+  io.write(string.format("UDUN_RESULT passed=%d bad=%d sockerr=%d exhausted=%d us=%d p50us=%d p99us=%d\n",
+    p, b, e.connect + e.read + e.write + e.timeout, x, summary.duration,
     latency:percentile(50), latency:percentile(99)))
+  io.write("UDUN_SAMPLE " .. table.concat(kept, " ") .. "\n")
 end
 """
 
@@ -72,19 +75,16 @@ f:close()
 wrk.headers["Content-Type"] = "%(ctype)s"
 """
 
-VERIFY_SCRIPT = POST_FILE + r"""
-function ok(status, body)
-  return status == 200 and string.find(body, '"status"%%s*:%%s*"TOTAL_PASSED"') ~= nil
-end
-"""
 
 
 @dataclass
 class LoadResult:
     passed: int
-    errors: int
+    errors: int         # answers not counted, socket errors and `exhausted`
     seconds: float
     tool: str
+    exhausted: int = 0  # requests the client had no unused body for (each also an error)
+    sample: list[str] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -100,10 +100,11 @@ def free_port() -> int:
 class Server:
     """`udun serve` as a subprocess, stopped on exit of the `with` block whatever happens."""
 
-    def __init__(self, port: int, log_path: Path) -> None:
+    def __init__(self, port: int, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = log_path
+        self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> "Server":
@@ -111,7 +112,7 @@ class Server:
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from udun.cli import main; main()"]
         cmd += ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
         with open(self.log_path, "wb") as logf:
-            self.proc = subprocess.Popen(cmd, env=dict(os.environ), stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL,
                                          stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             self._wait_healthy()
@@ -165,13 +166,6 @@ class Server:
             proc.wait(timeout=5)
 
 
-def verify_once(base: str, body: bytes) -> dict[str, object]:
-    """One request, to check the set-up before loading it."""
-    req = urllib.request.Request(base + VERIFY_PATH, data=body, headers={"Content-Type": CONTENT_TYPE})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return dict(json.loads(resp.read()))
-
-
 def find_wrk(try_install: bool = True) -> str | None:
     """wrk on PATH, else one quiet `apt-get install wrk` attempt (root only)."""
     found = shutil.which("wrk")
@@ -202,35 +196,47 @@ def load_wrk(wrk: str, url: str, script: Path, clients: int, seconds: float) -> 
          "-s", str(script), url],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=seconds + 60, check=False,
     )
-    m = re.search(r"UDUN_RESULT passed=(\d+) bad=(\d+) sockerr=(\d+) us=(\d+) p50us=(\d+) p99us=(\d+)", proc.stdout)
+    m = re.search(r"UDUN_RESULT passed=(\d+) bad=(\d+) sockerr=(\d+) exhausted=(\d+) us=(\d+) p50us=(\d+) "
+                  r"p99us=(\d+)", proc.stdout)
     if proc.returncode != 0 or m is None:
         raise RuntimeError(f"wrk failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-300:]}")
-    passed, bad, sockerr, us, p50, p99 = (int(g) for g in m.groups())
+    passed, bad, sockerr, exhausted, us, p50, p99 = (int(g) for g in m.groups())
+    sample = re.search(r"UDUN_SAMPLE ([^\n]*)", proc.stdout)
     log(f"wrk: {passed} passed, {bad} other responses, {sockerr} socket errors in {us / 1e6:.1f}s; "
-        f"latency p50 {p50 / 1000:.1f} ms, p99 {p99 / 1000:.1f} ms")
-    return LoadResult(passed, bad + sockerr, us / 1e6, "wrk")
+        f"latency p50 {p50 / 1000:.1f} ms, p99 {p99 / 1000:.1f} ms"
+        + (f"; RAN OUT of bodies ({exhausted} requests had none left)" if exhausted else ""))
+    return LoadResult(passed, bad + sockerr + exhausted, us / 1e6, "wrk", exhausted,
+                      sample.group(1).split() if sample else [])
 
 
 def load_python(port: int, path: str, bodies: list[bytes], ctype: str, ok: Callable[[int, bytes], bool],
-                clients: int, seconds: float) -> LoadResult:
+                clients: int, seconds: float, once: bool = False) -> LoadResult:
     """Fallback: `clients` threads, each with one keep-alive http.client connection, each
-    cycling through ``bodies``; ``ok(status, data)`` says whether an answer counts."""
+    cycling through ``bodies``; ``ok(status, data)`` says whether an answer counts.
+
+    ``once``: every body is sent at most once (client k takes bodies k, k + clients, ...);
+    a client that runs out stops and counts one `exhausted` error.
+    """
     headers = {"Content-Type": ctype, "Connection": "keep-alive"}
     lock = threading.Lock()
-    totals = {"passed": 0, "errors": 0}
+    totals = {"passed": 0, "errors": 0, "exhausted": 0}
     start_gate = threading.Barrier(clients + 1)
     stop_at = [0.0]
 
-    def client(first: int) -> None:
-        passed = errors = 0
-        i = first
+    def client(k: int) -> None:
+        passed = errors = exhausted = 0
+        mine = bodies[k::clients] if once else bodies
+        i = 0 if once else k * len(bodies) // clients
         conn: http.client.HTTPConnection | None = None
         start_gate.wait()
         while time.perf_counter() < stop_at[0]:
+            if once and i >= len(mine):
+                exhausted = 1
+                break
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                conn.request("POST", path, body=bodies[i % len(bodies)], headers=headers)
+                conn.request("POST", path, body=mine[i % len(mine)], headers=headers)
                 i += 1
                 resp = conn.getresponse()
                 data = resp.read()
@@ -250,10 +256,10 @@ def load_python(port: int, path: str, bodies: list[bytes], ctype: str, ok: Calla
             conn.close()
         with lock:
             totals["passed"] += passed
-            totals["errors"] += errors
+            totals["errors"] += errors + exhausted
+            totals["exhausted"] += exhausted
 
-    threads = [threading.Thread(target=client, args=(n * len(bodies) // clients,), daemon=True)
-               for n in range(clients)]
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
     for t in threads:
         t.start()
     start = time.perf_counter()
@@ -261,59 +267,38 @@ def load_python(port: int, path: str, bodies: list[bytes], ctype: str, ok: Calla
     start_gate.wait()
     for t in threads:
         t.join(seconds + 30)
-    elapsed = time.perf_counter() - start
-    log(f"python client: {totals['passed']} passed, {totals['errors']} errors in {elapsed:.1f}s")
-    return LoadResult(totals["passed"], totals["errors"], elapsed, "python")
+    elapsed = max(time.perf_counter() - start, seconds)   # like wrk: the whole duration, run out or not
+    log(f"python client: {totals['passed']} passed, {totals['errors']} errors in {elapsed:.1f}s"
+        + (f"; RAN OUT of bodies ({totals['exhausted']} clients)" if totals["exhausted"] else ""))
+    return LoadResult(totals["passed"], totals["errors"], elapsed, "python", totals["exhausted"])
 
 
 def measure(server: Server, run: Callable[[float], LoadResult], seconds: float, warmup: float,
-            segments: int) -> LoadResult:
+            segments: int, prepare: Callable[[float], None] | None = None) -> LoadResult:
     """A warm-up run, then ``segments`` runs summed, each with fresh connections.
 
     gunicorn leaves a keep-alive connection where it was accepted, often all on one
     worker, so one run measures one placement; the sum over runs averages the placements.
+    ``prepare(seconds)`` runs before each run (warm-up included), outside the timing.
     """
     if warmup > 0:
+        if prepare is not None:
+            prepare(max(1, round(warmup)))
         run(max(1, round(warmup)))   # every worker warms its caches
     result = LoadResult(0, 0, 0.0, "python")
     each = max(1, round(seconds / segments))   # wrk takes whole seconds
     for _ in range(segments):
+        if prepare is not None:
+            prepare(each)
         before = server.worker_cpu()
         part = run(each)
         after = server.worker_cpu()
         split = ", ".join(f"{after[p] - before.get(p, 0.0):.1f}s" for p in sorted(after))
         log(f"  {part.rate:.0f} req/s; worker CPU over {part.seconds:.1f}s: {split or 'unknown'}")
         result = LoadResult(result.passed + part.passed, result.errors + part.errors,
-                            result.seconds + part.seconds, part.tool)
+                            result.seconds + part.seconds, part.tool, result.exhausted + part.exhausted,
+                            result.sample + part.sample)
     if server.proc is None or server.proc.poll() is not None:
         raise RuntimeError(f"the server died under load: {server.tail()}")
     log(f"load from {result.tool}: {result.passed} counted, {result.errors} errors in {result.seconds:.1f}s")
     return result
-
-
-def http_verify(server: Server, work: Path, cms_der: bytes, clients: int, seconds: float, warmup: float,
-                wrk: str | None, segments: int = 3) -> list[tuple[str, float, str]]:
-    """Check one request against the running server, warm up, then measure."""
-    body_path = work / "payment.p7s"
-    body_path.write_bytes(cms_der)
-    first = verify_once(server.base, cms_der)
-    if first.get("status") != "TOTAL_PASSED":
-        raise RuntimeError(f"the server does not pass the sample payment: {first.get('status')} "
-                           f"{first.get('sub_indication')} {first.get('message')}")
-    script = work / "verify.lua"
-    script.write_text(VERIFY_SCRIPT % {"body": json.dumps(str(body_path)), "ctype": CONTENT_TYPE} + WRK_TAIL)
-
-    def passed(status: int, data: bytes) -> bool:
-        return status == 200 and PASSED.search(data) is not None
-
-    def run(secs: float) -> LoadResult:
-        if wrk:
-            return load_wrk(wrk, server.base + VERIFY_PATH, script, clients, secs)
-        return load_python(server.port, VERIFY_PATH, [cms_der], CONTENT_TYPE, passed, clients, secs)
-
-    # The warm-up lets every worker validate the chain once and warm its caches.
-    result = measure(server, run, seconds, warmup, segments)
-    return [
-        (f"http_verify_c{clients}", result.rate, "req/s"),
-        (f"http_verify_c{clients}_errors", float(result.errors), "count"),
-    ]

@@ -5,8 +5,10 @@ temporary UDUN_HOME (SoftHSM tokens, SQLite database, CA) that is removed at the
 together with the server, even on error. Progress goes to stderr. If a figure fails, the
 reason goes to stderr, the other figures still run, and the exit code is 1.
 
-Figures (2 cores: about three minutes in all; --scale multiplies every duration, not the
-CRL sizes):
+Figures (2 cores: about four minutes in all; --scale multiplies every duration, not the
+CRL sizes). The server figures run against one `udun serve` started with a random
+UDUN_ADMIN_API_KEY (for fetching evidence back) and otherwise default settings: every
+UDUN_* variable of the caller's environment is dropped first.
 
 cpu_count                      cores the machine has (the server runs one worker per core)
 token_sign_ec_p256_udun        sig/s through udun's signer: pkicore.algorithms.sign() on a
@@ -26,16 +28,31 @@ cms_verify_inprocess           verify/s of one attached P-256 CAdES-BES payment 
 issuance                       cert/s through ca.issue() on one CSR (policy and PoP check,
                                TBS, lint, intent row, sign on the CA token, store), SQLite,
                                5 s
-http_verify_c8                 req/s answered 200 with status TOTAL_PASSED by `udun serve`
-                               (gunicorn, one worker per core) when 8 keep-alive clients
-                               POST the same payment to /api/v1/verify over loopback:
-                               5 runs of 2 s, each with fresh connections (gunicorn keeps a
-                               keep-alive connection on the worker that accepted it, and
-                               often one worker takes all 8: one run measures one placement,
-                               the sum averages over placements), after a 3 s warm-up; load
-                               from wrk (one thread) if available, else Python threads
-http_verify_c8_errors          responses that were not 200/TOTAL_PASSED plus socket errors
-                               during that run (should be 0)
+http_verify_evidence_c8        req/s answered 200 with status TOTAL_PASSED and an evidence_id by
+                               `udun serve` (gunicorn, one worker per core) when 8 keep-alive
+                               clients POST DISTINCT signed payments to /api/v1/verify over
+                               loopback: verify, replay check, TSA time-stamp of the signature
+                               (CA token) and the SQLite evidence record with its audit entry.
+                               A tx_id is accepted once per signer, so every body is sent once in
+                               the whole run, warm-up included: before each wrk run (not timed)
+                               bench/payments.py signs a fresh batch with the client token key,
+                               each with its own tx_id and signature (one sign_data template per
+                               batch, the rest re-signed from it: sign_data alone makes ~40/s),
+                               twice what the fastest run so far would use; the server keeps the
+                               default 5-minute UDUN_SIGNING_WINDOW_MINUTES, as each batch is
+                               signed seconds before it is sent. wrk sends a batch in order (Lua
+                               `request`, one thread); if it runs out, that is logged and counted
+                               as errors. 5 runs of 2 s, each with fresh connections (gunicorn
+                               keeps a keep-alive connection on the worker that accepted it, and
+                               often one worker takes all 8: one run measures one placement, the
+                               sum averages over placements), after a 3 s warm-up; load from wrk
+                               (one thread) if available, else Python threads. First (not timed):
+                               one payment passes with evidence and is REPLAYED when sent again;
+                               after: 8 evidence ids sampled from the answers are fetched back
+                               (GET /api/v1/evidence/ID, admin key) and 2 of the bundles pass
+                               pkicore.bundle_check.verify_bundle against our root
+http_verify_evidence_c8_errors answers that were not 200/TOTAL_PASSED with an evidence_id, socket
+                               errors, and requests left without a fresh body (should be 0)
 ocsp_cached_c8                 resp/s from the same server when 8 clients POST /ocsp
                                (application/ocsp-request) the same nonce-less request for one
                                good certificate (the responder pre-signs and caches those
@@ -49,6 +66,15 @@ ocsp_nonce_c8                  the same with a fresh 16-octet nonce in every req
                                as above and for the echoed nonce (RFC 8954)
 ocsp_c8_errors                 answers not counted plus socket errors in both OCSP figures
                                (should be 0)
+tsa_c8                         resp/s when 8 clients POST RFC 3161 requests to /tsa, each with a
+                               fresh imprint and 64-bit nonce (wrk rotates through 2000 pre-built
+                               requests), so every answer is a token signed on the CA token; 3 runs
+                               of 2 s after a 1 s warm-up. Counted: HTTP 200 whose TimeStampResp
+                               status is granted with a token (checked in wrk's Lua); three sample
+                               answers are checked in full first (pkicore.tsp.check_token with
+                               imprint and nonce, TSA certificate validated to our root, distinct
+                               serials, genTime now)
+tsa_c8_errors                  answers not counted plus socket errors (should be 0)
 crl_build_100k                 s to build and sign the issuing CA's full CRL with 100,000
                                revoked entries through Revocation.publish (store query, entry
                                DER, token signature, CRL row stored), timed around that call in
@@ -69,6 +95,7 @@ crl_build_1m_rss               MiB, peak RSS of the child that built the 1,000,0
 
 Targets (issue 4): ocsp_cached_c8 >= 3000, ocsp_nonce_c8 >= 1000, crl_build_1m < 60 s with
 crl_build_1m_rss < 1024 MiB.
+Targets (issue 5): http_verify_evidence_c8 >= 500, tsa_c8 >= 1000.
 
 Ratios matter more than absolute numbers: the machine is shared and noisy.
 """
@@ -151,42 +178,62 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale", type=float, default=1.0, help="multiply every measuring time (default 1)")
     p.add_argument("--no-wrk", action="store_true", help="use the Python load generator for HTTP")
     p.add_argument("--keep", action="store_true", help="keep the temporary UDUN_HOME")
-    return p.parse_args(argv)
+    p.add_argument("--only", default="inprocess,server,crl",
+                   help="comma-separated groups to run: inprocess, server, crl (default: all)")
+    args = p.parse_args(argv)
+    args.only = {g.strip() for g in args.only.split(",") if g.strip()}
+    unknown = args.only - {"inprocess", "server", "crl"}
+    if unknown:
+        p.error(f"unknown group(s) for --only: {', '.join(sorted(unknown))}")
+    return args
 
 
 def _measure(report: Report, fx: Any, work: Path, args: argparse.Namespace) -> None:
     from bench import figures
 
     s = args.scale
-    report.run("token signing, EC P-256",
-               lambda: figures.token_sign(fx.ec_key, "ec_p256", fx.payload, 15 * s, 10))
-    report.run("token signing, RSA-2048",
-               lambda: figures.token_sign(fx.rsa_key, "rsa2048", fx.payload, 15 * s, 10))
-    report.run("in-process CMS verify",
-               lambda: figures.cms_verify(fx.chain_der, fx.cms_der, 10 * s))
-    report.run("issuance", lambda: figures.issuance(fx.ca, fx.csr_der, 5 * s))
-    # The server gets both cores while this process only waits for wrk.
-    _server_figures(report, fx, work, args)
+    if "inprocess" in args.only:
+        report.run("token signing, EC P-256",
+                   lambda: figures.token_sign(fx.ec_key, "ec_p256", fx.payload, 15 * s, 10))
+        report.run("token signing, RSA-2048",
+                   lambda: figures.token_sign(fx.rsa_key, "rsa2048", fx.payload, 15 * s, 10))
+        report.run("in-process CMS verify",
+                   lambda: figures.cms_verify(fx.chain_der, fx.cms_der, 10 * s))
+        report.run("issuance", lambda: figures.issuance(fx.ca, fx.csr_der, 5 * s))
+    # The server gets both cores while this process only waits for wrk (and signs payments
+    # between runs).
+    if "server" in args.only:
+        _server_figures(report, fx, work, args)
     # After the server: the CRL rows go straight into the database, past the OCSP cache.
-    _crl_figures(report, fx, work)
+    if "crl" in args.only:
+        _crl_figures(report, fx, work)
 
 
 def _server_figures(report: Report, fx: Any, work: Path, args: argparse.Namespace) -> None:
-    """One `udun serve` for the verify and OCSP figures, stopped at the end whatever happens."""
-    from bench import http_load, ocsp_load
+    """One `udun serve` for the evidence, OCSP and TSA figures, stopped at the end whatever happens."""
+    import secrets
+
+    from bench import evidence_load, http_load, ocsp_load, payments, tsa_load
 
     s = args.scale
     wrk = None if args.no_wrk else http_load.find_wrk()
+    admin_key = secrets.token_urlsafe(24)
+    root_der = fx.chain_der[-1]
     log(f"starting udun serve (load average {os.getloadavg()[0]:.2f})")
     try:
-        with http_load.Server(http_load.free_port(), work / "server.log") as server:
+        with http_load.Server(http_load.free_port(), work / "server.log",
+                              env={"UDUN_ADMIN_API_KEY": admin_key}) as server:
             log(f"server healthy on {server.base} ({os.cpu_count()} workers)")
-            report.run("HTTP verify, 8 clients",
-                       lambda: http_load.http_verify(server, work, fx.cms_der, 8, 10 * s, 3 * s, wrk, segments=5))
+            maker = payments.PaymentMaker(fx.ec_key, fx.cert_der, fx.chain_der)
+            evidence = evidence_load.EvidenceLoad(server, work, maker, root_der, admin_key, wrk, clients=8)
+            report.run("HTTP verify with evidence, 8 clients, distinct payments",
+                       lambda: evidence.figure(10 * s, 3 * s, segments=5))
             ocsp = ocsp_load.OcspLoad(server, work, fx.cert_der, fx.chain_der[0], wrk, clients=8)
             report.run("OCSP cached (no nonce), 8 clients", lambda: ocsp.cached(6 * s, 1 * s, segments=3))
             report.run("OCSP with nonce, 8 clients", lambda: ocsp.nonce(6 * s, 1 * s, segments=3))
             report.run("OCSP errors", ocsp.error_figure)
+            tsa = tsa_load.TsaLoad(server, work, root_der, wrk, clients=8)
+            report.run("TSA with nonce, 8 clients", lambda: tsa.figure(6 * s, 1 * s, segments=3))
         log("server stopped")
     except Exception as e:
         report.fail("server", e)
@@ -213,13 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     report = Report(out)
     started = time.monotonic()
     home = Path(tempfile.mkdtemp(prefix="udun-bench-"))
+    # Default settings only (signing window, challenges, TSA policy, admin key...).
+    for var in [v for v in os.environ if v.startswith("UDUN_")] + ["SOFTHSM2_CONF"]:
+        os.environ.pop(var, None)
     # Before any udun import: the token library reads SOFTHSM2_CONF (derived from
     # UDUN_HOME) once per process, and the certificates carry UDUN_BASE_URL.
     os.environ["UDUN_HOME"] = str(home / "home")
     os.environ["UDUN_BASE_URL"] = f"http://127.0.0.1:{_free_port()}"
-    for var in ("UDUN_DATABASE_URL", "UDUN_CA_PIN", "UDUN_SO_PIN", "UDUN_PKCS11_MODULE", "UDUN_TRUST_FILE",
-                "UDUN_CA_TOKEN", "UDUN_ROOT_TOKEN", "SOFTHSM2_CONF"):
-        os.environ.pop(var, None)
     work = home / "work"
     work.mkdir(parents=True)
     token_mod: Any = None

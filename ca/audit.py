@@ -35,6 +35,7 @@ from ca.authority import CertificateAuthority
 from ca.db import AuditCheckpointRow, AuditRow
 from ca.store import _utc
 from ca.tsa import TimeStampAuthority
+from pkicore.config import RECORDS_POLICY
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import ChainValidator, TrustStore
 from pkicore.tsp_check import check_token
@@ -198,7 +199,7 @@ def checkpoint(ca: CertificateAuthority, tsa: TimeStampAuthority, *, force: bool
     seq, head, moved = _head(ca, last.seq if last else None)
     if last is not None and not moved and not force:
         return Checkpoint(last, False)
-    stamp = tsa.stamp(hashlib.sha256(statement(seq, head)).digest())
+    stamp = tsa.stamp_record(statement(seq, head))
     details = {"seq": seq, "head_hash": head, "token_serial": format(stamp.serial, "x"),
                "gen_time": stamp.to_json()["gen_time"]}
     try:
@@ -328,7 +329,7 @@ def _check_checkpoints(walk: _Walk, checkpoints: Sequence[CheckpointRecord],
     for cp in sorted(checkpoints, key=lambda c: (c.seq, c.id)):
         name = f"checkpoint {cp.id} (seq {cp.seq})"
         tok = check_token(cp.token, imprint=hashlib.sha256(statement(cp.seq, cp.head_hash)).digest(),
-                          hash_name="sha256")
+                          hash_name="sha256", policy=RECORDS_POLICY)
         if not tok.ok or tok.info is None or tok.tsa_cert_der is None:
             walk.flag(cp.seq, f"{name} does not verify: {tok.problem}")
             continue

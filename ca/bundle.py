@@ -5,6 +5,7 @@ by our TSA (manifest.tst), so a changed, added or removed file is found and name
 Bundle layout (format udun-evidence-bundle/1):
 
   README.txt           what this is and the exact openssl commands
+  SHA256SUMS           `sha256sum -c` input for every file but the manifest pair
   manifest.json        evidence id, time of export, SHA-256 of every other file
   manifest.tst         RFC 3161 token over SHA-256(manifest.json)
   payment.json         the signed bytes (RFC 8785 canonical payment)
@@ -28,19 +29,18 @@ import json
 import zipfile
 from datetime import datetime
 
-from asn1crypto import pem
-
 from ca.evidence_store import EvidenceRecord
 from ca.tsa import TimeStampAuthority
 from pkicore import cms_view, tsp
-from pkicore.pathval import load_certs
+from pkicore.bundle_check import FORMAT
+from pkicore.errors import ErrorKind, PkiError
+from pkicore.pathval import load_certs, pem_certs
 
-FORMAT = "udun-evidence-bundle/1"
 _FIXED_TIME = (2000, 1, 1, 0, 0, 0)       # zip member times: the content, not the export, matters
 
 
 def _pem(*ders: bytes) -> bytes:
-    return b"".join(pem.armor("CERTIFICATE", d) for d in ders)
+    return pem_certs(ders)
 
 
 def _epoch(moment: datetime) -> int:
@@ -90,9 +90,10 @@ def readme(rec: EvidenceRecord, gen_time: datetime, detached: bool, revocation: 
         ]
     lines += [
         "",
-        "4. Nothing in this bundle was changed: manifest.json lists the SHA-256 of every file,",
-        "   and manifest.tst time-stamps manifest.json:",
-        "$ sha256sum payment.json signature.p7s signature-t.p7s timestamp.tst report.json",
+        "4. Nothing in this bundle was changed: SHA256SUMS and manifest.json list the SHA-256 of",
+        "   every file, and manifest.tst (a time-stamp under udun's records policy, which the TSA",
+        "   grants to nobody else) time-stamps manifest.json:",
+        "$ sha256sum -c SHA256SUMS",
         f"$ openssl ts -verify -token_in -in manifest.tst -data manifest.json -CAfile root.pem "
         f"-untrusted tsa-chain.pem -attime {_epoch(exported_at) + 1}",
         "",
@@ -107,7 +108,9 @@ def build(rec: EvidenceRecord, tsa: TimeStampAuthority, exported_at: datetime) -
     chain = load_certs(rec.chain)                       # signer, issuing CA, root
     view = cms_view.view(rec.cms)
     token = tsp.check_token(rec.time_stamp, [*chain])
-    assert token.info is not None, token.problem       # our own stored token
+    if token.info is None:                               # our own stored token: a damaged record
+        raise PkiError(ErrorKind.INTERNAL, f"evidence {rec.id}: the stored time-stamp does not read "
+                                           f"({token.problem})")
     revocation_name = "ocsp.der" if rec.revocation_kind == "ocsp" else "crl.der"
     files: dict[str, bytes] = {
         "payment.json": rec.content,
@@ -125,12 +128,14 @@ def build(rec: EvidenceRecord, tsa: TimeStampAuthority, exported_at: datetime) -
         "report.json": rec.report.encode(),
     }
     files["README.txt"] = readme(rec, token.info.gen_time, view.content is None, rec.revocation_kind, exported_at).encode()
+    files["SHA256SUMS"] = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n"
+                                  for name, data in sorted(files.items())).encode()
     manifest = {
         "format": FORMAT, "evidence_id": rec.id, "exported_at": exported_at.isoformat().replace("+00:00", "Z"),
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
     }
     files["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
-    files["manifest.tst"] = tsa.stamp_data(files["manifest.json"]).token
+    files["manifest.tst"] = tsa.stamp_record(files["manifest.json"]).token
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         for name in ["README.txt", "manifest.json", "manifest.tst", *sorted(n for n in files

@@ -13,6 +13,7 @@ from ca.authority import CertificateAuthority, ca_pin
 from ca.store import NewAuthority
 from pkicore import names, token
 from pkicore.algorithms import KeyType, SigScheme, default_scheme
+from pkicore.locks import file_lock
 from pkicore.x509build import build_csr
 
 
@@ -44,9 +45,14 @@ class DelegatedKey:
         now = self.ca.clock()
         d = self._current
         if d is None or d.key.stale or d.not_after - now < self.renew_before:
-            d = self._load() or self._renew()
-            if d.not_after - now < self.renew_before:
-                d = self._renew()
+            d = self._load()
+            if d is None or d.not_after - now < self.renew_before:
+                # Several workers find the key missing or due at once: one makes it, the
+                # others load what it stored (a file lock: one machine; see README).
+                with file_lock(self.ca.settings.home / f"delegated-{self.name}.lock"):
+                    d = self._load()
+                    if d is None or d.not_after - now < self.renew_before:
+                        d = self._renew()
             self._current = d
         return d
 
@@ -62,7 +68,8 @@ class DelegatedKey:
 
     def renew(self) -> Delegated:
         """A new key and certificate now, whatever the current one's validity."""
-        self._current = self._renew()
+        with file_lock(self.ca.settings.home / f"delegated-{self.name}.lock"):
+            self._current = self._renew()
         return self._current
 
     def _renew(self) -> Delegated:

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from asn1crypto import pem
-
 from ca.authority import CertificateAuthority
 from ca.evidence_store import ChallengeRefused, EvidenceStore, Replayed
 from ca.tsa import Stamp, TimeStampAuthority
 from pkicore import tsp
 from pkicore.cms_verify import Verifier
 from pkicore.errors import ErrorKind, PkiError
+from pkicore.pathval import pem_certs
 from pkicore.report import Report, Sub, refuse
 
 
@@ -50,10 +49,6 @@ def new_evidence_id(now: datetime) -> str:
     return f"ev_{int(now.timestamp() * 1000):012x}{secrets.token_hex(10)}"
 
 
-def chain_pem(ders: tuple[bytes, ...]) -> bytes:
-    return b"".join(pem.armor("CERTIFICATE", d) for d in ders)
-
-
 def _audit_details(report: Report, cms: bytes, **extra: Any) -> dict[str, Any]:
     signer = report.signer or {}
     tx = report.transaction or {}
@@ -77,39 +72,44 @@ class EvidenceService:
         or when the evidence cannot be stored (then no evidence is claimed)."""
         received = self.ca.clock()
         report = self.verifier.verify(cms, content)
+        first = None
         if report.passed:
-            report = self._payment_rules(report, received)
+            report, first = self._payment_rules(report, received)
         if not report.passed:
-            first = self._first(report)
             self.store.audit_only(self._subject(report), _audit_details(report, cms, first_evidence_id=first),
                                   received)
             return Outcome(report, first_evidence_id=first)
-        return self._record(report, cms, received)
+        try:
+            return self._record(report, cms, received)
+        except PkiError as e:
+            # No evidence: the answer is an error, and the audit log still says why.
+            failed = {**_audit_details(report, cms), "status": "ERROR", "error": e.kind.value}
+            try:
+                self.store.audit_only(self._subject(report), failed, received)
+            except PkiError:
+                pass                              # the database itself is down: nothing to add to
+            raise
 
     # --- payment rules after the signature holds ---------------------------------------
 
-    def _payment_rules(self, report: Report, now: datetime) -> Report:
-        """Replay, then the bank's challenge (cheap reads before any signing is spent)."""
+    def _payment_rules(self, report: Report, now: datetime) -> tuple[Report, str | None]:
+        """Replay, then the bank's challenge (cheap reads before any signing is spent);
+        the report, and the first evidence id when it is a replay."""
         assert report.transaction is not None and report.signer is not None
         first = self.store.first_record(report.signer["certificate_sha256"], report.transaction["tx_id"])
         if first is not None:
             return refuse(report, "replay", f"tx_id {report.transaction['tx_id']} was accepted before as "
-                                            f"{first}", Sub.REPLAYED)
+                                            f"{first}", Sub.REPLAYED), first
         challenge = report.transaction.get("challenge")
         if challenge is None:
             if self.ca.settings.require_challenge:
                 return refuse(report, "challenge", "this server requires a bank challenge in every payment",
-                              Sub.CHALLENGE_REQUIRED)
-            return report
+                              Sub.CHALLENGE_REQUIRED), None
+            return report, None
         why = self.store.challenge_state(challenge, now)
         if why is not None:
-            return refuse(report, "challenge", why.detail, why.sub)
-        return report
-
-    def _first(self, report: Report) -> str | None:
-        if report.sub_indication is not Sub.REPLAYED or not report.signer or not report.transaction:
-            return None
-        return self.store.first_record(report.signer["certificate_sha256"], report.transaction["tx_id"])
+            return refuse(report, "challenge", why.detail, why.sub), None
+        return report, None
 
     @staticmethod
     def _subject(report: Report) -> str:
@@ -134,7 +134,7 @@ class EvidenceService:
             "id": evidence_id, "received_at": received,
             "signer_cert_sha256": report.signer["certificate_sha256"], "signer_serial": report.signer["serial"],
             "tx_id": report.transaction["tx_id"], "content": report.content, "cms": cms, "stamped_cms": stamped,
-            "time_stamp": stamp.token, "chain": chain_pem(report.chain_der), "revocation_kind": kind,
+            "time_stamp": stamp.token, "chain": pem_certs(report.chain_der), "revocation_kind": kind,
             "revocation": data, "report": json.dumps(outcome.to_json(), ensure_ascii=False),
         }
         audit = _audit_details(report, cms, evidence_id=evidence_id, time_stamp_serial=format(stamp.serial, "x"))

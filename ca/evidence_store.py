@@ -7,10 +7,10 @@ an id the database has (SQLite WAL commits survive a killed process).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ca import auditlog
@@ -96,11 +96,11 @@ class EvidenceStore:
                     if used.rowcount != 1:
                         raise self._why_refused(conn, challenge, now)
                 auditlog.append(conn, action="verify", actor="api", subject=row["id"], details=audit, now=now)
-        except IntegrityError:
+        except IntegrityError as e:
             first = self.first_record(row["signer_cert_sha256"], row["tx_id"])
             if first is None:       # the conflict was something else: not a replay
-                raise PkiError(ErrorKind.UNAVAILABLE, "the evidence record could not be stored") from None
-            raise Replayed(first) from None
+                raise PkiError(ErrorKind.UNAVAILABLE, "the evidence record could not be stored") from e
+            raise Replayed(first) from e
 
     @staticmethod
     def _why_refused(conn: Any, challenge: str, now: datetime) -> ChallengeRefused:
@@ -129,16 +129,20 @@ class EvidenceStore:
     def ids(self, limit: int = 100) -> list[tuple[str, datetime, str, str]]:
         """Newest first: (id, received at, signer serial, tx_id)."""
         with self.engine.connect() as conn:
+            # ids begin with the receipt time in milliseconds: the primary key is time order
             rows = conn.execute(select(_evidence.c.id, _evidence.c.received_at, _evidence.c.signer_serial,
-                                       _evidence.c.tx_id).order_by(_evidence.c.received_at.desc()).limit(limit))
+                                       _evidence.c.tx_id).order_by(_evidence.c.id.desc()).limit(limit))
             return [(r[0], _utc(r[1]), r[2], r[3]) for r in rows]
 
     # --- challenges -----------------------------------------------------------------
 
     @_db
     def add_challenge(self, value: str, now: datetime, expires_at: datetime) -> None:
+        """Store a new challenge; unused ones that expired a day ago are dropped on the way."""
         with self.engine.begin() as conn:
             conn.execute(insert(_challenges), {"value": value, "created_at": now, "expires_at": expires_at})
+            conn.execute(delete(_challenges).where(_challenges.c.used_at.is_(None),
+                                                   _challenges.c.expires_at < now - timedelta(days=1)))
 
     @_db
     def challenge_state(self, value: str, now: datetime) -> ChallengeRefused | None:

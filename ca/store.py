@@ -253,6 +253,9 @@ class Store:
         cannot both succeed on a state that only allows one of them.
         """
         with self._session() as s, s.begin():
+            # The counter first: its UPDATE takes the write lock (pysqlite begins at the
+            # first DML), so the status read next is the one this change replaces.
+            self._bump(s, "status_version")
             row = s.get(CertificateRow, serial.lower())
             if row is None or row.state != "issued":
                 raise PkiError(ErrorKind.NOT_FOUND, f"no issued certificate with serial {serial}")
@@ -268,7 +271,6 @@ class Store:
                 raise PkiError(ErrorKind.CONFLICT, f"certificate {row.serial} is {current}: cannot {action} it")
             s.add(StatusEvent(serial=row.serial, action=action, reason=reason, invalidity_date=invalidity_date,
                               actor=actor, at=now))
-            self._bump(s, "status_version")
             auditlog.append(s.connection(), action=action, actor=actor, subject=row.serial,
                             details={"reason": reason, "from": row.status, "to": status,
                                      "invalidity_date": invalidity_date.isoformat() if invalidity_date else None},

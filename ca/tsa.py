@@ -17,6 +17,7 @@ from ca.authority import CertificateAuthority
 from ca.delegated import Delegated, DelegatedKey
 from pkicore import tsp
 from pkicore.algorithms import KeyType
+from pkicore.config import RECORDS_POLICY
 from pkicore.errors import ErrorKind, PkiError
 
 TSA_NAME = "tsa"
@@ -79,7 +80,7 @@ class TimeStampAuthority:
         return (micros << 64) | ((os.getpid() & 0xFFFF) << 48) | (count << 32) | secrets.randbits(32)
 
     def stamp(self, imprint: bytes, hash_name: str = "sha256", *, nonce: int | None = None,
-              cert_req: bool = True) -> Stamp:
+              cert_req: bool = True, policy: str | None = None) -> Stamp:
         """A token over ``imprint`` (udun's own use: it raises PkiError on failure)."""
         try:
             current, factory = self._tokens()
@@ -88,15 +89,17 @@ class TimeStampAuthority:
             now = self.ca.clock()
             gen_time = now.replace(microsecond=now.microsecond // 1000 * 1000)
             token = factory.token(hash_name=hash_name, imprint=imprint, serial=serial,
-                                  gen_time=gen_time, nonce=nonce, cert_req=cert_req)
+                                  gen_time=gen_time, nonce=nonce, cert_req=cert_req, policy=policy)
         except PkiError:
             raise
         except Exception as e:  # noqa: BLE001  a token failure is the CA's, reported as one kind
             raise PkiError(ErrorKind.TOKEN, f"the TSA could not sign ({type(e).__name__})") from e
-        return Stamp(token, current.cert.dump(), tuple(self.ca.chain_der()), serial, gen_time, self.policy)
+        return Stamp(token, current.cert.dump(), tuple(self.ca.chain_der()), serial, gen_time, policy or self.policy)
 
-    def stamp_data(self, data: bytes) -> Stamp:
-        return self.stamp(hashlib.sha256(data).digest())
+    def stamp_record(self, data: bytes) -> Stamp:
+        """udun's own records (evidence manifests, audit checkpoints): the records policy,
+        which `respond` never grants, so such a token cannot be had for other bytes."""
+        return self.stamp(hashlib.sha256(data).digest(), policy=RECORDS_POLICY)
 
     def respond(self, request_der: bytes) -> bytes:
         """A TimeStampResp for any input: refusals are PKIStatus rejection, never exceptions."""

@@ -19,12 +19,14 @@ from asn1crypto import x509
 
 from pkicore import cms_view, tsp
 from pkicore.clock import fixed
+from pkicore.config import RECORDS_POLICY
 from pkicore.cms_verify import Verifier
 from pkicore.errors import PkiError
 from pkicore.pathval import ChainValidator, TrustStore, load_certs
 
 FORMAT = "udun-evidence-bundle/1"
-MAX_MEMBER = 16 * 1024 * 1024
+MAX_MEMBERS = 64
+MAX_TOTAL = 64 * 1024 * 1024
 UNLISTED = ("manifest.json", "manifest.tst")
 
 
@@ -45,25 +47,32 @@ def _t(moment: datetime) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S}Z"
 
 
-def _members(data: bytes, v: BundleVerdict) -> dict[str, bytes] | None:
-    """The bundle's files by name (the top directory stripped)."""
+def _members(data: bytes, v: BundleVerdict) -> tuple[str, dict[str, bytes]] | None:
+    """(top folder, files by name): every member must sit directly in one folder, once."""
     try:
         z = zipfile.ZipFile(io.BytesIO(data))
         infos = [i for i in z.infolist() if not i.is_dir()]
-        if any(i.file_size > MAX_MEMBER for i in infos):
-            v.problems.append("the bundle holds a file larger than 16 MiB")
+        if len(infos) > MAX_MEMBERS or sum(i.file_size for i in infos) > MAX_TOTAL:
+            v.problems.append(f"the bundle holds more than {MAX_MEMBERS} files or {MAX_TOTAL >> 20} MiB")
             return None
-        files = {}
+        folders = {i.filename.split("/", 1)[0] for i in infos}
+        if len(folders) != 1 or any(i.filename.count("/") != 1 for i in infos):
+            v.problems.append("the bundle's files must all sit in one folder named after the evidence id")
+            return None
+        files: dict[str, bytes] = {}
         for i in infos:
-            name = i.filename.split("/", 1)[1] if "/" in i.filename else i.filename
+            name = i.filename.split("/", 1)[1]
+            if name in files:
+                v.problems.append(f"{name} appears twice in the bundle")
+                return None
             files[name] = z.read(i)
-        return files
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError, NotImplementedError) as e:
+        return folders.pop(), files
+    except Exception as e:  # noqa: BLE001  zipfile/zlib raise many kinds on damaged archives
         v.problems.append(f"the bundle is not a readable zip file ({type(e).__name__})")
         return None
 
 
-def _manifest(files: dict[str, bytes], v: BundleVerdict) -> dict[str, Any] | None:
+def _manifest(folder: str, files: dict[str, bytes], v: BundleVerdict) -> dict[str, Any] | None:
     raw = files.get("manifest.json")
     if raw is None:
         v.problems.append("manifest.json is missing")
@@ -73,19 +82,22 @@ def _manifest(files: dict[str, bytes], v: BundleVerdict) -> dict[str, Any] | Non
         listed = manifest["files"]
         if manifest.get("format") != FORMAT or not isinstance(listed, dict):
             raise ValueError("format")
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         v.problems.append("manifest.json was changed (it is not a udun manifest any more)")
         return None
     v.evidence_id = str(manifest.get("evidence_id", ""))
+    if folder != v.evidence_id:
+        v.problems.append(f"the bundle's folder {folder!r} is not its evidence id")
+        return None
     # The manifest's own time-stamp first: a changed manifest must be named as such, not
     # as whichever file its changed line lists.
     token = files.get("manifest.tst")
     if token is None:
         v.problems.append("manifest.tst is missing")
         return None
-    check = tsp.check_token(token)
+    check = tsp.check_token(token, policy=RECORDS_POLICY)
     if not check.ok or check.info is None:
-        v.problems.append(f"manifest.tst was changed or is not a valid time-stamp ({check.problem})")
+        v.problems.append(f"manifest.tst was changed or is not udun's time-stamp of a record ({check.problem})")
         return None
     if check.info.imprint != hashlib.sha256(raw).digest():
         v.problems.append("manifest.json was changed (manifest.tst time-stamps other bytes)")
@@ -101,12 +113,12 @@ def _manifest(files: dict[str, bytes], v: BundleVerdict) -> dict[str, Any] | Non
 
 
 def _time_stamp(name: str, token: bytes | None, imprint: bytes, chains: ChainValidator, extra: list[bytes],
-                v: BundleVerdict, changed_if_mismatch: str) -> tsp.TokenCheck | None:
+                v: BundleVerdict, changed_if_mismatch: str, policy: str | None = None) -> tsp.TokenCheck | None:
     """A token over ``imprint`` whose TSA certificate chains to the anchors at genTime."""
     if token is None:
         v.problems.append(f"{name} is missing")
         return None
-    check = tsp.check_token(token, extra)
+    check = tsp.check_token(token, extra, policy=policy)
     if not check.ok or check.info is None or check.tsa_cert_der is None:
         v.problems.append(f"{name} was changed or is not a valid time-stamp ({check.problem})")
         return None
@@ -130,10 +142,11 @@ def verify_bundle(data: bytes, trust: list[bytes] | None, now: datetime) -> Bund
     (the verdict then says so: compare its fingerprint with your own copy).
     """
     v = BundleVerdict()
-    files = _members(data, v)
-    if files is None:
+    found = _members(data, v)
+    if found is None:
         return v
-    if _manifest(files, v) is None or v.problems:
+    folder, files = found
+    if _manifest(folder, files, v) is None or v.problems:
         return v
     if trust is None:
         try:
@@ -150,7 +163,7 @@ def verify_bundle(data: bytes, trust: list[bytes] | None, now: datetime) -> Bund
     chains = ChainValidator(TrustStore.from_certs(trust))
 
     if _time_stamp("manifest.tst", files.get("manifest.tst"), hashlib.sha256(files["manifest.json"]).digest(),
-                   chains, chain_extra, v, "manifest.json") is None:
+                   chains, chain_extra, v, "manifest.json", RECORDS_POLICY) is None:
         return v
 
     try:
@@ -200,6 +213,6 @@ def verify_bundle(data: bytes, trust: list[bytes] | None, now: datetime) -> Bund
         answered = json.loads(files["report.json"])
         if answered.get("status") != "TOTAL_PASSED" or answered.get("evidence_id") != v.evidence_id:
             v.problems.append("report.json does not record a TOTAL_PASSED verification of this evidence id")
-    except (KeyError, ValueError, AttributeError):
+    except (KeyError, ValueError, AttributeError, RecursionError):
         v.problems.append("report.json is missing or not JSON")
     return v

@@ -12,6 +12,10 @@ SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 # udun's default TSA policy: an OID under 2.25 (ITU-T X.667, a UUID as an OID; no registry
 # needed). Operators with their own arc set UDUN_TSA_POLICY.
 DEFAULT_TSA_POLICY = "2.25.186103448224315384127420651869011474787"
+# udun's records policy: the TSA stamps evidence manifests and audit checkpoints under it
+# and never grants it to a request, so nobody can get such a token for bytes of their own
+# (a re-stamped, edited manifest). Fixed, not configurable: offline checkers rely on it.
+RECORDS_POLICY = "2.25.186103448224315384127420651869011474787.1"
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,8 @@ def _oid(raw: str) -> str:
     parts = raw.strip().split(".")
     if len(parts) < 2 or not all(p.isdigit() and p.isascii() for p in parts) or parts[0] not in ("0", "1", "2"):
         raise PkiError(ErrorKind.BAD_INPUT, "UDUN_TSA_POLICY must be a dotted OID such as 1.3.6.1.4.1.99999.1")
+    if raw.strip() == RECORDS_POLICY:
+        raise PkiError(ErrorKind.BAD_INPUT, "UDUN_TSA_POLICY cannot be udun's records policy")
     return raw.strip()
 
 

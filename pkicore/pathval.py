@@ -43,6 +43,11 @@ class ChainResult:
     path: tuple[PathCert, ...] = ()
 
 
+def pem_certs(ders: list[bytes] | tuple[bytes, ...]) -> bytes:
+    """CERTIFICATE blocks (PEM) of DER certificates, in order."""
+    return b"".join(pem.armor("CERTIFICATE", d) for d in ders)
+
+
 def load_certs(data: bytes) -> list[bytes]:
     """DER certificates from PEM (one or many CERTIFICATE blocks) or a single DER blob."""
     try:

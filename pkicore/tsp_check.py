@@ -208,7 +208,7 @@ def _check(v: CmsView, extra_certs: Sequence[bytes]) -> tuple[bytes, x509.Certif
 
 
 def check_token(token_der: bytes, extra_certs: Sequence[bytes] = (), *, imprint: bytes | None = None,
-                hash_name: str | None = None, nonce: int | None = None) -> TokenCheck:
+                hash_name: str | None = None, nonce: int | None = None, policy: str | None = None) -> TokenCheck:
     """Check a TimeStampToken's signature, signer and content, and that it answers this request."""
     try:
         v = view(token_der)
@@ -229,6 +229,8 @@ def check_token(token_der: bytes, extra_certs: Sequence[bytes] = (), *, imprint:
             raise _Bad("the token time-stamps another imprint")
         if nonce is not None and info.nonce != nonce:
             raise _Bad("the token's nonce is not the request's")
+        if policy is not None and info.policy != policy:
+            raise _Bad(f"the token was issued under policy {info.policy}, not {policy}")
     except _Bad as e:
         return TokenCheck(False, str(e), info, cert_der, certs)
     except (PkiError, DerError, ValueError, TypeError, KeyError, IndexError) as e:

@@ -66,8 +66,8 @@ def test_bundle_verifies_with_the_readme_openssl_commands(stored, tmp_path: Path
         z.extractall(tmp_path)
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     readme = (folder / "README.txt").read_text()
-    commands = [line[2:] for line in readme.splitlines() if line.startswith("$ openssl")]
-    assert len(commands) >= 5
+    commands = [line[2:] for line in readme.splitlines() if line.startswith("$ ")]
+    assert len(commands) >= 6 and any(c.startswith("sha256sum -c") for c in commands)
     outputs = []
     for cmd in commands:
         proc = subprocess.run(["bash", "-c", cmd], cwd=folder, capture_output=True, text=True, timeout=60)
@@ -77,8 +77,43 @@ def test_bundle_verifies_with_the_readme_openssl_commands(stored, tmp_path: Path
     assert "CAdES Verification successful" in text
     assert text.count("Verification: OK") == 2              # the signature's and the manifest's stamps
     assert "Response verify OK" in text and "signer.pem: good" in text
+    assert "payment.json: OK" in text and "FAILED" not in text
     sha = subprocess.run(["sha256sum", "payment.json"], cwd=folder, capture_output=True, text=True).stdout.split()[0]
     assert json.loads((folder / "manifest.json").read_text())["files"]["payment.json"] == sha
+
+
+def test_a_restamped_manifest_or_a_hidden_copy_does_not_pass(stored, ca) -> None:  # type: ignore[no-untyped-def]
+    """Two ways to smuggle an edited file past the manifest: both are caught."""
+    import hashlib
+
+    from ca.tsa import TimeStampAuthority
+    from pkicore import tsp
+    from pkicore.bundle_check import verify_bundle
+
+    _, data = stored
+    members = _members(data)
+    folder = next(iter(members)).split("/", 1)[0]
+    root = ca.chain_der()[1:]
+    # 1. edit report.json, fix its sum in the manifest, and get the manifest stamped by the
+    #    public TSA (what anyone can ask POST /tsa for): the records policy is missing.
+    edited = dict(members)
+    report = json.loads(edited[f"{folder}/report.json"])
+    report["transaction"]["amount"] = "9999.00"
+    edited[f"{folder}/report.json"] = json.dumps(report).encode()
+    manifest = json.loads(edited[f"{folder}/manifest.json"])
+    manifest["files"]["report.json"] = hashlib.sha256(edited[f"{folder}/report.json"]).hexdigest()
+    edited[f"{folder}/manifest.json"] = json.dumps(manifest).encode()
+    tsa = TimeStampAuthority(ca)
+    request = tsp.build_request(hashlib.sha256(edited[f"{folder}/manifest.json"]).digest())
+    edited[f"{folder}/manifest.tst"] = tsp.response_token(tsa.respond(request))
+    verdict = verify_bundle(_rezip(edited), root, now())
+    assert not verdict.ok and verdict.problems[0].startswith("manifest.tst"), verdict.problems
+    # 2. change payment.json and hide the original beside it in another folder
+    hidden = dict(members)
+    hidden[f"{folder}/payment.json"] = members[f"{folder}/payment.json"].replace(b"1234.50", b"9234.50")
+    hidden["zzz/payment.json"] = members[f"{folder}/payment.json"]
+    verdict = verify_bundle(_rezip(hidden), root, now())
+    assert not verdict.ok and "one folder" in verdict.problems[0], verdict.problems
 
 
 def test_udun_evidence_verify_accepts_then_names_any_changed_file(stored, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -37,10 +37,18 @@ def ca_init(key_type: str, org: str, root_cn: str, issuing_cn: str) -> None:
     With SoftHSM the tokens are created under $UDUN_HOME; the CA PIN is taken from
     UDUN_CA_PIN or generated into $UDUN_HOME/secrets/ca.pin (mode 0600).
     """
+    from ca.ocsp import Responder
+    from ca.tsa import TimeStampAuthority
+
     ca = _ca()
     result = ca.init(KeyType.parse(key_type), org=org, root_cn=root_cn, issuing_cn=issuing_cn)
     info(f"root CA:    {result.root.subject} (token {result.root.token_label})")
     info(f"issuing CA: {result.issuing.subject} (token {result.issuing.token_label})")
+    # The delegated keys now, so that servers starting later load them instead of racing
+    # to make them (DESIGN.md data flow 1).
+    Responder(ca).responder()
+    TimeStampAuthority(ca).certificate()
+    info("OCSP responder and TSA keys on the CA token")
     info("trust anchors for banks: udun ca chain -o chain.pem")
 
 

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from pkicore.clock import system_clock
-from pkicore.errors import PkiError
+from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import load_certs
 from udun.common import info, read_input, settings, write_output
 
@@ -46,10 +47,26 @@ def evidence_export(evidence_id: str, out: str | None) -> None:
     info(f"wrote {path} ({len(data)} bytes); unzip it and follow README.txt, or: udun evidence verify {path}")
 
 
+def _home_root() -> list[bytes] | None:
+    """This UDUN_HOME's root certificate, if it holds a CA (never creates a database)."""
+    from ca.authority import CertificateAuthority
+
+    conf = settings()
+    url = conf.database_url
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        return None
+    try:
+        return CertificateAuthority.open(conf, migrate_schema=False).chain_der()[1:]
+    except PkiError:
+        return None
+
+
 @evidence_group.command("verify")
 @click.argument("bundle_path", metavar="BUNDLE.zip")
-@click.option("--trust", metavar="ROOT.pem", help="Your own copy of the CA root (default: the bundle's root.pem).")
-def evidence_verify(bundle_path: str, trust: str | None) -> None:
+@click.option("--trust", metavar="ROOT.pem", help="Your own copy of the CA root (default: this UDUN_HOME's root).")
+@click.option("--trust-bundle-root", is_flag=True,
+              help="Trust the root.pem inside the bundle (only after comparing its fingerprint).")
+def evidence_verify(bundle_path: str, trust: str | None, trust_bundle_root: bool) -> None:
     """Check a bundle offline: every file against the time-stamped manifest, both time-stamps,
     and the signature re-validated at the time-stamped moment with the bundle's OCSP/CRL.
 
@@ -58,6 +75,11 @@ def evidence_verify(bundle_path: str, trust: str | None) -> None:
     from pkicore.bundle_check import verify_bundle
 
     anchors = load_certs(read_input(trust, "trust anchors")) if trust else None
+    if anchors is None and not trust_bundle_root:
+        anchors = _home_root()
+        if anchors is None:
+            raise PkiError(ErrorKind.BAD_INPUT, "no trust anchor: pass --trust ROOT.pem (your own copy of the CA "
+                                                "root), or run where UDUN_HOME holds the CA")
     verdict = verify_bundle(read_input(bundle_path, "bundle"), anchors, system_clock())
     for fact in verdict.facts:
         click.echo(f"  {fact}")
@@ -69,6 +91,3 @@ def evidence_verify(bundle_path: str, trust: str | None) -> None:
     for p in verdict.problems[1:]:
         click.echo(f"  also: {p}")
     sys.exit(1)
-
-
-__all__ = ["evidence_group", "PkiError"]

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
+import re
 import secrets
 import sys
 import urllib.error
@@ -31,6 +33,8 @@ def tsa_group() -> None:
 def tsa_query(data_file: str, url: str | None, out: str | None, no_nonce: bool, no_cert: bool,
               policy: str | None) -> None:
     """Time-stamp FILE: send its SHA-256 to the TSA and save the reply."""
+    if policy is not None and not re.fullmatch(r"[0-2](\.(0|[1-9][0-9]*))+", policy):
+        raise PkiError(ErrorKind.BAD_INPUT, "--policy takes a dotted OID such as 1.3.6.1.4.1.99999.1")
     digest = hashlib.sha256(read_input(data_file, "file")).digest()
     nonce = None if no_nonce else secrets.randbits(63)
     request = tsp.build_request(digest, "sha256", nonce=nonce, cert_req=not no_cert, policy=policy)
@@ -39,7 +43,7 @@ def tsa_query(data_file: str, url: str | None, out: str | None, no_nonce: bool, 
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             reply = resp.read(1024 * 1024)
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
         raise PkiError(ErrorKind.UNAVAILABLE, f"cannot reach the TSA at {target} ({type(e).__name__})") from e
     token = tsp.response_token(reply)            # a refusal becomes a clear error
     check = tsp.check_token(token, imprint=digest, hash_name="sha256", nonce=nonce)

@@ -12,6 +12,7 @@ from asn1crypto import pem
 
 from pkicore.config import Settings, load_settings
 from pkicore.errors import ErrorKind, PkiError
+from pkicore.pathval import pem_certs  # noqa: F401  (the CLI modules' PEM writer)
 
 EXIT_ERROR = 2
 
@@ -58,10 +59,6 @@ def write_output(path: str | None, data: bytes) -> None:
         Path(path).write_bytes(data)
     except OSError as e:
         raise PkiError(ErrorKind.BAD_INPUT, f"cannot write {path}: {e.strerror}") from e
-
-
-def pem_certs(ders: list[bytes]) -> bytes:
-    return b"".join(pem.armor("CERTIFICATE", d) for d in ders)
 
 
 def fail(e: PkiError) -> NoReturn:
