@@ -5,7 +5,7 @@ temporary UDUN_HOME (SoftHSM tokens, SQLite database, CA) that is removed at the
 together with the server, even on error. Progress goes to stderr. If a figure fails, the
 reason goes to stderr, the other figures still run, and the exit code is 1.
 
-Figures (2 cores: about four minutes in all; --scale multiplies every duration, not the
+Figures (2 cores: about three minutes in all; --scale multiplies every duration, not the
 CRL sizes). The server figures run against one `udun serve` started with a random
 UDUN_ADMIN_API_KEY (for fetching evidence back) and otherwise default settings: every
 UDUN_* variable of the caller's environment is dropped first.
@@ -29,7 +29,7 @@ issuance                       cert/s through ca.issue() on one CSR (policy and 
                                TBS, lint, intent row, sign on the CA token, store), SQLite,
                                5 s
 http_verify_evidence_c8        req/s answered 200 with status TOTAL_PASSED and an evidence_id by
-                               `udun serve` (gunicorn, one worker per core) when 8 keep-alive
+                               `udun serve` (gunicorn, one worker per core) when 8 concurrent
                                clients POST DISTINCT signed payments to /api/v1/verify over
                                loopback: verify, replay check, TSA time-stamp of the signature
                                (CA token) and the SQLite evidence record with its audit entry.
@@ -42,11 +42,11 @@ http_verify_evidence_c8        req/s answered 200 with status TOTAL_PASSED and a
                                default 5-minute UDUN_SIGNING_WINDOW_MINUTES, as each batch is
                                signed seconds before it is sent. wrk sends a batch in order (Lua
                                `request`, one thread); if it runs out, that is logged and counted
-                               as errors. 5 runs of 2 s, each with fresh connections (gunicorn
-                               keeps a keep-alive connection on the worker that accepted it, and
-                               often one worker takes all 8: one run measures one placement, the
-                               sum averages over placements), after a 3 s warm-up; load from wrk
-                               (one thread) if available, else Python threads. First (not timed):
+                               as errors. 5 runs of 2 s, each with fresh connections, after a
+                               3 s warm-up; load from wrk (one thread) if available, else Python
+                               threads. gunicorn's sync workers answer `Connection: close`, so
+                               each request is in fact a new TCP connection (accept and graceful
+                               close included in the figure, as for OCSP and TSA). First (not timed):
                                one payment passes with evidence and is REPLAYED when sent again;
                                after: 8 evidence ids sampled from the answers are fetched back
                                (GET /api/v1/evidence/ID, admin key) and 2 of the bundles pass

@@ -12,12 +12,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from ca.db import AuditRow, Counter
+from ca.rawdb import RawDb
 
 GENESIS = "0" * 64          # the prev_hash of entry 1
 SEQ_COUNTER = "audit_seq"
@@ -60,26 +60,45 @@ def timestamp(now: datetime) -> str:
     return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-_log = cast(Table, AuditRow.__table__)
-_counters = cast(Table, Counter.__table__)
-_next_seq = (update(_counters).where(_counters.c.name == SEQ_COUNTER)
-             .values(value=_counters.c.value + 1).returning(_counters.c.value))
-_hash_of = select(_log.c.hash).where(_log.c.seq == bindparam("s"))
-_insert = insert(_log)
+# One statement takes the next number and reads the previous entry's hash (RETURNING sees
+# the updated value), one inserts: two statements, on the verify API's hot path.
+NEXT_SQL = ("UPDATE counters SET value = value + 1 WHERE name = 'audit_seq' "
+            "RETURNING value, (SELECT hash FROM audit_log WHERE seq = counters.value - 1)")
+INSERT_SQL = ("INSERT INTO audit_log (seq, at, action, actor, subject, details, prev_hash, hash) "
+              "VALUES (:seq, :at, :action, :actor, :subject, :details, :prev_hash, :hash)")
+_next = text(NEXT_SQL)
+_insert = text(INSERT_SQL)
+
+
+def _entry(row: Any, action: str, actor: str, subject: str, details: dict[str, Any], now: datetime) -> AuditEntry:
+    """The entry that follows ``row`` (the new seq, the previous entry's hash)."""
+    if row is None:
+        raise RuntimeError("the audit_seq counter is missing (migration 0003)")
+    seq = int(row[0])
+    prev = GENESIS if seq == 1 else (row[1] or "missing")
+    at = timestamp(now)
+    body = canonical(details)
+    digest = entry_hash(seq, at, action, actor[:128], subject[:256], body, prev)
+    return AuditEntry(seq, at, action, actor[:128], subject[:256], body, prev, digest)
+
+
+def _params(e: AuditEntry) -> dict[str, Any]:
+    return {"seq": e.seq, "at": e.at, "action": e.action, "actor": e.actor, "subject": e.subject,
+            "details": e.details, "prev_hash": e.prev_hash, "hash": e.hash}
 
 
 def append(conn: Connection, *, action: str, actor: str, subject: str, details: dict[str, Any],
            now: datetime) -> AuditEntry:
     """Add one entry inside the caller's transaction (``conn`` must be in one)."""
-    seq = conn.execute(_next_seq).scalar()
-    if seq is None:
-        raise RuntimeError("the audit_seq counter is missing (migration 0003)")
-    seq = int(seq)
-    prev = GENESIS if seq == 1 else (conn.execute(_hash_of, {"s": seq - 1}).scalar() or "missing")
-    at = timestamp(now)
-    text = canonical(details)
-    digest = entry_hash(seq, at, action, actor[:128], subject[:256], text, prev)
-    entry = AuditEntry(seq, at, action, actor[:128], subject[:256], text, prev, digest)
-    conn.execute(_insert, {"seq": seq, "at": at, "action": action, "actor": entry.actor,
-                           "subject": entry.subject, "details": text, "prev_hash": prev, "hash": digest})
+    entry = _entry(conn.execute(_next).first(), action, actor, subject, details, now)
+    conn.execute(_insert, _params(entry))
+    return entry
+
+
+def append_raw(db: RawDb, cur: Any, *, action: str, actor: str, subject: str, details: dict[str, Any],
+               now: datetime) -> AuditEntry:
+    """The same inside a RawDb transaction (the verify API's evidence record)."""
+    cur.execute(db.sql(NEXT_SQL))
+    entry = _entry(cur.fetchone(), action, actor, subject, details, now)
+    cur.execute(db.sql(INSERT_SQL), _params(entry))
     return entry

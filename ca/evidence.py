@@ -93,19 +93,20 @@ class EvidenceService:
     # --- payment rules after the signature holds ---------------------------------------
 
     def _payment_rules(self, report: Report, now: datetime) -> tuple[Report, str | None]:
-        """Replay, then the bank's challenge (cheap reads before any signing is spent);
-        the report, and the first evidence id when it is a replay."""
+        """The bank's challenge (a read before any signing is spent); the report, and the
+        first evidence id when it is a replay. Replays of challenge-less payments are found
+        by the record's unique index (``_record``): no extra query on the common path."""
         assert report.transaction is not None and report.signer is not None
-        first = self.store.first_record(report.signer["certificate_sha256"], report.transaction["tx_id"])
-        if first is not None:
-            return refuse(report, "replay", f"tx_id {report.transaction['tx_id']} was accepted before as "
-                                            f"{first}", Sub.REPLAYED), first
         challenge = report.transaction.get("challenge")
         if challenge is None:
             if self.ca.settings.require_challenge:
                 return refuse(report, "challenge", "this server requires a bank challenge in every payment",
                               Sub.CHALLENGE_REQUIRED), None
             return report, None
+        first = self.store.first_record(report.signer["certificate_sha256"], report.transaction["tx_id"])
+        if first is not None:              # a replay names the first record, not the used challenge
+            return refuse(report, "replay", f"tx_id {report.transaction['tx_id']} was accepted before as "
+                                            f"{first}", Sub.REPLAYED), first
         why = self.store.challenge_state(challenge, now)
         if why is not None:
             return refuse(report, "challenge", why.detail, why.sub), None
@@ -140,7 +141,7 @@ class EvidenceService:
         audit = _audit_details(report, cms, evidence_id=evidence_id, time_stamp_serial=format(stamp.serial, "x"))
         try:
             self.store.record(row, report.transaction.get("challenge"), audit, received)
-        except Replayed as r:                       # lost a race with the same payment
+        except Replayed as r:                       # this signer's tx_id is stored already
             replayed = refuse(report, "replay", f"tx_id {report.transaction['tx_id']} was accepted before as "
                                                 f"{r.first_id}", Sub.REPLAYED)
             self.store.audit_only(self._subject(report), _audit_details(replayed, cms, first_evidence_id=r.first_id),

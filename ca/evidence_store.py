@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, bindparam, delete, insert, select
 
 from ca import auditlog
 from ca.db import ChallengeRow, EvidenceRow
@@ -58,13 +57,15 @@ class ChallengeRefused(Exception):
 
 _evidence = cast(Table, EvidenceRow.__table__)
 _challenges = cast(Table, ChallengeRow.__table__)
-_insert_evidence = insert(_evidence)
+_INSERT_EVIDENCE = (
+    "INSERT INTO evidence (id, received_at, signer_cert_sha256, signer_serial, tx_id, content, cms, stamped_cms, "
+    "time_stamp, chain, revocation_kind, revocation, report) VALUES (:id, :received_at, :signer_cert_sha256, "
+    ":signer_serial, :tx_id, :content, :cms, :stamped_cms, :time_stamp, :chain, :revocation_kind, :revocation, "
+    ":report)")
+_USE_CHALLENGE = ("UPDATE challenges SET used_at = :now, evidence_id = :eid "
+                  "WHERE value = :v AND used_at IS NULL AND expires_at > :now")
 _first = select(_evidence.c.id).where(_evidence.c.signer_cert_sha256 == bindparam("c"),
                                       _evidence.c.tx_id == bindparam("t"))
-_use_challenge = (update(_challenges)
-                  .where(_challenges.c.value == bindparam("v"), _challenges.c.used_at.is_(None),
-                         _challenges.c.expires_at > bindparam("now"))
-                  .values(used_at=bindparam("now"), evidence_id=bindparam("eid")))
 _read_challenge = select(_challenges.c.expires_at, _challenges.c.used_at).where(_challenges.c.value == bindparam("v"))
 
 
@@ -73,6 +74,7 @@ class EvidenceStore:
 
     def __init__(self, store: Store) -> None:
         self.engine = store.engine
+        self.raw = store.raw
 
     @_db
     def first_record(self, signer_cert_sha256: str, tx_id: str) -> str | None:
@@ -88,24 +90,26 @@ class EvidenceStore:
         so two processes racing with one payment store it once), ChallengeRefused when the
         challenge cannot be used.
         """
+        db = self.raw
         try:
-            with self.engine.begin() as conn:
-                conn.execute(_insert_evidence, row)
+            with db.transaction() as cur:
+                cur.execute(db.sql(_INSERT_EVIDENCE), {**row, "received_at": db.when(row["received_at"])})
                 if challenge is not None:
-                    used = conn.execute(_use_challenge, {"v": challenge, "now": now, "eid": row["id"]})
-                    if used.rowcount != 1:
-                        raise self._why_refused(conn, challenge, now)
-                auditlog.append(conn, action="verify", actor="api", subject=row["id"], details=audit, now=now)
-        except IntegrityError as e:
+                    cur.execute(db.sql(_USE_CHALLENGE), {"v": challenge, "now": db.when(now), "eid": row["id"]})
+                    if cur.rowcount != 1:
+                        raise self._why_refused(challenge, now)
+                auditlog.append_raw(db, cur, action="verify", actor="api", subject=row["id"], details=audit,
+                                    now=now)
+        except db.dbapi.IntegrityError as e:
             first = self.first_record(row["signer_cert_sha256"], row["tx_id"])
             if first is None:       # the conflict was something else: not a replay
                 raise PkiError(ErrorKind.UNAVAILABLE, "the evidence record could not be stored") from e
             raise Replayed(first) from e
 
-    @staticmethod
-    def _why_refused(conn: Any, challenge: str, now: datetime) -> ChallengeRefused:
-        refused = _refusal(conn.execute(_read_challenge, {"v": challenge}).first(), now)
-        return refused or ChallengeRefused(Sub.CHALLENGE_USED, "the payment's challenge was used already")
+    def _why_refused(self, challenge: str, now: datetime) -> ChallengeRefused:
+        """Read outside the failed transaction (it is rolled back anyway)."""
+        return self.challenge_state(challenge, now) or \
+            ChallengeRefused(Sub.CHALLENGE_USED, "the payment's challenge was used already")
 
     @_db
     def audit_only(self, subject: str, details: dict[str, Any], now: datetime) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ca import auditlog
+from ca.rawdb import RawDb
 from ca.db import Authority, CertificateRow, Counter, CrlRow, StatusEvent
 from pkicore.errors import ErrorKind, PkiError
 
@@ -131,6 +132,7 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.raw = RawDb(engine)          # the hot paths' statements (ca.rawdb)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def _session(self) -> Session:
@@ -303,11 +305,10 @@ class Store:
             return None
         return row[0], row[1], row[2], _opt(row[3]), row[4]
 
-    @_db
     def counter(self, name: str) -> int:
-        """A shared counter's value (read on every OCSP cache hit: Core, a prepared statement)."""
-        with self.engine.connect() as conn:
-            return int(conn.execute(self._read_counter, {"n": name}).scalar() or 0)
+        """A shared counter's value (read on every OCSP answer and verification: ca.rawdb)."""
+        row = self.raw.one("SELECT value FROM counters WHERE name = :n", {"n": name})
+        return int(row[0]) if row else 0
 
     @_db
     def history(self, serial: str) -> list[StatusEventRecord]:

@@ -86,9 +86,6 @@ def _manifest(folder: str, files: dict[str, bytes], v: BundleVerdict) -> dict[st
         v.problems.append("manifest.json was changed (it is not a udun manifest any more)")
         return None
     v.evidence_id = str(manifest.get("evidence_id", ""))
-    if folder != v.evidence_id:
-        v.problems.append(f"the bundle's folder {folder!r} is not its evidence id")
-        return None
     # The manifest's own time-stamp first: a changed manifest must be named as such, not
     # as whichever file its changed line lists.
     token = files.get("manifest.tst")
@@ -101,6 +98,9 @@ def _manifest(folder: str, files: dict[str, bytes], v: BundleVerdict) -> dict[st
         return None
     if check.info.imprint != hashlib.sha256(raw).digest():
         v.problems.append("manifest.json was changed (manifest.tst time-stamps other bytes)")
+        return None
+    if folder != v.evidence_id:
+        v.problems.append(f"the bundle's folder {folder!r} is not its evidence id")
         return None
     for name, digest in sorted(listed.items()):
         if name not in files:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
-from asn1crypto import pem
 
 from pkicore.config import Settings, load_settings
 from pkicore.errors import ErrorKind, PkiError
