@@ -33,6 +33,11 @@ class Outcome:
     evidence_id: str | None = None
     first_evidence_id: str | None = None      # REPLAYED: the record of the first submission
     time_stamp: Stamp | None = None
+    stored_json: str | None = None            # the answer exactly as stored with the evidence
+
+    def json_text(self) -> str:
+        """The answer as JSON text (the stored text when there is evidence: encoded once)."""
+        return self.stored_json if self.stored_json is not None else json.dumps(self.to_json(), ensure_ascii=False)
 
     def to_json(self) -> dict[str, Any]:
         out = self.report.to_json()
@@ -129,14 +134,15 @@ class EvidenceService:
         stamp = self.tsa.stamp(tsp.signature_time_stamp_imprint(report.signature_value))
         stamped = tsp.add_unsigned_attribute(cms, tsp.ID_AA_TIME_STAMP_TOKEN, stamp.token)
         evidence_id = new_evidence_id(received)
-        outcome = Outcome(report, evidence_id, time_stamp=stamp)
+        answer = json.dumps(Outcome(report, evidence_id, time_stamp=stamp).to_json(), ensure_ascii=False)
+        outcome = Outcome(report, evidence_id, time_stamp=stamp, stored_json=answer)
         kind, data = report.revocation_data
         row = {
             "id": evidence_id, "received_at": received,
             "signer_cert_sha256": report.signer["certificate_sha256"], "signer_serial": report.signer["serial"],
             "tx_id": report.transaction["tx_id"], "content": report.content, "cms": cms, "stamped_cms": stamped,
             "time_stamp": stamp.token, "chain": pem_certs(report.chain_der), "revocation_kind": kind,
-            "revocation": data, "report": json.dumps(outcome.to_json(), ensure_ascii=False),
+            "revocation": data, "report": answer,
         }
         audit = _audit_details(report, cms, evidence_id=evidence_id, time_stamp_serial=format(stamp.serial, "x"))
         try:

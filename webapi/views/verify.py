@@ -11,7 +11,7 @@ bp = Blueprint("verify", __name__, url_prefix="/api/v1")
 def verify() -> Response:
     cms, content = signed_payment(request)
     outcome = current_app.extensions["udun"].evidence().verify(cms, content)
-    return jsonify(outcome.to_json())
+    return Response(outcome.json_text(), mimetype="application/json")
 
 
 @bp.post("/challenges")
