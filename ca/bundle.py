@@ -29,7 +29,8 @@ import json
 import zipfile
 from datetime import datetime
 
-from ca.evidence_store import EvidenceRecord
+from ca.authority import CertificateAuthority
+from ca.evidence_store import EvidenceRecord, EvidenceStore
 from ca.tsa import TimeStampAuthority
 from pkicore import cms_view, tsp
 from pkicore.bundle_check import FORMAT
@@ -101,6 +102,13 @@ def readme(rec: EvidenceRecord, gen_time: datetime, detached: bool, revocation: 
         "",
     ]
     return "\n".join(lines)
+
+
+def export(ca: CertificateAuthority, tsa: TimeStampAuthority, evidence_id: str) -> bytes:
+    """The bundle of the evidence record ``evidence_id`` (NOT_FOUND if there is none)."""
+    if not evidence_id.isascii() or len(evidence_id) > 40:
+        raise PkiError(ErrorKind.NOT_FOUND, "no such evidence record")
+    return build(EvidenceStore(ca.store).get(evidence_id), tsa, ca.clock())
 
 
 def build(rec: EvidenceRecord, tsa: TimeStampAuthority, exported_at: datetime) -> bytes:

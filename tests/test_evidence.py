@@ -297,3 +297,19 @@ def test_same_payment_at_the_same_moment_from_two_servers(ca, home: Path, enroll
             ids = [i for i, _, _, tx_id in EvidenceStore(ca.store).ids(10_000) if tx_id == tx.tx_id]
             assert ids == [passed["evidence_id"]]
     assert re.fullmatch(r"ev_[0-9a-f]{32}", passed["evidence_id"])
+
+
+def test_cli_list_export_and_verify(stored, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    answer, _ = stored
+    evidence_id = answer["evidence_id"]
+    listed = udun("evidence", "list", "--limit", "10000")
+    assert listed.returncode == 0 and evidence_id.encode() in listed.stdout
+    out = tmp_path / "exported.zip"
+    proc = udun("evidence", "export", evidence_id, "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    ok = udun("evidence", "verify", str(out))
+    assert ok.returncode == 0 and f"evidence bundle {evidence_id} OK".encode() in ok.stdout, ok.stdout + ok.stderr
+    missing = udun("evidence", "export", "ev_000000000000nothing")
+    assert missing.returncode == 2 and b"[not-found]" in missing.stderr
+    unpinned = udun("evidence", "verify", str(out), env={"UDUN_HOME": str(tmp_path / "empty-home")})
+    assert unpinned.returncode == 2 and b"--trust" in unpinned.stderr

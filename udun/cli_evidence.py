@@ -36,12 +36,10 @@ def evidence_export(evidence_id: str, out: str | None) -> None:
     """Write the evidence bundle (zip) of one verified payment, as GET /api/v1/evidence/ID does."""
     from ca import bundle
     from ca.authority import CertificateAuthority
-    from ca.evidence_store import EvidenceStore
     from ca.tsa import TimeStampAuthority
 
     ca = CertificateAuthority.open(settings())
-    rec = EvidenceStore(ca.store).get(evidence_id)
-    data = bundle.build(rec, TimeStampAuthority(ca), ca.clock())
+    data = bundle.export(ca, TimeStampAuthority(ca), evidence_id)
     path = out or f"{evidence_id}.zip"
     write_output(path, data)
     info(f"wrote {path} ({len(data)} bytes); unzip it and follow README.txt, or: udun evidence verify {path}")

@@ -9,7 +9,6 @@ from flask import Flask
 from ca import bundle as bundles
 from ca.authority import CertificateAuthority
 from ca.evidence import EvidenceService
-from ca.evidence_store import EvidenceStore
 from ca.ocsp import Responder, status_source
 from ca.revocation import Revocation
 from ca.tsa import TimeStampAuthority
@@ -37,42 +36,34 @@ class Services:
     _tsa: TimeStampAuthority | None = None
     _evidence: EvidenceService | None = None
 
-    def revocation(self) -> Revocation:
+    def _ca(self) -> CertificateAuthority:
         if self.ca is None:
             raise PkiError(ErrorKind.NOT_INITIALISED, "this server has no CA")
+        return self.ca
+
+    def revocation(self) -> Revocation:
         if self._revocation is None:
-            self._revocation = Revocation(self.ca)
+            self._revocation = Revocation(self._ca())
         return self._revocation
 
     def responder(self) -> Responder:
-        if self.ca is None:
-            raise PkiError(ErrorKind.NOT_INITIALISED, "this server has no CA")
         if self._responder is None:
-            self._responder = Responder(self.ca)
+            self._responder = Responder(self._ca())
         return self._responder
 
     def tsa(self) -> TimeStampAuthority:
-        if self.ca is None:
-            raise PkiError(ErrorKind.NOT_INITIALISED, "this server has no CA")
         if self._tsa is None:
-            self._tsa = TimeStampAuthority(self.ca)
+            self._tsa = TimeStampAuthority(self._ca())
         return self._tsa
 
     def evidence(self) -> EvidenceService:
-        if self.ca is None:
-            raise PkiError(ErrorKind.NOT_INITIALISED, "this server has no CA")
         if self._evidence is None:
-            self._evidence = EvidenceService(self.ca, self.verifier, self.tsa())
+            self._evidence = EvidenceService(self._ca(), self.verifier, self.tsa())
         return self._evidence
 
     def bundle(self, evidence_id: str) -> bytes:
         """The zip bundle of one evidence record."""
-        if self.ca is None:
-            raise PkiError(ErrorKind.NOT_INITIALISED, "this server has no CA")
-        if not evidence_id.isascii() or len(evidence_id) > 40:
-            raise PkiError(ErrorKind.NOT_FOUND, "no such evidence record")
-        rec = EvidenceStore(self.ca.store).get(evidence_id)
-        return bundles.build(rec, self.tsa(), self.ca.clock())
+        return bundles.export(self._ca(), self.tsa(), evidence_id)
 
 
 def trust_store(settings: Settings, ca: CertificateAuthority | None, trust_file: str | None) -> TrustStore:
