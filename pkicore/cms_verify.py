@@ -207,7 +207,9 @@ class _Checks:
 class Verifier:
     """Verifies signed payments against one set of trust anchors.
 
-    Time: the signer's signingTime is a claim, not a proof (no time-stamp yet). The
+    Time: the signer's signingTime is a claim, not a proof (udun's own time-stamp is only
+    made once a payment is accepted). With a ``signing_window`` (the API's), a claim
+    further than that from the verifier's clock is refused first. Otherwise the
     certificate must be valid at that claimed time (else TOTAL_FAILED EXPIRED or
     NOT_YET_VALID: the signer says it signed outside the validity period), the claim
     must not lie in the future, and the whole chain must be valid *now*, at the
