@@ -111,6 +111,12 @@ def _cert(row: CertificateRow) -> CertRecord:
     )
 
 
+def _key_event(row: NewAuthority, event: str) -> dict[str, Any]:
+    """An audit entry's details for a CA, OCSP responder or TSA key and its certificate."""
+    return {"event": event, "token": row.token_label, "key_id": row.key_id.hex(), "key_type": row.key_type,
+            "certificate_sha256": hashlib.sha256(row.cert_der).hexdigest(), "not_after": row.not_after.isoformat()}
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -152,9 +158,7 @@ class Store:
                 raise PkiError(ErrorKind.CONFLICT, "the CA is initialised already") from e
             for r in rows:
                 auditlog.append(s.connection(), action="key", actor="ca-init", subject=r.name,
-                                details={"event": "CA key and certificate", "token": r.token_label,
-                                         "key_id": r.key_id.hex(), "key_type": r.key_type,
-                                         "certificate_sha256": hashlib.sha256(r.cert_der).hexdigest()}, now=now)
+                                details=_key_event(r, "CA key and certificate"), now=now)
             return [_authority(o) for o in objs]
 
     @_db
@@ -162,10 +166,7 @@ class Store:
         """Store a renewed key/certificate under an existing name (OCSP responder, TSA)."""
         with self._session() as s, s.begin():
             auditlog.append(s.connection(), action="key", actor="udun", subject=row.name,
-                            details={"event": "new key and certificate", "token": row.token_label,
-                                     "key_id": row.key_id.hex(), "key_type": row.key_type,
-                                     "certificate_sha256": hashlib.sha256(row.cert_der).hexdigest(),
-                                     "not_after": row.not_after.isoformat()}, now=now)
+                            details=_key_event(row, "new key and certificate"), now=now)
             obj = s.scalars(select(Authority).where(Authority.name == row.name)).first()
             if obj is None:
                 obj = Authority(name=row.name, created_at=now)
