@@ -63,6 +63,21 @@ end
 """
 
 
+def rotating_script(work: Path, name: str, bodies: list[bytes], ctype: str, check: str) -> Path:
+    """Write equal-length request bodies into one file and the wrk Lua script that cycles
+    through them (NONCE_SCRIPT cuts the file into equal parts), with ``check`` counting
+    the answers; returns the script's path."""
+    sizes = {len(b) for b in bodies}
+    if len(sizes) != 1:
+        raise RuntimeError(f"{name} requests differ in length ({sorted(sizes)}); the Lua script cuts equal parts")
+    path = work / f"{name}.der"
+    path.write_bytes(b"".join(bodies))
+    script = work / f"{name}.lua"
+    script.write_text(NONCE_SCRIPT % {"body": json.dumps(str(path)), "ctype": ctype, "size": len(bodies[0])}
+                      + check + WRK_TAIL)
+    return script
+
+
 def ocsp_successful(status: int, data: bytes) -> bool:
     """What the Python load generator counts: the same test as the Lua `ok`."""
     if status != 200 or len(data) < 8 or data[0] != 0x30:
@@ -181,9 +196,7 @@ class OcspLoad:
     def nonce(self, seconds: float, warmup: float, segments: int) -> list[tuple[str, float, str]]:
         nonces: list[bytes | None] = [os.urandom(NONCE_BYTES) for _ in range(NONCE_REQUESTS)]
         bodies = self._requests(nonces)
-        sizes = {len(b) for b in bodies}
-        if len(sizes) != 1:
-            raise RuntimeError(f"nonce requests differ in length ({sorted(sizes)}); the Lua script cuts equal parts")
+        script = rotating_script(self.work, "ocsp-nonce", bodies, REQUEST_TYPE, _OCSP_OK)
         answers = set()
         for i in (0, 1, len(bodies) - 1):   # a sample, each parsed in full
             status, ctype, data = _post(self.server.base, bodies[i])
@@ -194,11 +207,6 @@ class OcspLoad:
         if len(answers) != 3:
             raise RuntimeError("answers to different nonces are identical")
         log(f"ocsp nonce: {len(bodies)} requests of {len(bodies[0])} bytes; sample answers check out")
-        path = self.work / "ocsp-nonce.der"
-        path.write_bytes(b"".join(bodies))
-        script = self.work / "ocsp-nonce.lua"
-        script.write_text(NONCE_SCRIPT % {"body": json.dumps(str(path)), "ctype": REQUEST_TYPE,
-                                          "size": len(bodies[0])} + _OCSP_OK + WRK_TAIL)
         result = self._run(script, bodies, seconds, warmup, segments)
         self.errors["nonce"] = result.errors
         return [(f"ocsp_nonce_c{self.clients}", result.rate, "resp/s")]

@@ -9,7 +9,6 @@ validated up to our root.
 """
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import urllib.request
@@ -17,9 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.http_load import WRK_TAIL, LoadResult, Server, load_python, load_wrk, measure
+from bench.http_load import LoadResult, Server, load_python, load_wrk, measure
 from bench.measure import log
-from bench.ocsp_load import NONCE_SCRIPT
+from bench.ocsp_load import rotating_script
 
 TSA_PATH = "/tsa"
 QUERY_TYPE = "application/timestamp-query"
@@ -131,9 +130,7 @@ class TsaLoad:
         imprints = [os.urandom(32) for _ in range(REQUESTS)]
         nonces = [secrets.randbits(NONCE_BITS) | 1 << (NONCE_BITS - 1) for _ in range(REQUESTS)]
         bodies = [tsp.build_request(i, "sha256", nonce=n, cert_req=True) for i, n in zip(imprints, nonces)]
-        sizes = {len(b) for b in bodies}
-        if len(sizes) != 1:
-            raise RuntimeError(f"TSA requests differ in length ({sorted(sizes)}); the Lua script cuts equal parts")
+        script = rotating_script(self.work, "tsa-requests", bodies, QUERY_TYPE, _GRANTED_OK)
         serials = set()
         for i in (0, 1, len(bodies) - 1):   # a sample, each checked in full
             status, ctype, data = _post(self.server.base, bodies[i])
@@ -143,11 +140,6 @@ class TsaLoad:
         if len(serials) != 3:
             raise RuntimeError("three time-stamps share a serial number")
         log(f"tsa: {len(bodies)} requests of {len(bodies[0])} bytes; sample answers check out")
-        path = self.work / "tsa-requests.der"
-        path.write_bytes(b"".join(bodies))
-        script = self.work / "tsa.lua"
-        script.write_text(NONCE_SCRIPT % {"body": json.dumps(str(path)), "ctype": QUERY_TYPE,
-                                          "size": len(bodies[0])} + _GRANTED_OK + WRK_TAIL)
 
         def run(secs: float) -> LoadResult:
             if self.wrk:
