@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
-from asn1crypto import pem, x509
+from asn1crypto import crl, pem, x509
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator import errors as cverr
 from pyhanko_certvalidator.authority import CertTrustAnchor
@@ -66,6 +66,33 @@ def load_certs(data: bytes) -> list[bytes]:
         raise
     except Exception as e:  # asn1crypto raises ValueError/TypeError on garbage
         raise PkiError(ErrorKind.BAD_INPUT, "not a PEM or DER certificate file") from e
+
+
+def load_crls(data: bytes) -> list[bytes]:
+    """DER CRLs from PEM (any number of X509 CRL blocks) or DER (one or several, back to back)."""
+    try:
+        if pem.detect(data):
+            blocks = list(pem.unarmor(data, multiple=True))
+            other = next((kind for kind, _, _ in blocks if kind != "X509 CRL"), None)
+            if other:
+                raise PkiError(ErrorKind.BAD_INPUT, f"expected X509 CRL blocks, found {other}")
+            ders = [bytes(der) for _, _, der in blocks]
+        else:
+            ders, rest = [], data
+            while rest:
+                one = crl.CertificateList.load(rest)       # loads the first TLV; the rest follows
+                size = len(one.dump())
+                ders.append(rest[:size])
+                rest = rest[size:]
+        for der in ders:
+            crl.CertificateList.load(der, strict=True)["tbs_cert_list"].native  # noqa: B018  full parse
+        if not ders:
+            raise ValueError("empty")
+        return ders
+    except PkiError:
+        raise
+    except Exception as e:  # asn1crypto raises ValueError/TypeError on garbage
+        raise PkiError(ErrorKind.BAD_INPUT, "not a PEM or DER CRL file") from e
 
 
 _STRONG_CURVES = ("secp256r1", "secp384r1", "secp521r1")

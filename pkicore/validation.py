@@ -1,0 +1,350 @@
+"""The one validation engine: RFC 5280 §6.1 path validation and §6.3 revocation, for
+everything udun validates (payments, `udun cert verify`, evidence bundles, OCSP/TSA).
+
+pyhanko-certvalidator does the §6 processing (path building, name constraints, policies,
+CRL distribution points, indirect and delta CRLs, OCSP with delegated responders); this
+module only turns our inputs into its ValidationContext and its exceptions into verdicts
+that name the failing certificate and the rule. Pure: certificates, CRLs, OCSP responses
+and the moment are inputs; nothing is fetched.
+
+udun's own rules on top of RFC 5280, each because a bank expects it:
+- the trust anchor's own validity and constraints (§6.1.1(d) leaves that open);
+- key strength and hashes (pkicore.algpolicy), unless legacy data is allowed;
+- extendedKeyUsage: none on the leaf means any purpose (§4.2.1.12); an EKU on a CA
+  certificate constrains the leaves below it (as OpenSSL and the CA/B Forum do);
+- a requested policy set must leave a non-empty user-constrained policy set (§6.1.6).
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from asn1crypto import x509
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator import errors as cverr
+from pyhanko_certvalidator.authority import CertTrustAnchor
+from pyhanko_certvalidator.path import ValidationPath
+from pyhanko_certvalidator.policy_decl import (LEGACY_POLICY_MAP, NO_REVOCATION, REQUIRE_REVINFO,
+                                               CertRevTrustPolicy, PKIXValidationParams)
+
+from pkicore import oids
+from pkicore.algpolicy import LEGACY, STRICT
+from pkicore.errors import ErrorKind, PkiError
+from pkicore.report import Sub
+from pkicore.sigverify import VALIDATOR, UdunSignatureValidator
+
+# The library logs every failed side validation with a traceback: a verdict is ours to
+# report, never a traceback on a user's terminal.
+logging.getLogger("pyhanko_certvalidator").setLevel(logging.CRITICAL)
+
+ANY_POLICY = "2.5.29.32.0"                          # RFC 5280 §4.2.1.4 anyPolicy
+# off: no status check; soft: use the data there is; hard: every certificate below the
+# anchor must be shown unrevoked by valid, fresh data (ETSI TS 119 172 "eithercheck").
+REVOCATION = {
+    "off": NO_REVOCATION,
+    "soft": LEGACY_POLICY_MAP["soft-fail"],
+    "hard": REQUIRE_REVINFO,
+}
+# --purpose names -> extendedKeyUsage (RFC 5280 §4.2.1.12, RFC 9336 documentSigning)
+PURPOSES: dict[str, str | None] = {
+    "client-auth": "client_auth",
+    "server-auth": "server_auth",
+    "document-signing": oids.ID_KP_DOCUMENT_SIGNING,
+    "time-stamping": "time_stamping",
+    "ocsp-signing": "ocsp_signing",
+    "email-protection": "email_protection",
+    "code-signing": "code_signing",
+    "any": None,
+}
+_DOTTED = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+
+
+def parse_purpose(text: str) -> str | None:
+    """A --purpose value: a name above or a dotted OID; None means any purpose."""
+    if text in PURPOSES:
+        return PURPOSES[text]
+    if _DOTTED.match(text):
+        return text
+    raise PkiError(ErrorKind.BAD_INPUT, f"purpose {text!r}: use one of {', '.join(PURPOSES)} or a dotted OID")
+
+
+def parse_policy_oid(text: str) -> str:
+    if not _DOTTED.match(text):
+        raise PkiError(ErrorKind.BAD_INPUT, f"policy {text!r} is not a dotted OID")
+    return text
+
+
+@dataclass(frozen=True)
+class PolicyInputs:
+    """RFC 5280 §6.1.1 (c), (e), (f), (g): the relying party's policy inputs."""
+
+    policies: frozenset[str] = frozenset({ANY_POLICY})
+    explicit: bool = False
+    inhibit_mapping: bool = False
+    inhibit_any: bool = False
+
+    @property
+    def constrained(self) -> bool:
+        """True when the relying party asked for particular policies."""
+        return self.policies != frozenset({ANY_POLICY})
+
+    def params(self) -> PKIXValidationParams:
+        return PKIXValidationParams(
+            user_initial_policy_set=frozenset("any_policy" if p == ANY_POLICY else p for p in self.policies),
+            initial_policy_mapping_inhibit=self.inhibit_mapping,
+            initial_explicit_policy=self.explicit,
+            initial_any_policy_inhibit=self.inhibit_any,
+        )
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a validation depends on, the moment included."""
+
+    anchors: tuple[bytes, ...]
+    moment: datetime
+    intermediates: tuple[bytes, ...] = ()
+    crls: tuple[bytes, ...] = ()
+    ocsps: tuple[bytes, ...] = ()
+    revocation: str = "soft"
+    purposes: tuple[str, ...] = ()                # EKU names or dotted OIDs; () = any
+    policy: PolicyInputs = field(default_factory=PolicyInputs)
+    max_depth: int | None = None                  # intermediate CAs allowed (openssl -verify_depth)
+    allow_weak: bool = False
+
+
+@dataclass(frozen=True)
+class CertRef:
+    """A certificate named in a verdict."""
+
+    position: str                                 # end-entity | intermediate N | trust anchor
+    subject: str
+    serial: str
+    sha256: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"position": self.position, "subject": self.subject, "serial": self.serial, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A validation verdict: valid, or why not, naming the certificate and the rule."""
+
+    valid: bool
+    sub: Sub | None = None
+    error: str | None = None
+    rule: str | None = None
+    failing: CertRef | None = None
+    path: tuple[bytes, ...] = ()                  # leaf first, anchor last
+    policies: tuple[str, ...] = ()                # the user-constrained policy set
+    revoked_at: datetime | None = None
+    reason: str | None = None                     # RFC 5280 CRLReason name when revoked
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid, "sub_indication": self.sub.value if self.sub else None, "error": self.error,
+            "rule": self.rule, "failing_certificate": self.failing.to_json() if self.failing else None,
+            "path": [x509.Certificate.load(d).subject.human_friendly for d in self.path],
+            "user_constrained_policy_set": list(self.policies),
+            "revoked_at": self.revoked_at.isoformat().replace("+00:00", "Z") if self.revoked_at else None,
+            "reason": self.reason,
+        }
+
+
+def load(der: bytes) -> x509.Certificate:
+    """A certificate, fully parsed: garbage is bad input, not a failed validation."""
+    try:
+        cert = x509.Certificate.load(der, strict=True)
+        cert.native  # noqa: B018
+        return cert
+    except (ValueError, TypeError, KeyError) as e:
+        raise PkiError(ErrorKind.BAD_INPUT, "not a certificate") from e
+
+
+def context(inputs: Inputs) -> ValidationContext:
+    """The library's ValidationContext for these inputs."""
+    if inputs.revocation not in REVOCATION:
+        raise PkiError(ErrorKind.BAD_INPUT, "revocation must be off, soft or hard")
+    checking = inputs.revocation != "off"
+    return ValidationContext(
+        # The anchor's own constraints (name constraints, path length) apply too.
+        trust_roots=[CertTrustAnchor(x509.Certificate.load(a), derive_default_quals_from_cert=True)
+                     for a in inputs.anchors],
+        other_certs=[x509.Certificate.load(d) for d in inputs.intermediates],
+        moment=inputs.moment, allow_fetching=False,
+        crls=list(inputs.crls) if checking else [], ocsps=list(inputs.ocsps) if checking else [],
+        revinfo_policy=CertRevTrustPolicy(REVOCATION[inputs.revocation]),
+        algorithm_usage_policy=LEGACY if inputs.allow_weak else STRICT,
+        # Legacy (DSA) validations get a validator of their own: it remembers DSA parameters.
+        signature_validator=UdunSignatureValidator(LEGACY) if inputs.allow_weak else VALIDATOR,
+    )
+
+
+def validate(leaf_der: bytes, inputs: Inputs) -> Outcome:
+    """Validate ``leaf_der`` to one of the anchors at ``inputs.moment``."""
+    if not inputs.anchors:
+        raise PkiError(ErrorKind.BAD_INPUT, "no trust anchor given")
+    leaf = load(leaf_der)
+    ctx = context(inputs)
+    validator = CertificateValidator(leaf, validation_context=ctx, pkix_params=inputs.policy.params())
+    try:
+        vpath = asyncio.run(validator.async_validate_path())
+    except cverr.PathBuildingError as e:
+        return Outcome(False, Sub.NO_CERTIFICATE_CHAIN_FOUND, f"no path to a trust anchor: {e}",
+                       "RFC 5280 §6.1 (no certification path to a trust anchor)", _ref_leaf(leaf))
+    except cverr.ValidationError as e:
+        return failure(e, leaf)
+    return _udun_rules(vpath, inputs)
+
+
+def path_of(vpath: ValidationPath) -> list[x509.Certificate]:
+    """The path's certificates, leaf first, anchor last."""
+    return list(reversed(list(vpath.iter_certs(include_root=True))))
+
+
+def _udun_rules(vpath: ValidationPath, inputs: Inputs) -> Outcome:
+    certs = path_of(vpath)
+    ders = tuple(c.dump() for c in certs)
+    qualified = vpath.qualified_policies() or frozenset()
+    policies = tuple(sorted({ANY_POLICY if q.user_domain_policy_id == "any_policy" else q.user_domain_policy_id
+                             for q in qualified}))
+
+    def fail(sub: Sub, error: str, rule: str, index: int) -> Outcome:
+        return Outcome(False, sub, error, rule, _ref(certs, index), ders, policies)
+
+    policy = LEGACY if inputs.allow_weak else STRICT
+    for i, c in enumerate(certs):
+        problem = policy.key_problem(c.public_key)
+        if problem:
+            return fail(Sub.CRYPTO_CONSTRAINTS_FAILURE, f"{c.subject.human_friendly}: {problem}",
+                        "NIST SP 800-57 key strength (udun algorithm policy)", i)
+    anchor = certs[-1]
+    validity = anchor["tbs_certificate"]["validity"]
+    if not validity["not_before"].native <= inputs.moment <= validity["not_after"].native:
+        expired = inputs.moment > validity["not_after"].native
+        return fail(Sub.EXPIRED if expired else Sub.NOT_YET_VALID,
+                    f"the trust anchor {anchor.subject.human_friendly} "
+                    f"{'has expired' if expired else 'is not yet valid'}",
+                    "the trust anchor's own validity (udun rule beside RFC 5280 §6.1.1(d))", len(certs) - 1)
+    if inputs.max_depth is not None and len(certs) - 2 > inputs.max_depth:
+        return fail(Sub.CHAIN_CONSTRAINTS_FAILURE,
+                    f"the path has {len(certs) - 2} intermediate CAs, more than the {inputs.max_depth} allowed",
+                    "maximum depth (--max-depth, like openssl -verify_depth)", len(certs) - 2)
+    for wanted in inputs.purposes:
+        for i, c in enumerate(certs[:-1]):
+            eku = c.extended_key_usage_value
+            if eku is None:
+                continue                           # RFC 5280 §4.2.1.12: no EKU, any purpose
+            allowed = {p.native for p in eku} | {p.dotted for p in eku}
+            if wanted not in allowed and "any_extended_key_usage" not in allowed:
+                where = "the certificate" if i == 0 else "a CA certificate above it"
+                shown = next((n for n, v in PURPOSES.items() if v == wanted), wanted)
+                return fail(Sub.CHAIN_CONSTRAINTS_FAILURE,
+                            f"{c.subject.human_friendly}: extendedKeyUsage does not allow the purpose {shown} "
+                            f"({where})",
+                            "RFC 5280 §4.2.1.12 extendedKeyUsage" if i == 0 else
+                            "extendedKeyUsage chaining (CA/B Forum; OpenSSL checks CA certificates too)", i)
+    if inputs.policy.constrained and not policies:
+        return fail(Sub.CHAIN_CONSTRAINTS_FAILURE, "the path is valid for none of the requested policies",
+                    "RFC 5280 §6.1.6 (empty user-constrained-policy-set)", 0)
+    return Outcome(True, path=ders, policies=policies)
+
+
+# (pattern in the library's message, rule, sub-indication); the first match wins.
+_RULES: list[tuple[str, str, Sub]] = [
+    ("signature of", "RFC 5280 §6.1.3(a)(1) signature", Sub.CHAIN_CONSTRAINTS_FAILURE),
+    ("permitted namespace", "RFC 5280 §6.1.3(b) name constraints (permitted subtrees)",
+     Sub.CHAIN_CONSTRAINTS_FAILURE),
+    ("excluded from the", "RFC 5280 §6.1.3(c) name constraints (excluded subtrees)", Sub.CHAIN_CONSTRAINTS_FAILURE),
+    ("issuer name", "RFC 5280 §6.1.3(a)(4) issuer name", Sub.CHAIN_CONSTRAINTS_FAILURE),
+    ("valid set of policies", "RFC 5280 §6.1.3(d)-(f), §6.1.5(g) certificate policies",
+     Sub.CHAIN_CONSTRAINTS_FAILURE),
+    ("policy graph", "RFC 5280 §6.1.3(d) certificate policies (size limit)", Sub.CHAIN_CONSTRAINTS_FAILURE),
+    ("is not a CA", "RFC 5280 §6.1.4(k) basicConstraints cA", Sub.CHAIN_CONSTRAINTS_FAILURE),
+    ("maximum path length", "RFC 5280 §6.1.4(l)-(m) pathLenConstraint", Sub.CHAIN_CONSTRAINTS_FAILURE),
+    ("not allowed to sign certificates", "RFC 5280 §6.1.4(n) keyUsage keyCertSign", Sub.CHAIN_CONSTRAINTS_FAILURE),
+    ("critical extension", "RFC 5280 §6.1.4(o) unrecognised critical extension", Sub.CHAIN_CONSTRAINTS_FAILURE),
+    ("signature parameters", "RFC 4055 §3.1 RSASSA-PSS parameters", Sub.CHAIN_CONSTRAINTS_FAILURE),
+]
+_POSITION = re.compile(r"intermediate certificate (\d+)")
+
+
+def failure(e: Exception, leaf: x509.Certificate) -> Outcome:
+    """A library exception as a verdict naming the certificate and the rule."""
+    msg = str(e)
+    certs: list[x509.Certificate] = []
+    if isinstance(e, cverr.PathValidationError):
+        certs = path_of(e.current_path)
+    failing = _failing(msg, certs, leaf)
+    ders = tuple(c.dump() for c in certs)
+    if isinstance(e, cverr.RevokedError):
+        reason = _reason(e.reason.native)
+        on_hold = reason == "certificateHold"
+        return Outcome(False, Sub.TRY_LATER if on_hold else Sub.REVOKED, msg,
+                       "RFC 5280 §6.3.3 (the certificate is on hold)" if on_hold else
+                       "RFC 5280 §6.3.3 (the certificate is revoked)", failing, ders,
+                       revoked_at=e.revocation_dt, reason=reason)
+    if isinstance(e, cverr.StaleRevinfoError):
+        return Outcome(False, Sub.TRY_LATER, msg, "RFC 5280 §6.3.3(a)(2) (revocation data past its nextUpdate)",
+                       failing, ders)
+    if isinstance(e, cverr.InsufficientRevinfoError):
+        return Outcome(False, Sub.TRY_LATER, msg, "RFC 5280 §6.3 (status not established by valid revocation data)",
+                       failing, ders)
+    if isinstance(e, cverr.ExpiredError):
+        return Outcome(False, Sub.EXPIRED, msg, "RFC 5280 §6.1.3(a)(2) validity", failing, ders)
+    if isinstance(e, cverr.NotYetValidError):
+        return Outcome(False, Sub.NOT_YET_VALID, msg, "RFC 5280 §6.1.3(a)(2) validity", failing, ders)
+    if isinstance(e, cverr.DisallowedAlgorithmError):
+        return Outcome(False, Sub.CRYPTO_CONSTRAINTS_FAILURE, msg,
+                       "NIST SP 800-131A algorithms (udun algorithm policy)", failing, ders)
+    if isinstance(e, cverr.InvalidCertificateError):
+        return Outcome(False, Sub.CHAIN_CONSTRAINTS_FAILURE, msg, "RFC 5280 §4.2.1.3 / §4.2.1.12 key usage",
+                       failing, ders)
+    for pattern, rule, sub in _RULES:
+        if pattern in msg:
+            return Outcome(False, sub, msg, rule, failing, ders)
+    return Outcome(False, Sub.CERTIFICATE_CHAIN_GENERAL_FAILURE, msg, "RFC 5280 §6.1", failing, ders)
+
+
+_REASONS = {
+    "unspecified": "unspecified", "key_compromise": "keyCompromise", "ca_compromise": "cACompromise",
+    "affiliation_changed": "affiliationChanged", "superseded": "superseded",
+    "cessation_of_operation": "cessationOfOperation", "certificate_hold": "certificateHold",
+    "remove_from_crl": "removeFromCRL", "privilege_withdrawn": "privilegeWithdrawn", "aa_compromise": "aACompromise",
+}
+
+
+def _reason(native: str | None) -> str:
+    """asn1crypto CRLReason names -> RFC 5280 §5.3.1 names."""
+    return _REASONS.get(native or "unspecified", "unspecified")
+
+
+def _failing(msg: str, root_first_reversed: list[x509.Certificate], leaf: x509.Certificate) -> CertRef:
+    """The certificate the library's message is about (it counts from the anchor, 1-based)."""
+    certs = root_first_reversed                     # leaf first, anchor last
+    m = _POSITION.search(msg)
+    if m and certs:
+        i = len(certs) - 1 - int(m.group(1))       # index in the leaf-first list
+        if 0 <= i < len(certs):
+            return _ref(certs, i)
+    if "trust anchor" in msg and certs:
+        return _ref(certs, len(certs) - 1)
+    return _ref(certs, 0) if certs else _ref_leaf(leaf)
+
+
+def _ref(certs: list[x509.Certificate], i: int) -> CertRef:
+    c = certs[i]
+    position = "end-entity" if i == 0 else "trust anchor" if i == len(certs) - 1 else \
+        f"intermediate {len(certs) - 1 - i}"
+    return CertRef(position, c.subject.human_friendly, format(c.serial_number, "x"),
+                   hashlib.sha256(c.dump()).hexdigest())
+
+
+def _ref_leaf(leaf: x509.Certificate) -> CertRef:
+    return CertRef("end-entity", leaf.subject.human_friendly, format(leaf.serial_number, "x"),
+                   hashlib.sha256(leaf.dump()).hexdigest())
