@@ -66,16 +66,21 @@ def token_sign(key: Any, name: str, payload: bytes, seconds_each: float, rounds:
     ]
 
 
-def cms_verify(chain_der: list[bytes], cms_der: bytes, seconds: float) -> list[Figure]:
-    """Verifications/s of one attached P-256 CMS by one Verifier, warm caches, one thread."""
+def cms_verify(ca: Any, chain_der: list[bytes], cms_der: bytes, seconds: float) -> list[Figure]:
+    """Verifications/s of one attached P-256 CMS by one Verifier, warm caches, one thread,
+    with the status now of every certificate below the anchor (the signer from the OCSP
+    responder in-process, the issuing CA from the root's CRL), as the API does."""
+    from ca.ocsp import Responder, status_source
     from pkicore.cms_verify import Verifier
     from pkicore.pathval import ChainValidator, TrustStore
 
-    verifier = Verifier(ChainValidator(TrustStore.from_certs(chain_der)))
+    verifier = Verifier(ChainValidator(TrustStore.from_certs(chain_der)), status=status_source(Responder(ca)))
     first = verifier.verify(cms_der)   # validates the chain once; later calls hit the cache
     if not first.passed:
         raise RuntimeError(f"the sample payment does not verify: {first.status.value} "
                            f"{first.sub_indication.value if first.sub_indication else ''} {first.message}")
+    if [st["status"] for st in first.statuses] != ["good", "good"]:
+        raise RuntimeError(f"status not checked for the signer and the issuing CA: {first.statuses}")
     bad = 0
 
     def one() -> None:
@@ -88,6 +93,22 @@ def cms_verify(chain_der: list[bytes], cms_der: bytes, seconds: float) -> list[F
         raise RuntimeError(f"{bad} of {tally.ops} verifications did not pass")
     log(f"cms verify: {tally.ops} in {tally.seconds:.1f}s")
     return [("cms_verify_inprocess", tally.rate, "verify/s")]
+
+
+def openssl_speed(seconds: int) -> list[Figure]:
+    """`openssl speed` ECDSA P-256 sign and verify on one core: the machine's yardstick, so
+    that figures from runs on a busier or another machine can be compared as ratios."""
+    import re
+    import subprocess
+
+    out = subprocess.run(["openssl", "speed", "-seconds", str(seconds), "ecdsap256"], capture_output=True,
+                         text=True, check=True).stdout
+    m = re.search(r"256 bits ecdsa \(nistp256\)\s+\S+s\s+\S+s\s+([\d.]+)\s+([\d.]+)", out)
+    if m is None:
+        raise RuntimeError(f"cannot read openssl speed output: {out[-300:]!r}")
+    log(f"openssl speed ecdsap256: {m.group(1)} sign/s, {m.group(2)} verify/s")
+    return [("openssl_ecdsap256_sign", float(m.group(1)), "sig/s"),
+            ("openssl_ecdsap256_verify", float(m.group(2)), "verify/s")]
 
 
 def issuance(ca: Any, csr_der: bytes, seconds: float) -> list[Figure]:

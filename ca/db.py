@@ -123,6 +123,9 @@ class EvidenceRow(Base):
     revocation_kind: Mapped[str] = mapped_column(String(8))      # ocsp | crl
     revocation: Mapped[bytes] = mapped_column(LargeBinary)
     report: Mapped[str] = mapped_column(Text)                    # JSON
+    # the CA certificates' revocation data, issuing CA first: JSON [[kind, base64 DER], ...]
+    # (NULL in records stored before migration 0004)
+    ca_revocation: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ChallengeRow(Base):

@@ -3,7 +3,8 @@
 A payment whose signature verifies (TOTAL_PASSED) is checked against replay and its bank
 challenge, its signature value is time-stamped by our TSA (RFC 3161 Appendix A: the
 signature-time-stamp attribute makes the CMS CAdES-T, EN 319 122-1 §5.3), and the record
-— CMS as received, stamped CMS, chain, revocation data, report, receipt time — is stored
+— CMS as received, stamped CMS, the validated chain, the revocation data of the signer
+and of every CA certificate of the path, report, receipt time — is stored
 in one transaction with its audit entry. Only then does the answer carry an evidence_id.
 """
 from __future__ import annotations
@@ -131,6 +132,10 @@ class EvidenceService:
             # Verified without revocation data (a verifier with no status source): nothing
             # would prove the certificate was good, so no evidence is claimed.
             raise PkiError(ErrorKind.UNAVAILABLE, "no revocation data to keep as evidence")
+        if len(report.ca_revocation_data) < len(report.chain_der) - 2:
+            # Likewise for the CA certificates below the anchor: a bundle without their
+            # status would not verify offline.
+            raise PkiError(ErrorKind.UNAVAILABLE, "no revocation data of the CA certificates to keep as evidence")
         stamp = self.tsa.stamp(tsp.signature_time_stamp_imprint(report.signature_value))
         stamped = tsp.add_unsigned_attribute(cms, tsp.ID_AA_TIME_STAMP_TOKEN, stamp.token)
         evidence_id = new_evidence_id(received)
@@ -143,6 +148,7 @@ class EvidenceService:
             "tx_id": report.transaction["tx_id"], "content": report.content, "cms": cms, "stamped_cms": stamped,
             "time_stamp": stamp.token, "chain": pem_certs(report.chain_der), "revocation_kind": kind,
             "revocation": data, "report": answer,
+            "ca_revocation": report.ca_revocation_data,     # the CAs' status, issuing CA first
         }
         audit = _audit_details(report, cms, evidence_id=evidence_id, time_stamp_serial=format(stamp.serial, "x"))
         try:

@@ -6,6 +6,9 @@ an id the database has (SQLite WAL commits survive a killed process).
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -13,7 +16,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, insert, select
 
 from ca import auditlog
-from ca.db import ChallengeRow, EvidenceRow
+from ca.db import ChallengeRow, CrlRow, EvidenceRow
 from ca.store import Store, _db, _utc
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.report import Sub
@@ -36,6 +39,24 @@ class EvidenceRecord:
     revocation_kind: str
     revocation: bytes
     report: str
+    # The CA certificates' revocation data ("ocsp"|"crl", DER), issuing CA first; None for
+    # a record stored before migration 0004 (it kept the signer's status only).
+    ca_revocation: tuple[tuple[str, bytes], ...] | None = None
+
+
+def encode_pieces(pieces: tuple[tuple[str, bytes], ...] | list[tuple[str, bytes]]) -> str:
+    """Revocation data as stored: JSON [[kind, base64 DER], ...], in order."""
+    return json.dumps([[kind, base64.b64encode(data).decode()] for kind, data in pieces])
+
+
+def decode_pieces(text: str | None) -> tuple[tuple[str, bytes], ...] | None:
+    """The stored form read back (None stays None: a record from before migration 0004)."""
+    if text is None:
+        return None
+    try:
+        return tuple((str(kind), base64.b64decode(data, validate=True)) for kind, data in json.loads(text))
+    except (ValueError, TypeError, binascii.Error) as e:
+        raise PkiError(ErrorKind.INTERNAL, "an evidence record's CA revocation data does not read") from e
 
 
 class Replayed(Exception):
@@ -59,13 +80,14 @@ _evidence = cast(Table, EvidenceRow.__table__)
 _challenges = cast(Table, ChallengeRow.__table__)
 _INSERT_EVIDENCE = (
     "INSERT INTO evidence (id, received_at, signer_cert_sha256, signer_serial, tx_id, content, cms, stamped_cms, "
-    "time_stamp, chain, revocation_kind, revocation, report) VALUES (:id, :received_at, :signer_cert_sha256, "
-    ":signer_serial, :tx_id, :content, :cms, :stamped_cms, :time_stamp, :chain, :revocation_kind, :revocation, "
-    ":report)")
+    "time_stamp, chain, revocation_kind, revocation, report, ca_revocation) VALUES (:id, :received_at, "
+    ":signer_cert_sha256, :signer_serial, :tx_id, :content, :cms, :stamped_cms, :time_stamp, :chain, "
+    ":revocation_kind, :revocation, :report, :ca_revocation)")
 _USE_CHALLENGE = ("UPDATE challenges SET used_at = :now, evidence_id = :eid "
                   "WHERE value = :v AND used_at IS NULL AND expires_at > :now")
 _first = select(_evidence.c.id).where(_evidence.c.signer_cert_sha256 == bindparam("c"),
                                       _evidence.c.tx_id == bindparam("t"))
+_crls = cast(Table, CrlRow.__table__)
 _read_challenge = select(_challenges.c.expires_at, _challenges.c.used_at).where(_challenges.c.value == bindparam("v"))
 
 
@@ -86,6 +108,7 @@ class EvidenceStore:
     def record(self, row: dict[str, Any], challenge: str | None, audit: dict[str, Any], now: datetime) -> None:
         """Store the record, use up its challenge and append the audit entry: all or none.
 
+        ``row["ca_revocation"]``: the CA certificates' (kind, DER) pieces, issuing CA first.
         Raises Replayed when the signer's tx_id is stored already (the unique index decides,
         so two processes racing with one payment store it once), ChallengeRefused when the
         challenge cannot be used.
@@ -93,7 +116,8 @@ class EvidenceStore:
         db = self.raw
         try:
             with db.transaction() as cur:
-                cur.execute(db.sql(_INSERT_EVIDENCE), {**row, "received_at": db.when(row["received_at"])})
+                cur.execute(db.sql(_INSERT_EVIDENCE), {**row, "received_at": db.when(row["received_at"]),
+                                                       "ca_revocation": encode_pieces(row["ca_revocation"])})
                 if challenge is not None:
                     cur.execute(db.sql(_USE_CHALLENGE), {"v": challenge, "now": db.when(now), "eid": row["id"]})
                     if cur.rowcount != 1:
@@ -127,7 +151,19 @@ class EvidenceStore:
         return EvidenceRecord(
             m["id"], _utc(m["received_at"]), m["signer_cert_sha256"], m["signer_serial"], m["tx_id"],
             m["content"], m["cms"], m["stamped_cms"], m["time_stamp"], m["chain"], m["revocation_kind"],
-            m["revocation"], m["report"])
+            m["revocation"], m["report"], decode_pieces(m["ca_revocation"]))
+
+    @_db
+    def crl_at(self, authority_id: int, moment: datetime) -> bytes | None:
+        """The CRL of an authority that was the newest published at ``moment`` (its history
+        is kept), if it was still current then (thisUpdate <= moment <= nextUpdate)."""
+        with self.engine.connect() as conn:
+            r = conn.execute(select(_crls.c.der, _crls.c.next_update)
+                             .where(_crls.c.authority_id == authority_id, _crls.c.this_update <= moment)
+                             .order_by(_crls.c.number.desc()).limit(1)).first()
+        if r is None or _utc(r[1]) < moment:
+            return None
+        return cast(bytes, r[0])
 
     @_db
     def ids(self, limit: int = 100) -> list[tuple[str, datetime, str, str]]:

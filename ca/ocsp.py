@@ -13,7 +13,7 @@ from ca.authority import CertificateAuthority
 from ca.delegated import Delegated, DelegatedKey
 from pkicore import ocsp as ocspmod
 from pkicore.ocsp import Answer, CertQuery, OcspRefusal
-from pkicore.revinfo import StatusSource
+from pkicore.pathstatus import StatusSource
 
 RENEW_BEFORE = timedelta(days=2)        # renew the responder certificate this long before it expires
 CACHE_MARGIN = timedelta(minutes=5)     # re-sign a cached answer this long before its nextUpdate
@@ -153,14 +153,48 @@ class Responder:
         return hit
 
 
+class _RootCrl:
+    """The root's current CRL (an ARL: the root certifies only CAs), re-read from the store
+    when a quarter of the way to its nextUpdate is left, or a status changed anywhere."""
+
+    def __init__(self, ca: CertificateAuthority) -> None:
+        self.ca = ca
+        self.root_der = ca.authority("root").cert_der
+        self._der = b""
+        self._refresh_at: datetime | None = None
+        self._version = -1
+        self._lock = threading.Lock()
+
+    def der(self) -> bytes:
+        from ca.revocation import Revocation
+
+        version = self.ca.store.counter("status_version")
+        with self._lock:
+            if self._refresh_at is not None and self.ca.clock() < self._refresh_at and version == self._version:
+                return self._der
+        rec = Revocation(self.ca).current("root")
+        with self._lock:
+            self._der, self._version = rec.der, version
+            self._refresh_at = rec.next_update - (rec.next_update - rec.this_update) / 4
+        return rec.der
+
+
 def status_source(responder: Responder, cache_size: int = 10_000) -> StatusSource:
-    """A verifier's status source that asks this responder in-process (no HTTP round trip).
+    """A verifier's status source for our own CA, in-process (no HTTP round trip): the
+    issuing CA's certificates from this responder, the issuing CA itself from the root's
+    CRL. Other certificates get nothing here (see ca.revfetch for those).
 
     The request for a certificate never changes, so it is built once per certificate.
     """
     requests: dict[tuple[bytes, bytes], bytes] = {}
+    issuing_der = responder.ca.authority("issuing").cert_der
+    root_crl = _RootCrl(responder.ca)
 
     def source(cert_der: bytes, issuer_der: bytes) -> list[tuple[str, bytes]]:
+        if issuer_der == root_crl.root_der:
+            return [("crl", root_crl.der())]
+        if issuer_der != issuing_der:
+            return []
         request = requests.get((cert_der, issuer_der))
         if request is None:
             request = ocspmod.build_request(x509.Certificate.load(cert_der), x509.Certificate.load(issuer_der))

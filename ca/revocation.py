@@ -12,12 +12,10 @@ from ca.authority import CertificateAuthority, ca_pin
 from ca.store import CertRecord, CrlRecord, RevokedEntry
 from pkicore import token
 from pkicore.algorithms import RawSigner, SigScheme, default_scheme
-from pkicore.crlbuild import REASONS, build_crl, entry
+from pkicore.crlbuild import REVOKE_REASONS, build_crl, entry
 from pkicore.errors import ErrorKind, PkiError
 
-# Reasons an operator may give to `revoke` (RFC 5280 §5.3.1); certificateHold has its own
-# command and removeFromCRL is only for delta CRLs.
-REVOKE_REASONS = tuple(r for r in REASONS if r not in ("certificateHold", "removeFromCRL"))
+__all__ = ["REVOKE_REASONS", "Revocation"]
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from asn1crypto import crl as asn1crl
 from asn1crypto import x509
 
 from pkicore.errors import ErrorKind, PkiError
+from pkicore.names import rfc4514
 from pkicore.validation import PURPOSES, REVOCATION, Inputs, Outcome, PolicyInputs, parse_purpose, validate
 
 MODES = tuple(REVOCATION)
@@ -37,7 +38,7 @@ class PathReport:
 
     @property
     def path(self) -> tuple[str, ...]:
-        return tuple(x509.Certificate.load(d).subject.human_friendly for d in self.outcome.path)
+        return tuple(rfc4514(x509.Certificate.load(d).subject) for d in self.outcome.path)
 
     def to_json(self) -> dict[str, Any]:
         return {**self.outcome.to_json(), "checks": list(self.checks)}

@@ -14,13 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from asn1crypto import algos, x509
+from asn1crypto import x509
 from cryptography import x509 as cx509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives import serialization
 
-from pkicore import der, oids, revinfo
+from pkicore import der, oids, sigverify
 from pkicore import tx as txmod
 from pkicore.cms_view import (DIGESTS, ID_CMS_ALGORITHM_PROTECTION, ID_CONTENT_TYPE, ID_DATA,
                               ID_MESSAGE_DIGEST, ID_SIGNING_CERTIFICATE_V2, ID_SIGNING_TIME, SIGNATURES,
@@ -30,11 +28,8 @@ from pkicore.errors import PkiError
 from pkicore.clock import Clock, system_clock
 from pkicore.pathval import ChainValidator, PathCert, check_period
 from pkicore.report import Check, Report, Sub, conclude
-from pkicore.revinfo import StatusInfo, StatusSource
+from pkicore.pathstatus import PathStatus, StatusCache, StatusInfo, StatusSource
 
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512,
-}
 _DOCUMENT_SIGNING_OK = {"document_signing", oids.ID_KP_DOCUMENT_SIGNING, "any_extended_key_usage"}
 
 
@@ -144,50 +139,34 @@ class _IdCache:
         return ident
 
 
+_SUBS = {
+    sigverify.Failure.INVALID: Sub.SIG_CRYPTO_FAILURE,
+    sigverify.Failure.KEY_MISMATCH: Sub.SIG_CRYPTO_FAILURE,
+    sigverify.Failure.MALFORMED: Sub.FORMAT_FAILURE,
+    sigverify.Failure.UNSUPPORTED: Sub.CRYPTO_CONSTRAINTS_FAILURE,
+}
+
+
 def _verify_signature(cert: SignerCert, s: SignerView, digest_name: str,
                       data: bytes) -> tuple[str, Sub] | None:
-    """None when the signature verifies, else (why, sub-indication)."""
+    """None when the signature verifies, else (why, sub-indication); the check itself is
+    pkicore.sigverify's, the one for every signature udun verifies."""
     known = SIGNATURES.get(s.signature_oid)
     if known is None:
         return "unsupported signature algorithm", Sub.CRYPTO_CONSTRAINTS_FAILURE
-    kind, implied = known
+    _kind, implied = known
     if implied is not None and implied != digest_name:
         # RFC 5754 §3: the signature's hash is the SignerInfo's digest algorithm.
         return f"signature hash {implied} differs from digestAlgorithm {digest_name}", Sub.FORMAT_FAILURE
-    key = cert.public_key
     try:
-        if kind == "ecdsa":
-            if s.signature_params is not None:                       # RFC 5758 §3.2: absent
-                return "ECDSA algorithm identifier with parameters", Sub.FORMAT_FAILURE
-            if not isinstance(key, ec.EllipticCurvePublicKey):
-                return "ECDSA signature but the certificate holds no EC key", Sub.SIG_CRYPTO_FAILURE
-            key.verify(s.signature, data, ec.ECDSA(_HASHES[digest_name]()))
-        elif kind == "pkcs1":
-            if not _params_absent_or_null(s.signature_params):       # RFC 4055 §5: NULL
-                return "RSA algorithm identifier with parameters", Sub.FORMAT_FAILURE
-            if not isinstance(key, rsa.RSAPublicKey):
-                return "RSA signature but the certificate holds no RSA key", Sub.SIG_CRYPTO_FAILURE
-            key.verify(s.signature, data, padding.PKCS1v15(), _HASHES[digest_name]())
-        else:
-            if not isinstance(key, rsa.RSAPublicKey):
-                return "RSA-PSS signature but the certificate holds no RSA key", Sub.SIG_CRYPTO_FAILURE
-            if s.signature_params is None:
-                return "RSA-PSS without parameters", Sub.FORMAT_FAILURE
-            params = algos.RSASSAPSSParams.load(s.signature_params, strict=True)
-            hname = params["hash_algorithm"]["algorithm"].native
-            mgf = params["mask_gen_algorithm"]
-            mgf_hash = mgf["parameters"]["algorithm"].native
-            salt = params["salt_length"].native
-            if mgf["algorithm"].native != "mgf1" or hname not in _HASHES or mgf_hash not in _HASHES:
-                return f"unsupported PSS parameters {hname}/{mgf_hash}", Sub.CRYPTO_CONSTRAINTS_FAILURE
-            if params["trailer_field"].native != "trailer_field_bc" or not 0 <= salt <= 512:
-                return "malformed PSS parameters (RFC 4055 §3.1)", Sub.FORMAT_FAILURE
-            pss = padding.PSS(mgf=padding.MGF1(_HASHES[mgf_hash]()), salt_length=salt)
-            key.verify(s.signature, data, pss, _HASHES[hname]())
-    except InvalidSignature:
-        return "the signature does not verify with the signer's public key", Sub.SIG_CRYPTO_FAILURE
-    except (KeyError, ValueError, TypeError, OverflowError) as e:
-        return f"malformed signature or parameters ({type(e).__name__})", Sub.FORMAT_FAILURE
+        alg = sigverify.cached_identifier(s.signature_algorithm, digest_name)
+        sigverify.verify(cert.public_key, s.signature, data, alg)
+    except sigverify.SignatureError as e:
+        if e.failure is sigverify.Failure.INVALID:
+            return "the signature does not verify with the signer's public key", Sub.SIG_CRYPTO_FAILURE
+        return e.problem, _SUBS[e.failure]
+    except (KeyError, ValueError, TypeError) as e:
+        return f"malformed signature algorithm ({type(e).__name__})", Sub.FORMAT_FAILURE
     return None
 
 
@@ -229,8 +208,7 @@ class Verifier:
         # A payment must be signed close to now (a bank's freshness rule; None: no window).
         self.signing_window = signing_window
         self._certs = _CertCache()
-        self._status_cache: dict[bytes, StatusInfo] = {}
-        self._status_lock = threading.Lock()
+        self._statuses = StatusCache()
         self._ids = _IdCache()
 
     def verify(self, cms_der: bytes, content: bytes | None = None) -> Report:
@@ -338,10 +316,9 @@ class Verifier:
             else:
                 c.fail("signing time", f"the signer claims to have signed when {claimed.detail}", claimed.failure)
         path = self._check_chain(signer, certs_der, now, c)
-        issuer_der = path[1] if len(path) > 1 else None
-        revocation = None
-        if issuer_der is not None and self.status is not None:
-            revocation = self._check_status(signer, issuer_der, signing_time, now, c)
+        statuses = self._check_status(path, signing_time, now, c) \
+            if len(path) > 1 and self.status is not None else None
+        revocation = statuses.statuses[0] if statuses is not None else None
 
         if "non_repudiation" not in signer.key_usage:
             c.fail("key usage", "the certificate does not allow nonRepudiation", Sub.CHAIN_CONSTRAINTS_FAILURE)
@@ -363,9 +340,12 @@ class Verifier:
         return conclude(c.items, signer=signer.identity, signing_time=signing_time,
                         transaction=transaction, signer_cert_der=signer.der,
                         revocation=revocation.to_json(now) if revocation else None,
+                        statuses=tuple(st.to_json(now) for st in statuses.statuses) if statuses else (),
                         chain_der=path, signature_value=s.signature, content=content,
                         revocation_data=(revocation.source.lower(), revocation.raw)
-                        if revocation is not None and revocation.source and revocation.raw else None)
+                        if revocation is not None and revocation.source and revocation.raw else None,
+                        ca_revocation_data=tuple((st.source.lower(), st.raw) for st in statuses.statuses[1:]
+                                                 if st.source and st.raw) if statuses else ())
 
     def _check_chain(self, signer: SignerCert, certs_der: tuple[bytes, ...], now: datetime,
                      c: _Checks) -> tuple[bytes, ...]:
@@ -383,57 +363,40 @@ class Verifier:
             c.fail("certificate chain", chain.detail, chain.failure)
         return ()
 
-    def _check_status(self, signer: SignerCert, issuer_der: bytes, signing_time: datetime | None,
-                      now: datetime, c: _Checks) -> StatusInfo:
-        """The signer's status now (a self-asserted signingTime proves nothing).
+    def _check_status(self, path: tuple[bytes, ...], signing_time: datetime | None, now: datetime,
+                      c: _Checks) -> PathStatus:
+        """The status now of every certificate below the anchor (a self-asserted signingTime
+        proves nothing), each from its own revocation data.
 
-        Revoked: TOTAL_FAILED REVOKED when the signer claims to have signed at or after the
-        revocation (or after a compromise), else INDETERMINATE REVOKED_NO_POE (EN 319 102-1
-        §5.2.6: without a proof of existence before the revocation). On hold: TRY_LATER.
+        Revoked (the signer or a CA above it): TOTAL_FAILED REVOKED when the signer claims
+        to have signed at or after the revocation, else INDETERMINATE REVOKED_NO_POE (EN 319
+        102-1 §5.2.6: no proof of existence before it). On hold or no fresh status: TRY_LATER.
         """
         assert self.status is not None
-        issuer = x509.Certificate.load(issuer_der)
-        try:
-            raw = self.status(signer.der, issuer_der)
-        except Exception as e:  # noqa: BLE001  a status source that fails leaves the status open
-            raw = []
-            detail = f"status source failed ({type(e).__name__})"
+        raw: list[list[tuple[str, bytes]]] = []
+        for cert_der, issuer_der in zip(path, path[1:]):
+            try:
+                raw.append(self.status(cert_der, issuer_der))
+            except Exception:  # noqa: BLE001  a status source that fails leaves that status open
+                raw.append([])
+        result = self._statuses.status(path, raw, now)
+        bad = result.failing
+        if bad is None:
+            c.ok("revocation status", "good: " + "; ".join(
+                f"{_who(st)} ({st.source}, thisUpdate {st.this_update:%Y-%m-%d %H:%M:%S}Z)"
+                if st.this_update else _who(st) for st in result.statuses))
+        elif bad.status == "on_hold":
+            since = f" since {bad.revoked_at:%Y-%m-%d %H:%M:%S}Z" if bad.revoked_at else ""
+            c.fail("revocation status", f"{_who(bad)} is suspended (on hold{since}; {_where(bad)})", Sub.TRY_LATER)
+        elif bad.status == "revoked":
+            assert bad.revoked_at is not None
+            claimed_after = signing_time is not None and signing_time >= bad.revoked_at
+            c.fail("revocation status", f"{_who(bad)} was revoked at {bad.revoked_at:%Y-%m-%d %H:%M:%S}Z "
+                   f"({bad.reason}; {_where(bad)})", Sub.REVOKED if claimed_after else Sub.REVOKED_NO_POE)
         else:
-            detail = "no revocation information"
-        infos = [self._status_info(kind, d, signer, issuer, now) for kind, d in raw]
-        info = revinfo.best(infos) if infos else revinfo.StatusInfo("unusable", None, detail=detail)
-        where = f"{info.source}, thisUpdate {info.this_update:%Y-%m-%d %H:%M:%S}Z" if info.this_update else ""
-        if info.status == "good":
-            c.ok("revocation status", f"good ({where})")
-        elif info.status == "on_hold":
-            c.fail("revocation status", f"the certificate is suspended (on hold since "
-                                        f"{info.revoked_at:%Y-%m-%d %H:%M:%S}Z; {where})", Sub.TRY_LATER)
-        elif info.status == "revoked":
-            assert info.revoked_at is not None
-            claimed_after = signing_time is not None and signing_time >= info.revoked_at
-            c.fail("revocation status", f"revoked at {info.revoked_at:%Y-%m-%d %H:%M:%S}Z ({info.reason}; {where})",
-                   Sub.REVOKED if claimed_after else Sub.REVOKED_NO_POE)
-        else:
-            c.fail("revocation status", f"no fresh status: {info.detail or info.status}", Sub.TRY_LATER)
-        return info
-
-    def _status_info(self, kind: str, data: bytes, signer: SignerCert, issuer: x509.Certificate,
-                     now: datetime) -> StatusInfo:
-        """Check revocation data once per (data, certificate); later only its freshness."""
-        key = hashlib.sha256(data).digest() + signer.sha256
-        with self._status_lock:
-            cached = self._status_cache.get(key)
-        if cached is not None and cached.next_update is not None and cached.this_update is not None \
-                and cached.this_update <= now + revinfo.CLOCK_SKEW and now <= cached.next_update:
-            return cached
-        info = revinfo.from_ocsp(data, signer.asn1, issuer, now) if kind == "ocsp" \
-            else revinfo.from_crl(data, signer.asn1, issuer, now)
-        if info.status != "unusable":
-            with self._status_lock:
-                if len(self._status_cache) >= 10_000:
-                    self._status_cache.clear()
-                self._status_cache[key] = info
-        return info
+            c.fail("revocation status", f"no fresh status for {_who(bad)}: {bad.detail or bad.status}",
+                   Sub.TRY_LATER)
+        return result
 
     def _find_signer(self, s: SignerView, certs_der: tuple[bytes, ...],
                      scv2: _CertRef | None) -> SignerCert | None:
@@ -542,3 +505,11 @@ def _signing_certificate_ref(value: tuple[bytes, der.Tlv]) -> _CertRef:
         issuer_der = der.contents(buf, dn) if dn is not None else b""
         serial = der.integer(buf, issuer_serial[1])
     return _CertRef(hash_name, cert_hash, issuer_der, serial)
+
+
+def _who(st: StatusInfo) -> str:
+    return f"the signer {st.subject}" if st.position == "end-entity" else f"the CA {st.subject} ({st.position})"
+
+
+def _where(st: StatusInfo) -> str:
+    return f"{st.source}, thisUpdate {st.this_update:%Y-%m-%d %H:%M:%S}Z" if st.this_update else "no source"

@@ -20,6 +20,9 @@ REASONS: dict[str, int] = {
     "superseded": 4, "cessationOfOperation": 5, "certificateHold": 6, "removeFromCRL": 8,
     "privilegeWithdrawn": 9, "aACompromise": 10,
 }
+# Reasons an operator may give to `revoke` (RFC 5280 §5.3.1); certificateHold has its own
+# command and removeFromCRL is only for delta CRLs.
+REVOKE_REASONS = tuple(r for r in REASONS if r not in ("certificateHold", "removeFromCRL"))
 REASON_NAMES = {v: k for k, v in REASONS.items()}
 
 _OID_REASON = core.ObjectIdentifier("2.5.29.21").dump()            # RFC 5280 §5.3.1 id-ce-cRLReasons

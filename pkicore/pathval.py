@@ -1,4 +1,4 @@
-"""RFC 5280 path validation (pyhanko-certvalidator) behind a per-leaf cache.
+"""RFC 5280 path validation (pkicore.validation, the one engine) behind a per-leaf cache.
 
 Path building and the signature/constraint checks along a path do not depend on the
 moment of validation, only the validity periods do. So a validated path is cached per
@@ -7,7 +7,6 @@ moment. (Revocation, which does depend on time, is checked outside this cache.)
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import threading
 from collections import OrderedDict
@@ -15,9 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from asn1crypto import crl, pem, x509
-from pyhanko_certvalidator import CertificateValidator, ValidationContext
-from pyhanko_certvalidator import errors as cverr
-from pyhanko_certvalidator.authority import CertTrustAnchor
 
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.report import Sub
@@ -93,24 +89,6 @@ def load_crls(data: bytes) -> list[bytes]:
         raise
     except Exception as e:  # asn1crypto raises ValueError/TypeError on garbage
         raise PkiError(ErrorKind.BAD_INPUT, "not a PEM or DER CRL file") from e
-
-
-_STRONG_CURVES = ("secp256r1", "secp384r1", "secp521r1")
-MIN_RSA_BITS = 2048
-
-
-def key_strength_problem(cert: x509.Certificate) -> str | None:
-    """Why the certificate's key is too weak or of a kind we refuse, or None (NIST SP 800-57:
-    RSA below 2048 bits and curves other than P-256/384/521 are not used for signatures here)."""
-    key = cert.public_key
-    algo = key.algorithm
-    if algo == "rsa" and key.bit_size < MIN_RSA_BITS:
-        return f"{cert.subject.human_friendly}: RSA-{key.bit_size} key is too weak (at least {MIN_RSA_BITS})"
-    if algo == "ec" and key.curve[1] not in _STRONG_CURVES:
-        return f"{cert.subject.human_friendly}: elliptic curve {key.curve[1]} is not accepted"
-    if algo not in ("rsa", "ec", "rsassa_pss"):
-        return f"{cert.subject.human_friendly}: {algo} keys are not accepted"
-    return None
 
 
 def is_self_signed(cert: x509.Certificate) -> bool:
@@ -212,30 +190,20 @@ class ChainValidator:
         return result
 
     def _validate_fresh(self, leaf: x509.Certificate, extra: list[x509.Certificate], moment: datetime) -> ChainResult:
-        ctx = ValidationContext(
-            trust_roots=[CertTrustAnchor(a, derive_default_quals_from_cert=True) for a in self.trust.anchors],
-            other_certs=list(self.trust.intermediates) + extra,
-            moment=moment,
-            allow_fetching=False,
-            revocation_mode="soft-fail",
-        )
-        validator = CertificateValidator(leaf, validation_context=ctx)
-        try:
-            vpath = asyncio.run(validator.async_validate_path())
-        except cverr.PathBuildingError as e:
-            return ChainResult(False, Sub.NO_CERTIFICATE_CHAIN_FOUND, f"no path to a trust anchor: {e}")
-        except (cverr.ExpiredError, cverr.NotYetValidError) as e:
-            return ChainResult(False, Sub.OUT_OF_BOUNDS_NO_POE, str(e))
-        except cverr.DisallowedAlgorithmError as e:
-            return ChainResult(False, Sub.CRYPTO_CONSTRAINTS_FAILURE, str(e))
-        except cverr.PathValidationError as e:
-            return ChainResult(False, Sub.CHAIN_CONSTRAINTS_FAILURE, str(e))
-        except Exception as e:  # noqa: BLE001  any other failure of the library is a chain failure
-            return ChainResult(False, Sub.CERTIFICATE_CHAIN_GENERAL_FAILURE, f"{type(e).__name__}: {e}")
-        # iter_certs runs root -> leaf; keep leaf first, the anchor last.
-        certs = list(reversed(list(vpath.iter_certs(include_root=True))))
-        weak = next((p for p in map(key_strength_problem, certs) if p), None)
-        if weak:
-            return ChainResult(False, Sub.CRYPTO_CONSTRAINTS_FAILURE, weak)
-        path = tuple(facts(c) for c in certs)
+        """The one engine (pkicore.validation), without revocation: status is checked apart."""
+        from pkicore.validation import Inputs, validate
+
+        outcome = validate(leaf.dump(), Inputs(
+            anchors=tuple(a.dump() for a in self.trust.anchors), moment=moment, revocation="off",
+            intermediates=tuple(c.dump() for c in (*self.trust.intermediates, *extra))))
+        if not outcome.valid:
+            sub = outcome.sub or Sub.CERTIFICATE_CHAIN_GENERAL_FAILURE
+            if sub in (Sub.EXPIRED, Sub.NOT_YET_VALID):
+                sub = Sub.OUT_OF_BOUNDS_NO_POE          # a CA of the path (the leaf was checked first)
+            where = f"{outcome.failing.position} {outcome.failing.subject}: " if outcome.failing else ""
+            detail = outcome.error or ""
+            if sub is Sub.NO_CERTIFICATE_CHAIN_FOUND:
+                return ChainResult(False, sub, detail)
+            return ChainResult(False, sub, f"{where}{detail} [{outcome.rule}]" if outcome.rule else where + detail)
+        path = tuple(facts(x509.Certificate.load(d)) for d in outcome.path)
         return ChainResult(True, None, f"valid path of {len(path)} certificates", path)

@@ -108,11 +108,13 @@ class Report:
     signing_time: datetime | None = None
     transaction: dict[str, Any] | None = None
     signer_cert_der: bytes | None = field(default=None, repr=False)
-    revocation: dict[str, Any] | None = None
+    revocation: dict[str, Any] | None = None          # the signer's status
+    statuses: tuple[dict[str, Any], ...] = ()         # every certificate below the anchor, signer first
     # What evidence is made of (never in the JSON answer): the path signer-first, the
     # revocation data used ("ocsp"|"crl", bytes), the signature value, the signed content.
     chain_der: tuple[bytes, ...] = field(default=(), repr=False)
     revocation_data: tuple[str, bytes] | None = field(default=None, repr=False)
+    ca_revocation_data: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)   # for the CAs
     signature_value: bytes = field(default=b"", repr=False)
     content: bytes | None = field(default=None, repr=False)
 
@@ -129,6 +131,7 @@ class Report:
             "signing_time": self.signing_time.isoformat().replace("+00:00", "Z") if self.signing_time else None,
             "transaction": self.transaction,
             "revocation": self.revocation,
+            "statuses": list(self.statuses),
             "checks": [c.to_json() for c in self.checks],
         }
 
@@ -138,7 +141,8 @@ def refuse(report: Report, name: str, detail: str, sub: Sub) -> Report:
     return conclude([*report.checks, Check(name, False, detail, sub)], signer=report.signer,
                     signing_time=report.signing_time, transaction=report.transaction,
                     signer_cert_der=report.signer_cert_der, revocation=report.revocation,
-                    chain_der=report.chain_der, revocation_data=report.revocation_data,
+                    statuses=report.statuses, chain_der=report.chain_der,
+                    revocation_data=report.revocation_data, ca_revocation_data=report.ca_revocation_data,
                     signature_value=report.signature_value, content=report.content)
 
 

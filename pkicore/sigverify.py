@@ -22,7 +22,7 @@ from pyhanko_certvalidator.errors import PSSParameterMismatch
 from pyhanko_certvalidator.sig_validate import (DEFAULT_VALIDATION_CONTEXT, SignatureValidationContext,
                                                 SignatureValidator)
 
-from pkicore.algpolicy import LEGACY, STRICT, AlgorithmPolicy
+from pkicore.algpolicy import STRICT, AlgorithmPolicy
 
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1,        # legacy data only: pkicore.algpolicy refuses it unless told otherwise
@@ -31,6 +31,7 @@ HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
+ID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"      # RFC 5480 §2.1.1
 MAX_PSS_SALT = 512              # bytes; far above any real salt, bounds hostile parameters
 
 
@@ -111,7 +112,9 @@ def from_identifier(alg: algos.SignedDigestAlgorithm, digest_hint: str | None = 
     try:
         kind = {"rsassa_pkcs1v15": "pkcs1", "ecdsa": "ecdsa", "dsa": "dsa"}.get(alg.signature_algo, "")
     except ValueError:
-        kind = ""
+        # id-ecPublicKey as a signature algorithm: seen in CMS in the wild, the digest
+        # algorithm then names the hash (as for rsaEncryption).
+        kind = "ecdsa" if name == ID_EC_PUBLIC_KEY else ""
     if not kind:
         raise SignatureError(Failure.UNSUPPORTED, f"unsupported signature algorithm {name}")
     try:

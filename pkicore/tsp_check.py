@@ -13,13 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from asn1crypto import algos, core, tsp, x509
+from asn1crypto import core, tsp, x509
 from asn1crypto import cms as asn1cms
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from pkicore import der, names
+from pkicore import der, names, sigverify
 from pkicore.cms_view import (
     DIGESTS,
     ID_CONTENT_TYPE,
@@ -42,8 +39,6 @@ _OID_TSTINFO = core.ObjectIdentifier(ID_CT_TSTINFO).dump()          # the conten
 _ID_TSTINFO = core.ObjectIdentifier(ID_CT_TSTINFO).contents          # as cms_view gives eContentType
 _ID_SIGNED_DATA = core.ObjectIdentifier("1.2.840.113549.1.7.2").contents   # RFC 5652 §5.1
 _ID_SIGNING_CERTIFICATE = core.ObjectIdentifier(ID_AA_SIGNING_CERTIFICATE).contents
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 _ESS_HASHES = {"sha1", "sha256", "sha384", "sha512"}     # ESSCertID is SHA-1 (RFC 2634 §5.4.1)
 
 
@@ -163,26 +158,21 @@ def _signer_cert(s: SignerView, candidates: Sequence[bytes]) -> tuple[bytes, x50
 
 
 def _verify(cert: x509.Certificate, s: SignerView, digest_name: str, data: bytes) -> None:
-    kind, implied = SIGNATURES.get(s.signature_oid, ("", None))
-    if not kind:
+    """The token's signature, checked by pkicore.sigverify (the one signature check)."""
+    _kind, implied = SIGNATURES.get(s.signature_oid, ("", None))
+    if not _kind:
         raise _Bad("unsupported signature algorithm")
     if implied is not None and implied != digest_name:
         raise _Bad(f"signature hash {implied} differs from digestAlgorithm {digest_name} (RFC 5754 §3)")
-    key = serialization.load_der_public_key(cert.public_key.dump())
     try:
-        if kind == "ecdsa" and isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(s.signature, data, ec.ECDSA(_HASHES[digest_name]()))
-        elif kind == "pkcs1" and isinstance(key, rsa.RSAPublicKey):
-            key.verify(s.signature, data, padding.PKCS1v15(), _HASHES[digest_name]())
-        elif kind == "pss" and isinstance(key, rsa.RSAPublicKey):
-            params = algos.RSASSAPSSParams.load(s.signature_params or b"", strict=True)
-            mgf_hash = params["mask_gen_algorithm"]["parameters"]["algorithm"].native
-            pss = padding.PSS(padding.MGF1(_HASHES[mgf_hash]()), params["salt_length"].native)
-            key.verify(s.signature, data, pss, _HASHES[params["hash_algorithm"]["algorithm"].native]())
-        else:
-            raise _Bad(f"a {kind} signature does not fit the TSA certificate's key")
-    except InvalidSignature:
-        raise _Bad("the signature does not verify with the TSA certificate's key") from None
+        alg = sigverify.cached_identifier(s.signature_algorithm, digest_name)
+        sigverify.verify(sigverify.load_key(cert.public_key.dump()), s.signature, data, alg)
+    except sigverify.SignatureError as e:
+        if e.failure is sigverify.Failure.INVALID:
+            raise _Bad("the signature does not verify with the TSA certificate's key") from None
+        if e.failure is sigverify.Failure.KEY_MISMATCH:
+            raise _Bad(f"a {_kind} signature does not fit the TSA certificate's key") from None
+        raise _Bad(e.problem) from None
 
 
 def _check(v: CmsView, extra_certs: Sequence[bytes]) -> tuple[bytes, x509.Certificate, bytes]:

@@ -76,9 +76,11 @@ def test_full_cli_flow(flow: Flow) -> None:
 
     assert flow.run("verify", "tx.p7s").stdout.startswith(b"TOTAL_PASSED")
     flow.run("ca", "crl", "-o", "issuing.crl")
+    flow.run("ca", "crl", "--ca", "root", "-o", "root.crl")      # the issuing CA's own status
     detached = json.loads(flow.run("verify", "txd.p7s", "--content", "tx.canonical.json", "--trust", "chain.pem",
-                                   "--crl", "issuing.crl", "--json").stdout)
+                                   "--crl", "issuing.crl", "--crl", "root.crl", "--json").stdout)
     assert detached["status"] == "TOTAL_PASSED" and detached["revocation"]["source"] == "CRL"
+    assert [s["status"] for s in detached["statuses"]] == ["good", "good"]
     declined = flow.run("sign", "--label", "alice", "tx.json", "-o", "no.p7s", input=b"n\n", ok=False)
     assert declined.returncode == 1 and not (h / "no.p7s").exists()
 

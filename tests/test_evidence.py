@@ -1,8 +1,10 @@
-"""Issue 5 acceptance 2-4: evidence records and bundles, time travel, replay protection."""
+"""Issue 5 acceptance 2-4: evidence records and bundles, time travel, replay protection.
+Issue 9 point 5: the CAs' revocation data and the full chain in every bundle."""
 from __future__ import annotations
 
 import io
 import json
+import random
 import re
 import subprocess
 import threading
@@ -60,8 +62,8 @@ def test_answer_carries_evidence_and_time_stamp(stored) -> None:  # type: ignore
     assert "first_evidence_id" not in answer
 
 
-def test_bundle_verifies_with_the_readme_openssl_commands(stored, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    _, data = stored
+def _run_readme(data: bytes, tmp_path: Path) -> tuple[Path, str]:
+    """Unzip a bundle and run every `$ ` command of its README: all must exit 0."""
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         z.extractall(tmp_path)
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
@@ -72,14 +74,83 @@ def test_bundle_verifies_with_the_readme_openssl_commands(stored, tmp_path: Path
     for cmd in commands:
         proc = subprocess.run(["bash", "-c", cmd], cwd=folder, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, f"{cmd}\n{proc.stdout}{proc.stderr}"
-        outputs.append(proc.stdout + proc.stderr)
+        out = proc.stdout + proc.stderr
+        if cmd.startswith("openssl crl") and "-CAfile" in cmd:
+            # OpenSSL 3.0 exits 0 after "verify failure" too: the README says to look for this
+            assert out.strip() == "verify OK", f"{cmd}\n{out}"
+        outputs.append(out)
     text = "\n".join(outputs)
     assert "CAdES Verification successful" in text
     assert text.count("Verification: OK") == 2              # the signature's and the manifest's stamps
-    assert "Response verify OK" in text and "signer.pem: good" in text
     assert "payment.json: OK" in text and "FAILED" not in text
+    return folder, readme
+
+
+def _serial_listed(crl_text: str, cert_pem: bytes) -> bool:
+    from asn1crypto import pem as asn1pem
+    from asn1crypto import x509 as asn1x509
+
+    serial = asn1x509.Certificate.load(asn1pem.unarmor(cert_pem)[2]).serial_number
+    listed = re.findall(r"Serial Number: ([0-9A-F]+)", crl_text)
+    return any(int(s, 16) == serial for s in listed)
+
+
+def _check_chain_and_ca_status(folder: Path, readme: str, chain: list[bytes]) -> None:
+    """ca-chain.pem is the path's CAs, named by the commands; ca-crl-1.der shows the issuing
+    CA was not revoked (the root's CRL, checked against root.pem)."""
+    from pkicore.pathval import load_certs
+
+    assert load_certs((folder / "ca-chain.pem").read_bytes()) == chain[:1]        # the issuing CA
+    cms_cmd = next(line for line in readme.splitlines() if line.startswith("$ openssl cms -verify"))
+    assert "-CAfile root.pem -certfile ca-chain.pem" in cms_cmd
+    assert "$ openssl crl -inform DER -in ca-crl-1.der -CAfile root.pem -noout" in readme
+    assert "$ openssl crl -inform DER -in ca-crl-1.der -noout -text" in readme
+    text = subprocess.run(["openssl", "crl", "-inform", "DER", "-in", "ca-crl-1.der", "-noout", "-text"],
+                          cwd=folder, capture_output=True, text=True, check=True).stdout
+    assert "Issuer: O = udun, CN = udun Root CA" in text
+    assert not _serial_listed(text, (folder / "issuing-ca.pem").read_bytes())
+
+
+def test_bundle_verifies_with_the_readme_openssl_commands(stored, ca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, data = stored
+    folder, readme = _run_readme(data, tmp_path)
+    ocsp_cmd = next(line for line in readme.splitlines() if line.startswith("$ openssl ocsp"))
+    assert "-verify_other ca-chain.pem" in ocsp_cmd
+    _check_chain_and_ca_status(folder, readme, ca.chain_der())
+    out = subprocess.run(["bash", "-c", ocsp_cmd[2:]], cwd=folder, capture_output=True, text=True)
+    assert "Response verify OK" in out.stderr + out.stdout and "signer.pem: good" in out.stdout
     sha = subprocess.run(["sha256sum", "payment.json"], cwd=folder, capture_output=True, text=True).stdout.split()[0]
     assert json.loads((folder / "manifest.json").read_text())["files"]["payment.json"] == sha
+
+
+def test_ca_status_files_are_numbered_from_the_issuing_ca_up(ca, enrolled) -> None:  # type: ignore[no-untyped-def]
+    """A longer path (signer, CA 1, CA 2, root): CA N's status is ca-<kind>-N.der, checked
+    against CA N+1 (the root for the last one)."""
+    from ca.bundle import ca_status_lines, cert_file
+
+    issuing, root = ca.chain_der()
+    chain = [enrolled["user-ec"].cert_der, issuing, issuing, root]       # only the names matter here
+    assert [cert_file(i, 4) for i in range(4)] == ["signer.pem", "issuing-ca.pem", "ca-2.pem", "root.pem"]
+    commands = [line for line in ca_status_lines(chain, (("ocsp", b""), ("crl", b"")), 1234) if line.startswith("$")]
+    assert commands == [
+        "$ openssl ocsp -respin ca-ocsp-1.der -issuer ca-2.pem -cert issuing-ca.pem -CAfile root.pem "
+        "-verify_other ca-chain.pem -attime 1234",
+        "$ openssl crl -inform DER -in ca-crl-2.der -CAfile root.pem -noout",
+        "$ openssl crl -inform DER -in ca-crl-2.der -noout -text",
+    ]
+
+
+def test_the_record_keeps_the_issuing_cas_status(stored, ca) -> None:  # type: ignore[no-untyped-def]
+    from asn1crypto import crl as asn1crl
+
+    from ca.evidence_store import EvidenceStore
+
+    answer, _ = stored
+    rec = EvidenceStore(ca.store).get(answer["evidence_id"])
+    assert rec.ca_revocation is not None and [kind for kind, _ in rec.ca_revocation] == ["crl"]
+    issuer = asn1crl.CertificateList.load(rec.ca_revocation[0][1])["tbs_cert_list"]["issuer"]
+    assert issuer.human_friendly == "Common Name: udun Root CA, Organization: udun"
+    assert [st["position"] for st in answer["statuses"]] == ["end-entity", "intermediate 1"]
 
 
 def test_a_restamped_manifest_or_a_hidden_copy_does_not_pass(stored, ca) -> None:  # type: ignore[no-untyped-def]
@@ -116,23 +187,128 @@ def test_a_restamped_manifest_or_a_hidden_copy_does_not_pass(stored, ca) -> None
     assert not verdict.ok and "one folder" in verdict.problems[0], verdict.problems
 
 
+SMALL = 1024          # files up to this size get every byte flipped, larger ones RANDOM_FLIPS
+RANDOM_FLIPS = 300
+EVERY_BYTE = ("manifest.json", "manifest.tst")   # not covered by manifest.json's sums: every byte
+
+
+def _flipped(members: dict[str, bytes], name: str, pos: int, mask: int) -> bytes:
+    """The bundle with one byte of member ``name`` xor-ed with ``mask`` (non-zero), re-zipped."""
+    changed = dict(members)
+    content = bytearray(members[name])
+    content[pos] ^= mask
+    changed[name] = bytes(content)
+    return _rezip(changed)
+
+
+def test_any_changed_byte_of_any_file_is_named(stored, ca) -> None:  # type: ignore[no-untyped-def]
+    """Every byte of the small files and of the manifest pair, a few hundred seeded random
+    ones of each larger file: never accepted, never a crash, the headline names the file."""
+    from pkicore.bundle_check import verify_bundle
+
+    _, data = stored
+    root = ca.chain_der()[1:]
+    at = now()
+    assert verify_bundle(data, root, at).ok
+    members = _members(data)
+    tried = 0
+    for name, content in sorted(members.items()):
+        short = name.split("/", 1)[1]
+        rng = random.Random(f"{short}")
+        every = len(content) <= SMALL or short in EVERY_BYTE
+        positions = range(len(content)) if every else rng.sample(range(len(content)), RANDOM_FLIPS)
+        for pos in positions:
+            mask = rng.randrange(1, 256)
+            verdict = verify_bundle(_flipped(members, name, pos, mask), root, at)
+            assert not verdict.ok, f"{short}[{pos}] ^ {mask:#04x} was accepted"
+            assert re.match(f"{re.escape(short)}[ :]", verdict.problems[0]), \
+                f"{short}[{pos}] ^ {mask:#04x}: {verdict.problems[0]}"
+            tried += 1
+    assert tried > 5000
+
+
 def test_udun_evidence_verify_accepts_then_names_any_changed_file(stored, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The CLI: exit 0 for the bundle, exit 1 with "FAILED: <file>" for one changed byte per
+    file (in manifest.tst: inside the issuing CA certificate it carries, which its signature
+    does not cover and which once crashed the check with a ValueError)."""
+    from asn1crypto import cms as asn1cms
+
     _, data = stored
     good = write(tmp_path / "bundle.zip", data)
     proc = udun("evidence", "verify", str(good))
     assert proc.returncode == 0 and b"OK" in proc.stdout, proc.stdout + proc.stderr
     members = _members(data)
     for name, content in members.items():
-        changed = dict(members)
-        flipped = bytearray(content)
-        flipped[len(flipped) // 2] ^= 0x01
-        changed[name] = bytes(flipped)
-        path = write(tmp_path / "changed.zip", _rezip(changed))
-        proc = udun("evidence", "verify", str(path))
         short = name.split("/", 1)[1]
-        assert proc.returncode == 1, f"{short}: {proc.stdout!r}"
+        pos = len(content) // 2
+        if short == "manifest.tst":
+            carried = asn1cms.ContentInfo.load(content)["content"]["certificates"][1].chosen.dump()
+            pos = content.index(carried) + len(carried) // 2
+        path = write(tmp_path / "changed.zip", _flipped(members, name, pos, 0x01))
+        proc = udun("evidence", "verify", str(path))
+        assert proc.returncode == 1, f"{short}: {proc.stdout!r} {proc.stderr!r}"
         headline = next(line for line in proc.stdout.decode().splitlines() if "FAILED" in line)
         assert re.search(f"FAILED: {re.escape(short)}[ :]", headline), f"{short}: {headline}"
+
+
+def _signer_only(cms_der: bytes) -> bytes:
+    """The CMS with its certificate set cut down to the signer's (the signature does not
+    cover the set): what a client that sends no chain sends."""
+    from asn1crypto import cms as asn1cms
+
+    info = asn1cms.ContentInfo.load(cms_der)
+    sd = info["content"]
+    sid = sd["signer_infos"][0]["sid"]
+    keep = [c for c in sd["certificates"]
+            if (sid.name == "subject_key_identifier" and c.chosen.key_identifier == sid.chosen.native)
+            or (sid.name == "issuer_and_serial_number" and c.chosen.serial_number == sid.chosen["serial_number"].native)]
+    assert len(keep) == 1 and len(sd["certificates"]) > 1
+    sd["certificates"] = keep
+    return info.dump()  # type: ignore[no-any-return]
+
+
+def test_a_cms_with_the_signers_certificate_alone(settings, enrolled, client, ca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The API finds the path with its own CA certificates; the bundle carries the whole
+    path, so the README commands and `udun evidence verify` pass offline all the same."""
+    from pkicore import cms_view
+    from pkicore.bundle_check import verify_bundle
+    from signer.signing import sign_transaction
+
+    cms = _signer_only(sign_transaction(settings, "user-ec", PIN, sample_tx()))
+    assert len(cms_view.view(cms).certificates) == 1
+    answer = _verify(client, cms)
+    assert answer["status"] == "TOTAL_PASSED" and answer["evidence_id"], answer["message"]
+    data = _bundle(client, answer["evidence_id"])
+    members = {n.split("/", 1)[1]: d for n, d in _members(data).items()}
+    assert members["signature.p7s"] == cms                               # as received
+    assert len(cms_view.view(members["signature-t.p7s"]).certificates) == 2   # + the issuing CA
+    folder, readme = _run_readme(data, tmp_path / "x")
+    _check_chain_and_ca_status(folder, readme, ca.chain_der())
+    assert verify_bundle(data, ca.chain_der()[1:], now()).ok
+    path = write(tmp_path / "bundle.zip", data)
+    proc = udun("evidence", "verify", str(path))
+    assert proc.returncode == 0 and b"OK" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_record_from_before_the_cas_status_was_kept(settings, enrolled, client, ca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A record stored before migration 0004 (ca_revocation NULL) exports with the root CRL
+    that was current at its receipt, from the CRL history, and still verifies offline."""
+    from sqlalchemy import update
+
+    from ca.db import EvidenceRow
+    from pkicore.bundle_check import verify_bundle
+    from signer.signing import sign_transaction
+
+    answer = _verify(client, sign_transaction(settings, "user-ec", PIN, sample_tx()))
+    assert answer["status"] == "TOTAL_PASSED"
+    with ca.store.engine.begin() as conn:
+        conn.execute(update(EvidenceRow).where(EvidenceRow.id == answer["evidence_id"]).values(ca_revocation=None))
+    data = _bundle(client, answer["evidence_id"])
+    folder, readme = _run_readme(data, tmp_path / "x")
+    assert "this record predates keeping them" in readme
+    _check_chain_and_ca_status(folder, readme, ca.chain_der())
+    verdict = verify_bundle(data, ca.chain_der()[1:], now())
+    assert verdict.ok, verdict.problems
 
 
 def test_evidence_needs_the_admin_key_and_unknown_is_404(client) -> None:  # type: ignore[no-untyped-def]
@@ -255,7 +431,10 @@ def test_evidence_outlives_revocation_and_expiry(settings, ca, tmp_path: Path) -
         assert (refused["status"], refused["sub_indication"]) == ("TOTAL_FAILED", "REVOKED")
         assert refused["evidence_id"] is None
     finally:
-        Revocation(ca).publish()        # a CRL at today's time again for the tests that follow
+        # CRLs at today's time again for the tests that follow (the root's too: the issuing
+        # CA's status was read from a root CRL the later CA published a day ahead)
+        Revocation(ca).publish()
+        Revocation(ca).publish("root")
 
 
 def _pem(der: bytes) -> bytes:

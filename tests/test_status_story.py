@@ -83,14 +83,21 @@ def test_no_fresh_status_is_try_later(ca, chain_pem: Path, tmp_path: Path, enrol
     old = CertificateAuthority(ca.settings, ca.store, clock=fixed(now() - timedelta(days=3)))
     stale = Revocation(old).publish("issuing").der
     assert asn1crl.CertificateList.load(stale)["tbs_cert_list"]["next_update"].native < now()
+    root_crl = write(tmp_path / "root.crl", Revocation(ca).current("root").der)
     proc = udun("verify", str(cms), "--trust", str(chain_pem), "--crl", str(write(tmp_path / "old.crl", stale)),
-                "--json")
+                "--crl", str(root_crl), "--json")
     report = json.loads(proc.stdout)
     assert (report["status"], report["sub_indication"]) == ("INDETERMINATE", "TRY_LATER") and proc.returncode == 1
-    assert "stale" in report["message"]
+    assert "the signer" in report["message"] and "not recent enough" in report["message"], report["message"]
     fresh = write(tmp_path / "new.crl", Revocation(ca).current("issuing").der)
+    # The issuing CA's own status (the root's CRL) is needed too: without it, TRY_LATER naming the CA.
     proc = udun("verify", str(cms), "--trust", str(chain_pem), "--crl", str(fresh), "--json")
     report = json.loads(proc.stdout)
+    assert report["sub_indication"] == "TRY_LATER" and "the CA" in report["message"], report["message"]
+    assert report["statuses"][1]["status"] == "unusable" and report["statuses"][0]["status"] == "unchecked"
+    proc = udun("verify", str(cms), "--trust", str(chain_pem), "--crl", str(fresh), "--crl", str(root_crl), "--json")
+    report = json.loads(proc.stdout)
     assert report["status"] == "TOTAL_PASSED" and report["revocation"]["source"] == "CRL", report["message"]
+    assert [s["source"] for s in report["statuses"]] == ["CRL", "CRL"]
     offline = udun("verify", str(cms), "--trust", str(chain_pem), "--offline", "--json")
     assert json.loads(offline.stdout)["sub_indication"] == "TRY_LATER"

@@ -13,9 +13,9 @@ from pkicore import tx as txmod
 from pkicore.algorithms import SigScheme
 from pkicore.cms_verify import Verifier
 from pkicore.errors import ErrorKind, PkiError
-from pkicore.pathval import ChainValidator, TrustStore, load_certs
+from pkicore.pathval import ChainValidator, TrustStore, load_certs, load_crls
 from pkicore.report import Check, Sub, conclude
-from pkicore.revinfo import StatusSource
+from pkicore.pathstatus import StatusSource
 from udun.cli_audit import audit_group
 from udun.cli_ca import ca_group
 from udun.cli_cert import cert_group
@@ -93,37 +93,43 @@ def _trust(trust: str | None) -> TrustStore:
 
 def _status_source(crls: tuple[str, ...], responses: tuple[str, ...], trust: str | None,
                    offline: bool) -> StatusSource:
-    """Given files win; else this home's own responder; else the OCSP URL in the certificate."""
+    """Given files win; else this home's own responder and root CRL (no --trust); else, or
+    for other CAs' certificates, the OCSP/CRL URLs in the certificates (not --offline)."""
     if crls or responses:
-        given = [("crl", read_input(f, "CRL")) for f in crls] + \
+        given = [("crl", d) for f in crls for d in load_crls(read_input(f, "CRL"))] + \
                 [("ocsp", read_input(f, "OCSP response")) for f in responses]
         return lambda cert, issuer: given
+    from ca.revfetch import HttpStatus, first_of
+
+    sources: list[StatusSource] = []
     if not trust:
         from ca.authority import CertificateAuthority
         from ca.ocsp import Responder, status_source
 
-        return status_source(Responder(CertificateAuthority.open(settings())))
-    if offline:
-        return lambda cert, issuer: []          # no status: the answer will be TRY_LATER
-    from udun.fetch import ocsp_over_http
-
-    return ocsp_over_http
+        sources.append(status_source(Responder(CertificateAuthority.open(settings()))))
+    if not offline:
+        sources.append(HttpStatus())
+    return first_of(*sources)      # nothing at all: the answer will be TRY_LATER
 
 
 @cli.command("verify")
 @click.argument("signature", metavar="TX.p7s")
 @click.option("--content", metavar="TX.json", help="The signed content, for a detached signature.")
 @click.option("--trust", metavar="FILE", help="Trust anchors (PEM); default: this UDUN_HOME's CA chain.")
-@click.option("--crl", "crls", multiple=True, metavar="FILE", help="A CRL (DER or PEM) to check status with.")
+@click.option("--crl", "crls", multiple=True, metavar="FILE",
+              help="CRLs (PEM with any number of X509 CRL blocks, or DER) to check status with; give one for "
+                   "every CA of the path (the issuing CA's and the root's).")
 @click.option("--ocsp-response", "responses", multiple=True, metavar="FILE", help="An OCSP response (DER).")
-@click.option("--offline", is_flag=True, help="With --trust: do not ask the OCSP URL in the certificate.")
+@click.option("--offline", is_flag=True, help="Do not fetch status from the OCSP/CRL URLs in the certificates.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 def verify_cmd(signature: str, content: str | None, trust: str | None, crls: tuple[str, ...],
                responses: tuple[str, ...], offline: bool, as_json: bool) -> None:
-    """Verify a signed payment, including the signer's status now. Exit code 0 only for TOTAL_PASSED.
+    """Verify a signed payment, including the status now of the signer and of every CA above
+    it. Exit code 0 only for TOTAL_PASSED.
 
     Status comes from --crl/--ocsp-response files, else from this UDUN_HOME's OCSP
-    responder, else (with --trust) from the OCSP URL in the signer's certificate.
+    responder and root CRL (without --trust), else from the OCSP/CRL URLs in the
+    certificates (other CAs' certificates too; not with --offline).
     """
     cms = read_input(signature, "signature")
     data = read_input(content, "content") if content else None
@@ -143,9 +149,8 @@ def verify_cmd(signature: str, content: str | None, trust: str | None, crls: tup
             click.echo(f"  signer   {report.signer['subject']} (serial {report.signer['serial']})")
         if report.signing_time:
             click.echo(f"  signed   {report.signing_time.isoformat()} (claimed)")
-        if report.revocation:
-            r = report.revocation
-            click.echo(f"  status   {r['status']} from {r['source'] or 'nowhere'}"
+        for r in report.statuses:
+            click.echo(f"  status   {r['certificate']}: {r['status']} from {r['source'] or 'nowhere'}"
                        + (f", thisUpdate {r['this_update']} ({r['age_seconds']} s old)" if r["this_update"] else ""))
         for c in report.checks:
             click.echo(f"  [{'ok' if c.passed else 'FAIL'}] {c.name}: {c.detail}")

@@ -14,7 +14,7 @@ from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import is_self_signed, load_certs, load_crls
 from pkicore.validation import ANY_POLICY, PolicyInputs, parse_policy_oid, parse_purpose
 from udun.common import info, parse_time, read_input, settings
-from udun.fetch import crls_over_http
+from ca.revfetch import crls_over_http
 
 
 @click.group("cert")
@@ -73,7 +73,7 @@ def _purposes(ctx: click.Context, param: click.Parameter, values: tuple[str, ...
 @click.option("--allow-weak-algorithms", is_flag=True,
               help="Accept legacy algorithms (SHA-1, RSA/DSA from 1024 bits) for old data; without it they fail "
                    "with CRYPTO_CONSTRAINTS_FAILURE.")
-@click.option("--offline", is_flag=True, help="Do not fetch CRLs from our own services.")
+@click.option("--offline", is_flag=True, help="Do not fetch the CRLs named in the certificates' distribution points.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the result as JSON (names the failing certificate and the RFC rule).")
 def cert_verify(leaf: str, trust: tuple[str, ...], untrusted: tuple[str, ...], crls: tuple[str, ...],
@@ -98,7 +98,7 @@ def cert_verify(leaf: str, trust: tuple[str, ...], untrusted: tuple[str, ...], c
     if not anchors:
         raise PkiError(ErrorKind.BAD_INPUT, "no self-signed trust anchor given")
     if revocation != "off" and not offline:
-        crl_ders += crls_over_http([leaf_der] + helpers, s.base_url)
+        crl_ders += crls_over_http([leaf_der] + helpers)
     policy = PolicyInputs(frozenset(parse_policy_oid(p) for p in policies) or frozenset({ANY_POLICY}),
                           explicit_policy, inhibit_policy_mapping, inhibit_any_policy)
     moment = parse_time(at, "--at") if at else system_clock()

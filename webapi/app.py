@@ -10,6 +10,7 @@ from ca import bundle as bundles
 from ca.authority import CertificateAuthority
 from ca.evidence import EvidenceService
 from ca.ocsp import Responder, status_source
+from ca.revfetch import HttpStatus, first_of
 from ca.revocation import Revocation
 from ca.tsa import TimeStampAuthority
 from pkicore.cms_verify import Verifier
@@ -92,7 +93,9 @@ def create_app(settings: Settings | None = None, *, verifier: Verifier | None = 
         ca = CertificateAuthority.open(settings, migrate_schema=False)
     responder = Responder(ca)
     if verifier is None:
-        verifier = Verifier(ChainValidator(trust_store(settings, ca, trust_file)), status=status_source(responder),
+        # Our own CA's certificates in-process; other trusted CAs' from the URLs they name.
+        source = first_of(status_source(responder), HttpStatus(ca.clock))
+        verifier = Verifier(ChainValidator(trust_store(settings, ca, trust_file)), status=source,
                             signing_window=timedelta(minutes=settings.signing_window_minutes))
 
     app = Flask("udun")
