@@ -244,3 +244,231 @@ def test_weak_signature_hash_is_refused(pki: Pki) -> None:
                                   "signature_value": sig}).dump()
     report = pki.check(sha1_leaf, revocation="off")
     assert not report.valid, report
+
+
+# --- Issue 9: the one engine, generated chains ------------------------------------------------
+
+def _nc(kind: str, value: Any, mode: str) -> dict[str, Any]:
+    """A critical nameConstraints extension with one subtree of ``kind``."""
+    name = x509.GeneralName(name=kind, value=value)
+    key = "permitted_subtrees" if mode == "permitted" else "excluded_subtrees"
+    return ext("name_constraints", {key: [{"base": name}]}, critical=True)
+
+
+def _san(kind: str, value: Any) -> dict[str, Any]:
+    return ext("subject_alt_name", [x509.GeneralName(name=kind, value=value)])
+
+
+# kind -> (constraint value, a name inside it, a name outside it)
+NAME_CASES: dict[str, tuple[Any, Any, Any]] = {
+    "dns_name": ("bank.example", "pay.bank.example", "pay.evil.example"),
+    "rfc822_name": ("bank.example", "zhang@bank.example", "zhang@evil.example"),
+    "ip_address": ("10.1.0.0/16", "10.1.2.3", "192.0.2.1"),
+    "directory_name": (None, "CN=A,O=Allowed Bank", "CN=B,O=Other Bank"),
+}
+# DN subtrees (RFC 5280 §7.1: a name is inside when it starts with the base's RDNs): the
+# permitted one holds the intermediate too; the excluded one only part of the leaves.
+DN_PERMITTED = x509.Name.build({"organization_name": "Allowed Bank"})
+DN_EXCLUDED = x509.Name.build({"organization_name": "Allowed Bank", "organizational_unit_name": "Blocked"})
+
+
+@pytest.mark.parametrize("where", ["anchor", "intermediate"])
+@pytest.mark.parametrize("mode", ["permitted", "excluded"])
+@pytest.mark.parametrize("kind", list(NAME_CASES))
+def test_name_constraints_by_kind(kind: str, mode: str, where: str) -> None:
+    """RFC 5280 §4.2.1.10 / §6.1.3(b)(c): DNS, email, IP, DN; permitted and excluded; on the
+    intermediate and (udun: the anchor's constraints apply) on the anchor."""
+    constraint, inside, outside = NAME_CASES[kind]
+    if kind == "directory_name":
+        constraint = DN_PERMITTED if mode == "permitted" else DN_EXCLUDED
+        if mode == "excluded":
+            inside, outside = "CN=B,OU=Blocked,O=Allowed Bank", "CN=A,O=Allowed Bank"
+    nc = _nc(kind, constraint, mode)
+    root_key, int_key = SoftwareKey(), SoftwareKey()
+    root = make(root_key, "CN=NC Root,O=Allowed Bank", ca=True, extra=[nc] if where == "anchor" else [])
+    inter = make(int_key, "CN=NC Issuing,O=Allowed Bank", issuer=(root_key, root), ca=True, path_len=0,
+                 extra=[nc] if where == "intermediate" else [])
+
+    def leaf(value: Any, subject: str) -> bytes:
+        return make(SoftwareKey(), subject, issuer=(int_key, inter),
+                    extra=[_san(kind, value)] if value is not None else [])
+
+    if kind == "directory_name":
+        a, b = leaf(None, inside), leaf(None, outside)
+    else:
+        a, b = leaf(inside, "CN=A,O=Allowed Bank"), leaf(outside, "CN=B,O=Allowed Bank")
+    in_name, out_name = (a, b) if mode == "permitted" else (b, a)
+    ok = verify_path(in_name, [root], [inter], moment=NOW, revocation="off")
+    bad = verify_path(out_name, [root], [inter], moment=NOW, revocation="off")
+    assert ok.valid, ok.error
+    assert not bad.valid and bad.outcome.rule is not None, bad.error
+    assert f"§6.1.3({'b' if mode == 'permitted' else 'c'})" in bad.outcome.rule, bad.outcome
+    assert bad.outcome.failing is not None and bad.outcome.failing.position == "end-entity"
+
+
+def test_path_length_allows_what_it_says(pki: Pki) -> None:
+    """pathLenConstraint 1 on the intermediate allows one more CA below it (§6.1.4(l)-(m))."""
+    k1, k2 = SoftwareKey(), SoftwareKey()
+    int1 = make(k1, "CN=PL1,O=Allowed Bank", issuer=(pki.root_key, pki.root), ca=True, path_len=1)
+    int2 = make(k2, "CN=PL2,O=Allowed Bank", issuer=(k1, int1), ca=True, path_len=0)
+    leaf = make(SoftwareKey(), "CN=Leaf,O=Allowed Bank", issuer=(k2, int2))
+    assert verify_path(leaf, [pki.root], [int1, int2], moment=NOW, revocation="off").valid
+    # and --max-depth counts the intermediate CAs like openssl -verify_depth
+    assert verify_path(leaf, [pki.root], [int1, int2], moment=NOW, revocation="off", max_depth=2).valid
+    deep = verify_path(leaf, [pki.root], [int1, int2], moment=NOW, revocation="off", max_depth=1)
+    assert not deep.valid and "--max-depth" in (deep.outcome.rule or "")
+    int3_key = SoftwareKey()
+    int3 = make(int3_key, "CN=PL3,O=Allowed Bank", issuer=(k2, int2), ca=True)
+    too_deep = make(SoftwareKey(), "CN=Too Deep,O=Allowed Bank", issuer=(int3_key, int3))
+    report = verify_path(too_deep, [pki.root], [int1, int2, int3], moment=NOW, revocation="off")
+    assert not report.valid and "§6.1.4(l)" in (report.outcome.rule or ""), report.outcome
+
+
+@pytest.mark.parametrize("purpose", ["client-auth", "server-auth", "document-signing", "time-stamping",
+                                     "ocsp-signing", "1.2.3.4.5"])
+def test_no_eku_means_any_purpose(pki: Pki, purpose: str) -> None:
+    """RFC 5280 §4.2.1.12: without extendedKeyUsage a certificate is good for any purpose."""
+    plain = make(SoftwareKey(), "CN=No EKU,O=Allowed Bank", issuer=(pki.int_key, pki.int))
+    assert pki.check(plain, purpose=purpose, revocation="off").valid
+
+
+def test_purposes_by_name_and_oid(pki: Pki) -> None:
+    server = make(SoftwareKey(), "CN=Server,O=Allowed Bank", issuer=(pki.int_key, pki.int),
+                  eku=["server_auth", "1.2.3.4.5"])
+    assert verify_path(server, [pki.root], [pki.int], moment=NOW, revocation="off",
+                       purpose=["server-auth", "1.2.3.4.5"]).valid
+    both = verify_path(server, [pki.root], [pki.int], moment=NOW, revocation="off",
+                       purpose=["server-auth", "client-auth"])
+    assert not both.valid and "client-auth" in (both.error or "")     # every purpose must be allowed
+    with pytest.raises(Exception, match="purpose"):
+        verify_path(server, [pki.root], [pki.int], moment=NOW, purpose="not-a-purpose")
+
+
+def test_eku_chaining(pki: Pki) -> None:
+    """An EKU on a CA constrains the certificates below it (OpenSSL and the CA/B Forum do)."""
+    k = SoftwareKey()
+    tls_ca = make(k, "CN=TLS Only CA,O=Allowed Bank", issuer=(pki.root_key, pki.root), ca=True, path_len=0,
+                  eku=["server_auth"])
+    leaf = make(SoftwareKey(), "CN=Client,O=Allowed Bank", issuer=(k, tls_ca), eku=["client_auth"])
+    assert verify_path(leaf, [pki.root], [tls_ca], moment=NOW, revocation="off", purpose="any").valid
+    report = verify_path(leaf, [pki.root], [tls_ca], moment=NOW, revocation="off", purpose="client-auth")
+    assert not report.valid and report.outcome.failing is not None
+    assert report.outcome.failing.position == "intermediate 1" and "chaining" in (report.outcome.rule or "")
+    client_ca = make(k, "CN=Client CA,O=Allowed Bank", issuer=(pki.root_key, pki.root), ca=True, path_len=0,
+                     eku=["client_auth"])
+    leaf2 = make(SoftwareKey(), "CN=Client 2,O=Allowed Bank", issuer=(k, client_ca), eku=["client_auth"])
+    assert verify_path(leaf2, [pki.root], [client_ca], moment=NOW, revocation="off", purpose="client-auth").valid
+
+
+def test_crl_issuer_needs_crl_sign(pki: Pki) -> None:
+    """RFC 5280 §6.3.3(f): a CRL signed by a key whose certificate lacks cRLSign is not usable."""
+    crl_key = SoftwareKey()
+    no_crl_sign = make(crl_key, "CN=Test Issuing,O=Allowed Bank", issuer=(pki.root_key, pki.root), ca=False,
+                       key_usage={"digital_signature"})
+    listing_nothing = crl(crl_key, no_crl_sign, [], number=6)
+    report = pki.check(untrusted=[pki.int, no_crl_sign], crls=[pki.crls[0], listing_nothing], revocation="hard")
+    assert not report.valid and report.outcome.sub is not None, report.outcome
+    assert report.outcome.sub.value == "TRY_LATER" and "§6.3" in (report.outcome.rule or "")
+
+
+def _ocsp(responder_key: SoftwareKey, responder: bytes, cert: bytes, issuer: bytes, status: str = "good",
+          hours: int = 4) -> bytes:
+    """A signed OCSP response about ``cert`` (issued by ``issuer``)."""
+    from asn1crypto import ocsp as asn1ocsp
+
+    from pkicore import ocsp as ocspmod
+
+    q = ocspmod.parse_request(ocspmod.build_request(x509.Certificate.load(cert), x509.Certificate.load(issuer)))
+    answer = ocspmod.Answer(q.queries[0], status, NOW - timedelta(hours=1) if status == "revoked" else None,
+                            "keyCompromise" if status == "revoked" else None)
+    der = ocspmod.build_response(responder_key, default_scheme(responder_key.key_type),
+                                 x509.Certificate.load(responder), [], [answer], None, NOW, NOW - timedelta(minutes=1),
+                                 NOW + timedelta(hours=hours))
+    asn1ocsp.OCSPResponse.load(der).native  # noqa: B018  well-formed
+    return der
+
+
+def _responder(issuer_key: SoftwareKey, issuer: bytes, *, ocsp_signing: bool) -> tuple[SoftwareKey, bytes]:
+    k = SoftwareKey()
+    nocheck = {"extn_id": "1.3.6.1.5.5.7.48.1.5", "critical": False, "extn_value": b"\x05\x00"}
+    cert = make(k, "CN=Responder,O=Allowed Bank", issuer=(issuer_key, issuer), key_usage={"digital_signature"},
+                eku=["ocsp_signing"] if ocsp_signing else ["client_auth"], extra=[nocheck])
+    return k, cert
+
+
+def test_ocsp_from_an_authorised_and_an_unauthorised_responder(pki: Pki) -> None:
+    """RFC 6960 §4.2.2.2: only the CA or a responder it certified for OCSPSigning may answer.
+
+    (The library uses OCSP for certificates that name a responder in their AIA, as ours do.)"""
+    leaf = make(pki.leaf_key, "CN=OCSP Leaf,O=Allowed Bank", issuer=(pki.int_key, pki.int),
+                extra=[authority_info_access("http://ocsp.example.invalid/ocsp", None)])
+    good_key, good_responder = _responder(pki.int_key, pki.int, ocsp_signing=True)
+    ok = _ocsp(good_key, good_responder, leaf, pki.int)
+    report = verify_path(leaf, [pki.root], [pki.int], moment=NOW, revocation="hard", crls=[pki.crls[0]])
+    assert not report.valid                                              # the leaf has no status yet
+    report = verify_path(leaf, [pki.root], [pki.int], moment=NOW, revocation="hard", crls=[pki.crls[0]],
+                         ocsps=[ok])
+    assert report.valid, report.error
+    revoked = _ocsp(good_key, good_responder, leaf, pki.int, "revoked")
+    report = verify_path(leaf, [pki.root], [pki.int], moment=NOW, revocation="hard", crls=[pki.crls[0]],
+                         ocsps=[revoked])
+    assert not report.valid and report.outcome.sub is not None and report.outcome.sub.value == "REVOKED"
+    for bad_key, bad_cert in (_responder(pki.int_key, pki.int, ocsp_signing=False),     # no OCSPSigning
+                              _responder(SoftwareKey(), pki.int, ocsp_signing=True)):  # not certified by the CA
+        forged = _ocsp(bad_key, bad_cert, leaf, pki.int)
+        report = verify_path(leaf, [pki.root], [pki.int], moment=NOW, revocation="hard", crls=[pki.crls[0]],
+                             ocsps=[forged])
+        assert not report.valid and report.outcome.sub is not None and report.outcome.sub.value == "TRY_LATER", \
+            report.outcome
+
+
+def test_hard_needs_the_intermediates_status_too(pki: Pki) -> None:
+    """The false accept of issue 9: an intermediate without any CRL passed --revocation hard."""
+    report = pki.check(crls=[pki.crls[1]], revocation="hard")           # the leaf's CRL only
+    assert not report.valid and report.outcome.failing is not None
+    assert report.outcome.failing.position == "intermediate 1", report.outcome
+    # Several CRLs in one PEM file, one of them revoking the intermediate: REVOKED, naming it.
+    from pkicore.pathval import load_crls
+
+    bundle = b"".join(pem.armor("X509 CRL", d) for d in (crl(pki.root_key, pki.root, [pki.int], number=7),
+                                                          pki.crls[1]))
+    report = pki.check(crls=load_crls(bundle), revocation="hard")
+    assert not report.valid and report.outcome.sub is not None and report.outcome.sub.value == "REVOKED"
+    assert report.outcome.failing is not None and report.outcome.failing.position == "intermediate 1"
+
+
+def test_weak_algorithms_only_when_allowed(pki: Pki) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from pkicore.algorithms import KeyType
+
+    weak = SoftwareKey(KeyType.RSA_2048)
+    weak.private = rsa.generate_private_key(65537, 1024)
+    leaf = make(weak, "CN=Weak,O=Allowed Bank", issuer=(pki.int_key, pki.int))
+    strict = verify_path(leaf, [pki.root], [pki.int], moment=NOW, revocation="off")
+    assert not strict.valid and strict.outcome.sub is not None
+    assert strict.outcome.sub.value == "CRYPTO_CONSTRAINTS_FAILURE"
+    assert verify_path(leaf, [pki.root], [pki.int], moment=NOW, revocation="off", allow_weak=True).valid
+
+
+def test_cli_json_names_the_certificate_and_rule(pki: Pki, tmp_path: Path) -> None:
+    root = write(tmp_path / "root.pem", pem.armor("CERTIFICATE", pki.root))
+    inter = write(tmp_path / "int.pem", pem.armor("CERTIFICATE", pki.int))
+    leaf = write(tmp_path / "leaf.pem", pem.armor("CERTIFICATE", pki.leaf))
+    crls = write(tmp_path / "all.pem", b"".join(pem.armor("X509 CRL", d) for d in
+                                                 (crl(pki.root_key, pki.root, [pki.int], number=8), pki.crls[1])))
+    proc = udun("cert", "verify", str(leaf), "--trust", str(root), "--untrusted", str(inter), "--offline",
+                "--crl", str(crls), "--revocation", "hard", "--purpose", "client-auth", "--purpose",
+                "1.3.6.1.5.5.7.3.36", "--json")
+    import json
+
+    verdict = json.loads(proc.stdout)
+    assert proc.returncode == 1, proc.stderr
+    assert verdict["sub_indication"] == "REVOKED" and verdict["failing_certificate"]["position"] == "intermediate 1"
+    assert verdict["failing_certificate"]["subject"] == "CN=Test Issuing,O=Allowed Bank"
+    assert verdict["rule"].startswith("RFC 5280 §6.3.3")
+    text = udun("cert", "verify", str(leaf), "--trust", str(root), "--untrusted", str(inter), "--offline",
+                "--crl", str(crls), "--revocation", "hard")
+    assert text.returncode == 1 and b"intermediate 1: CN=Test Issuing" in text.stdout, text.stdout
+    bad = udun("cert", "verify", str(leaf), "--trust", str(root), "--purpose", "nonsense")
+    assert bad.returncode == 2 and b"nonsense" in bad.stderr and b"Traceback" not in bad.stderr
