@@ -7,15 +7,21 @@ import sys
 
 import click
 
-from ca import audit
-from ca.authority import CertificateAuthority
+from typing import TYPE_CHECKING
+
 from pkicore.pathval import load_certs
 from udun.common import info, read_input, settings
+
+if TYPE_CHECKING:      # the CA's modules (SQLAlchemy, Alembic) load only when a command runs
+    from ca import audit
+    from ca.authority import CertificateAuthority
 
 SHOWN = 20          # problems printed after the headline
 
 
 def _ca() -> CertificateAuthority:
+    from ca.authority import CertificateAuthority
+
     return CertificateAuthority.open(settings())
 
 
@@ -60,6 +66,8 @@ def audit_group() -> None:
               help="Root (and issuing) CA certificates, PEM. Default: the CA in the database, or the export's own.")
 def audit_verify(export_file: str | None, trust: str | None) -> None:
     """Check every entry's hash and link, and every checkpoint's time-stamp. Exit code 0 only when all hold."""
+    from ca import audit
+
     anchors = load_certs(read_input(trust, "trust file")) if trust else None
     if export_file:
         if anchors is None:
@@ -77,6 +85,8 @@ def audit_verify(export_file: str | None, trust: str | None) -> None:
 @click.option("-o", "--out", "out", required=True, metavar="FILE.jsonl", help="Write the export here.")
 def audit_export(out: str) -> None:
     """Write every entry and checkpoint, and the CA certificates, as JSON Lines for an outside auditor."""
+    from ca import audit
+
     entries, checkpoints = audit.export(_ca(), out)
     info(f"exported {_n(entries, 'entry')} and {_n(checkpoints, 'checkpoint')} to {out}; "
          f"check it with: udun audit verify --file {out} --trust root.pem")
@@ -86,6 +96,7 @@ def audit_export(out: str) -> None:
 @click.option("--force", is_flag=True, help="Sign one even if no entry came after the last checkpoint.")
 def audit_checkpoint(force: bool) -> None:
     """Time-stamp the log's head now with the TSA key (needs the CA PIN: UDUN_CA_PIN or the PIN file)."""
+    from ca import audit
     from ca.tsa import TimeStampAuthority
 
     ca = _ca()

@@ -3,20 +3,25 @@ from __future__ import annotations
 
 import getpass
 import json
+from typing import TYPE_CHECKING
 
 import click
 from asn1crypto import pem
 
-from ca.authority import CertificateAuthority
-from ca.policy import load_csr_bytes
-from ca.revocation import REVOKE_REASONS, Revocation
-from ca.store import CertRecord
+from pkicore.crlbuild import REVOKE_REASONS
 from pkicore.algorithms import KeyType
 from pkicore.errors import ErrorKind, PkiError
 from udun.common import info, parse_time, pem_certs, read_input, settings, write_output
 
+if TYPE_CHECKING:      # the CA's modules (SQLAlchemy, Alembic) load only when a command runs
+    from ca.authority import CertificateAuthority
+    from ca.revocation import Revocation
+    from ca.store import CertRecord
+
 
 def _ca() -> CertificateAuthority:
+    from ca.authority import CertificateAuthority
+
     return CertificateAuthority.open(settings())
 
 
@@ -60,6 +65,8 @@ def ca_init(key_type: str, org: str, root_cn: str, issuing_cn: str) -> None:
 def ca_issue(request: str, profile: str, out: str | None, chain: bool) -> None:
     """Issue a certificate from a PKCS#10 request (PEM or DER)."""
     ca = _ca()
+    from ca.policy import load_csr_bytes
+
     rec = ca.issue(load_csr_bytes(read_input(request, "request")), profile, requester="cli")
     assert rec.der is not None
     data = pem_certs([rec.der] + (ca.chain_der() if chain else []))
@@ -119,6 +126,8 @@ def ca_chain(out: str | None) -> None:
 
 
 def _revocation() -> Revocation:
+    from ca.revocation import Revocation
+
     return Revocation(_ca())
 
 
