@@ -44,17 +44,21 @@ def pem_certs(ders: list[bytes] | tuple[bytes, ...]) -> bytes:
     return b"".join(pem.armor("CERTIFICATE", d) for d in ders)
 
 
+def _pem_blocks(data: bytes, label: str) -> list[bytes] | None:
+    """The DER of every PEM block (all must carry ``label``), or None for data that is not PEM."""
+    if not pem.detect(data):
+        return None
+    blocks = list(pem.unarmor(data, multiple=True))
+    other = next((kind for kind, _, _ in blocks if kind != label), None)
+    if other:
+        raise PkiError(ErrorKind.BAD_INPUT, f"expected {label} blocks, found {other}")
+    return [bytes(der) for _, _, der in blocks]
+
+
 def load_certs(data: bytes) -> list[bytes]:
     """DER certificates from PEM (one or many CERTIFICATE blocks) or a single DER blob."""
     try:
-        if pem.detect(data):
-            blocks = list(pem.unarmor(data, multiple=True))
-            other = next((kind for kind, _, _ in blocks if kind != "CERTIFICATE"), None)
-            if other:
-                raise PkiError(ErrorKind.BAD_INPUT, f"expected CERTIFICATE blocks, found {other}")
-            ders = [bytes(der) for _, _, der in blocks]
-        else:
-            ders = [data]
+        ders = _pem_blocks(data, "CERTIFICATE") or [data]
         for der in ders:
             x509.Certificate.load(der, strict=True).native  # noqa: B018  force a full parse
         return ders
@@ -67,13 +71,8 @@ def load_certs(data: bytes) -> list[bytes]:
 def load_crls(data: bytes) -> list[bytes]:
     """DER CRLs from PEM (any number of X509 CRL blocks) or DER (one or several, back to back)."""
     try:
-        if pem.detect(data):
-            blocks = list(pem.unarmor(data, multiple=True))
-            other = next((kind for kind, _, _ in blocks if kind != "X509 CRL"), None)
-            if other:
-                raise PkiError(ErrorKind.BAD_INPUT, f"expected X509 CRL blocks, found {other}")
-            ders = [bytes(der) for _, _, der in blocks]
-        else:
+        ders = _pem_blocks(data, "X509 CRL")
+        if ders is None:
             ders, rest = [], data
             while rest:
                 one = crl.CertificateList.load(rest)       # loads the first TLV; the rest follows
