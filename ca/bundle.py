@@ -7,7 +7,8 @@ Bundle layout (format udun-evidence-bundle/1):
   README.txt           what this is and the exact openssl commands
   SHA256SUMS           `sha256sum -c` input for every file but the manifest pair
   manifest.json        evidence id, time of export, SHA-256 of every other file
-  manifest.tst         RFC 3161 token over SHA-256(manifest.json)
+  manifest.tst         RFC 3161 token over SHA-256(manifest.json), udun's records policy
+  SHA256SUMS.tst       the same over SHA256SUMS (what `sha256sum -c` reads)
   payment.json         the signed bytes (RFC 8785 canonical payment)
   signature.p7s        the CMS exactly as the bank sent it
   signature-t.p7s      the same with the signature-time-stamp attribute (CAdES-T) and the CA
@@ -51,6 +52,7 @@ from ca.authority import CertificateAuthority
 from ca.evidence_store import EvidenceRecord, EvidenceStore
 from ca.tsa import TimeStampAuthority
 from pkicore import cms_view, tsp
+from pkicore.config import RECORDS_POLICY
 from pkicore.bundle_check import FORMAT, ca_status_name
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.names import rfc4514
@@ -172,10 +174,15 @@ def readme(rec: EvidenceRecord, gen_time: datetime, detached: bool, revocation: 
     lines += [
         "",
         f"{step}. Nothing in this bundle was changed: SHA256SUMS and manifest.json list the SHA-256 of",
-        "   every file, and manifest.tst (a time-stamp under udun's records policy, which the TSA",
-        "   grants to nobody else) time-stamps manifest.json:",
+        "   every file, and SHA256SUMS.tst and manifest.tst time-stamp them under udun's records",
+        f"   policy {RECORDS_POLICY}, which udun's TSA grants to nobody else (the",
+        "   -queryfile commands check that policy; both must say \"Verification: OK\"):",
+        f"$ openssl ts -query -data SHA256SUMS -sha256 -tspolicy {RECORDS_POLICY} -no_nonce -out sums.tsq",
+        f"$ openssl ts -verify -queryfile sums.tsq -in SHA256SUMS.tst -token_in -CAfile {tsa_root} "
+        f"-untrusted tsa-chain.pem -attime {_epoch(exported_at) + 1}",
         "$ sha256sum -c SHA256SUMS",
-        f"$ openssl ts -verify -token_in -in manifest.tst -data manifest.json -CAfile {tsa_root} "
+        f"$ openssl ts -query -data manifest.json -sha256 -tspolicy {RECORDS_POLICY} -no_nonce -out manifest.tsq",
+        f"$ openssl ts -verify -queryfile manifest.tsq -in manifest.tst -token_in -CAfile {tsa_root} "
         f"-untrusted tsa-chain.pem -attime {_epoch(exported_at) + 1}",
         "",
         "`udun evidence verify BUNDLE.zip` runs all of this and re-validates the signature offline.",
@@ -278,6 +285,9 @@ def build(rec: EvidenceRecord, tsa: TimeStampAuthority, exported_at: datetime, b
                                  "tsa-root.pem" if "tsa-root.pem" in files else "root.pem").encode()
     files["SHA256SUMS"] = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n"
                                   for name, data in sorted(files.items())).encode()
+    # What `sha256sum -c` reads is stamped too: with OpenSSL alone, an unstamped SHA256SUMS
+    # could be recomputed over forged files.
+    files["SHA256SUMS.tst"] = tsa.stamp_record(files["SHA256SUMS"]).token
     manifest = {
         "format": FORMAT, "evidence_id": rec.id, "exported_at": exported_at.isoformat().replace("+00:00", "Z"),
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},

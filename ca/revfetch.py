@@ -36,7 +36,8 @@ def _get(url: str, data: bytes | None = None, limit: int = MAX_CRL_BYTES, timeou
     try:
         with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers),
                                     timeout=timeout) as resp:
-            return bytes(resp.read(limit))
+            body = bytes(resp.read(limit + 1))
+            return body if len(body) <= limit else None      # cut short it would not parse: drop it
     except (urllib.error.URLError, OSError, ValueError):
         return None
 

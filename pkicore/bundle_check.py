@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import re
+import struct
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,13 +28,15 @@ from pkicore import cms_view, der, tsp
 from pkicore.clock import fixed
 from pkicore.config import RECORDS_POLICY
 from pkicore.cms_verify import Verifier
-from pkicore.errors import PkiError
+from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import ChainValidator, TrustStore, is_self_signed, load_certs
 
 FORMAT = "udun-evidence-bundle/1"
 MAX_MEMBERS = 64
 MAX_TOTAL = 64 * 1024 * 1024
 UNLISTED = ("manifest.json", "manifest.tst")
+MAX_CHAIN_CERTS = 6        # CAs between signer and root; bounds path building over crafted files
+MAX_TSA_CERTS = 3          # tsa-chain.pem: the TSA certificate and its CAs
 _CA_STATUS = re.compile(r"ca-(ocsp|crl)-([1-9][0-9]?)\.der")
 # What damaged input makes the parsers raise (asn1crypto, pkicore.der, cryptography).
 _UNREADABLE = (PkiError, ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
@@ -78,11 +81,45 @@ def _t(moment: datetime) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S}Z"
 
 
+_LOCAL = struct.Struct("<4sHHHHHIIIHH")      # APPNOTE 4.3.7 local file header
+
+
+def _tiled(data: bytes, z: zipfile.ZipFile) -> str:
+    """Why the archive is not exactly its central directory's entries back to back, or "".
+
+    Tools that stream a zip read the local entries, not the central directory: an entry
+    only they would see (or a local header that disagrees with its central one) lets two
+    readers see two different bundles.
+    """
+    pos = 0
+    for i in sorted(z.infolist(), key=lambda i: i.header_offset):
+        if i.header_offset != pos or pos + _LOCAL.size > len(data):
+            return "it holds bytes outside its listed entries"
+        sig, _ver, flags, method, _t, _d, crc, csize, usize, nlen, elen = _LOCAL.unpack_from(data, pos)
+        name = data[pos + _LOCAL.size:pos + _LOCAL.size + nlen]
+        if sig != b"PK\x03\x04" or flags & 0x08 or method != i.compress_type or crc != i.CRC or \
+                csize != i.compress_size or usize != i.file_size or \
+                name != i.orig_filename.encode("utf-8" if flags & 0x800 else "cp437", "replace"):
+            return f"the local header of {i.orig_filename!r} differs from its directory entry"
+        pos += _LOCAL.size + nlen + elen + csize
+    if pos != z.start_dir or z.comment or data[-22:-18] != b"PK\x05\x06":     # type: ignore[attr-defined]
+        return "it holds bytes outside its listed entries"
+    return ""
+
+
 def _members(data: bytes, v: BundleVerdict) -> tuple[str, dict[str, bytes]] | None:
-    """(top folder, files by name): every member must sit directly in one folder, once."""
+    """(top folder, files by name): every member must sit directly in one folder, once,
+    and the archive must be nothing but those members."""
     try:
         z = zipfile.ZipFile(io.BytesIO(data))
-        infos = [i for i in z.infolist() if not i.is_dir()]
+        if any(i.is_dir() or "\x00" in i.orig_filename for i in z.infolist()):
+            v.problems.append("the bundle holds a folder entry or a name with a NUL byte")
+            return None
+        odd = _tiled(data, z)
+        if odd:
+            v.problems.append(f"the bundle is not a plain zip of its files ({odd})")
+            return None
+        infos = z.infolist()
         if len(infos) > MAX_MEMBERS or sum(i.file_size for i in infos) > MAX_TOTAL:
             v.problems.append(f"the bundle holds more than {MAX_MEMBERS} files or {MAX_TOTAL >> 20} MiB")
             return None
@@ -260,21 +297,37 @@ def _trust_store(trust: list[bytes], bundle_root: bool, intermediates: list[byte
     return TrustStore([a.dump() for a in given.anchors], [c.dump() for c in given.intermediates] + intermediates)
 
 
-def verify_bundle(data: bytes, trust: list[bytes] | None, now: datetime) -> BundleVerdict:
-    """Check every file, both time-stamps, and re-validate the signature at the stamped time.
+def verify_bundle(data: bytes, trust: list[bytes] | None, now: datetime,
+                  tsa_trust: list[bytes] | None = None) -> BundleVerdict:
+    """Check every file, the time-stamps, and re-validate the signature at the stamped time.
 
-    ``trust``: the anchors to check against (DER); None trusts the bundle's own root.pem
-    (the verdict then says so: compare its fingerprint with your own copy).
+    ``trust``: the anchors for the signer's path (DER; several CAs' roots may be trusted);
+    None trusts the bundle's own root.pem (the verdict then says so: compare its
+    fingerprint with your own copy). ``tsa_trust``: the root of udun's TSA, the only one
+    whose time-stamps make evidence; default: ``trust`` when it is a single root. With
+    several roots in ``trust`` it must be given: any CA trusted for signers could otherwise
+    certify a TSA of its own and stamp a forged bundle.
     """
     v = BundleVerdict()
     try:
-        _verify(data, trust, now, v)
+        _verify(data, trust, now, v, tsa_trust)
     except _Stop:
         pass
     return v
 
 
-def _verify(data: bytes, trust: list[bytes] | None, now: datetime, v: BundleVerdict) -> None:
+def _tsa_anchors(trust: list[bytes], tsa_trust: list[bytes] | None) -> list[bytes]:
+    """Exactly one root for udun's TSA: a second one would be a second TSA."""
+    roots = [d for d in (tsa_trust if tsa_trust is not None else trust)
+             if is_self_signed(x509.Certificate.load(d))]
+    if len(roots) != 1:
+        raise PkiError(ErrorKind.BAD_INPUT, f"{len(roots)} roots given for udun's TSA: name exactly one "
+                                            "(--tsa-trust ROOT.pem)")
+    return roots
+
+
+def _verify(data: bytes, trust: list[bytes] | None, now: datetime, v: BundleVerdict,
+            tsa_trust: list[bytes] | None) -> None:
     found = _members(data, v)
     if found is None:
         return
@@ -293,6 +346,7 @@ def _verify(data: bytes, trust: list[bytes] | None, now: datetime, v: BundleVerd
     tsa_root = _certs(files, "tsa-root.pem", v, one=True) if "tsa-root.pem" in files else []
     bundle_root = trust is None
     if trust is None:
+        tsa_trust = tsa_root or root
         trust = root + tsa_root
         for name, anchor in zip(("root.pem", "tsa-root.pem"), trust):
             v.facts.append(f"trust anchor: the bundle's own {name}, SHA-256 fingerprint "
@@ -302,10 +356,20 @@ def _verify(data: bytes, trust: list[bytes] | None, now: datetime, v: BundleVerd
     known = {*root, signer_cert, issuing, *ca_chain, *tsa_chain, *others, *tsa_root, *trust}
     # Old bundles list the root in ca-chain.pem too: only the CAs below it are intermediates.
     intermediates = [c for c in ca_chain if not is_self_signed(x509.Certificate.load(c))]
+    for name, certs, most in (("ca-chain.pem", intermediates, MAX_CHAIN_CERTS), ("tsa-chain.pem", tsa_chain,
+                                                                                  MAX_TSA_CERTS)):
+        if len(certs) > most:
+            v.problems.append(f"{name} holds {len(certs)} certificates, more than a udun bundle has ({most})")
+            raise _Stop
+    # Time-stamps count only from udun's TSA: its own root, never any CA trusted for signers.
+    tsa_chains = ChainValidator(_trust_store(_tsa_anchors(trust, tsa_trust), bundle_root, [], v))
     chains = ChainValidator(_trust_store(trust, bundle_root, intermediates, v))
 
-    _time_stamp("manifest.tst", files, hashlib.sha256(files["manifest.json"]).digest(), chains, tsa_chain,
+    _time_stamp("manifest.tst", files, hashlib.sha256(files["manifest.json"]).digest(), tsa_chains, tsa_chain,
                 known, v, "manifest.json", RECORDS_POLICY)
+    if "SHA256SUMS.tst" in files:         # bundles since issue 9: what `sha256sum -c` reads is stamped too
+        _time_stamp("SHA256SUMS.tst", files, hashlib.sha256(files.get("SHA256SUMS", b"")).digest(), tsa_chains,
+                    tsa_chain, known, v, "SHA256SUMS", RECORDS_POLICY)
 
     with _reading(v, "signature.p7s"):
         received = cms_view.view(files.get("signature.p7s") or b"")
@@ -313,7 +377,7 @@ def _verify(data: bytes, trust: list[bytes] | None, now: datetime, v: BundleVerd
         stamped = cms_view.view(files.get("signature-t.p7s") or b"")
     signature_value = received.signers[0].signature if received.signers else b""
     stamp = _time_stamp("timestamp.tst", files, tsp.signature_time_stamp_imprint(signature_value),
-                        chains, tsa_chain, known, v, "signature.p7s")
+                        tsa_chains, tsa_chain, known, v, "signature.p7s")
     assert stamp.info is not None and stamp.tsa_cert_der is not None
     if files.get("signature-value.bin") != signature_value:
         v.problems.append("signature-value.bin differs from the signature in signature.p7s")
@@ -326,6 +390,10 @@ def _verify(data: bytes, trust: list[bytes] | None, now: datetime, v: BundleVerd
                    f" (serial {stamp.info.serial:x})")
 
     revocation = _revocation(files, v)
+    if intermediates and len(revocation) == 1:
+        v.problems.append("ca-crl-1.der is missing: this bundle was exported before udun kept each CA's status "
+                          "(ask the bank for a new export of the same evidence id)")
+        raise _Stop
     verifier = Verifier(chains, clock=fixed(at), status=lambda _cert, _issuer: revocation)
     with _reading(v, "signature.p7s"):
         report = verifier.verify(files["signature.p7s"], files.get("payment.json"))

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from asn1crypto import crl as asn1crl
 from asn1crypto import x509
 
 from pkicore.errors import ErrorKind, PkiError
@@ -18,6 +17,7 @@ from pkicore.names import rfc4514
 from pkicore.validation import PURPOSES, REVOCATION, Inputs, Outcome, PolicyInputs, parse_purpose, validate
 
 MODES = tuple(REVOCATION)
+MAX_UNTRUSTED = 12
 __all__ = ["MODES", "PURPOSES", "PathReport", "verify_path"]
 
 
@@ -55,15 +55,13 @@ def verify_path(leaf_der: bytes, anchors: Sequence[bytes], untrusted: Sequence[b
     wanted = tuple(p for p in (parse_purpose(n) for n in names) if p is not None)
     if revocation not in REVOCATION:
         raise PkiError(ErrorKind.BAD_INPUT, "revocation must be off, soft or hard")
+    if len(untrusted) > MAX_UNTRUSTED:
+        # Path building over crafted same-name CA certificates grows factorially.
+        raise PkiError(ErrorKind.BAD_INPUT, f"at most {MAX_UNTRUSTED} untrusted certificates "
+                                            f"(given {len(untrusted)})")
     if max_depth is not None and max_depth < 0:
         raise PkiError(ErrorKind.BAD_INPUT, "--max-depth must be 0 or more")
     crls = list(crls or [])
-    dropped = 0
-    if revocation == "soft":
-        # soft: a CRL past its nextUpdate is not valid revocation data, so it is not used
-        # (hard: it fails the path).
-        fresh = [c for c in crls if not _stale(c, moment)]
-        dropped, crls = len(crls) - len(fresh), fresh
     inputs = Inputs(anchors=tuple(anchors), moment=moment, intermediates=tuple(untrusted), crls=tuple(crls),
                     ocsps=tuple(ocsps or ()), revocation=revocation, purposes=wanted,
                     policy=policy or PolicyInputs(), max_depth=max_depth, allow_weak=allow_weak)
@@ -78,16 +76,7 @@ def verify_path(leaf_der: bytes, anchors: Sequence[bytes], untrusted: Sequence[b
         done.append(f"extendedKeyUsage {', '.join(names)} (no extension: any purpose)")
     if inputs.policy.constrained:
         done.append(f"user-constrained policy set: {', '.join(outcome.policies)}")
-    done.append(f"revocation: {revocation}" + (" (not checked)" if revocation == "off" else
-                                               " (every certificate below the anchor)" if revocation == "hard"
-                                               else "")
-                + (f", {dropped} stale CRL(s) not used" if dropped else ""))
+    done.append(f"revocation: {revocation}" + {"off": " (not checked)", "hard": " (every certificate below the "
+                                               "anchor)", "soft": " (the data given)"}[revocation])
     return PathReport(outcome, tuple(done))
 
-
-def _stale(crl_der: bytes, moment: datetime) -> bool:
-    try:
-        next_update = asn1crl.CertificateList.load(crl_der)["tbs_cert_list"]["next_update"].native
-    except (ValueError, TypeError, KeyError):
-        return False                      # unreadable: let the validator report it
-    return next_update is not None and next_update < moment

@@ -7,6 +7,7 @@ at all raises PkiError(BAD_INPUT).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
@@ -160,6 +161,10 @@ def _verify_signature(cert: SignerCert, s: SignerView, digest_name: str,
         return f"signature hash {implied} differs from digestAlgorithm {digest_name}", Sub.FORMAT_FAILURE
     try:
         alg = sigverify.cached_identifier(s.signature_algorithm, digest_name)
+        if alg.kind == "pss" and (alg.hash_name != digest_name or alg.mgf_hash not in DIGESTS.values()):
+            # RFC 4056 §2: the PSS hash is the digestAlgorithm; MGF1's hash too must be one we accept.
+            return (f"RSA-PSS over {alg.hash_name} / MGF1 {alg.mgf_hash} with digestAlgorithm {digest_name}",
+                    Sub.CRYPTO_CONSTRAINTS_FAILURE)
         sigverify.verify(cert.public_key, s.signature, data, alg)
     except sigverify.SignatureError as e:
         if e.failure is sigverify.Failure.INVALID:
@@ -354,6 +359,12 @@ class Verifier:
         others = [d for d in certs_der if d != signer.der]
         chain = self.chains.validate(signer.asn1, others, now, leaf_sha256=signer.sha256)
         if chain.ok:
+            narrowed = next((p for p in chain.path[1:-1] if not _eku_allows_signing(p.der)), None)
+            if narrowed is not None:
+                # An EKU on a CA constrains what it certifies (as for `udun cert verify`).
+                c.fail("certificate chain", f"the CA {narrowed.subject} is not allowed to certify document "
+                       "signing (its extendedKeyUsage)", Sub.CHAIN_CONSTRAINTS_FAILURE)
+                return ()
             c.ok("certificate chain", f"{chain.detail}, valid now")
             return tuple(p.der for p in chain.path)
         if chain.failure in (Sub.EXPIRED, Sub.NOT_YET_VALID):
@@ -513,3 +524,10 @@ def _who(st: StatusInfo) -> str:
 
 def _where(st: StatusInfo) -> str:
     return f"{st.source}, thisUpdate {st.this_update:%Y-%m-%d %H:%M:%S}Z" if st.this_update else "no source"
+
+
+@functools.lru_cache(maxsize=1024)
+def _eku_allows_signing(cert_der: bytes) -> bool:
+    """No extendedKeyUsage, or one that allows documentSigning (or any purpose)."""
+    eku = x509.Certificate.load(cert_der).extended_key_usage_value
+    return eku is None or bool(_DOCUMENT_SIGNING_OK & ({p.native for p in eku} | {p.dotted for p in eku}))

@@ -62,6 +62,9 @@ class PathStatus:
 
     statuses: tuple[StatusInfo, ...]
     outcome: Outcome
+    # Beyond this the verdict is not reused whatever the data's windows say (the earliest
+    # notAfter of a responder certificate that signed an answer used).
+    valid_until: datetime | None = None
 
     @property
     def failing(self) -> StatusInfo | None:
@@ -69,6 +72,8 @@ class PathStatus:
 
     def fresh_at(self, now: datetime) -> bool:
         """Every piece of data used is inside its thisUpdate..nextUpdate window."""
+        if self.valid_until is not None and now > self.valid_until:
+            return False
         for s in self.statuses:
             if s.status == "unchecked":
                 continue
@@ -139,7 +144,20 @@ def evaluate(path: tuple[bytes, ...], raw: list[list[tuple[str, bytes]]], moment
         statuses = [StatusInfo("unusable", s.source, s.this_update, s.next_update, detail=outcome.error or "",
                                raw=s.raw, subject=s.subject, serial=s.serial, position=s.position)
                     if s.position == "end-entity" else s for s in statuses]
-    return PathStatus(tuple(reversed(statuses)), outcome)
+    return PathStatus(tuple(reversed(statuses)), outcome, _responders_until(ocsps))
+
+
+def _responders_until(ocsps: tuple[bytes, ...]) -> datetime | None:
+    """The earliest notAfter of the certificates carried in the OCSP responses (delegated
+    responders): a verdict resting on a responder that has expired is not reused."""
+    ends = []
+    for data in ocsps:
+        try:
+            for c in ocsp.OCSPResponse.load(data).basic_ocsp_response["certs"] or []:
+                ends.append(c["tbs_certificate"]["validity"]["not_after"].native)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue
+    return min(ends) if ends else None
 
 
 class StatusCache:

@@ -243,14 +243,24 @@ class UdunSignatureValidator(SignatureValidator):
             raise SignatureError(Failure.UNSUPPORTED, problem)
         if public_key_info.algorithm == "dsa":
             public_key_info = self._dsa_with_params(public_key_info)
+        # The library asks its policy about keys that sign certificates, not about CRL
+        # signers or OCSP responders: the key rule is applied here to every signature.
+        try:
+            problem = self.policy.key_problem(public_key_info)
+        except (ValueError, TypeError, KeyError):
+            problem = "the signing key does not read"
+        if problem:
+            raise SignatureError(Failure.UNSUPPORTED, problem)
         verify_info(public_key_info, signature, signed_data, signature_algorithm, context.contextual_md_algorithm)
 
 
     def _dsa_with_params(self, key_info: keys.PublicKeyInfo) -> keys.PublicKeyInfo:
+        if not self.policy.allow_weak:
+            return key_info                 # DSA is refused anyway: remember nothing
         bits = key_info["public_key"].dump()
         params = key_info["algorithm"]["parameters"]
         if params.native is not None:
-            self._dsa_params[bits] = params
+            self._dsa_params.setdefault(bits, params)       # the first seen (the path's) stays
             return key_info
         known = self._dsa_params.get(bits)
         if known is None:

@@ -21,10 +21,12 @@ import hashlib
 import ipaddress
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from asn1crypto import crl as asn1crl
+from asn1crypto import ocsp as asn1ocsp
 from asn1crypto import x509
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator import errors as cverr
@@ -87,13 +89,13 @@ def parse_purpose(text: str) -> str | None:
     """A --purpose value: a name above or a dotted OID; None means any purpose."""
     if text in PURPOSES:
         return PURPOSES[text]
-    if _DOTTED.match(text):
+    if _DOTTED.fullmatch(text):
         return text
     raise PkiError(ErrorKind.BAD_INPUT, f"purpose {text!r}: use one of {', '.join(PURPOSES)} or a dotted OID")
 
 
 def parse_policy_oid(text: str) -> str:
-    if not _DOTTED.match(text):
+    if not _DOTTED.fullmatch(text):
         raise PkiError(ErrorKind.BAD_INPUT, f"policy {text!r} is not a dotted OID")
     return text
 
@@ -204,14 +206,58 @@ def context(inputs: Inputs) -> ValidationContext:
     )
 
 
+def _readable(inputs: Inputs) -> Inputs:
+    """The inputs without revocation data that does not even parse (an HTML error page, a
+    truncated download): it shows nothing, so it counts as missing, never as a crash."""
+    def ok(kind: str, data: bytes) -> bool:
+        try:
+            if kind == "crl":
+                asn1crl.CertificateList.load(data, strict=True)["tbs_cert_list"]["next_update"].native  # noqa: B018
+            else:
+                asn1ocsp.OCSPResponse.load(data, strict=True)["response_status"].native  # noqa: B018
+            return True
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return False
+    crls = tuple(d for d in inputs.crls if ok("crl", d))
+    ocsps = tuple(d for d in inputs.ocsps if ok("ocsp", d))
+    if (crls, ocsps) == (inputs.crls, inputs.ocsps):
+        return inputs
+    return replace(inputs, crls=crls, ocsps=ocsps)
+
+
 def validate(leaf_der: bytes, inputs: Inputs) -> Outcome:
-    """Validate ``leaf_der`` to one of the anchors at ``inputs.moment``."""
+    """Validate ``leaf_der`` to one of the anchors at ``inputs.moment``.
+
+    soft runs as hard first (so a revocation on any CRL given counts, even for a
+    certificate that names no distribution point) and falls back to the library's soft
+    processing only when status is not established; data that is there but stale or
+    unverifiable still fails. Where both
+    OCSP responses and CRLs are given, a valid result is checked once more against the
+    CRLs alone (the library skips CRLs once OCSP says good): revoked wins.
+    """
     if not inputs.anchors:
         raise PkiError(ErrorKind.BAD_INPUT, "no trust anchor given")
+    inputs = _readable(inputs)
+    if inputs.revocation == "soft":
+        strict = _validate(leaf_der, replace(inputs, revocation="hard"))
+        # Not established (nothing there, or data that does not hold): the library's soft
+        # rules then decide, and they too fail on data that is there but stale or forged.
+        unknown = strict.sub is Sub.TRY_LATER and strict.revoked_at is None
+        outcome = _validate(leaf_der, inputs) if unknown else strict
+    else:
+        outcome = _validate(leaf_der, inputs)
+    if outcome.valid and inputs.revocation != "off" and inputs.crls and inputs.ocsps:
+        crl_only = _validate(leaf_der, replace(inputs, ocsps=(), revocation="hard"))
+        if crl_only.revoked_at is not None:
+            return crl_only
+    return outcome
+
+
+def _validate(leaf_der: bytes, inputs: Inputs) -> Outcome:
     leaf = load(leaf_der)
-    ctx = context(inputs)
-    validator = CertificateValidator(leaf, validation_context=ctx, pkix_params=inputs.policy.params())
     try:
+        ctx = context(inputs)
+        validator = CertificateValidator(leaf, validation_context=ctx, pkix_params=inputs.policy.params())
         vpath = asyncio.run(validator.async_validate_path())
     except cverr.PathBuildingError as e:
         return Outcome(False, Sub.NO_CERTIFICATE_CHAIN_FOUND, f"no path to a trust anchor: {e}",

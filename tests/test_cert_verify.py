@@ -192,9 +192,38 @@ def test_crl_signed_by_a_separate_key_of_the_same_ca(pki: Pki) -> None:
 
 
 def test_stale_crl(pki: Pki) -> None:
+    """A CRL past its nextUpdate fails in both modes (soft forgives missing data, not bad
+    data: a stale CRL may still be the only one listing a revocation)."""
     stale = crl(pki.int_key, pki.int, [], this_update=NOW - timedelta(days=3), hours=24)
-    assert pki.check(crls=[pki.crls[0], stale], revocation="soft").valid
+    assert not pki.check(crls=[pki.crls[0], stale], revocation="soft").valid
     assert not pki.check(crls=[pki.crls[0], stale], revocation="hard").valid
+    assert pki.check(crls=[pki.crls[0]], revocation="soft").valid          # missing: soft forgives
+
+
+def test_soft_mode_revoked_wins(pki: Pki) -> None:
+    """Review findings: soft mode must see a revocation on a CRL given, even for a leaf
+    without a distribution point, and an OCSP 'good' must not hide a CRL that revokes."""
+    no_cdp = make(SoftwareKey(), "CN=No CDP,O=Allowed Bank", issuer=(pki.int_key, pki.int), serial=424242)
+    revoking = crl(pki.int_key, pki.int, [no_cdp], number=11)
+    report = pki.check(no_cdp, crls=[pki.crls[0], revoking], revocation="soft")
+    assert not report.valid and report.outcome.sub is not None and report.outcome.sub.value == "REVOKED"
+    leaf = make(pki.leaf_key, "CN=Both,O=Allowed Bank", issuer=(pki.int_key, pki.int),
+                extra=[authority_info_access("http://ocsp.example.invalid/ocsp", None)])
+    key, responder = _responder(pki.int_key, pki.int, ocsp_signing=True)
+    good = _ocsp(key, responder, leaf, pki.int)
+    for mode in ("soft", "hard"):
+        report = verify_path(leaf, [pki.root], [pki.int], moment=NOW, revocation=mode, ocsps=[good],
+                             crls=[pki.crls[0], crl(pki.int_key, pki.int, [leaf], number=12)])
+        assert not report.valid and report.outcome.sub is not None and report.outcome.sub.value == "REVOKED", mode
+
+
+def test_unreadable_revocation_data_is_missing_not_a_crash(pki: Pki) -> None:
+    html = b"<html>502 Bad Gateway</html>"
+    report = pki.check(crls=[pki.crls[0], pki.crls[1], html], revocation="hard")
+    assert report.valid, report.error                    # the garbage is ignored, the real CRLs count
+    report = verify_path(pki.leaf, [pki.root], [pki.int], moment=NOW, revocation="hard", crls=[pki.crls[0], html],
+                         ocsps=[html])
+    assert not report.valid and report.outcome.sub is not None and report.outcome.sub.value == "TRY_LATER"
 
 
 def test_no_crl_under_hard(pki: Pki) -> None:

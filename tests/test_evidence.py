@@ -81,7 +81,7 @@ def _run_readme(data: bytes, tmp_path: Path) -> tuple[Path, str]:
         outputs.append(out)
     text = "\n".join(outputs)
     assert "CAdES Verification successful" in text
-    assert text.count("Verification: OK") == 2              # the signature's and the manifest's stamps
+    assert text.count("Verification: OK") == 3              # the signature's, SHA256SUMS' and the manifest's stamps
     assert "payment.json: OK" in text and "FAILED" not in text
     return folder, readme
 

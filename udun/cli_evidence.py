@@ -62,9 +62,12 @@ def _home_root() -> list[bytes] | None:
 @evidence_group.command("verify")
 @click.argument("bundle_path", metavar="BUNDLE.zip")
 @click.option("--trust", metavar="ROOT.pem", help="Your own copy of the CA root (default: this UDUN_HOME's root).")
+@click.option("--tsa-trust", metavar="ROOT.pem",
+              help="The root of udun's TSA, whose time-stamps alone make evidence (default: this UDUN_HOME's "
+                   "root, or --trust when it holds one root). Needed when --trust holds several CAs' roots.")
 @click.option("--trust-bundle-root", is_flag=True,
               help="Trust the root.pem inside the bundle (only after comparing its fingerprint).")
-def evidence_verify(bundle_path: str, trust: str | None, trust_bundle_root: bool) -> None:
+def evidence_verify(bundle_path: str, trust: str | None, tsa_trust: str | None, trust_bundle_root: bool) -> None:
     """Check a bundle offline: every file against the time-stamped manifest, both time-stamps,
     and the signature re-validated at the time-stamped moment with the bundle's OCSP/CRL.
 
@@ -78,7 +81,10 @@ def evidence_verify(bundle_path: str, trust: str | None, trust_bundle_root: bool
         if anchors is None:
             raise PkiError(ErrorKind.BAD_INPUT, "no trust anchor: pass --trust ROOT.pem (your own copy of the CA "
                                                 "root), or run where UDUN_HOME holds the CA")
-    verdict = verify_bundle(read_input(bundle_path, "bundle"), anchors, system_clock())
+    tsa_anchors = load_certs(read_input(tsa_trust, "TSA trust anchor")) if tsa_trust else None
+    if tsa_anchors is None and anchors is not None and len(anchors) > 1:
+        tsa_anchors = _home_root()          # a bank's machine with udun's CA: its root stamps evidence
+    verdict = verify_bundle(read_input(bundle_path, "bundle"), anchors, system_clock(), tsa_anchors)
     for fact in verdict.facts:
         click.echo(f"  {fact}")
     if verdict.ok:
