@@ -6,12 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from asn1crypto import core, x509
-from cryptography import x509 as cx509
-from cryptography.exceptions import InvalidSignature
-
-from pkicore import der
+from pkicore import der, sigverify
 from pkicore.der import DerError
-from pkicore.algorithms import RawSigner, SigScheme, default_scheme
+from pkicore.algorithms import RawSigner, SigScheme, default_scheme, signature_algorithm
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.x509build import sign_tbs
 
@@ -112,14 +109,18 @@ class Issuer:
         self.cert = x509.Certificate.load(cert_der)
         self.scheme = scheme or default_scheme(key.key_type)
         self.lint_facts = LintFacts(self.cert)
-        self._crypto_cert = cx509.load_der_x509_certificate(cert_der)
+        # The one signature check (pkicore.sigverify), with the CA's key and scheme read once.
+        self._ca_key = sigverify.load_key(self.cert.public_key.dump())
+        self._alg = sigverify.cached_identifier(signature_algorithm(self.scheme).dump())
 
     def sign(self, prepared: Prepared) -> bytes:
         """Sign, then check the signature with the CA certificate before anyone sees it:
         a token fault or a stale key handle must never produce a bad certificate."""
         der = sign_tbs(self.key, prepared.tbs, self.scheme)
         try:
-            cx509.load_der_x509_certificate(der).verify_directly_issued_by(self._crypto_cert)
-        except (ValueError, TypeError, InvalidSignature) as e:
+            cert = x509.Certificate.load(der)
+            sigverify.verify(self._ca_key, cert["signature_value"].native, cert["tbs_certificate"].dump(),
+                             self._alg)
+        except (ValueError, TypeError, sigverify.SignatureError) as e:
             raise PkiError(ErrorKind.TOKEN, "the token produced a signature that does not verify") from e
         return der

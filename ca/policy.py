@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pkicore import names
+from pkicore import sigverify
 from pkicore.errors import ErrorKind, PkiError
 
 MAX_CSR_BYTES = 64 * 1024
@@ -40,13 +41,24 @@ def load_csr_bytes(data: bytes) -> bytes:
     return data
 
 
+def _proof_of_possession(parsed: asn1csr.CertificationRequest) -> bool:
+    """The CSR's signature with its own key (RFC 2986 §4.2), by the one signature check."""
+    info = parsed["certification_request_info"]
+    try:
+        sigverify.verify_info(info["subject_pk_info"], parsed["signature"].native, info.dump(),
+                              parsed["signature_algorithm"])
+    except sigverify.SignatureError:
+        return False
+    return True
+
+
 def check_csr(der: bytes) -> CheckedRequest:
     """Proof of possession, an acceptable key, and a subject the client profile allows."""
     try:
         req = cx509.load_der_x509_csr(der)
-        valid = req.is_signature_valid
         parsed = asn1csr.CertificationRequest.load(der)
         info = parsed["certification_request_info"]
+        valid = _proof_of_possession(parsed)
         subject = info["subject"]
         subject.native  # noqa: B018  full parse: garbage raises here
         public = req.public_key()

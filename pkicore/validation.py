@@ -22,7 +22,7 @@ import ipaddress
 import logging
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from asn1crypto import crl as asn1crl
@@ -137,6 +137,9 @@ class Inputs:
     policy: PolicyInputs = field(default_factory=PolicyInputs)
     max_depth: int | None = None                  # intermediate CAs allowed (openssl -verify_depth)
     allow_weak: bool = False
+    # Clock drift the library forgives (validity and revocation times); a payment verifier
+    # that checks periods itself allows its responder's answers signed just after "now".
+    time_tolerance: timedelta = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,7 @@ def context(inputs: Inputs) -> ValidationContext:
         moment=inputs.moment, allow_fetching=False,
         crls=list(inputs.crls) if checking else [], ocsps=list(inputs.ocsps) if checking else [],
         revinfo_policy=CertRevTrustPolicy(REVOCATION[inputs.revocation]),
-        algorithm_usage_policy=LEGACY if inputs.allow_weak else STRICT,
+        algorithm_usage_policy=LEGACY if inputs.allow_weak else STRICT, time_tolerance=inputs.time_tolerance,
         # Legacy (DSA) validations get a validator of their own: it remembers DSA parameters.
         signature_validator=UdunSignatureValidator(LEGACY) if inputs.allow_weak else VALIDATOR,
     )

@@ -72,3 +72,21 @@ def test_garbage_status_data_is_no_status_not_a_failed_signature() -> None:
     report = _verifier(p.root, [("crl", b"<html>502</html>"), ("ocsp", b"\x30\x03\x0a\x01")]).verify(cms)
     assert report.sub_indication is not None and report.sub_indication.value == "TRY_LATER", report.message
     assert _verifier(p.root, [("crl", b"junk")] + [("crl", c) for c in p.crls]).verify(cms).passed
+
+
+def test_an_answer_signed_just_after_the_moment_counts() -> None:
+    """Under load the in-process responder signs a few seconds after the verifier took "now":
+    the library's default 1 s tolerance made that TRY_LATER (a flaky two-server test)."""
+    from datetime import timedelta
+
+    from pkicore.pathstatus import evaluate
+    from test_cert_verify import _ocsp, _responder, authority_info_access
+
+    p = Pki()
+    leaf = make(p.leaf_key, "CN=Late,O=Allowed Bank", issuer=(p.int_key, p.int),
+                extra=[authority_info_access("http://ocsp.example.invalid/ocsp", None)])
+    key, responder = _responder(p.int_key, p.int, ocsp_signing=True)
+    answer = _ocsp(key, responder, leaf, p.int)                 # thisUpdate NOW - 1 min
+    early = NOW - timedelta(minutes=1, seconds=3)               # the verifier's "now", 3 s before
+    status = evaluate((leaf, p.int, p.root), [[("ocsp", answer)], [("crl", p.crls[0])]], early)
+    assert status.outcome.valid, status.outcome.error

@@ -214,3 +214,22 @@ def test_lint_refuses_what_must_not_be_signed(ca, change: dict, message: str) ->
     with pytest.raises(PkiError) as err:
         lint(tbs, issuer.lint_facts)
     assert message in err.value.message
+
+
+@pytest.mark.parametrize("scheme", ["pkcs1", "pss"])
+def test_csr_proof_of_possession_through_the_one_signature_check(scheme: str) -> None:
+    """RSA CSRs signed with PKCS#1 v1.5 and with PSS pass proof of possession (pkicore.sigverify);
+    one changed signature byte fails it."""
+    from helpers import SoftwareKey
+    from pkicore.algorithms import KeyType, SigScheme
+    from pkicore.errors import PkiError as Err
+    from pkicore.x509build import build_csr, parse_name
+
+    from ca.policy import check_csr
+
+    key = SoftwareKey(KeyType.RSA_2048)
+    csr = build_csr(key, parse_name("CN=PoP,O=udun tests,C=CN"), SigScheme(scheme))
+    check_csr(csr)
+    broken = csr[:-5] + bytes([csr[-5] ^ 0x01]) + csr[-4:]
+    with pytest.raises(Err, match="proof of possession"):
+        check_csr(broken)
