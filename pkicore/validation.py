@@ -234,9 +234,9 @@ def validate(leaf_der: bytes, inputs: Inputs) -> Outcome:
     soft runs as hard first (so a revocation on any CRL given counts, even for a
     certificate that names no distribution point) and falls back to the library's soft
     processing only when status is not established; data that is there but stale or
-    unverifiable still fails. Where both
-    OCSP responses and CRLs are given, a valid result is checked once more against the
-    CRLs alone (the library skips CRLs once OCSP says good): revoked wins.
+    unverifiable still fails. Where both OCSP responses and CRLs are given, a valid result
+    is checked once more against the CRLs alone (the library skips CRLs once OCSP says
+    good): revoked wins.
     """
     if not inputs.anchors:
         raise PkiError(ErrorKind.BAD_INPUT, "no trust anchor given")
