@@ -4,8 +4,10 @@ the store, pre-signed answers cached until shortly before their nextUpdate.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from asn1crypto import x509
 
@@ -35,9 +37,13 @@ class Responder:
     def __init__(self, ca: CertificateAuthority) -> None:
         self.ca = ca
         self._delegated = DelegatedKey(ca, RESPONDER_NAME, "ocsp-responder", "OCSP Responder", RENEW_BEFORE)
-        self._cache: dict[tuple[str, bytes, int], OcspResult] = {}
+        # Pre-signed answers for issued certificates only, by the full CertID, least recently
+        # used out: unknown serials are never kept (a client asking random serials must not
+        # grow a worker's memory), and at most ocsp_cache_size of each map.
+        self._cache: OrderedDict[tuple[str, bytes, bytes, int], OcspResult] = OrderedDict()
         self._cache_version = -1
-        self._requests: dict[bytes, OcspResult] = {}      # the same nonce-less request bytes
+        self._requests: OrderedDict[bytes, OcspResult] = OrderedDict()   # the same nonce-less request bytes
+        self._cache_size = ca.settings.ocsp_cache_size
         self._hashes: dict[tuple[bytes, str], tuple[bytes, bytes]] = {}
         self._lock = threading.Lock()
 
@@ -61,9 +67,7 @@ class Responder:
             result = self._respond(req)
             if result.next_update is not None:            # cacheable: remember it by its request too
                 with self._lock:
-                    if len(self._requests) >= 10_000:
-                        self._requests.clear()
-                    self._requests[request_der] = result
+                    _put(self._requests, request_der, result, self._cache_size)
             return result
         except OcspRefusal as e:
             return OcspResult(ocspmod.refusal(e.status), None, None)
@@ -92,10 +96,11 @@ class Responder:
         next_update = now + timedelta(minutes=self.ca.settings.ocsp_minutes)
         der = ocspmod.build_response(r.key, r.scheme, r.cert, [issuing], answers, req.nonce,
                                      produced_at=now, this_update=now, next_update=next_update)
+        cacheable = cacheable and answers[0].status != "unknown"
         result = OcspResult(der, next_update if cacheable else None, now)
         if cacheable:
             with self._lock:
-                self._cache[self._key(req.queries[0])] = result
+                _put(self._cache, self._key(req.queries[0]), result, self._cache_size)
         return result
 
     def _issuer_hashes(self, issuing: x509.Certificate, hash_name: str) -> tuple[bytes, bytes]:
@@ -118,8 +123,8 @@ class Responder:
         return Answer(q, "revoked", revoked_at, reason)
 
     @staticmethod
-    def _key(q: CertQuery) -> tuple[str, bytes, int]:
-        return (q.hash_name, q.issuer_key_hash, q.serial)
+    def _key(q: CertQuery) -> tuple[str, bytes, bytes, int]:
+        return (q.hash_name, q.issuer_name_hash, q.issuer_key_hash, q.serial)     # the whole CertID
 
     def _current_version(self) -> None:
         """Drop every pre-signed answer if a status changed anywhere since (any process)."""
@@ -139,6 +144,8 @@ class Responder:
         self._current_version()
         with self._lock:
             hit = self._requests.get(request_der)
+            if hit is not None:
+                self._requests.move_to_end(request_der)
         if hit is None or hit.next_update is None or hit.next_update - self.ca.clock() < CACHE_MARGIN:
             return None
         return hit
@@ -148,9 +155,21 @@ class Responder:
         self._current_version()
         with self._lock:
             hit = self._cache.get(self._key(q))
+            if hit is not None:
+                self._cache.move_to_end(self._key(q))
         if hit is None or hit.next_update is None or hit.next_update - self.ca.clock() < CACHE_MARGIN:
             return None
         return hit
+
+
+def _put(cache: OrderedDict[Any, OcspResult], key: Any, value: OcspResult, size: int) -> None:
+    """Insert into an LRU map of at most ``size`` entries (the caller holds the lock)."""
+    if size <= 0:
+        return
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > size:
+        cache.popitem(last=False)
 
 
 class _RootCrl:

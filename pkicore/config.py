@@ -31,6 +31,7 @@ class Settings:
     client_days: int
     crl_hours: int = 24          # CRL validity: nextUpdate - thisUpdate
     ocsp_minutes: int = 60       # OCSP response validity: nextUpdate - thisUpdate
+    ocsp_cache_size: int = 100_000   # pre-signed OCSP answers kept per worker (LRU)
     responder_days: int = 7      # the delegated OCSP responder certificate's validity
     tsa_days: int = 365          # the TSA certificate's validity (renewed 30 days before its end)
     tsa_policy: str = "2.25.186103448224315384127420651869011474787"   # see DEFAULT_TSA_POLICY
@@ -136,6 +137,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         client_days=_int(e, "UDUN_CLIENT_DAYS", 730, 1, 3650),
         crl_hours=_int(e, "UDUN_CRL_HOURS", 24, 1, 24 * 31),
         ocsp_minutes=_int(e, "UDUN_OCSP_MINUTES", 60, 1, 7 * 24 * 60),
+        ocsp_cache_size=_int(e, "UDUN_OCSP_CACHE_SIZE", 100_000, 0, 10_000_000),
         responder_days=_int(e, "UDUN_OCSP_RESPONDER_DAYS", 7, 2, 90),
         tsa_days=_int(e, "UDUN_TSA_DAYS", 365, 31, 3650),
         tsa_policy=_oid(e.get("UDUN_TSA_POLICY") or DEFAULT_TSA_POLICY),
