@@ -1,6 +1,7 @@
 """Database schema (SQLAlchemy 2) and engine set-up; migrations live in ca/migrations."""
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from contextlib import nullcontext
 from pathlib import Path
@@ -10,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import (BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint,
                         create_engine, event)
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -174,11 +175,30 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _private_home(home: Path) -> None:
+    """UDUN_HOME is udun's alone (0700): it holds the database, token files and PIN files."""
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        if home.stat().st_mode & 0o077:
+            home.chmod(0o700)
+    except OSError:
+        pass                                  # a home we do not own: left as it is
+
+
 def make_engine(settings: Settings) -> Engine:
     """An engine for UDUN_DATABASE_URL (SQLite under UDUN_HOME by default)."""
     url = settings.database_url
     if url.startswith("sqlite"):
-        settings.home.mkdir(parents=True, exist_ok=True)
+        _private_home(settings.home)
+        path = make_url(url).database
+        if path and path != ":memory:":
+            # Payments (names, accounts) and the audit log: readable by udun's user only.
+            # SQLite gives its -wal and -shm files the main file's mode.
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+                os.chmod(path, 0o600)
+            except OSError:
+                pass                          # not ours to create here: the engine will say why
     try:
         engine = create_engine(url, future=True)
     except Exception as e:

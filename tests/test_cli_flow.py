@@ -166,3 +166,37 @@ def test_parallel_first_commands_and_init_on_a_fresh_home(tmp_path: Path) -> Non
     keys = udun("token", "show", "--label", "udun-ca", env={**env, "UDUN_PIN": CA_PIN})
     # the issuing CA, the OCSP responder and the TSA keys of the one init that won; nothing else
     assert keys.returncode == 0 and keys.stdout.count(b"  key  ") == 3, keys.stdout + keys.stderr
+
+
+def test_home_and_database_are_private() -> None:
+    """Issue 10 (hardening): UDUN_HOME 0700 and udun.db 0600 (+ WAL): another local user
+    (uid 65534) cannot read the payments or the audit log."""
+    import os
+    import shutil
+    import stat
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="udun-modes-"))    # /tmp/X, 0755: any user may traverse it
+    os.chmod(base, 0o755)
+    control = base / "public.txt"
+    control.write_text("readable")
+    control.chmod(0o644)
+
+    def as_other(path: Path) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", str(path)],
+                              capture_output=True, timeout=30)
+
+    assert as_other(control).returncode == 0            # the test can tell a closed file from a closed path
+    home = base / "private-home"
+    env = {"UDUN_HOME": str(home), "UDUN_CA_PIN": CA_PIN, "UDUN_SO_PIN": CLI_SO_PIN}
+    assert udun("ca", "init", env=env).returncode == 0
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    for name in ("udun.db", "udun.db-wal"):
+        if (home / name).exists():
+            assert stat.S_IMODE((home / name).stat().st_mode) == 0o600, name
+    os.chmod(home, 0o755)                    # even with the folder opened up, the file stays closed
+    other = as_other(home / "udun.db")
+    assert other.returncode != 0 and b"Permission denied" in other.stderr
+    assert udun("ca", "list", env=env).returncode == 0
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700      # tightened again on the next start
+    shutil.rmtree(base, ignore_errors=True)
