@@ -42,18 +42,6 @@ def _get(url: str, data: bytes | None = None, limit: int = MAX_CRL_BYTES, timeou
         return None
 
 
-def ocsp_over_http(cert_der: bytes, issuer_der: bytes) -> list[tuple[str, bytes]]:
-    """Ask the OCSP responders named in the certificate's AIA (RFC 5280 §4.2.2.1)."""
-    cert, issuer = x509.Certificate.load(cert_der), x509.Certificate.load(issuer_der)
-    request = ocsp.build_request(cert, issuer)
-    out = []
-    for url in cert.ocsp_urls:
-        body = _get(url, request, MAX_OCSP_BYTES)
-        if body is not None:
-            out.append(("ocsp", body))
-    return out
-
-
 def crls_over_http(certs: list[bytes]) -> list[bytes]:
     """The CRLs at the HTTP distribution points of ``certs`` (each URL once)."""
     out, seen = [], set()

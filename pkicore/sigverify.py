@@ -220,7 +220,8 @@ class UdunSignatureValidator(SignatureValidator):
     """The library's signature seam, answered by verify_info (for X.509, CRL and OCSP).
 
     The library asks its algorithm policy about certificate and OCSP signatures but not
-    about CRLs, so the hash rule of ``policy`` is applied here to every signature.
+    about CRLs, and never about the key of a CRL signer or OCSP responder, so the hash and
+    key rules of ``policy`` are applied here to every signature.
     """
 
     def __init__(self, policy: AlgorithmPolicy = STRICT) -> None:
@@ -252,7 +253,6 @@ class UdunSignatureValidator(SignatureValidator):
         if problem:
             raise SignatureError(Failure.UNSUPPORTED, problem)
         verify_info(public_key_info, signature, signed_data, signature_algorithm, context.contextual_md_algorithm)
-
 
     def _dsa_with_params(self, key_info: keys.PublicKeyInfo) -> keys.PublicKeyInfo:
         if not self.policy.allow_weak:
