@@ -30,8 +30,8 @@ def main(argv: list[str]) -> int:
     t0 = time.perf_counter()
     from ca.authority import CertificateAuthority
     from ca.revocation import Revocation
-    from pkicore import token
-    from pkicore.config import load_settings
+    from keystore import token
+    from config.settings import load_settings
 
     ca = CertificateAuthority.open(load_settings(), migrate_schema=False)
     try:

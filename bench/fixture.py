@@ -26,10 +26,10 @@ SUBJECT = "CN=张三,O=udun bench bank,C=CN"
 class Fixture:
     """Everything the figures use; built once per run."""
 
-    settings: Any          # pkicore.config.Settings
+    settings: Any          # config.settings.Settings
     ca: Any                # ca.authority.CertificateAuthority
-    ec_key: Any            # pkicore.token.TokenKey (P-256, client token)
-    rsa_key: Any           # pkicore.token.TokenKey (RSA-2048, client token)
+    ec_key: Any            # keystore.token.TokenKey (P-256, client token)
+    rsa_key: Any           # keystore.token.TokenKey (RSA-2048, client token)
     csr_der: bytes         # PKCS#10 from the P-256 client token
     cert_der: bytes        # the client certificate issued for that CSR (status good)
     chain_der: list[bytes]  # issuing CA, root
@@ -46,7 +46,7 @@ def build() -> Fixture:
     from ca.authority import CertificateAuthority
     from pkicore import tx as txmod
     from pkicore.algorithms import KeyType
-    from pkicore.config import load_settings
+    from config.settings import load_settings
     from signer import signing, tokens
 
     settings = load_settings()

@@ -12,7 +12,7 @@ UDUN_* variable of the caller's environment is dropped first.
 
 cpu_count                      cores the machine has (the server runs one worker per core)
 token_sign_ec_p256_udun        sig/s through udun's signer: pkicore.algorithms.sign() on a
-                               pkicore.token.TokenKey (SHA-256 on the host, scheme check,
+                               keystore.token.TokenKey (SHA-256 on the host, scheme check,
                                C_Sign with CKM_ECDSA, r||s -> DER), one session, one thread;
                                15 s per path in 10 alternating rounds, so noise hits both
 token_sign_ec_p256_raw         sig/s of the bare python-pkcs11 call private.sign(digest,
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"load average {load1:.2f}" + (" (the machine is busy: figures will be low and noisy)"
                                             if load1 > 0.5 else ""))
         from bench import fixture
-        from pkicore import token as token_mod
+        from keystore import token as token_mod
 
         try:
             fx = fixture.build()

@@ -17,7 +17,7 @@ from datetime import datetime
 from asn1crypto import x509
 
 from ca.auditlog import GENESIS, AuditEntry, entry_hash
-from pkicore.config import RECORDS_POLICY
+from pkicore.oids import RECORDS_POLICY
 from pkicore.pathval import ChainValidator, TrustStore
 from pkicore.tsp_check import check_token
 

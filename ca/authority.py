@@ -13,12 +13,13 @@ from ca import policy, profiles
 from ca.db import make_engine, migrate
 from ca.issuer import Issuer, Prepared, lint
 from ca.store import AuthorityRecord, CertRecord, NewAuthority, Store
-from pkicore import names, softhsm, token
+from pkicore import names
+from keystore import softhsm, token
 from pkicore.algorithms import KeyType, default_scheme
 from pkicore.clock import Clock, system_clock
-from pkicore.config import Settings
+from config.settings import Settings
 from pkicore.errors import ErrorKind, PkiError
-from pkicore.locks import file_lock
+from config.locks import file_lock
 from pkicore.x509build import assemble_tbs, build_tbs, encode_extensions, ext, key_identifier, sign_tbs
 
 ROOT_YEARS = 10

@@ -52,7 +52,7 @@ from ca.authority import CertificateAuthority
 from ca.evidence_store import EvidenceRecord, EvidenceStore
 from ca.tsa import TimeStampAuthority
 from pkicore import cms_view, tsp
-from pkicore.config import RECORDS_POLICY
+from pkicore.oids import RECORDS_POLICY
 from pkicore.bundle_check import FORMAT, ca_status_name
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.names import rfc4514

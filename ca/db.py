@@ -15,9 +15,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from pkicore.config import Settings
+from config.settings import Settings
 from pkicore.errors import ErrorKind, PkiError
-from pkicore.locks import file_lock
+from config.locks import file_lock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

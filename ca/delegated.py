@@ -11,9 +11,10 @@ from asn1crypto import x509
 
 from ca.authority import CertificateAuthority, ca_pin
 from ca.store import NewAuthority
-from pkicore import names, token
+from pkicore import names
+from keystore import token
 from pkicore.algorithms import KeyType, SigScheme, default_scheme
-from pkicore.locks import file_lock
+from config.locks import file_lock
 from pkicore.x509build import build_csr
 
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from pkicore import oids
-from pkicore.config import Settings
+from config.settings import Settings
 from pkicore.x509build import authority_info_access, crl_distribution_points, ext
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Iterator
 
 from ca.authority import CertificateAuthority, ca_pin
 from ca.store import CertRecord, CrlRecord, RevokedEntry
-from pkicore import token
+from keystore import token
 from pkicore.algorithms import RawSigner, SigScheme, default_scheme
 from pkicore.crlbuild import REVOKE_REASONS, build_crl, entry
 from pkicore.errors import ErrorKind, PkiError

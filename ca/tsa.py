@@ -17,7 +17,7 @@ from ca.authority import CertificateAuthority
 from ca.delegated import Delegated, DelegatedKey
 from pkicore import tsp
 from pkicore.algorithms import KeyType
-from pkicore.config import RECORDS_POLICY
+from pkicore.oids import RECORDS_POLICY
 from pkicore.errors import ErrorKind, PkiError
 
 TSA_NAME = "tsa"

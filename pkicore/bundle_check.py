@@ -26,7 +26,7 @@ from asn1crypto import core, x509
 
 from pkicore import cms_view, der, tsp
 from pkicore.clock import fixed
-from pkicore.config import RECORDS_POLICY
+from pkicore.oids import RECORDS_POLICY
 from pkicore.cms_verify import Verifier
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import ChainValidator, TrustStore, is_self_signed, load_certs

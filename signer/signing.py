@@ -7,7 +7,7 @@ from pkicore import tx as txmod
 from pkicore.algorithms import SigScheme
 from pkicore.clock import Clock, system_clock
 from pkicore.cms_build import sign_data
-from pkicore.config import Settings
+from config.settings import Settings
 from signer.tokens import Token, certificate_and_chain
 
 

@@ -8,9 +8,10 @@ from typing import Any
 from asn1crypto import keys as asn1keys
 from asn1crypto import x509
 
-from pkicore import names, softhsm, token
+from pkicore import names
+from keystore import softhsm, token
 from pkicore.algorithms import KeyType, SigScheme
-from pkicore.config import Settings
+from config.settings import Settings
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import load_certs
 from pkicore.x509build import build_csr, key_identifier, parse_name

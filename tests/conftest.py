@@ -1,7 +1,7 @@
 """Shared fixtures: one real SoftHSM home for the whole in-process session.
 
 The PKCS#11 library reads SOFTHSM2_CONF once per process, so in-process tests share one
-UDUN_HOME, set here before anything imports pkicore.token. Tests that need a home of
+UDUN_HOME, set here before anything imports keystore.token. Tests that need a home of
 their own run `udun` in a subprocess.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ def home() -> Path:
 
 @pytest.fixture(scope="session")
 def settings():  # type: ignore[no-untyped-def]
-    from pkicore.config import load_settings
+    from config.settings import load_settings
 
     return load_settings()
 

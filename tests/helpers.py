@@ -151,7 +151,7 @@ def issue_with(issuer_key: Any, issuer_cert_der: bytes, public_key_der: bytes, *
     from ca import profiles
     from ca.authority import new_serial
     from pkicore.algorithms import default_scheme
-    from pkicore.config import load_settings
+    from config.settings import load_settings
     from pkicore.x509build import build_tbs, key_identifier, parse_name, sign_tbs
 
     issuer = x509.Certificate.load(issuer_cert_der)

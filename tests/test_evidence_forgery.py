@@ -54,7 +54,7 @@ def test_a_tsa_of_another_trusted_ca_makes_no_evidence(settings, ca, app, tmp_pa
     from pkicore.algorithms import default_scheme
     from pkicore.bundle_check import verify_bundle
     from pkicore.cms_build import sign_data
-    from pkicore.config import RECORDS_POLICY
+    from pkicore.oids import RECORDS_POLICY
     from pkicore.x509build import build_csr, key_identifier, parse_name
 
     client = app.test_client()

@@ -15,7 +15,7 @@ ALL = list(USERS) + ["udun-ca", "udun-root"]
 
 def _session(settings, label):  # type: ignore[no-untyped-def]
     from ca.authority import ca_pin
-    from pkicore import token
+    from keystore import token
 
     pin = ca_pin(settings) if label.startswith("udun-") else PIN
     return token.session(settings, label, pin)
@@ -23,7 +23,7 @@ def _session(settings, label):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("label", ALL)
 def test_private_keys_are_sensitive_and_never_extractable(label: str, settings, enrolled) -> None:  # type: ignore[no-untyped-def]
-    from pkicore import token
+    from keystore import token
 
     keys = token.private_keys(_session(settings, label))
     assert keys
@@ -37,7 +37,7 @@ def test_private_keys_are_sensitive_and_never_extractable(label: str, settings, 
 
 @pytest.mark.parametrize("label", ALL)
 def test_reading_the_private_value_fails(label: str, settings, enrolled) -> None:  # type: ignore[no-untyped-def]
-    from pkicore import token
+    from keystore import token
 
     for key in token.private_keys(_session(settings, label)):
         secret_attr = Attribute.VALUE if key.key_type == pkcs11.KeyType.EC else Attribute.PRIVATE_EXPONENT
@@ -46,7 +46,7 @@ def test_reading_the_private_value_fails(label: str, settings, enrolled) -> None
 
 
 def test_wrapping_the_private_key_out_fails(settings, enrolled) -> None:  # type: ignore[no-untyped-def]
-    from pkicore import token
+    from keystore import token
 
     s = _session(settings, "user-ec")
     wrapper = s.generate_key(pkcs11.KeyType.AES, 256, label="test wrapping key", store=False,
@@ -58,7 +58,7 @@ def test_wrapping_the_private_key_out_fails(settings, enrolled) -> None:  # type
 
 
 def test_attribute_cannot_be_flipped_to_extractable(settings, enrolled) -> None:  # type: ignore[no-untyped-def]
-    from pkicore import token
+    from keystore import token
 
     (key,) = token.private_keys(_session(settings, "user-ec"))
     with pytest.raises(p11e.PKCS11Error):
@@ -69,7 +69,7 @@ def test_attribute_cannot_be_flipped_to_extractable(settings, enrolled) -> None:
 
 
 def test_wrong_pin_error_does_not_contain_the_pin(settings, enrolled) -> None:  # type: ignore[no-untyped-def]
-    from pkicore import token
+    from keystore import token
     from pkicore.errors import ErrorKind, PkiError
     from signer import tokens
 
@@ -82,7 +82,7 @@ def test_wrong_pin_error_does_not_contain_the_pin(settings, enrolled) -> None:  
 
 def test_pin_absent_from_logs(settings, enrolled, caplog) -> None:  # type: ignore[no-untyped-def]
     """Sign, then fail a login, with every logger at DEBUG: no record holds either PIN."""
-    from pkicore import token
+    from keystore import token
     from pkicore.errors import PkiError
     from signer import tokens
     from signer.signing import sign_transaction
@@ -117,7 +117,7 @@ def test_cached_session_still_checks_the_pin(settings, enrolled) -> None:  # typ
 
 
 def test_token_found_by_serial(settings, enrolled) -> None:  # type: ignore[no-untyped-def]
-    from pkicore import token
+    from keystore import token
     from signer import tokens
 
     serial = next(t.serial for t in token.list_tokens(settings) if t.label == "user-rsa2048")

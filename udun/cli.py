@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from pkicore import token
+from keystore import token
 from pkicore import tx as txmod
 from pkicore.algorithms import SigScheme
 from pkicore.cms_verify import Verifier

@@ -9,7 +9,7 @@ from asn1crypto import x509
 
 from pkicore.certcheck import MODES, PURPOSES, verify_path
 from pkicore.clock import system_clock
-from pkicore.config import Settings
+from config.settings import Settings
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import is_self_signed, load_certs, load_crls
 from pkicore.validation import ANY_POLICY, PolicyInputs, parse_policy_oid, parse_purpose

@@ -7,7 +7,7 @@ from typing import Callable
 import click
 from asn1crypto import pem
 
-from pkicore import token
+from keystore import token
 from pkicore.algorithms import KeyType, SigScheme
 from signer import tokens
 from udun.common import info, read_input, secret, settings, so_pin, user_pin, write_output

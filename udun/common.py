@@ -9,7 +9,7 @@ from typing import NoReturn
 
 import click
 
-from pkicore.config import Settings, load_settings
+from config.settings import Settings, load_settings
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import pem_certs  # noqa: F401  (the CLI modules' PEM writer)
 

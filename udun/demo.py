@@ -85,10 +85,10 @@ def run(keep: bool = False) -> int:
     server: subprocess.Popen[bytes] | None = None
     try:
         from ca.authority import CertificateAuthority
-        from pkicore import token
+        from keystore import token
         from pkicore import tx as txmod
         from pkicore.algorithms import KeyType
-        from pkicore.config import load_settings
+        from config.settings import load_settings
         from signer import signing, tokens
 
         settings = load_settings()

@@ -14,7 +14,7 @@ from ca.revfetch import HttpStatus, first_of
 from ca.revocation import Revocation
 from ca.tsa import TimeStampAuthority
 from pkicore.cms_verify import Verifier
-from pkicore.config import Settings, load_settings
+from config.settings import Settings, load_settings
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import ChainValidator, TrustStore, load_certs
 from webapi import problems, scheduler

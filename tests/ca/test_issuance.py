@@ -146,7 +146,7 @@ def test_ca_init_twice_is_refused(ca) -> None:  # type: ignore[no-untyped-def]
 
 def test_issuance_survives_a_token_reinitialisation(settings, ca) -> None:  # type: ignore[no-untyped-def]
     """Creating a token elsewhere resets PKCS#11 sessions; the CA reopens its key."""
-    from pkicore import token
+    from keystore import token
 
     ca.issuer()
     token.refresh(settings)

@@ -222,7 +222,7 @@ def test_answer_cache_is_bounded_and_keeps_no_unknown_serials(ca, enrolled) -> N
     import random
 
     from ca.ocsp import Responder
-    from pkicore.config import load_settings
+    from config.settings import load_settings
 
     assert load_settings({"UDUN_OCSP_CACHE_SIZE": "2", "UDUN_HOME": str(ca.settings.home)}).ocsp_cache_size == 2
     responder = Responder(ca)

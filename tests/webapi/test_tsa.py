@@ -38,7 +38,7 @@ def _curl(server: str, query_cmd: str, out: Path) -> None:
 
 
 def test_openssl_query_reply_and_verify(server: str, files) -> None:  # type: ignore[no-untyped-def]
-    from pkicore.config import DEFAULT_TSA_POLICY
+    from pkicore.oids import DEFAULT_TSA_POLICY
 
     d = files["dir"]
     _curl(server, f"openssl ts -query -data {files['data']} -sha256 -cert", d / "r.tsr")

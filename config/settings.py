@@ -7,15 +7,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pkicore.errors import ErrorKind, PkiError
+from pkicore.oids import DEFAULT_TSA_POLICY, RECORDS_POLICY
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
-# udun's default TSA policy: an OID under 2.25 (ITU-T X.667, a UUID as an OID; no registry
-# needed). Operators with their own arc set UDUN_TSA_POLICY.
-DEFAULT_TSA_POLICY = "2.25.186103448224315384127420651869011474787"
-# udun's records policy: the TSA stamps evidence manifests and audit checkpoints under it
-# and never grants it to a request, so nobody can get such a token for bytes of their own
-# (a re-stamped, edited manifest). Fixed, not configurable: offline checkers rely on it.
-RECORDS_POLICY = "2.25.186103448224315384127420651869011474787.1"
 
 
 @dataclass(frozen=True)

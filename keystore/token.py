@@ -26,7 +26,7 @@ from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 from pkcs11.util.rsa import encode_rsa_public_key
 
 from pkicore.algorithms import KeyType, SigScheme
-from pkicore.config import Settings
+from config.settings import Settings
 from pkicore.errors import ErrorKind, PkiError
 
 # DER DigestInfo prefix for SHA-256 (RFC 8017 §9.2 note 1): CKM_RSA_PKCS signs it raw.

@@ -8,8 +8,8 @@ import os
 import shutil
 import subprocess
 
-from pkicore import token
-from pkicore.config import Settings
+from keystore import token
+from config.settings import Settings
 from pkicore.errors import ErrorKind, PkiError
 
 MIN_PIN = 4
