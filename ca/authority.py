@@ -215,6 +215,7 @@ class CertificateAuthority:
                 serial=prepared.serial_hex, authority_id=issuing.id, profile=profile_name,
                 subject=checked.subject_text, requester=requester, tbs_sha256=prepared.tbs_sha256,
                 not_before=prepared.not_before, not_after=prepared.not_after, now=created,
+                public_key_der=checked.public_key_der, subject_der=checked.subject.dump(),
             ):
                 break
         else:

@@ -193,7 +193,8 @@ class Store:
                     "issued_at = :issued_at WHERE serial = :serial AND state = 'pending'")
 
     def record_intent(self, *, serial: str, authority_id: int, profile: str, subject: str, requester: str,
-                      tbs_sha256: str, not_before: datetime, not_after: datetime, now: datetime) -> bool:
+                      tbs_sha256: str, not_before: datetime, not_after: datetime, now: datetime,
+                      public_key_der: bytes, subject_der: bytes) -> bool:
         """Phase one: remember the serial and TBS hash. False if the serial was taken."""
         db = self.raw
         try:
