@@ -21,4 +21,4 @@ bench: setup
 
 lint: setup
 	@$(VENV)/bin/lint-imports
-	@$(VENV)/bin/mypy pkicore config keystore ca signer webapi udun
+	@$(VENV)/bin/mypy pkicore config keystore ca signer webapi adminapi udun

@@ -277,7 +277,7 @@ class CrlBench:
         """Revocation.publish("issuing") in a fresh process (bench/crl_child.py): a heap of
         its own (this process carries the whole bench) and a peak RSS of its own. The CRL
         is then checked here: entry count, signature, `openssl crl -verify`."""
-        from ca.authority import ca_pin
+        from keystore.ca_access import ca_pin
 
         env = dict(os.environ, UDUN_CA_PIN=ca_pin(self.ca.settings))
         t0 = time.perf_counter()

@@ -33,7 +33,7 @@ from ca import auditlog
 from ca.audit_check import (STATEMENT, AuditProblem, AuditVerdict, CheckpointRecord,  # noqa: F401  (re-exported)
                             statement, verify_log)
 from ca.auditlog import GENESIS, AuditEntry
-from ca.authority import CertificateAuthority
+from ca.directory import CaDirectory
 from ca.db import AuditCheckpointRow, AuditRow
 from ca.store import _utc
 from ca.tsa import TimeStampAuthority
@@ -81,7 +81,7 @@ def _db_error(e: OperationalError) -> PkiError:
 
 # --- reading and writing ---------------------------------------------------------------
 
-def load_entries(ca: CertificateAuthority, chunk: int = CHUNK) -> Iterator[AuditEntry]:
+def load_entries(ca: CaDirectory, chunk: int = CHUNK) -> Iterator[AuditEntry]:
     """Every entry by seq, read in chunks (keyset paging: no long-lived cursor)."""
     after = None
     while True:
@@ -104,7 +104,7 @@ def _checkpoint(row: Any) -> CheckpointRecord:
     return CheckpointRecord(row.id, row.seq, row.head_hash, _utc(row.at), bytes(row.cms))
 
 
-def load_checkpoints(ca: CertificateAuthority) -> list[CheckpointRecord]:
+def load_checkpoints(ca: CaDirectory) -> list[CheckpointRecord]:
     """Every checkpoint, by seq."""
     try:
         with ca.store.engine.connect() as conn:
@@ -114,7 +114,7 @@ def load_checkpoints(ca: CertificateAuthority) -> list[CheckpointRecord]:
     return [_checkpoint(r) for r in rows]
 
 
-def latest_checkpoint(ca: CertificateAuthority) -> CheckpointRecord | None:
+def latest_checkpoint(ca: CaDirectory) -> CheckpointRecord | None:
     """The checkpoint of the highest seq (the newest)."""
     try:
         with ca.store.engine.connect() as conn:
@@ -124,7 +124,7 @@ def latest_checkpoint(ca: CertificateAuthority) -> CheckpointRecord | None:
     return _checkpoint(row) if row is not None else None
 
 
-def _head(ca: CertificateAuthority, since: int | None) -> tuple[int, str, bool]:
+def _head(ca: CaDirectory, since: int | None) -> tuple[int, str, bool]:
     """(seq, hash) of the newest entry, and whether any entry but a checkpoint's came after ``since``."""
     try:
         with ca.store.engine.connect() as conn:
@@ -136,7 +136,7 @@ def _head(ca: CertificateAuthority, since: int | None) -> tuple[int, str, bool]:
     return (int(row[0]), str(row[1]), moved) if row is not None else (0, GENESIS, moved)
 
 
-def checkpoint(ca: CertificateAuthority, tsa: TimeStampAuthority, *, force: bool = False,
+def checkpoint(ca: CaDirectory, tsa: TimeStampAuthority, *, force: bool = False,
                actor: str = "udun") -> Checkpoint:
     """Time-stamp the log's head and store it, with a "checkpoint" entry, in one transaction.
 
@@ -167,7 +167,7 @@ def checkpoint(ca: CertificateAuthority, tsa: TimeStampAuthority, *, force: bool
 # --- verification (pure) ---------------------------------------------------------------
 
 
-def verify(ca: CertificateAuthority, trust: Sequence[bytes] | None = None) -> AuditVerdict:
+def verify(ca: CaDirectory, trust: Sequence[bytes] | None = None) -> AuditVerdict:
     """The database's log against ``trust`` (default: the CA certificates in the same database)."""
     checkpoints = load_checkpoints(ca)           # before the entries: each one's entries exist by then
     return verify_log(load_entries(ca), checkpoints, trust or ca.chain_der())
@@ -179,7 +179,7 @@ def _line(f: IO[str], obj: dict[str, Any]) -> None:
     f.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
-def export(ca: CertificateAuthority, path: Path | str) -> tuple[int, int]:
+def export(ca: CaDirectory, path: Path | str) -> tuple[int, int]:
     """Write the log for an outside auditor (format in the module docstring); (entries, checkpoints)."""
     checkpoints = load_checkpoints(ca)
     issuing, root = ca.chain_der()

@@ -10,11 +10,13 @@ from datetime import datetime, timedelta
 from cryptography import x509 as cx509
 
 from ca import policy, profiles
-from ca.db import make_engine, migrate
+from ca.directory import CaDirectory
 from ca.issuer import Issuer, Prepared, lint
 from ca.store import AuthorityRecord, CertRecord, NewAuthority, Store
-from pkicore import names
 from keystore import softhsm, token
+from keystore.ca_access import ca_key, ca_pin
+from keystore.online import online_pin
+from pkicore import names
 from pkicore.algorithms import KeyType, default_scheme
 from pkicore.clock import Clock, system_clock
 from config.settings import Settings
@@ -33,25 +35,6 @@ def new_serial() -> int:
     return secrets.randbits(126) | (1 << 126)
 
 
-def ca_pin(settings: Settings, create: bool = False) -> str:
-    """The CA tokens' user PIN: UDUN_CA_PIN, else the 0600 file written by `ca init`."""
-    env = os.environ.get("UDUN_CA_PIN")
-    if env:
-        return env
-    path = settings.ca_pin_file
-    if path.exists():
-        return path.read_text().strip()
-    if not create:
-        raise PkiError(ErrorKind.NOT_INITIALISED,
-                       f"no CA PIN: set UDUN_CA_PIN or run `udun ca init` (expected {path})")
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    pin = secrets.token_urlsafe(18)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(pin + "\n")
-    return pin
-
-
 def _subject_text(cert_der: bytes) -> str:
     return cx509.load_der_x509_certificate(cert_der).subject.rfc4514_string()
 
@@ -62,35 +45,30 @@ class InitResult:
     issuing: AuthorityRecord
 
 
-class CertificateAuthority:
-    """udun's CA over one database and the CA tokens."""
+class CertificateAuthority(CaDirectory):
+    """udun's CA over one database and the CA tokens: issuance with the issuing key.
+
+    Operator commands and the admin service only; the bank-facing server has a CaDirectory.
+    """
 
     def __init__(self, settings: Settings, store: Store, clock: Clock = system_clock) -> None:
-        self.settings = settings
-        self.store = store
-        self.clock = clock
+        super().__init__(settings, store, clock)
         self._issuer: Issuer | None = None
         self._issuer_until: datetime | None = None
-        self._authorities: dict[str, AuthorityRecord] = {}
         self._extensions: dict[tuple[str, bytes], list[bytes]] = {}
-
-    @classmethod
-    def open(cls, settings: Settings, clock: Clock = system_clock, *, migrate_schema: bool = True) -> "CertificateAuthority":
-        engine = make_engine(settings)
-        if migrate_schema:
-            migrate(engine, settings.home / "migrate.lock")
-        return cls(settings, Store(engine), clock)
 
     # --- set-up -----------------------------------------------------------------
 
     def _create_tokens(self, pin: str, so_pin: str) -> None:
-        """SoftHSM: create the CA tokens first; creating one later resets open sessions."""
+        """SoftHSM: create the CA tokens and the online token (its own PIN) first; creating
+        one later resets open sessions."""
         if not self.settings.uses_softhsm:
             return
         present = {t.label for t in token.list_tokens(self.settings)}
-        for label in (self.settings.root_token, self.settings.ca_token):
+        for label, token_pin in ((self.settings.root_token, pin), (self.settings.ca_token, pin),
+                                 (self.settings.online_token, online_pin(self.settings, create=True))):
             if label not in present:
-                softhsm.init_token(self.settings, label, pin, so_pin)
+                softhsm.init_token(self.settings, label, token_pin, so_pin)
 
     def _token_key(self, label: str, pin: str, key_type: KeyType, key_label: str) -> token.TokenKey:
         s = token.session(self.settings, label, pin)
@@ -104,7 +82,17 @@ class CertificateAuthority:
         stored in one transaction, so a failure leaves either no CA or a whole one.
         """
         with file_lock(self.settings.home / "ca-init.lock"):
-            return self._init(key_type, org, root_cn, issuing_cn)
+            done = self._init(key_type, org, root_cn, issuing_cn)
+        # What the bank-facing server needs and cannot make itself: the delegated OCSP and
+        # TSA keys with their certificates, and a first CRL of each CA.
+        from ca import renewal
+        from ca.revocation import Revocation
+
+        renewal.renew_all(self)
+        revocation = Revocation(self)
+        for which in ("issuing", "root"):
+            revocation.publish(which)
+        return done
 
     def _init(self, key_type: KeyType, org: str, root_cn: str, issuing_cn: str) -> InitResult:
         if self.store.authority("root") is not None:
@@ -151,22 +139,11 @@ class CertificateAuthority:
 
     # --- issuance ---------------------------------------------------------------
 
-    def authority(self, name: str) -> AuthorityRecord:
-        """An authority row; cached once found (they never change after `ca init`)."""
-        rec = self._authorities.get(name)
-        if rec is None:
-            rec = self.store.authority(name)
-            if rec is None:
-                raise PkiError(ErrorKind.NOT_INITIALISED, "the CA is not initialised: run `udun ca init`")
-            self._authorities[name] = rec
-        return rec
-
     def issuer(self) -> Issuer:
         """The issuing CA key, logged in once per process (again after a token reset)."""
         if self._issuer is None or getattr(self._issuer.key, "stale", False):
             rec = self.authority("issuing")
-            s = token.session(self.settings, rec.token_label, ca_pin(self.settings))
-            self._issuer = Issuer(token.load_key(s, key_id=rec.key_id), rec.cert_der)
+            self._issuer = Issuer(ca_key(self.settings, rec.token_label, rec.key_id), rec.cert_der)
         return self._issuer
 
     def _profile_extensions(self, prof: profiles.Profile, issuer: Issuer) -> list[bytes]:
@@ -181,7 +158,7 @@ class CertificateAuthority:
 
     def prepare(self, csr_der: bytes, profile_name: str = "client") -> tuple[Prepared, policy.CheckedRequest]:
         """Policy and profile: everything up to the TBS certificate, no signing."""
-        checked = policy.check_csr(csr_der)
+        checked = policy.check_csr(csr_der, profile_name)
         prof = profiles.profile(profile_name, self.settings)
         issuer = self.issuer()
         now = self.clock().replace(microsecond=0)
@@ -206,7 +183,24 @@ class CertificateAuthority:
         return self._issuer_until
 
     def issue(self, csr_der: bytes, profile_name: str = "client", requester: str = "cli") -> CertRecord:
-        """Two-phase issuance: record the intent, then sign once, then store the result."""
+        """Two-phase issuance for a requester's CSR: record the intent, sign once, store.
+
+        Only the profiles a CSR may ask for (profiles.REQUESTABLE): the delegated OCSP
+        responder and TSA certificates are made by ca.renewal for the CA's own keys.
+        """
+        if profile_name not in profiles.REQUESTABLE:
+            raise PkiError(ErrorKind.BAD_INPUT, f"unknown profile {profile_name!r}; known: "
+                                                f"{', '.join(profiles.REQUESTABLE)}")
+        return self._issue(csr_der, profile_name, requester)
+
+    def issue_delegated(self, csr_der: bytes, profile_name: str, requester: str) -> CertRecord:
+        """A delegated certificate (ocsp-responder, tsa) for a key the CA made on the online
+        token (ca.renewal only; never reachable with a requester's CSR)."""
+        if profile_name not in profiles.DELEGATED:
+            raise PkiError(ErrorKind.INTERNAL, f"{profile_name!r} is not a delegated profile")
+        return self._issue(csr_der, profile_name, requester)
+
+    def _issue(self, csr_der: bytes, profile_name: str, requester: str) -> CertRecord:
         issuing = self.authority("issuing")
         for _ in range(SERIAL_ATTEMPTS):
             prepared, checked = self.prepare(csr_der, profile_name)
@@ -234,15 +228,3 @@ class CertificateAuthority:
             not_before=prepared.not_before, not_after=prepared.not_after, created_at=created,
             issued_at=issued, der=der,
         )
-
-    # --- reading ----------------------------------------------------------------
-
-    def chain_der(self) -> list[bytes]:
-        """Issuing CA then root: what a bank installs as trust anchors."""
-        return [self.authority("issuing").cert_der, self.authority("root").cert_der]
-
-    def get(self, serial: str) -> CertRecord:
-        rec = self.store.certificate(serial.lower().removeprefix("0x"))
-        if rec is None:
-            raise PkiError(ErrorKind.NOT_FOUND, f"no certificate with serial {serial}")
-        return rec

@@ -48,7 +48,7 @@ from datetime import datetime
 from asn1crypto import cms as asn1cms
 from asn1crypto import core, x509
 
-from ca.authority import CertificateAuthority
+from ca.directory import CaDirectory
 from ca.evidence_store import EvidenceRecord, EvidenceStore
 from ca.tsa import TimeStampAuthority
 from pkicore import cms_view, tsp
@@ -191,7 +191,7 @@ def readme(rec: EvidenceRecord, gen_time: datetime, detached: bool, revocation: 
     return "\n".join(lines)
 
 
-def export(ca: CertificateAuthority, tsa: TimeStampAuthority, evidence_id: str) -> bytes:
+def export(ca: CaDirectory, tsa: TimeStampAuthority, evidence_id: str) -> bytes:
     """The bundle of the evidence record ``evidence_id`` (NOT_FOUND if there is none)."""
     if not evidence_id.isascii() or len(evidence_id) > 40:
         raise PkiError(ErrorKind.NOT_FOUND, "no such evidence record")
@@ -201,7 +201,7 @@ def export(ca: CertificateAuthority, tsa: TimeStampAuthority, evidence_id: str) 
     return build(legacy_ca_status(ca, store, rec), tsa, ca.clock(), backfilled=backfilled)
 
 
-def legacy_ca_status(ca: CertificateAuthority, store: EvidenceStore, rec: EvidenceRecord) -> EvidenceRecord:
+def legacy_ca_status(ca: CaDirectory, store: EvidenceStore, rec: EvidenceRecord) -> EvidenceRecord:
     """A record from before migration 0004 kept only the signer's status. For our own
     issuing CA the missing piece is the root CRL that was current at the receipt (every
     CRL is kept), so such a record still exports a bundle that verifies offline."""

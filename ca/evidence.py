@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ca.authority import CertificateAuthority
-from ca.evidence_store import ChallengeRefused, EvidenceStore, Replayed
+from ca.directory import CaDirectory
+from ca.evidence_store import ChallengeRefused, EvidenceStore, Replayed, spki_sha256
 from ca.tsa import Stamp, TimeStampAuthority
 from pkicore import tsp
 from pkicore.cms_verify import Verifier
@@ -55,19 +55,57 @@ def new_evidence_id(now: datetime) -> str:
     return f"ev_{int(now.timestamp() * 1000):012x}{secrets.token_hex(10)}"
 
 
+# The checks that together say who signed: the signature verifies with the certificate's
+# key, the signed attributes bind that certificate (signingCertificateV2), and the
+# certificate is one a trusted CA issued (a path to a trust anchor). Anything less and the
+# certificate attached to the CMS is only a claim: anyone can attach someone else's
+# certificate, or mint one with any serial under a CA of their own.
+_SIGNER_CHECKS = frozenset({"signature", "signing certificate", "certificate chain"})
+
+
+def signer_verified(report: Report) -> bool:
+    """Whether the report's signer is the one who signed (not merely the one named)."""
+    if report.signer is None or report.signer_cert_der is None:
+        return False
+    if report.passed:
+        return True
+    results: dict[str, bool] = {}
+    for c in report.checks:
+        if c.name in _SIGNER_CHECKS:
+            results[c.name] = results.get(c.name, True) and c.passed
+    return results.keys() == _SIGNER_CHECKS and all(results.values())
+
+
 def _audit_details(report: Report, cms: bytes, **extra: Any) -> dict[str, Any]:
+    """The audit entry's details. ``signer_serial`` names the signer only when the signer is
+    verified (``signer_verified``); otherwise it is null and the serial of the certificate
+    the CMS pointed at, if any, is kept as ``claimed_signer_serial``."""
     signer = report.signer or {}
     tx = report.transaction or {}
+    if signer_verified(report):
+        assert report.signer_cert_der is not None
+        who: dict[str, Any] = {"signer_serial": signer.get("serial"),
+                               "signer_spki_sha256": spki_sha256(report.signer_cert_der)}
+    else:
+        who = {"signer_serial": None}
+        if signer.get("serial"):
+            who["claimed_signer_serial"] = signer["serial"]
     return {"status": report.status.value,
             "sub_indication": report.sub_indication.value if report.sub_indication else None,
-            "signer_serial": signer.get("serial"), "tx_id": tx.get("tx_id"),
-            "cms_sha256": hashlib.sha256(cms).hexdigest(), **extra}
+            **who, "tx_id": tx.get("tx_id"), "cms_sha256": hashlib.sha256(cms).hexdigest(), **extra}
+
+
+def _replayed(report: Report, first_id: str) -> Report:
+    """REPLAYED, naming the first record: the same tx_id from the same key was accepted."""
+    assert report.transaction is not None
+    return refuse(report, "replay", f"tx_id {report.transaction['tx_id']} was accepted before as {first_id} "
+                                    "(signed by the same key)", Sub.REPLAYED)
 
 
 class EvidenceService:
     """Verifies signed payments and keeps the evidence of those that hold."""
 
-    def __init__(self, ca: CertificateAuthority, verifier: Verifier, tsa: TimeStampAuthority) -> None:
+    def __init__(self, ca: CaDirectory, verifier: Verifier, tsa: TimeStampAuthority) -> None:
         self.ca = ca
         self.verifier = verifier
         self.tsa = tsa
@@ -101,7 +139,9 @@ class EvidenceService:
     def _payment_rules(self, report: Report, now: datetime) -> tuple[Report, str | None]:
         """The bank's challenge (a read before any signing is spent); the report, and the
         first evidence id when it is a replay. Replays of challenge-less payments are found
-        by the record's unique index (``_record``): no extra query on the common path."""
+        by the record's unique index (``_record``): no extra query on the common path.
+        A replay is the same tx_id signed by the same public key, whichever of the key's
+        certificates (a renewal of the same key) signed it."""
         assert report.transaction is not None and report.signer is not None
         challenge = report.transaction.get("challenge")
         if challenge is None:
@@ -109,20 +149,27 @@ class EvidenceService:
                 return refuse(report, "challenge", "this server requires a bank challenge in every payment",
                               Sub.CHALLENGE_REQUIRED), None
             return report, None
-        first = self.store.first_record(report.signer["certificate_sha256"], report.transaction["tx_id"])
+        first = self.store.first_record(self._signer_key(report), report.transaction["tx_id"])
         if first is not None:              # a replay names the first record, not the used challenge
-            return refuse(report, "replay", f"tx_id {report.transaction['tx_id']} was accepted before as "
-                                            f"{first}", Sub.REPLAYED), first
+            return _replayed(report, first), first
         why = self.store.challenge_state(challenge, now)
         if why is not None:
             return refuse(report, "challenge", why.detail, why.sub), None
         return report, None
 
     @staticmethod
+    def _signer_key(report: Report) -> str:
+        """The verified signer's replay key: ``spki_sha256`` of its certificate."""
+        assert report.signer_cert_der is not None
+        return spki_sha256(report.signer_cert_der)
+
+    @staticmethod
     def _subject(report: Report) -> str:
-        serial = (report.signer or {}).get("serial") or "-"
+        """``serial/tx_id`` of a verified signer (``signer_verified``), else
+        ``unverified/tx_id``: the log never names a certificate whose key did not sign."""
+        serial = (report.signer or {}).get("serial") if signer_verified(report) else "unverified"
         tx_id = (report.transaction or {}).get("tx_id") or "-"
-        return f"{serial}/{tx_id}"
+        return f"{serial or '-'}/{tx_id}"
 
     # --- the record --------------------------------------------------------------------
 
@@ -144,7 +191,8 @@ class EvidenceService:
         kind, data = report.revocation_data
         row = {
             "id": evidence_id, "received_at": received,
-            "signer_cert_sha256": report.signer["certificate_sha256"], "signer_serial": report.signer["serial"],
+            "signer_cert_sha256": report.signer["certificate_sha256"], "signer_spki_sha256": self._signer_key(report),
+            "signer_serial": report.signer["serial"],
             "tx_id": report.transaction["tx_id"], "content": report.content, "cms": cms, "stamped_cms": stamped,
             "time_stamp": stamp.token, "chain": pem_certs(report.chain_der), "revocation_kind": kind,
             "revocation": data, "report": answer,
@@ -153,9 +201,8 @@ class EvidenceService:
         audit = _audit_details(report, cms, evidence_id=evidence_id, time_stamp_serial=format(stamp.serial, "x"))
         try:
             self.store.record(row, report.transaction.get("challenge"), audit, received)
-        except Replayed as r:                       # this signer's tx_id is stored already
-            replayed = refuse(report, "replay", f"tx_id {report.transaction['tx_id']} was accepted before as "
-                                                f"{r.first_id}", Sub.REPLAYED)
+        except Replayed as r:                       # this key's tx_id is stored already
+            replayed = _replayed(report, r.first_id)
             self.store.audit_only(self._subject(report), _audit_details(replayed, cms, first_evidence_id=r.first_id),
                                   received)
             return Outcome(replayed, first_evidence_id=r.first_id)

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select
+from asn1crypto import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import String, Table, bindparam, column, delete, insert, select, table
 
 from ca import auditlog
 from ca.db import ChallengeRow, CrlRow, EvidenceRow
@@ -59,8 +63,20 @@ def decode_pieces(text: str | None) -> tuple[tuple[str, bytes], ...] | None:
         raise PkiError(ErrorKind.INTERNAL, "an evidence record's CA revocation data does not read") from e
 
 
+@functools.lru_cache(maxsize=4096)
+def spki_sha256(cert_der: bytes) -> str:
+    """What replay protection is keyed on: SHA-256 (hex) of the certificate's public key as
+    canonical SubjectPublicKeyInfo DER (re-encoded, so two certificates of one key from CAs
+    that encode it differently — RSA parameters, a compressed EC point — still agree; our
+    CA stores keys in this form too). Migration 0006 computes the same for older records."""
+    spki = x509.Certificate.load(cert_der).public_key.dump()
+    canonical = serialization.load_der_public_key(spki).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(canonical).hexdigest()
+
+
 class Replayed(Exception):
-    """This signer's tx_id was recorded before, as ``first_id``."""
+    """This signer key's tx_id was recorded before, as ``first_id``."""
 
     def __init__(self, first_id: str) -> None:
         super().__init__(first_id)
@@ -79,14 +95,17 @@ class ChallengeRefused(Exception):
 _evidence = cast(Table, EvidenceRow.__table__)
 _challenges = cast(Table, ChallengeRow.__table__)
 _INSERT_EVIDENCE = (
-    "INSERT INTO evidence (id, received_at, signer_cert_sha256, signer_serial, tx_id, content, cms, stamped_cms, "
-    "time_stamp, chain, revocation_kind, revocation, report, ca_revocation) VALUES (:id, :received_at, "
-    ":signer_cert_sha256, :signer_serial, :tx_id, :content, :cms, :stamped_cms, :time_stamp, :chain, "
-    ":revocation_kind, :revocation, :report, :ca_revocation)")
+    "INSERT INTO evidence (id, received_at, signer_cert_sha256, signer_spki_sha256, signer_serial, tx_id, content, "
+    "cms, stamped_cms, time_stamp, chain, revocation_kind, revocation, report, ca_revocation) VALUES (:id, "
+    ":received_at, :signer_cert_sha256, :signer_spki_sha256, :signer_serial, :tx_id, :content, :cms, :stamped_cms, "
+    ":time_stamp, :chain, :revocation_kind, :revocation, :report, :ca_revocation)")
 _USE_CHALLENGE = ("UPDATE challenges SET used_at = :now, evidence_id = :eid "
                   "WHERE value = :v AND used_at IS NULL AND expires_at > :now")
-_first = select(_evidence.c.id).where(_evidence.c.signer_cert_sha256 == bindparam("c"),
-                                      _evidence.c.tx_id == bindparam("t"))
+# Replay protection (migration 0006): one payment (tx_id) per signer public key, whichever
+# of the key's certificates signed it; the unique index uq_evidence_spki_tx enforces it.
+_replay_key = table("evidence", column("id", String), column("signer_spki_sha256", String), column("tx_id", String))
+_first = select(_replay_key.c.id).where(_replay_key.c.signer_spki_sha256 == bindparam("k"),
+                                        _replay_key.c.tx_id == bindparam("t"))
 _crls = cast(Table, CrlRow.__table__)
 _read_challenge = select(_challenges.c.expires_at, _challenges.c.used_at).where(_challenges.c.value == bindparam("v"))
 
@@ -99,18 +118,21 @@ class EvidenceStore:
         self.raw = store.raw
 
     @_db
-    def first_record(self, signer_cert_sha256: str, tx_id: str) -> str | None:
-        """The evidence_id already stored for this signer's tx_id, if any."""
+    def first_record(self, signer_spki_sha256: str, tx_id: str) -> str | None:
+        """The evidence_id already stored for this tx_id signed by this key (``spki_sha256``
+        of any of its certificates), if any."""
         with self.engine.connect() as conn:
-            return cast("str | None", conn.execute(_first, {"c": signer_cert_sha256, "t": tx_id}).scalar())
+            return cast("str | None", conn.execute(_first, {"k": signer_spki_sha256, "t": tx_id}).scalar())
 
     @_db
     def record(self, row: dict[str, Any], challenge: str | None, audit: dict[str, Any], now: datetime) -> None:
         """Store the record, use up its challenge and append the audit entry: all or none.
 
-        ``row["ca_revocation"]``: the CA certificates' (kind, DER) pieces, issuing CA first.
-        Raises Replayed when the signer's tx_id is stored already (the unique index decides,
-        so two processes racing with one payment store it once), ChallengeRefused when the
+        ``row["ca_revocation"]``: the CA certificates' (kind, DER) pieces, issuing CA first;
+        ``row["signer_spki_sha256"]``: ``spki_sha256`` of the signer certificate.
+        Raises Replayed when the tx_id is stored already for the signer's key, under this
+        certificate or another one of the same key (the unique index decides, so two
+        processes racing with one payment store it once), ChallengeRefused when the
         challenge cannot be used.
         """
         db = self.raw
@@ -125,7 +147,7 @@ class EvidenceStore:
                 auditlog.append_raw(db, cur, action="verify", actor="api", subject=row["id"], details=audit,
                                     now=now)
         except db.dbapi.IntegrityError as e:
-            first = self.first_record(row["signer_cert_sha256"], row["tx_id"])
+            first = self.first_record(row["signer_spki_sha256"], row["tx_id"])
             if first is None:       # the conflict was something else: not a replay
                 raise PkiError(ErrorKind.UNAVAILABLE, "the evidence record could not be stored") from e
             raise Replayed(first) from e

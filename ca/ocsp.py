@@ -1,5 +1,6 @@
-"""The OCSP responder (RFC 6960): a delegated responder key on the CA token, answers from
-the store, pre-signed answers cached until shortly before their nextUpdate.
+"""The OCSP responder (RFC 6960): the delegated responder key on the online token, answers
+from the store, pre-signed answers cached until shortly before their nextUpdate. It needs
+no CA key: the issuing CA's certificate and every status come from the database.
 """
 from __future__ import annotations
 
@@ -11,13 +12,12 @@ from typing import Any
 
 from asn1crypto import x509
 
-from ca.authority import CertificateAuthority
 from ca.delegated import Delegated, DelegatedKey
+from ca.directory import CaDirectory
 from pkicore import ocsp as ocspmod
 from pkicore.ocsp import Answer, CertQuery, OcspRefusal
 from pkicore.pathstatus import StatusSource
 
-RENEW_BEFORE = timedelta(days=2)        # renew the responder certificate this long before it expires
 CACHE_MARGIN = timedelta(minutes=5)     # re-sign a cached answer this long before its nextUpdate
 RESPONDER_NAME = "ocsp"
 
@@ -34,9 +34,10 @@ class OcspResult:
 class Responder:
     """Answers OCSP requests about certificates of our issuing CA."""
 
-    def __init__(self, ca: CertificateAuthority) -> None:
+    def __init__(self, ca: CaDirectory) -> None:
         self.ca = ca
-        self._delegated = DelegatedKey(ca, RESPONDER_NAME, "ocsp-responder", "OCSP Responder", RENEW_BEFORE)
+        self._delegated = DelegatedKey(ca, RESPONDER_NAME, "OCSP responder")
+        self._issuing: x509.Certificate | None = None
         # Pre-signed answers for issued certificates only, by the full CertID, least recently
         # used out: unknown serials are never kept (a client asking random serials must not
         # grow a worker's memory), and at most ocsp_cache_size of each map.
@@ -48,12 +49,13 @@ class Responder:
         self._lock = threading.Lock()
 
     def responder(self) -> Delegated:
-        """The responder key and certificate, renewed automatically before expiry."""
+        """The responder key and certificate (renewed by `udun ca renew-delegated`)."""
         return self._delegated.current()
 
-    def renew(self) -> Delegated:
-        """A new responder key and certificate now (an operator's or a test's choice)."""
-        return self._delegated.renew()
+    def issuing(self) -> x509.Certificate:
+        if self._issuing is None:
+            self._issuing = x509.Certificate.load(self.ca.authority("issuing").cert_der)
+        return self._issuing
 
     # --- answering -----------------------------------------------------------------
 
@@ -83,7 +85,7 @@ class Responder:
             hit = self._cached(req.queries[0])
             if hit is not None:
                 return hit
-        issuing = self.ca.issuer().cert
+        issuing = self.issuing()
         issuing_id = self.ca.authority("issuing").id
         answers = []
         for q in req.queries:
@@ -174,9 +176,9 @@ def _put(cache: OrderedDict[Any, OcspResult], key: Any, value: OcspResult, size:
 
 class _RootCrl:
     """The root's current CRL (an ARL: the root certifies only CAs), re-read from the store
-    when a quarter of the way to its nextUpdate is left, or a status changed anywhere."""
+    when a quarter of its validity is left, or a status changed anywhere."""
 
-    def __init__(self, ca: CertificateAuthority) -> None:
+    def __init__(self, ca: CaDirectory) -> None:
         self.ca = ca
         self.root_der = ca.authority("root").cert_der
         self._der = b""
@@ -185,16 +187,17 @@ class _RootCrl:
         self._lock = threading.Lock()
 
     def der(self) -> bytes:
-        from ca.revocation import Revocation
-
         version = self.ca.store.counter("status_version")
         with self._lock:
             if self._refresh_at is not None and self.ca.clock() < self._refresh_at and version == self._version:
                 return self._der
-        rec = Revocation(self.ca).current("root")
+        rec = self.ca.latest_crl("root")      # published by the CA side (`udun ca crl --due`)
         with self._lock:
             self._der, self._version = rec.der, version
-            self._refresh_at = rec.next_update - (rec.next_update - rec.this_update) / 4
+            # Re-read a quarter before its nextUpdate (the CA side publishes then), and at
+            # most every 30 s after that if the CA side is late.
+            self._refresh_at = max(rec.next_update - (rec.next_update - rec.this_update) / 4,
+                                   self.ca.clock() + timedelta(seconds=30))
         return rec.der
 
 

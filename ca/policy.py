@@ -9,12 +9,24 @@ from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from ca.profiles import PROFILES
 from pkicore import names
 from pkicore import sigverify
 from pkicore.errors import ErrorKind, PkiError
 
 MAX_CSR_BYTES = 64 * 1024
 ALLOWED_RSA_BITS = (2048, 3072, 4096)
+
+# The subject attribute types (asn1crypto names) each profile takes; any other is refused,
+# even one pkicore.names knows how to encode. A profile missing here takes no request.
+_PERSON = frozenset({"country_name", "state_or_province_name", "locality_name", "organization_name",
+                     "organizational_unit_name", "common_name", "serial_number", "email_address"})
+_SERVICE = frozenset({"country_name", "organization_name", "organizational_unit_name", "common_name"})
+SUBJECT_ATTRIBUTES: dict[str, frozenset[str]] = {
+    "client": _PERSON,
+    "ocsp-responder": _SERVICE,     # the CA's delegated keys: O and CN (ca.renewal)
+    "tsa": _SERVICE,
+}
 
 
 @dataclass(frozen=True)
@@ -52,8 +64,29 @@ def _proof_of_possession(parsed: asn1csr.CertificationRequest) -> bool:
     return True
 
 
-def check_csr(der: bytes) -> CheckedRequest:
-    """Proof of possession, an acceptable key, and a subject the client profile allows."""
+def _attribute_label(atv: x509.NameTypeAndValue) -> str:
+    """An attribute type as people read it: CN, O, ..., else its name and OID."""
+    kind = atv["type"]
+    name = kind.native
+    if name in names.ATTRIBUTES:
+        return names.short_name(name)
+    return f"{name} ({kind.dotted})" if name != kind.dotted else name
+
+
+def _check_subject_attributes(subject: x509.Name, profile: str) -> None:
+    """Every attribute of the requested subject is one the profile takes."""
+    allowed = SUBJECT_ATTRIBUTES.get(profile)
+    if allowed is None:
+        raise PkiError(ErrorKind.BAD_INPUT, f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    for rdn in subject.chosen:
+        for atv in rdn:
+            if atv["type"].native not in allowed:
+                raise PkiError(ErrorKind.POLICY, f"subject attribute {_attribute_label(atv)} is not allowed "
+                                                 f"in the {profile} profile")
+
+
+def check_csr(der: bytes, profile: str = "client") -> CheckedRequest:
+    """Proof of possession, an acceptable key, and a subject the profile allows."""
     try:
         req = cx509.load_der_x509_csr(der)
         parsed = asn1csr.CertificationRequest.load(der)
@@ -76,6 +109,7 @@ def check_csr(der: bytes) -> CheckedRequest:
             raise PkiError(ErrorKind.POLICY, f"RSA-{public.key_size} is not allowed; use 2048, 3072 or 4096")
     else:
         raise PkiError(ErrorKind.POLICY, "only EC P-256 and RSA keys are allowed")
+    _check_subject_attributes(subject, profile)
     subject = names.canonical(subject)
     # Re-encode the key canonically rather than copying the CSR's bytes (e.g. an RSA key
     # whose NULL parameters were left out would otherwise land in the certificate).

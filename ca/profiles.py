@@ -50,6 +50,11 @@ def tsa_profile(settings: Settings) -> Profile:
 
 
 PROFILES = {"client": client_profile, "ocsp-responder": ocsp_responder_profile, "tsa": tsa_profile}
+# What a CSR may ask for (API, `udun ca issue`). The delegated profiles are for the CA's
+# own keys on the online token (ca.renewal): a certificate of theirs for anybody else's key
+# would let that key sign "good" for revoked certificates, or time-stamp udun's records.
+REQUESTABLE = ("client",)
+DELEGATED = ("ocsp-responder", "tsa")
 
 
 def profile(name: str, settings: Settings) -> Profile:

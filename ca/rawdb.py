@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from pkicore.errors import ErrorKind, PkiError
 
-_NAMED = re.compile(r"(?<!:):([a-z_]+)")
+_NAMED = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
 
 
 class RawDb:

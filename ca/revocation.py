@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterator
 
-from ca.authority import CertificateAuthority, ca_pin
+from ca.authority import CertificateAuthority
 from ca.store import CertRecord, CrlRecord, RevokedEntry
 from keystore import token
+from keystore.ca_access import ca_key
 from pkicore.algorithms import RawSigner, SigScheme, default_scheme
 from pkicore.crlbuild import REVOKE_REASONS, build_crl, entry
 from pkicore.errors import ErrorKind, PkiError
@@ -82,8 +83,7 @@ class Revocation:
     def _root_signer(self) -> CrlSigner:
         rec = self.ca.authority("root")
         if self._root_key is None or self._root_key.stale:
-            s = token.session(self.ca.settings, rec.token_label, ca_pin(self.ca.settings))
-            self._root_key = token.load_key(s, key_id=rec.key_id)
+            self._root_key = ca_key(self.ca.settings, rec.token_label, rec.key_id)
         from asn1crypto import x509
 
         cert = x509.Certificate.load(rec.cert_der)
@@ -119,13 +119,18 @@ class Revocation:
         self.last_published = self.ca.store.publish_crl(signer.authority_id, make, this_update, next_update)
         return self.last_published
 
-    def current(self, which: str = "issuing") -> CrlRecord:
-        """The newest CRL, published afresh once a quarter of its validity is left."""
+    def due(self, which: str = "issuing") -> bool:
+        """No CRL yet, or less than a quarter of its validity left (RFC 5280 §5.1.2.5: a new
+        CRL is issued before nextUpdate)."""
         signer_id = self.ca.authority(which).id if which in ("issuing", "root") else -1
         if signer_id < 0:
             raise PkiError(ErrorKind.NOT_FOUND, f"no CRL for {which!r}")
         latest = self.ca.store.latest_crl(signer_id)
         margin = timedelta(hours=self.ca.settings.crl_hours) / 4
-        if latest is None or latest.next_update - self.ca.clock() < margin:
+        return latest is None or latest.next_update - self.ca.clock() < margin
+
+    def current(self, which: str = "issuing") -> CrlRecord:
+        """The newest CRL, published afresh when it is due (`udun ca crl --due`, `ca jobs`)."""
+        if self.due(which):
             return self.publish(which)
-        return latest
+        return self.ca.latest_crl(which)

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar, cast
 from datetime import datetime, timezone
 
-from sqlalchemy import Table, bindparam, func, select, update
+from asn1crypto import x509
+from sqlalchemy import (Column, DateTime, MetaData, String, Table, bindparam, func, select, text,
+                        update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -117,6 +120,67 @@ def _key_event(row: NewAuthority, event: str) -> dict[str, Any]:
             "certificate_sha256": hashlib.sha256(row.cert_der).hexdigest(), "not_after": row.not_after.isoformat()}
 
 
+def spki_sha256(public_key_der: bytes) -> str:
+    """What certificates and blocked keys are keyed by: SHA-256 hex of the SubjectPublicKeyInfo DER."""
+    return hashlib.sha256(public_key_der).hexdigest()
+
+
+def _fold(value: str) -> str:
+    """A name value compared the way people read it: NFKC, case-folded, runs of spaces as one."""
+    return " ".join(unicodedata.normalize("NFKC", value).casefold().split())
+
+
+@dataclass(frozen=True)
+class _NameKey:
+    """A subject reduced for comparison: its attributes (type OID, folded value), and its CN."""
+
+    attributes: tuple[tuple[str, str], ...]
+    common_name: str | None
+
+
+def _name_key(name: x509.Name) -> _NameKey:
+    pairs, cn = [], None
+    for rdn in name.chosen:
+        for atv in rdn:
+            value = atv["value"].native
+            folded = _fold(value if isinstance(value, str) else repr(value))
+            pairs.append((atv["type"].dotted, folded))
+            if atv["type"].native == "common_name":
+                cn = folded
+    return _NameKey(tuple(sorted(pairs)), cn)
+
+
+def _lock_id(spki: str) -> int:
+    """A PostgreSQL advisory lock number (bigint) for one public key."""
+    return int.from_bytes(bytes.fromhex(spki[:16]), "big", signed=True)
+
+
+# Migration 0005's table and column, which the ORM models (ca.db) do not map.
+_meta = MetaData()
+_blocked_keys = Table(
+    "blocked_keys", _meta,
+    Column("spki_sha256", String(64), primary_key=True),
+    Column("reason", String(32)),
+    Column("blocked_at", DateTime(timezone=True)),
+    Column("serial", String(42)),
+)
+_cert_keys = Table(
+    "certificates", _meta,
+    Column("serial", String(42), primary_key=True),
+    Column("state", String(16)),
+    Column("status", String(16)),
+    Column("spki_sha256", String(64)),
+)
+
+
+# The authority row a delegated profile's certificates are named like: the renewal of an
+# OCSP responder or TSA key (ca.renewal) asks for the subject of the certificate it replaces.
+_OWN_AUTHORITY = {"ocsp-responder": "ocsp", "tsa": "tsa"}
+
+KEY_COMPROMISE = "keyCompromise"
+_BLOCKED_MESSAGE = "this public key was revoked for key compromise and can never be certified again"
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -139,6 +203,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.raw = RawDb(engine)          # the hot paths' statements (ca.rawdb)
+        self._authority_names: dict[bytes, _NameKey] = {}
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def _session(self) -> Session:
@@ -183,26 +248,88 @@ class Store:
             return _authority(row) if row else None
 
     # Issuance writes go straight to the driver (ca.rawdb): SQLAlchemy's per-statement cost
-    # is as large as the token signature on this path (make bench: issuance).
+    # is as large as the token signature on this path (make bench: issuance). Parameter
+    # names are letters and "_" only: ca.rawdb's conversion for psycopg takes no digits.
     _certs = cast(Table, CertificateRow.__table__)
     _INSERT_INTENT = (
         "INSERT INTO certificates (serial, authority_id, state, profile, subject, requester, tbs_sha256, "
-        "not_before, not_after, created_at, status) VALUES (:serial, :authority_id, 'pending', :profile, :subject, "
-        ":requester, :tbs_sha256, :not_before, :not_after, :created_at, 'good')")
-    _MARK_ISSUED = ("UPDATE certificates SET state = 'issued', der = :der, cert_sha256 = :cert_sha256, "
+        "not_before, not_after, created_at, status, spki_sha256) VALUES (:serial, :authority_id, 'pending', "
+        ":profile, :subject, :requester, :tbs_hash, :not_before, :not_after, :created_at, 'good', :spki)")
+    _MARK_ISSUED = ("UPDATE certificates SET state = 'issued', der = :der, cert_sha256 = :cert_hash, "
                     "issued_at = :issued_at WHERE serial = :serial AND state = 'pending'")
+    _BLOCKED = "SELECT 1 FROM blocked_keys WHERE spki_sha256 = :spki"
+    # Another live certificate (being issued or issued: a failed one was never signed) on this key.
+    _SAME_KEY_OTHER_SUBJECT = (
+        "SELECT 1 FROM certificates WHERE spki_sha256 = :spki AND serial <> :serial "
+        "AND state IN ('pending', 'issued') AND subject <> :subject")
+    _AUTHORITY_CERTS = "SELECT name, cert_der FROM authorities"
+    _KEY_LOCK = "SELECT pg_advisory_xact_lock(:lock)"
+
+    def _lock_key(self, cur: Any, spki: str) -> None:
+        """PostgreSQL: serialise every transaction about one public key (an intent, a
+        keyCompromise revocation) until it ends. SQLite needs nothing: the first write of
+        each of them takes the one database write lock, and their checks come after it."""
+        if self.engine.dialect.name == "postgresql":
+            cur.execute(self.raw.sql(self._KEY_LOCK), {"lock": _lock_id(spki)})
+
+    def _authority_keys(self, cur: Any) -> list[tuple[str, _NameKey]]:
+        """(name, subject key) of every authority row: root, issuing CA, OCSP responder, TSA."""
+        cur.execute(self._AUTHORITY_CERTS)
+        out = []
+        for name, der in cur.fetchall():
+            der = bytes(der)
+            key = self._authority_names.get(der)
+            if key is None:
+                key = _name_key(x509.Certificate.load(der).subject)
+                if len(self._authority_names) > 64:       # renewed delegated certificates pile up
+                    self._authority_names.clear()
+                self._authority_names[der] = key
+            out.append((name, key))
+        return out
+
+    def _check_impersonation(self, cur: Any, profile: str, subject_der: bytes) -> None:
+        """Refuse a subject named like one of this CA's own certificates (whole DN or CN)."""
+        wanted = _name_key(x509.Name.load(subject_der))
+        own = _OWN_AUTHORITY.get(profile)
+        for name, key in self._authority_keys(cur):
+            if name == own:
+                continue
+            if wanted.attributes == key.attributes:
+                raise PkiError(ErrorKind.POLICY, f"the subject is the name of this CA's {name} certificate: "
+                                                 "a certificate cannot be issued in a CA's name")
+            if wanted.common_name is not None and wanted.common_name == key.common_name:
+                raise PkiError(ErrorKind.POLICY, f"the subject's CN is the CN of this CA's {name} certificate: "
+                                                 "a certificate cannot be issued in a CA's name")
 
     def record_intent(self, *, serial: str, authority_id: int, profile: str, subject: str, requester: str,
                       tbs_sha256: str, not_before: datetime, not_after: datetime, now: datetime,
                       public_key_der: bytes, subject_der: bytes) -> bool:
-        """Phase one: remember the serial and TBS hash. False if the serial was taken."""
+        """Phase one: remember the serial, TBS hash and key. False if the serial was taken.
+
+        Key and subject policy in the same transaction, after the insert has taken the write
+        lock (SQLite) or the key's lock (PostgreSQL), so that two requests for one key cannot
+        both pass: the key must not be blocked (keyCompromise), nor certified for another
+        subject (the same subject again is a renewal), and the subject must not be named like
+        one of this CA's own certificates. A refusal (PkiError POLICY) stores nothing.
+        """
         db = self.raw
+        spki = spki_sha256(public_key_der)
         try:
             with db.transaction() as cur:
                 cur.execute(db.sql(self._INSERT_INTENT), {
                     "serial": serial, "authority_id": authority_id, "profile": profile, "subject": subject,
-                    "requester": requester, "tbs_sha256": tbs_sha256, "not_before": db.when(not_before),
-                    "not_after": db.when(not_after), "created_at": db.when(now)})
+                    "requester": requester, "tbs_hash": tbs_sha256, "not_before": db.when(not_before),
+                    "not_after": db.when(not_after), "created_at": db.when(now), "spki": spki})
+                self._lock_key(cur, spki)
+                cur.execute(db.sql(self._BLOCKED), {"spki": spki})
+                if cur.fetchone() is not None:
+                    raise PkiError(ErrorKind.POLICY, _BLOCKED_MESSAGE)
+                cur.execute(db.sql(self._SAME_KEY_OTHER_SUBJECT), {"spki": spki, "serial": serial,
+                                                                    "subject": subject})
+                if cur.fetchone() is not None:
+                    raise PkiError(ErrorKind.POLICY, "this public key is certified for another subject already: "
+                                                     "a key may be certified for one subject only")
+                self._check_impersonation(cur, profile, subject_der)
         except db.dbapi.IntegrityError:
             return False
         return True
@@ -212,7 +339,7 @@ class Store:
         """Phase two: the signed certificate, and its audit entry."""
         db = self.raw
         with db.transaction() as cur:
-            cur.execute(db.sql(self._MARK_ISSUED), {"serial": serial, "der": der, "cert_sha256": cert_sha256,
+            cur.execute(db.sql(self._MARK_ISSUED), {"serial": serial, "der": der, "cert_hash": cert_sha256,
                                                     "issued_at": db.when(now)})
             if cur.rowcount != 1:
                 raise PkiError(ErrorKind.INTERNAL, f"serial {serial} was not pending")
@@ -254,7 +381,9 @@ class Store:
         """Move a certificate between statuses in one transaction, with its history row.
 
         The UPDATE names the statuses it may start from, so two operators acting at once
-        cannot both succeed on a state that only allows one of them.
+        cannot both succeed on a state that only allows one of them. A revocation for
+        keyCompromise also blocks the public key for ever and revokes, in the same
+        transaction, every other certificate on that key that is not revoked yet.
         """
         with self._session() as s, s.begin():
             # The counter first: its UPDATE takes the write lock (pysqlite begins at the
@@ -273,15 +402,71 @@ class Store:
             if done.rowcount != 1:  # type: ignore[attr-defined]
                 current = s.scalar(select(CertificateRow.status).where(CertificateRow.serial == row.serial))
                 raise PkiError(ErrorKind.CONFLICT, f"certificate {row.serial} is {current}: cannot {action} it")
+            details: dict[str, Any] = {
+                "reason": reason, "from": row.status, "to": status,
+                "invalidity_date": invalidity_date.isoformat() if invalidity_date else None}
+            same_key: list[tuple[str, str]] = []
+            if status == "revoked" and reason == KEY_COMPROMISE:
+                spki, same_key = self._block_key(s, row, now)
+                details["blocked_key_spki_sha256"] = spki
+                details["same_key_revoked"] = [sib for sib, _ in same_key]
             s.add(StatusEvent(serial=row.serial, action=action, reason=reason, invalidity_date=invalidity_date,
                               actor=actor, at=now))
-            auditlog.append(s.connection(), action=action, actor=actor, subject=row.serial,
-                            details={"reason": reason, "from": row.status, "to": status,
-                                     "invalidity_date": invalidity_date.isoformat() if invalidity_date else None},
+            auditlog.append(s.connection(), action=action, actor=actor, subject=row.serial, details=details,
                             now=now)
+            if same_key:
+                moved = s.execute(
+                    update(CertificateRow)
+                    .where(CertificateRow.serial.in_([sib for sib, _ in same_key]),
+                           CertificateRow.status.in_(("good", "on_hold")))
+                    .values(status="revoked", revoked_at=revoked_at, revocation_reason=reason,
+                            invalidity_date=invalidity_date)
+                    .execution_options(synchronize_session=False)
+                )
+                if moved.rowcount != len(same_key):  # type: ignore[attr-defined]
+                    raise PkiError(ErrorKind.CONFLICT, "a certificate on the same key changed meanwhile: try again")
+                for sib, was in same_key:
+                    s.add(StatusEvent(serial=sib, action=action, reason=reason, invalidity_date=invalidity_date,
+                                      actor=actor, at=now))
+                    auditlog.append(s.connection(), action=action, actor=actor, subject=sib, details={
+                        "reason": reason, "from": was, "to": status, "invalidity_date": details["invalidity_date"],
+                        "same_key_as": row.serial, "blocked_key_spki_sha256": details["blocked_key_spki_sha256"],
+                    }, now=now)
         rec = self.certificate(serial)
         assert rec is not None
         return rec
+
+    _KEY_LOCK_SQL = text(_KEY_LOCK)
+
+    def _block_key(self, s: Session, row: CertificateRow, now: datetime) -> tuple[str, list[tuple[str, str]]]:
+        """Inside change_status: block ``row``'s public key; (serial, status) of the other
+        certificates on it not revoked yet, issued or being issued (those will be signed
+        already revoked; a failed one was never signed)."""
+        c = _cert_keys
+        spki = s.scalar(select(c.c.spki_sha256).where(c.c.serial == row.serial))
+        if spki is None:            # a row migration 0005 could not read
+            if row.der is None:
+                raise PkiError(ErrorKind.INTERNAL, f"certificate {row.serial} has no DER")
+            spki = spki_sha256(x509.Certificate.load(row.der).public_key.dump())
+        if self.engine.dialect.name == "postgresql":    # as in record_intent
+            s.execute(self._KEY_LOCK_SQL, {"lock": _lock_id(spki)})
+        if s.scalar(select(_blocked_keys.c.spki_sha256).where(_blocked_keys.c.spki_sha256 == spki)) is None:
+            s.execute(_blocked_keys.insert().values(spki_sha256=spki, reason=KEY_COMPROMISE, blocked_at=now,
+                                                    serial=row.serial))
+        rows = s.execute(select(c.c.serial, c.c.status)
+                         .where(c.c.spki_sha256 == spki, c.c.serial != row.serial,
+                                c.c.state.in_(("pending", "issued")), c.c.status.in_(("good", "on_hold")))
+                         .order_by(c.c.serial))
+        return spki, [(str(r[0]), str(r[1])) for r in rows]
+
+    @_db
+    def blocked_key(self, public_key_der: bytes) -> tuple[str, datetime, str | None] | None:
+        """(reason, blocked at, serial that caused it) if this public key is blocked."""
+        b = _blocked_keys
+        with self.engine.connect() as conn:
+            r = conn.execute(select(b.c.reason, b.c.blocked_at, b.c.serial)
+                             .where(b.c.spki_sha256 == spki_sha256(public_key_der))).first()
+        return (str(r[0]), _utc(r[1]), r[2]) if r is not None else None
 
     @staticmethod
     def _bump(s: Session, name: str) -> int:

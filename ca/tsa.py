@@ -1,6 +1,6 @@
-"""The time-stamp authority (RFC 3161): a delegated EC key on the CA token with a
-timeStamping certificate from our issuing CA; answers queries and stamps for udun itself
-(signature time-stamps on verified payments, audit checkpoints).
+"""The time-stamp authority (RFC 3161): a delegated EC key on the online token with a
+timeStamping certificate from our issuing CA (made by ca.renewal); answers queries and
+stamps for udun itself (signature time-stamps on verified payments, audit checkpoints).
 """
 from __future__ import annotations
 
@@ -10,18 +10,16 @@ import os
 import secrets
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from ca.authority import CertificateAuthority
 from ca.delegated import Delegated, DelegatedKey
+from ca.directory import CaDirectory
 from pkicore import tsp
-from pkicore.algorithms import KeyType
 from pkicore.oids import RECORDS_POLICY
 from pkicore.errors import ErrorKind, PkiError
 
 TSA_NAME = "tsa"
-RENEW_BEFORE = timedelta(days=30)       # a new TSA certificate a month before the old one ends
 _log = logging.getLogger("udun.tsa")
 
 
@@ -44,11 +42,9 @@ class Stamp:
 class TimeStampAuthority:
     """Answers TimeStampReq messages; never raises for what a client sends."""
 
-    def __init__(self, ca: CertificateAuthority) -> None:
+    def __init__(self, ca: CaDirectory) -> None:
         self.ca = ca
-        # EC P-256 whatever the CA key is: a time-stamp costs one token signature, and an
-        # RSA-3072 signature on SoftHSM is ~20x slower than P-256.
-        self._key = DelegatedKey(ca, TSA_NAME, "tsa", "Time Stamping Authority", RENEW_BEFORE, KeyType.EC_P256)
+        self._key = DelegatedKey(ca, TSA_NAME, "TSA")
         self._factory: tuple[Delegated, tsp.TokenFactory] | None = None
         self._lock = threading.Lock()
         self._counter = 0
@@ -67,7 +63,7 @@ class TimeStampAuthority:
         return made
 
     def certificate(self) -> bytes:
-        """The current TSA certificate (DER), made on first use."""
+        """The current TSA certificate (DER)."""
         return self._tokens()[0].cert.dump()
 
     def _serial(self) -> int:

@@ -34,6 +34,9 @@ class Settings:
     require_challenge: bool = False      # every payment must carry a bank challenge
     challenge_seconds: int = 300         # how long a challenge stays usable
     audit_checkpoint_minutes: int = 10   # how often a server signs a checkpoint of the audit log
+    # The online token: the delegated OCSP responder and TSA keys, with a PIN of its own.
+    # The bank-facing server (`udun serve`) holds this PIN and never the CA's.
+    online_token: str = "udun-online"
 
     @property
     def softhsm_conf(self) -> Path:
@@ -45,7 +48,13 @@ class Settings:
 
     @property
     def ca_pin_file(self) -> Path:
+        """The CA tokens' PIN (root and issuing CA): operator commands and `serve-admin` only."""
         return self.home / "secrets" / "ca.pin"
+
+    @property
+    def online_pin_file(self) -> Path:
+        """The online token's PIN (delegated OCSP and TSA keys): what `udun serve` reads."""
+        return self.home / "secrets" / "online.pin"
 
     @property
     def crl_url(self) -> str:
@@ -128,6 +137,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         base_url=_base_url(e.get("UDUN_BASE_URL") or "http://127.0.0.1:8080"),
         ca_token=e.get("UDUN_CA_TOKEN") or "udun-ca",
         root_token=e.get("UDUN_ROOT_TOKEN") or "udun-root",
+        online_token=e.get("UDUN_ONLINE_TOKEN") or "udun-online",
         client_days=_int(e, "UDUN_CLIENT_DAYS", 730, 1, 3650),
         crl_hours=_int(e, "UDUN_CRL_HOURS", 24, 1, 24 * 31),
         ocsp_minutes=_int(e, "UDUN_OCSP_MINUTES", 60, 1, 7 * 24 * 60),

@@ -208,6 +208,12 @@ def session(settings: Settings, label: str | None, pin: str, serial: str | None 
         return s
 
 
+def logged_in_labels() -> set[str]:
+    """The labels of the tokens this process holds a logged-in session on (tests and /healthz)."""
+    with _lock:
+        return {s.token.label for s, _ in _sessions.values()}
+
+
 def close_all() -> None:
     """Close every cached session (end of a command, before fork); open keys go stale."""
     global _generation
@@ -335,6 +341,16 @@ def load_key(s: Any, key_id: bytes | None = None, label: str | None = None) -> T
     except Exception as e:
         raise translate(e, "finding the key") from e
     return TokenKey(private, _key_type_of(public), _public_der(public), bytes(private.id))
+
+
+def destroy_key(s: Any, key_id: bytes) -> None:
+    """Destroy a key pair (private and public objects) with CKA_ID ``key_id`` (C_DestroyObject)."""
+    try:
+        for cls in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
+            for obj in list(s.get_objects({Attribute.CLASS: cls, Attribute.ID: key_id})):
+                obj.destroy()
+    except Exception as e:
+        raise translate(e, "destroying the key") from e
 
 
 def private_keys(s: Any) -> list[Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import re
 import struct
 import zipfile
@@ -41,6 +42,8 @@ _CA_STATUS = re.compile(r"ca-(ocsp|crl)-([1-9][0-9]?)\.der")
 # What damaged input makes the parsers raise (asn1crypto, pkicore.der, cryptography).
 _UNREADABLE = (PkiError, ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
                RecursionError)
+# A verdict's problems are udun's own words; what a library said goes to the server log only.
+log = logging.getLogger("udun.verify")
 
 
 def ca_status_name(kind: str, n: int) -> str:
@@ -73,7 +76,8 @@ def _reading(v: BundleVerdict, name: str) -> Iterator[None]:
     except _Stop:
         raise
     except _UNREADABLE as e:
-        v.problems.append(f"{name} was changed or is damaged (it does not read: {type(e).__name__})")
+        log.info("evidence bundle file %s: %s: %s", name, type(e).__name__, e)
+        v.problems.append(f"{name} was changed or is damaged (it does not read)")
         raise _Stop from e
 
 
@@ -136,7 +140,8 @@ def _members(data: bytes, v: BundleVerdict) -> tuple[str, dict[str, bytes]] | No
             files[name] = z.read(i)
         return folders.pop(), files
     except Exception as e:  # noqa: BLE001  zipfile/zlib raise many kinds on damaged archives
-        v.problems.append(f"the bundle is not a readable zip file ({type(e).__name__})")
+        log.info("evidence bundle zip: %s: %s", type(e).__name__, e)
+        v.problems.append("the bundle is not a readable zip file")
         return None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ from pkicore.report import Check, Report, Sub, conclude
 from pkicore.pathstatus import PathStatus, StatusCache, StatusInfo, StatusSource
 
 _DOCUMENT_SIGNING_OK = {"document_signing", oids.ID_KP_DOCUMENT_SIGNING, "any_extended_key_usage"}
+# A report carries udun's own words; what a library said goes to the server log only.
+log = logging.getLogger("udun.verify")
+# What parsing damaged certificates makes asn1crypto and cryptography raise.
+_UNREADABLE = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError)
 
 
 @dataclass(frozen=True)
@@ -171,8 +176,13 @@ def _verify_signature(cert: SignerCert, s: SignerView, digest_name: str,
             return "the signature does not verify with the signer's public key", Sub.SIG_CRYPTO_FAILURE
         return e.problem, _SUBS[e.failure]
     except (KeyError, ValueError, TypeError) as e:
-        return f"malformed signature algorithm ({type(e).__name__})", Sub.FORMAT_FAILURE
+        log.info("signature algorithm of the signer %s: %s: %s", cert.identity["subject"], type(e).__name__, e)
+        return "malformed signature algorithm identifier (RFC 5652 §5.3)", Sub.FORMAT_FAILURE
     return None
+
+
+class _BadCertificate(Exception):
+    """A certificate of the CMS that does not parse; the message is the report's."""
 
 
 class _Checks:
@@ -224,8 +234,12 @@ class Verifier:
             return self._verify(cms.econtent_type, cms.content, cms.certificates, cms.signers, content, checks)
         except PkiError:
             raise
+        except DerError as e:   # udun's own DER reader: its words name what is wrong
+            checks.fail("structure", f"malformed CMS: {e}"[:200], Sub.FORMAT_FAILURE)
+            return conclude(checks.items)
         except Exception as e:  # noqa: BLE001  anything malformed deeper down is a report, never a 500
-            checks.fail("structure", f"malformed CMS ({type(e).__name__}: {e})"[:200], Sub.FORMAT_FAILURE)
+            log.info("malformed CMS: %s: %s", type(e).__name__, e)
+            checks.fail("structure", "malformed CMS: a field inside it does not read", Sub.FORMAT_FAILURE)
             return conclude(checks.items)
 
     def _verify(self, econtent_type: bytes, attached: bytes | None, certs_der: tuple[bytes, ...],
@@ -288,7 +302,11 @@ class Verifier:
 
         scv2 = single(ID_SIGNING_CERTIFICATE_V2, "signingCertificateV2")
         scv2_ref = _signing_certificate_ref(scv2) if scv2 is not None else None
-        signer = self._find_signer(s, certs_der, scv2_ref)
+        try:
+            signer = self._find_signer(s, certs_der, scv2_ref)
+        except _BadCertificate as e:
+            c.fail("signer certificate", str(e), Sub.FORMAT_FAILURE)
+            return conclude(c.items)
         if signer is None:
             c.fail("signer certificate", "the signer's certificate is not in the CMS", Sub.NO_SIGNING_CERTIFICATE_FOUND)
             return conclude(c.items)
@@ -418,8 +436,13 @@ class Verifier:
         placed first cannot take the signer's place.
         """
         candidates = []
-        for d in certs_der:
-            ident = self._ids.get(d)
+        for n, d in enumerate(certs_der, 1):
+            try:
+                ident = self._ids.get(d)
+            except _UNREADABLE as e:
+                log.info("certificate %d of the CMS: %s: %s", n, type(e).__name__, e)
+                raise _BadCertificate(f"certificate {n} of the CMS does not read as an X.509 certificate "
+                                      "(RFC 5280 §4.1)") from None
             if s.sid_ski is not None:
                 if ident.ski == s.sid_ski:
                     candidates.append(d)
@@ -432,7 +455,12 @@ class Verifier:
         if len(candidates) > 1 and scv2 is not None:
             bound = [d for d in candidates if hashlib.new(scv2.hash_name, d).digest() == scv2.cert_hash]
             candidates = bound or candidates
-        return self._certs.get(candidates[0])
+        try:
+            return self._certs.get(candidates[0])
+        except _UNREADABLE as e:
+            log.info("the signer's certificate: %s: %s", type(e).__name__, e)
+            raise _BadCertificate("the signer's certificate does not read as an X.509 certificate "
+                                  "(RFC 5280 §4.1)") from None
 
     @staticmethod
     def _check_signing_certificate(ref: _CertRef | None, signer: SignerCert, c: _Checks) -> None:

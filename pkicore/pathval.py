@@ -16,6 +16,7 @@ from datetime import datetime
 from asn1crypto import crl, pem, x509
 
 from pkicore.errors import ErrorKind, PkiError
+from pkicore.names import rfc4514
 from pkicore.report import Sub
 
 
@@ -118,7 +119,7 @@ class TrustStore:
 def facts(cert: x509.Certificate) -> PathCert:
     validity = cert["tbs_certificate"]["validity"]
     return PathCert(
-        subject=cert.subject.human_friendly,
+        subject=rfc4514(cert.subject),        # as reports name certificates (not asn1crypto's wording)
         not_before=validity["not_before"].native,
         not_after=validity["not_after"].native,
         der=cert.dump(),

@@ -10,6 +10,7 @@ above all). Whether an algorithm is *strong enough* is a separate question answe
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,9 @@ from pyhanko_certvalidator.sig_validate import (DEFAULT_VALIDATION_CONTEXT, Sign
                                                 SignatureValidator)
 
 from pkicore.algpolicy import STRICT, AlgorithmPolicy
+
+# A failure's ``problem`` is udun's own words; what a library said goes to the server log only.
+log = logging.getLogger("udun.verify")
 
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1,        # legacy data only: pkicore.algpolicy refuses it unless told otherwise
@@ -86,7 +90,8 @@ def pss_algorithm(params: algos.RSASSAPSSParams | None) -> SigAlgorithm:
         salt = params["salt_length"].native
         trailer = params["trailer_field"].native
     except (ValueError, TypeError, KeyError) as e:
-        raise SignatureError(Failure.MALFORMED, f"malformed RSA-PSS parameters ({type(e).__name__})") from None
+        log.info("RSA-PSS parameters: %s: %s", type(e).__name__, e)
+        raise SignatureError(Failure.MALFORMED, "malformed RSA-PSS parameters (RFC 4055 §3.1)") from None
     if mgf_name != "mgf1":
         raise SignatureError(Failure.UNSUPPORTED, f"unsupported PSS mask generation {mgf_name}")
     _hash(hash_name, "PSS")
@@ -106,7 +111,9 @@ def from_identifier(alg: algos.SignedDigestAlgorithm, digest_hint: str | None = 
         name = alg["algorithm"].native
         params = alg["parameters"]
     except (ValueError, TypeError, KeyError) as e:
-        raise SignatureError(Failure.MALFORMED, f"malformed algorithm identifier ({type(e).__name__})") from None
+        log.info("signature algorithm identifier: %s: %s", type(e).__name__, e)
+        raise SignatureError(Failure.MALFORMED, "malformed signature algorithm identifier (RFC 5280 §4.1.1.2)") \
+            from None
     if name == "rsassa_pss":
         return pss_algorithm(params)
     try:
@@ -178,7 +185,8 @@ def verify(public_key: Any, signature: bytes, data: bytes, alg: SigAlgorithm) ->
     except InvalidSignature:
         raise SignatureError(Failure.INVALID, "the signature does not verify with the public key") from None
     except (ValueError, TypeError, OverflowError, UnsupportedAlgorithm) as e:
-        raise SignatureError(Failure.MALFORMED, f"malformed signature or parameters ({type(e).__name__})") from None
+        log.info("%s signature check: %s: %s", alg.kind, type(e).__name__, e)
+        raise SignatureError(Failure.MALFORMED, "malformed signature value or algorithm parameters") from None
 
 
 _keys: dict[bytes, Any] = {}
@@ -191,7 +199,9 @@ def load_key(spki_der: bytes) -> Any:
         try:
             key = serialization.load_der_public_key(spki_der)
         except (ValueError, TypeError, UnsupportedAlgorithm) as e:
-            raise SignatureError(Failure.UNSUPPORTED, f"unreadable public key ({type(e).__name__})") from None
+            log.info("public key: %s: %s", type(e).__name__, e)
+            raise SignatureError(Failure.UNSUPPORTED, "the public key does not read or is of an unsupported kind") \
+                from None
         with _lock:
             if len(_keys) > 4096:
                 _keys.clear()

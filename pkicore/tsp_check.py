@@ -7,6 +7,7 @@ with pkicore.pathval at the token's genTime.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ _ID_TSTINFO = core.ObjectIdentifier(ID_CT_TSTINFO).contents          # as cms_vi
 _ID_SIGNED_DATA = core.ObjectIdentifier("1.2.840.113549.1.7.2").contents   # RFC 5652 §5.1
 _ID_SIGNING_CERTIFICATE = core.ObjectIdentifier(ID_AA_SIGNING_CERTIFICATE).contents
 _ESS_HASHES = {"sha1", "sha256", "sha384", "sha512"}     # ESSCertID is SHA-1 (RFC 2634 §5.4.1)
+# A TokenCheck's problem is udun's own words; what a library said goes to the server log only.
+log = logging.getLogger("udun.verify")
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,9 @@ def check_token(token_der: bytes, extra_certs: Sequence[bytes] = (), *, imprint:
     except _Bad as e:
         return TokenCheck(False, str(e), info, cert_der, certs)
     except (PkiError, DerError, ValueError, TypeError, KeyError, IndexError) as e:
-        return TokenCheck(False, f"malformed token ({type(e).__name__})", info, cert_der, certs)
+        log.info("time-stamp token: %s: %s", type(e).__name__, e)
+        return TokenCheck(False, "malformed token: a field of the SignedData or TSTInfo does not read "
+                                 "(RFC 3161 §2.4.2)", info, cert_der, certs)
     return TokenCheck(True, "", info, cert_der, certs)
 
 

@@ -38,7 +38,7 @@ from pyhanko_certvalidator.policy_decl import (LEGACY_POLICY_MAP, NO_REVOCATION,
 
 from pkicore import oids
 from pkicore.names import rfc4514 as _rfc4514
-from pkicore.algpolicy import LEGACY, STRICT
+from pkicore.algpolicy import LEGACY, STRICT, AlgorithmPolicy
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.report import Sub
 from pkicore.sigverify import VALIDATOR, UdunSignatureValidator
@@ -62,6 +62,8 @@ name_trees._name_type_checkers.setdefault(name_trees.GeneralNameType.IP_ADDRESS,
 # The library logs every failed side validation with a traceback: a verdict is ours to
 # report, never a traceback on a user's terminal.
 logging.getLogger("pyhanko_certvalidator").setLevel(logging.CRITICAL)
+# Verdicts carry udun's own words; what the library said goes to the server log only.
+log = logging.getLogger("udun.verify")
 
 ANY_POLICY = "2.5.29.32.0"                          # RFC 5280 §4.2.1.4 anyPolicy
 # off: no status check; soft: use the data there is; hard: every certificate below the
@@ -263,17 +265,27 @@ def _validate(leaf_der: bytes, inputs: Inputs) -> Outcome:
         validator = CertificateValidator(leaf, validation_context=ctx, pkix_params=inputs.policy.params())
         vpath = asyncio.run(validator.async_validate_path())
     except cverr.PathBuildingError as e:
-        return Outcome(False, Sub.NO_CERTIFICATE_CHAIN_FOUND, f"no path to a trust anchor: {e}",
+        _log_library(leaf, e)
+        return Outcome(False, Sub.NO_CERTIFICATE_CHAIN_FOUND,
+                       "no path to a trust anchor: the certificates available do not chain up to a trusted root",
                        "RFC 5280 §6.1 (no certification path to a trust anchor)", _ref_leaf(leaf))
     except cverr.ValidationError as e:
-        return failure(e, leaf)
+        _log_library(leaf, e)
+        return failure(e, leaf, LEGACY if inputs.allow_weak else STRICT)
     except (NotImplementedError, ValueError, TypeError, KeyError) as e:
         # Something the library cannot process (an odd extension, a malformed field): the
-        # path is not shown valid, so it fails, with what the library said.
+        # path is not shown valid, so it fails; what the library said is logged.
+        _log_library(leaf, e)
         return Outcome(False, Sub.CERTIFICATE_CHAIN_GENERAL_FAILURE,
-                       f"the path cannot be processed ({type(e).__name__}: {e})"[:300], "RFC 5280 §6.1",
-                       _ref_leaf(leaf))
+                       "the path cannot be processed: a certificate or revocation data on it has a field that "
+                       "does not read or is not supported", "RFC 5280 §6.1", _ref_leaf(leaf))
     return _udun_rules(vpath, inputs)
+
+
+def _log_library(leaf: x509.Certificate, e: Exception) -> None:
+    """What the library said about a validation, for the server log (never for a report)."""
+    log.info("path validation of %s (serial %x): %s: %s", _rfc4514(leaf.subject), leaf.serial_number,
+             type(e).__name__, e)
 
 
 def path_of(vpath: ValidationPath) -> list[x509.Certificate]:
@@ -329,60 +341,160 @@ def _udun_rules(vpath: ValidationPath, inputs: Inputs) -> Outcome:
     return Outcome(True, path=ders, policies=policies)
 
 
-# (pattern in the library's message, rule, sub-indication); the first match wins.
-_RULES: list[tuple[str, str, Sub]] = [
-    ("signature of", "RFC 5280 §6.1.3(a)(1) signature", Sub.CHAIN_CONSTRAINTS_FAILURE),
+# (pattern in the library's message, rule, sub-indication, what the verdict says); the first
+# match wins. The library's message only classifies: the verdict's text is the last column,
+# with the failing certificate named by its place in the path.
+_RULES: list[tuple[str, str, Sub, str]] = [
+    ("signature of", "RFC 5280 §6.1.3(a)(1) signature", Sub.CHAIN_CONSTRAINTS_FAILURE,
+     "the signature on {cert} does not verify with its issuer's public key"),
     ("permitted namespace", "RFC 5280 §6.1.3(b) name constraints (permitted subtrees)",
-     Sub.CHAIN_CONSTRAINTS_FAILURE),
-    ("excluded from the", "RFC 5280 §6.1.3(c) name constraints (excluded subtrees)", Sub.CHAIN_CONSTRAINTS_FAILURE),
-    ("issuer name", "RFC 5280 §6.1.3(a)(4) issuer name", Sub.CHAIN_CONSTRAINTS_FAILURE),
+     Sub.CHAIN_CONSTRAINTS_FAILURE, "a name in {cert} is outside the permitted subtrees of a CA's name constraints"),
+    ("excluded from the", "RFC 5280 §6.1.3(c) name constraints (excluded subtrees)", Sub.CHAIN_CONSTRAINTS_FAILURE,
+     "a name in {cert} is inside the excluded subtrees of a CA's name constraints"),
+    ("issuer name", "RFC 5280 §6.1.3(a)(4) issuer name", Sub.CHAIN_CONSTRAINTS_FAILURE,
+     "the issuer name of {cert} does not match the subject of the CA above it"),
     ("valid set of policies", "RFC 5280 §6.1.3(d)-(f), §6.1.5(g) certificate policies",
-     Sub.CHAIN_CONSTRAINTS_FAILURE),
-    ("policy graph", "RFC 5280 §6.1.3(d) certificate policies (size limit)", Sub.CHAIN_CONSTRAINTS_FAILURE),
-    ("is not a CA", "RFC 5280 §6.1.4(k) basicConstraints cA", Sub.CHAIN_CONSTRAINTS_FAILURE),
-    ("maximum path length", "RFC 5280 §6.1.4(l)-(m) pathLenConstraint", Sub.CHAIN_CONSTRAINTS_FAILURE),
-    ("not allowed to sign certificates", "RFC 5280 §6.1.4(n) keyUsage keyCertSign", Sub.CHAIN_CONSTRAINTS_FAILURE),
-    ("critical extension", "RFC 5280 §6.1.4(o) unrecognised critical extension", Sub.CHAIN_CONSTRAINTS_FAILURE),
-    ("signature parameters", "RFC 4055 §3.1 RSASSA-PSS parameters", Sub.CHAIN_CONSTRAINTS_FAILURE),
+     Sub.CHAIN_CONSTRAINTS_FAILURE, "no valid certificate policy is left at {cert}"),
+    ("policy graph", "RFC 5280 §6.1.3(d) certificate policies (size limit)", Sub.CHAIN_CONSTRAINTS_FAILURE,
+     "certificate policy processing at {cert} exceeds the size limit"),
+    ("is not a CA", "RFC 5280 §6.1.4(k) basicConstraints cA", Sub.CHAIN_CONSTRAINTS_FAILURE,
+     "{cert} is not a CA (basicConstraints cA is not set) but issued the certificate below it"),
+    ("maximum path length", "RFC 5280 §6.1.4(l)-(m) pathLenConstraint", Sub.CHAIN_CONSTRAINTS_FAILURE,
+     "the path is longer than a CA's path length constraint allows"),
+    ("not allowed to sign certificates", "RFC 5280 §6.1.4(n) keyUsage keyCertSign", Sub.CHAIN_CONSTRAINTS_FAILURE,
+     "{cert} is not allowed to sign certificates (its keyUsage lacks keyCertSign)"),
+    ("critical extension", "RFC 5280 §6.1.4(o) unrecognised critical extension", Sub.CHAIN_CONSTRAINTS_FAILURE,
+     "{cert} has a critical extension that is not recognised{oids}"),
+    ("signature parameters", "RFC 4055 §3.1 RSASSA-PSS parameters", Sub.CHAIN_CONSTRAINTS_FAILURE,
+     "the signature parameters of {cert} do not match the constraints on its issuer's key"),
+]
+# Why revocation data did not establish a status: (pattern in the library's message, what
+# the verdict says); the first match wins.
+_REVINFO: list[tuple[str, str]] = [
+    ("not recent enough", "the revocation data for {cert} is not recent enough (past its nextUpdate)"),
+    ("too recent", "the revocation data for {cert} was issued after the time of validation"),
+    ("freshness could not be established", "the freshness of the revocation data for {cert} cannot be established"),
+    ("unauthorized certificate", "the OCSP response about {cert} is signed by a responder the CA did not "
+                                 "authorise (RFC 6960 §4.2.2.2)"),
+    ("not authorized to sign CRLs", "the CRL about {cert} is signed by an issuer not allowed to sign CRLs "
+                                    "(RFC 5280 §6.3.3(f))"),
+    ("CRL only contains", "the CRL given for {cert} covers other kinds of certificates only "
+                          "(issuingDistributionPoint, RFC 5280 §5.2.5)"),
+    ("does not share any names", "no CRL given for {cert} has a distribution point matching the certificate's "
+                                 "(RFC 5280 §6.3.3(b))"),
+    ("response signing certificate", "the certificate of the OCSP responder for {cert} does not validate"),
+    ("CRL issuer", "the certificate of the CRL issuer for {cert} does not validate"),
+    ("signature", "the signature on the revocation data for {cert} does not verify"),
+    ("do not cover all revocation reasons", "the CRLs given for {cert} do not cover all revocation reasons"),
+    ("unrecognized critical extension", "the revocation data for {cert} has a critical extension that is not "
+                                        "recognised"),
+    ("no revocation information", "no revocation data (CRL or OCSP response) available covers {cert}"),
+    ("could not be found", "no revocation data (CRL or OCSP response) available covers {cert}"),
+    ("No CRLs were issued", "no revocation data (CRL or OCSP response) available covers {cert}"),
+    ("No OCSP responses were issued", "no revocation data (CRL or OCSP response) available covers {cert}"),
+]
+# What the verdict says for other §6.1 failures: (pattern in the library's message, words).
+_GENERAL: list[tuple[str, str]] = [
+    ("policy mapping for the", "{cert} maps a policy to or from anyPolicy (RFC 5280 §6.1.4(a))"),
+    ("AA controls", "the AA controls extension is present on part of the path only (RFC 5755 §7.4)"),
 ]
 _POSITION = re.compile(r"intermediate certificate (\d+)")
 
 
-def failure(e: Exception, leaf: x509.Certificate) -> Outcome:
-    """A library exception as a verdict naming the certificate and the rule."""
+def failure(e: Exception, leaf: x509.Certificate, policy: AlgorithmPolicy = STRICT) -> Outcome:
+    """A library exception as a verdict naming the certificate and the rule, in our words.
+
+    The library's message decides which rule failed and which certificate it is about; the
+    verdict's text is udun's own (the message itself is logged, never shown).
+    """
     msg = str(e)
     certs: list[x509.Certificate] = []
     if isinstance(e, cverr.PathValidationError):
         certs = path_of(e.current_path)
     failing = _failing(msg, certs, leaf)
     ders = tuple(c.dump() for c in certs)
+    cert = _named(failing)
     if isinstance(e, cverr.RevokedError):
         reason = _reason(e.reason.native)
         on_hold = reason == "certificateHold"
-        return Outcome(False, Sub.TRY_LATER if on_hold else Sub.REVOKED, msg,
+        source = "an OCSP response" if msg.startswith("OCSP") else "a CRL" if msg.startswith("CRL") else \
+            "the revocation data"
+        when = f"{e.revocation_dt:%Y-%m-%d %H:%M:%S}Z"
+        text = (f"{cert} is on hold since {when} ({reason}, shown by {source})" if on_hold else
+                f"{cert} was revoked at {when} ({reason}, shown by {source})")
+        return Outcome(False, Sub.TRY_LATER if on_hold else Sub.REVOKED, text,
                        "RFC 5280 §6.3.3 (the certificate is on hold)" if on_hold else
                        "RFC 5280 §6.3.3 (the certificate is revoked)", failing, ders,
                        revoked_at=e.revocation_dt, reason=reason)
     if isinstance(e, cverr.StaleRevinfoError):
-        return Outcome(False, Sub.TRY_LATER, msg, "RFC 5280 §6.3.3(a)(2) (revocation data past its nextUpdate)",
-                       failing, ders)
+        return Outcome(False, Sub.TRY_LATER, _REVINFO[0][1].format(cert=cert),
+                       "RFC 5280 §6.3.3(a)(2) (revocation data past its nextUpdate)", failing, ders)
     if isinstance(e, cverr.InsufficientRevinfoError):
-        return Outcome(False, Sub.TRY_LATER, msg, "RFC 5280 §6.3 (status not established by valid revocation data)",
+        text = next((words for pattern, words in _REVINFO if pattern in msg),
+                    "the revocation data available does not establish the status of {cert}").format(cert=cert)
+        return Outcome(False, Sub.TRY_LATER, text, "RFC 5280 §6.3 (status not established by valid revocation data)",
                        failing, ders)
     if isinstance(e, cverr.ExpiredError):
-        return Outcome(False, Sub.EXPIRED, msg, "RFC 5280 §6.1.3(a)(2) validity", failing, ders)
+        return Outcome(False, Sub.EXPIRED, f"{cert} has expired (notAfter {e.expired_dt:%Y-%m-%d %H:%M:%S}Z)",
+                       "RFC 5280 §6.1.3(a)(2) validity", failing, ders)
     if isinstance(e, cverr.NotYetValidError):
-        return Outcome(False, Sub.NOT_YET_VALID, msg, "RFC 5280 §6.1.3(a)(2) validity", failing, ders)
+        return Outcome(False, Sub.NOT_YET_VALID,
+                       f"{cert} is not yet valid (notBefore {e.valid_from:%Y-%m-%d %H:%M:%S}Z)",
+                       "RFC 5280 §6.1.3(a)(2) validity", failing, ders)
     if isinstance(e, cverr.DisallowedAlgorithmError):
-        return Outcome(False, Sub.CRYPTO_CONSTRAINTS_FAILURE, msg,
+        return Outcome(False, Sub.CRYPTO_CONSTRAINTS_FAILURE, _refused_algorithm(certs, failing, cert, policy),
                        "NIST SP 800-131A algorithms (udun algorithm policy)", failing, ders)
     if isinstance(e, cverr.InvalidCertificateError):
-        return Outcome(False, Sub.CHAIN_CONSTRAINTS_FAILURE, msg, "RFC 5280 §4.2.1.3 / §4.2.1.12 key usage",
-                       failing, ders)
-    for pattern, rule, sub in _RULES:
+        return Outcome(False, Sub.CHAIN_CONSTRAINTS_FAILURE, f"{cert} is not valid for the key usage asked for",
+                       "RFC 5280 §4.2.1.3 / §4.2.1.12 key usage", failing, ders)
+    for pattern, rule, sub, words in _RULES:
         if pattern in msg:
-            return Outcome(False, sub, msg, rule, failing, ders)
-    return Outcome(False, Sub.CERTIFICATE_CHAIN_GENERAL_FAILURE, msg, "RFC 5280 §6.1", failing, ders)
+            return Outcome(False, sub, words.format(cert=cert, oids=_unknown_critical(certs, failing)), rule,
+                           failing, ders)
+    text = next((words for pattern, words in _GENERAL if pattern in msg),
+                "the path does not validate at {cert} (RFC 5280 §6.1 path processing)").format(cert=cert)
+    return Outcome(False, Sub.CERTIFICATE_CHAIN_GENERAL_FAILURE, text, "RFC 5280 §6.1", failing, ders)
+
+
+def _named(ref: CertRef) -> str:
+    """A certificate of the path by its place (the verdict names its subject apart)."""
+    if ref.position == "end-entity":
+        return "the end-entity certificate"
+    if ref.position == "trust anchor":
+        return "the trust anchor"
+    return f"intermediate certificate {ref.position.removeprefix('intermediate ')}"
+
+
+def _by_ref(certs: list[x509.Certificate], ref: CertRef) -> int | None:
+    return next((i for i, c in enumerate(certs) if hashlib.sha256(c.dump()).hexdigest() == ref.sha256), None)
+
+
+def _refused_algorithm(certs: list[x509.Certificate], failing: CertRef, cert: str, policy: AlgorithmPolicy) -> str:
+    """Which signature algorithm the policy refuses, and why (udun's policy says why)."""
+    i = _by_ref(certs, failing)
+    if i is None:
+        return f"the signature on {cert} uses an algorithm udun's algorithm policy refuses"
+    algo = certs[i]["signature_algorithm"]
+    issuer_key = certs[i + 1].public_key if i + 1 < len(certs) else certs[i].public_key
+    try:
+        why = policy.signature_algorithm_allowed(algo, None, issuer_key).failure_reason
+    except (ValueError, TypeError, KeyError):
+        why = None
+    return (f"the signature on {cert} uses {algo['algorithm'].native}, refused by udun's algorithm policy"
+            + (f": {why}" if why else ""))
+
+
+def _unknown_critical(certs: list[x509.Certificate], failing: CertRef) -> str:
+    """' (OIDs)' of the critical extensions asn1crypto has no name for, or ''."""
+    i = _by_ref(certs, failing)
+    if i is None:
+        return ""
+    try:
+        oids = [e["extn_id"].dotted for e in certs[i]["tbs_certificate"]["extensions"]
+                if e["critical"].native and e["extn_id"].native == e["extn_id"].dotted]
+    except (ValueError, TypeError, KeyError):
+        return ""
+    return f" ({', '.join(oids)})" if oids else ""
 
 
 _REASONS = {

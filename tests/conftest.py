@@ -95,9 +95,21 @@ def verifier(ca, settings):  # type: ignore[no-untyped-def]
 def app(settings, ca, verifier):  # type: ignore[no-untyped-def]
     from webapi import create_app
 
-    return create_app(settings, ca=ca, verifier=verifier, admin_api_key="test-admin-key")
+    return create_app(settings, ca=ca, verifier=verifier, admin_api_key="udun-test-admin-key-0123456789abcdef")
 
 
 @pytest.fixture()
 def client(app):  # type: ignore[no-untyped-def]
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def admin_app(settings, ca):  # type: ignore[no-untyped-def]
+    from adminapi import create_admin_app
+
+    return create_admin_app(settings, ca=ca, admin_api_key="udun-test-admin-key-0123456789abcdef")
+
+
+@pytest.fixture()
+def admin_client(admin_app):  # type: ignore[no-untyped-def]
+    return admin_app.test_client()

@@ -60,11 +60,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(home: Path, ca_pin: str, workers: int = 2,
+def running_server(home: Path, workers: int = 2,
                    extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`udun serve` (gunicorn) on a free loopback port; (base URL, process)."""
+    """`udun serve` (gunicorn) on a free loopback port; (base URL, process). It gets no CA
+    PIN: the bank-facing server needs only the online token's (secrets/online.pin)."""
     port = free_port()
-    env = {**os.environ, "UDUN_HOME": str(home), "UDUN_CA_PIN": ca_pin, **(extra_env or {})}
+    env = {k: v for k, v in os.environ.items() if k != "UDUN_CA_PIN"}
+    env.update({"UDUN_HOME": str(home), **(extra_env or {})})
     proc = subprocess.Popen([sys.executable, "-m", "udun.cli", "serve", "--port", str(port), "--workers",
                              str(workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)

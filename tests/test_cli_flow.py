@@ -164,8 +164,13 @@ def test_parallel_first_commands_and_init_on_a_fresh_home(tmp_path: Path) -> Non
     codes = sorted(p.wait(timeout=300) for p in inits)
     assert codes == [0, 2, 2]
     keys = udun("token", "show", "--label", "udun-ca", env={**env, "UDUN_PIN": CA_PIN})
-    # the issuing CA, the OCSP responder and the TSA keys of the one init that won; nothing else
-    assert keys.returncode == 0 and keys.stdout.count(b"  key  ") == 3, keys.stdout + keys.stderr
+    # the issuing CA key of the one init that won; nothing else
+    assert keys.returncode == 0 and keys.stdout.count(b"  key  ") == 1, keys.stdout + keys.stderr
+    online_pin = (tmp_path / "secrets" / "online.pin").read_text().strip()
+    online = udun("token", "show", "--label", "udun-online", env={**env, "UDUN_PIN": online_pin})
+    # the OCSP responder and the TSA keys, under the online token's own PIN
+    assert online.returncode == 0 and online.stdout.count(b"  key  ") == 2, online.stdout + online.stderr
+    assert online_pin != CA_PIN
 
 
 def test_home_and_database_are_private() -> None:

@@ -10,7 +10,7 @@ def test_demo_runs_the_story() -> None:
     assert proc.returncode == 0, out + proc.stderr.decode()
     steps = ["Creating the CA", "Initialising the customer's token", "Generating an ECDSA P-256 key pair",
              "certificate request", "issues the certificate", "onto the token", "shown to the customer",
-             "Starting the verification API", "POSTs the signed payment", "TOTAL_PASSED", "evidence ev_",
+             "Starting the bank-facing API", "POSTs the signed payment", "TOTAL_PASSED", "evidence ev_",
              "time-stamped", "same signed payment again", "TOTAL_FAILED REPLAYED", "changes one byte",
              "TOTAL_FAILED HASH_FAILURE", "evidence bundle", "signature valid at", ".zip: OK", "Stopping the server",
              "DEMO OK"]

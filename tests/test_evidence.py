@@ -17,7 +17,7 @@ import pytest
 
 from helpers import PIN, SoftwareKey, now, running_server, sample_tx, udun, write
 
-ADMIN = {"Authorization": "Bearer test-admin-key"}
+ADMIN = {"Authorization": "Bearer udun-test-admin-key-0123456789abcdef"}
 
 
 def _verify(client, cms: bytes) -> dict:  # type: ignore[no-untyped-def,type-arg]
@@ -402,9 +402,12 @@ def test_evidence_outlives_revocation_and_expiry(settings, ca, tmp_path: Path) -
 
     clock = _Clock(now() + timedelta(days=1))
     later = CertificateAuthority(settings, ca.store, clock)
+    # The CA side's job (`udun ca jobs`), run at the later moments: CRLs that are due.
+    jobs = Revocation(later)
+    jobs.current("root")
     verifier = Verifier(ChainValidator(TrustStore.from_certs(ca.chain_der())), clock=clock,
                         status=status_source(Responder(later)), signing_window=timedelta(minutes=5))
-    client = create_app(settings, ca=later, verifier=verifier, admin_api_key="test-admin-key").test_client()
+    client = create_app(settings, ca=later, verifier=verifier, admin_api_key="udun-test-admin-key-0123456789abcdef").test_client()
     key = SoftwareKey()
     rec = later.issue(build_csr(key, parse_name("CN=Time Traveller,O=udun tests,C=CN")))
     try:
@@ -413,6 +416,7 @@ def test_evidence_outlives_revocation_and_expiry(settings, ca, tmp_path: Path) -
         assert answer["status"] == "TOTAL_PASSED", answer["message"]
 
         clock.moment += timedelta(hours=1)                      # compromise reported after signing
+        jobs.current("root")
         Revocation(later).revoke(rec.serial, "keyCompromise")
         bundle = _bundle(client, answer["evidence_id"])
         path = write(tmp_path / "bundle.zip", bundle)
@@ -426,6 +430,7 @@ def test_evidence_outlives_revocation_and_expiry(settings, ca, tmp_path: Path) -
         assert proc.returncode == 0 and b"OK" in proc.stdout, proc.stdout + proc.stderr
 
         clock.moment += timedelta(hours=1)                      # a signature after the revocation
+        jobs.current("root")
         late = sign_data(key, rec.der, ca.chain_der(), sample_tx().canonical_bytes(), signing_time=clock())
         refused = _verify(client, late)
         assert (refused["status"], refused["sub_indication"]) == ("TOTAL_FAILED", "REVOKED")
@@ -445,13 +450,12 @@ def _pem(der: bytes) -> bytes:
 
 def test_same_payment_at_the_same_moment_from_two_servers(ca, home: Path, enrolled, settings) -> None:  # type: ignore[no-untyped-def]
     """Two server processes get the same payments at the same moment: one record each."""
-    from ca.authority import ca_pin
     from ca.evidence_store import EvidenceStore
     from signer.signing import sign_transaction
 
     payments = [(tx, sign_transaction(settings, "user-ec", PIN, tx)) for tx in (sample_tx() for _ in range(12))]
-    with running_server(home, ca_pin(ca.settings), workers=1) as (one, _), \
-            running_server(home, ca_pin(ca.settings), workers=1) as (two, _):
+    with running_server(home, workers=1) as (one, _), \
+            running_server(home, workers=1) as (two, _):
         for tx, cms in payments:
             barrier = threading.Barrier(2)
             answers: list[dict] = []  # type: ignore[type-arg]

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from helpers import SoftwareKey, issue_with, make_root, now, sample_tx
 
-ADMIN = {"Authorization": "Bearer test-admin-key"}
+ADMIN = {"Authorization": "Bearer udun-test-admin-key-0123456789abcdef"}
 
 
 def _verify_api(client, cms: bytes) -> dict:  # type: ignore[no-untyped-def,type-arg]

@@ -17,7 +17,6 @@ CLIENTS = 4
 
 
 def test_sigkill_during_verify_load_loses_nothing(ca, home: Path, enrolled, settings) -> None:  # type: ignore[no-untyped-def]
-    from ca.authority import ca_pin
     from pkicore.bundle_check import verify_bundle
     from pkicore.clock import system_clock
     from signer.signing import sign_transaction
@@ -26,9 +25,9 @@ def test_sigkill_during_verify_load_loses_nothing(ca, home: Path, enrolled, sett
     received: list[str] = []          # evidence ids the clients were given
     errors: list[str] = []
     lock = threading.Lock()
-    env = {"UDUN_ADMIN_API_KEY": "kill-test-key"}
+    env = {"UDUN_ADMIN_API_KEY": "kill-test-key-0123456789abcdef-0123456789"}
 
-    with running_server(home, ca_pin(ca.settings), workers=2, extra_env=env) as (base, proc):
+    with running_server(home, workers=2, extra_env=env) as (base, proc):
         def client(share: list[bytes]) -> None:
             for cms in share:
                 req = urllib.request.Request(f"{base}/api/v1/verify", data=cms,
@@ -57,10 +56,10 @@ def test_sigkill_during_verify_load_loses_nothing(ca, home: Path, enrolled, sett
     assert len(received) >= 40 and errors, (len(received), errors)
     assert len(received) < len(payments)                     # killed in the middle, not after
 
-    with running_server(home, ca_pin(ca.settings), workers=2, extra_env=env) as (base, _):
+    with running_server(home, workers=2, extra_env=env) as (base, _):
         for evidence_id in received:
             req = urllib.request.Request(f"{base}/api/v1/evidence/{evidence_id}",
-                                         headers={"Authorization": "Bearer kill-test-key"})
+                                         headers={"Authorization": "Bearer kill-test-key-0123456789abcdef-0123456789"})
             with urllib.request.urlopen(req, timeout=30) as resp:
                 verdict = verify_bundle(resp.read(), ca.chain_der()[1:], system_clock())
             assert verdict.ok, (evidence_id, verdict.problems)

@@ -24,7 +24,7 @@ from opensslca import CrlServer, OpenSslCa
 PIN = "multi-ca-pin-4417"
 SO_PIN = "multi-ca-so-pin-2290"
 CA_PIN = "multi-ca-ca-pin-8812"
-ADMIN_KEY = "multi-ca-admin-key"
+ADMIN_KEY = "multi-ca-admin-key-0123456789abcdef-01234"
 
 
 class World:
@@ -121,7 +121,7 @@ def _post(base: str, body: bytes) -> dict[str, Any]:
 
 def test_api_and_evidence_under_several_trusted_cas(world: World) -> None:
     payments = {label: world.sign(label, f"{label}-api").read_bytes() for label in ("bob", "carol", "eve")}
-    with running_server(world.home, CA_PIN, workers=1,
+    with running_server(world.home, workers=1,
                         extra_env={"UDUN_TRUST_FILE": str(world.home / "trust.pem"),
                                    "UDUN_ADMIN_API_KEY": ADMIN_KEY}) as (base, _proc):
         good = _post(base, payments["bob"])

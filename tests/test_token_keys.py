@@ -14,7 +14,7 @@ ALL = list(USERS) + ["udun-ca", "udun-root"]
 
 
 def _session(settings, label):  # type: ignore[no-untyped-def]
-    from ca.authority import ca_pin
+    from keystore.ca_access import ca_pin
     from keystore import token
 
     pin = ca_pin(settings) if label.startswith("udun-") else PIN

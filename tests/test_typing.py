@@ -9,6 +9,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_mypy_is_clean() -> None:
-    proc = subprocess.run([sys.executable, "-m", "mypy", "pkicore", "config", "keystore", "ca", "signer", "webapi", "udun"],
+    proc = subprocess.run([sys.executable, "-m", "mypy", "pkicore", "config", "keystore", "ca", "signer", "webapi", "adminapi", "udun"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

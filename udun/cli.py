@@ -86,28 +86,36 @@ def sign_cmd(token: TokenRef, transaction: str, out: str | None, detached: bool,
 def _trust(trust: str | None) -> TrustStore:
     if trust:
         return TrustStore.from_certs(load_certs(read_input(trust, "trust file")))
-    from ca.authority import CertificateAuthority
+    from ca.directory import CaDirectory
 
-    return TrustStore.from_certs(CertificateAuthority.open(settings()).chain_der())
+    return TrustStore.from_certs(CaDirectory.open(settings()).chain_der())
 
 
 def _status_source(crls: tuple[str, ...], responses: tuple[str, ...], trust: str | None,
                    offline: bool) -> StatusSource:
     """Given files win; else this home's own responder and root CRL (no --trust); else, or
     for other CAs' certificates, the OCSP/CRL URLs in the certificates (not --offline)."""
-    if crls or responses:
-        given = [("crl", d) for f in crls for d in load_crls(read_input(f, "CRL"))] + \
-                [("ocsp", read_input(f, "OCSP response")) for f in responses]
+    given = [("crl", d) for f in crls for d in load_crls(read_input(f, "CRL"))] + \
+            [("ocsp", read_input(f, "OCSP response")) for f in responses]
+    if (crls or responses) and trust:
         return lambda cert, issuer: given
     from ca.revfetch import HttpStatus, first_of
 
     sources: list[StatusSource] = []
     if not trust:
-        from ca.authority import CertificateAuthority
+        from ca.delegates import screened
+        from ca.directory import CaDirectory
         from ca.ocsp import Responder, status_source
 
-        sources.append(status_source(Responder(CertificateAuthority.open(settings()))))
-    if not offline:
+        # This home's CA: its own responder in-process; answers from elsewhere (given files,
+        # fetched) count only when a responder the CA made signed them.
+        ca = CaDirectory.open(settings())
+        if crls or responses:
+            return screened(ca, lambda cert, issuer: given)
+        sources.append(status_source(Responder(ca)))
+        if not offline:
+            sources.append(screened(ca, HttpStatus()))
+    elif not offline:
         sources.append(HttpStatus())
     return first_of(*sources)      # nothing at all: the answer will be TRY_LATER
 
@@ -162,18 +170,51 @@ def verify_cmd(signature: str, content: str | None, trust: str | None, crls: tup
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=None, type=click.IntRange(1, 64), help="Default: one per core.")
 def serve_cmd(host: str, port: int, workers: int | None) -> None:
-    """Run the HTTP API under gunicorn (production server)."""
-    from ca.authority import CertificateAuthority
-    from udun.server import serve
+    """Run the bank-facing API under gunicorn: verify, challenges, evidence, OCSP, TSA,
+    CRL and CA certificate downloads.
 
+    It holds only the online token's PIN (the delegated OCSP and TSA keys) and never
+    opens a CA key: issuance is `udun serve-admin` or `udun ca ...` where the CA key is.
+    """
+    from ca.delegated import DelegatedKey
+    from ca.directory import CaDirectory
+    from udun.server import serve
     from webapi.app import trust_store
 
     # Fail here, with one clear line, rather than in every worker after fork.
+    from webapi.auth import checked_key
+
     s = settings()
-    ca = CertificateAuthority.open(s)
+    checked_key(os.environ.get("UDUN_ADMIN_API_KEY"), required=False)
+    ca = CaDirectory.open(s)
     trust_store(s, ca, os.environ.get("UDUN_TRUST_FILE"))
+    for name, what in (("ocsp", "OCSP responder"), ("tsa", "TSA")):
+        DelegatedKey(ca, name, what).current()
+    token.close_all()          # the workers log in after fork
     info(f"udun API on http://{host}:{port}  (POST /api/v1/verify, GET /healthz)")
     serve(host, port, workers)
+
+
+@cli.command("serve-admin")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8081, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16))
+def serve_admin_cmd(host: str, port: int, workers: int) -> None:
+    """Run the admin API (issuance) where the CA key is: its own process and port.
+
+    Needs the CA PIN (UDUN_CA_PIN or secrets/ca.pin) and UDUN_ADMIN_API_KEY (at least
+    32 random characters). Bind it to an operators' network, not to the banks'.
+    """
+    from ca.authority import CertificateAuthority
+    from udun.server import serve
+    from webapi.auth import checked_key
+
+    s = settings()
+    checked_key(os.environ.get("UDUN_ADMIN_API_KEY"), required=True)
+    CertificateAuthority.open(s).issuer()
+    token.close_all()
+    info(f"udun admin API on http://{host}:{port}  (POST /api/v1/certificates)")
+    serve(host, port, workers, admin=True)
 
 
 @cli.command("demo")

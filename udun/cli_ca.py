@@ -39,21 +39,17 @@ def ca_group() -> None:
 def ca_init(key_type: str, org: str, root_cn: str, issuing_cn: str) -> None:
     """Create the root CA (own token, 10 years) and the issuing CA (5 years, pathLen 0).
 
-    With SoftHSM the tokens are created under $UDUN_HOME; the CA PIN is taken from
-    UDUN_CA_PIN or generated into $UDUN_HOME/secrets/ca.pin (mode 0600).
+    Also the online token (the delegated OCSP responder and TSA keys and their
+    certificates) and a first CRL of each CA. With SoftHSM the tokens are created under
+    $UDUN_HOME; the CA PIN is taken from UDUN_CA_PIN or generated into
+    $UDUN_HOME/secrets/ca.pin, the online token's from UDUN_ONLINE_PIN or
+    secrets/online.pin (mode 0600). `udun serve` needs only the online one.
     """
-    from ca.ocsp import Responder
-    from ca.tsa import TimeStampAuthority
-
     ca = _ca()
     result = ca.init(KeyType.parse(key_type), org=org, root_cn=root_cn, issuing_cn=issuing_cn)
     info(f"root CA:    {result.root.subject} (token {result.root.token_label})")
     info(f"issuing CA: {result.issuing.subject} (token {result.issuing.token_label})")
-    # The delegated keys now, so that servers starting later load them instead of racing
-    # to make them (DESIGN.md data flow 1).
-    Responder(ca).responder()
-    TimeStampAuthority(ca).certificate()
-    info("OCSP responder and TSA keys on the CA token")
+    info(f"OCSP responder and TSA keys on the online token {ca.settings.online_token}; first CRLs published")
     info("trust anchors for banks: udun ca chain -o chain.pem")
 
 
@@ -126,9 +122,13 @@ def ca_chain(out: str | None) -> None:
 
 
 def _revocation() -> Revocation:
+    return _revocation_of(_ca())
+
+
+def _revocation_of(ca: CertificateAuthority) -> Revocation:
     from ca.revocation import Revocation
 
-    return Revocation(_ca())
+    return Revocation(ca)
 
 
 def _actor() -> str:
@@ -177,9 +177,69 @@ def ca_release(serial: str) -> None:
 @click.option("-o", "--out", "out", metavar="FILE", help="Write the CRL here (default stdout).")
 @click.option("--pem", "as_pem", is_flag=True, help="PEM instead of DER.")
 @click.option("--new", "fresh", is_flag=True, help="Publish a new CRL now (otherwise only when due).")
-def ca_crl(which: str, out: str | None, as_pem: bool, fresh: bool) -> None:
+@click.option("--due", "due_only", is_flag=True,
+              help="A job: publish a new CRL of each CA whose current one is due, write nothing to stdout.")
+def ca_crl(which: str, out: str | None, as_pem: bool, fresh: bool, due_only: bool) -> None:
     """The current CRL (published afresh when a quarter of its validity is left, or with --new)."""
     rev = _revocation()
+    if due_only:
+        for name in ("issuing", "root"):
+            if rev.due(name):
+                crl = rev.publish(name)
+                info(f"{name} CRL number {crl.number} published, next update {crl.next_update.isoformat()}")
+        return
     crl = rev.publish(which) if fresh else rev.current(which)
     write_output(out, pem.armor("X509 CRL", crl.der) if as_pem else crl.der)
     info(f"CRL number {crl.number}, {crl.entries} entries, next update {crl.next_update.isoformat()}")
+
+
+@ca_group.command("renew-delegated")
+@click.option("--force", is_flag=True, help="Renew both now, whatever their validity.")
+def ca_renew_delegated(force: bool) -> None:
+    """Renew the delegated OCSP responder and TSA keys when due (new key on the online
+    token, new certificate), and destroy delegated keys whose certificates have expired.
+    Servers pick the new ones up from the database within 30 s."""
+    from ca import renewal
+
+    ca = _ca()
+    for r in renewal.renew_all(ca, force=force):
+        info(f"{r.name}: new key and certificate {r.serial}, valid until {r.not_after}")
+    gone = renewal.destroy_expired(ca)
+    if gone:
+        info(f"destroyed {gone} expired delegated key(s)")
+
+
+@ca_group.command("jobs")
+@click.option("--every", default=300, show_default=True, type=click.IntRange(10, 86400), metavar="SECONDS",
+              help="How often to look.")
+@click.option("--once", is_flag=True, help="One round, then exit (for a systemd timer or cron).")
+def ca_jobs(every: int, once: bool) -> None:
+    """The CA side's periodic work: CRLs when due (`ca crl --due`) and the delegated keys
+    (`ca renew-delegated`). Runs where the CA key is; see hsm-config/udun-ca-jobs.timer."""
+    import logging
+    import time
+
+    from ca import renewal
+
+    log = logging.getLogger("udun.jobs")
+    ca = _ca()
+    rev = _revocation_of(ca)
+    while True:
+        for name in ("issuing", "root"):
+            try:
+                if rev.due(name):
+                    crl = rev.publish(name)
+                    info(f"{name} CRL number {crl.number} published")
+            except PkiError as e:
+                info(f"{name} CRL: {e.message}")
+        try:
+            for r in renewal.renew_all(ca):
+                info(f"{r.name}: new key and certificate {r.serial}")
+            renewal.destroy_expired(ca)
+        except PkiError as e:
+            info(f"delegated keys: {e.message}")
+        except Exception:  # noqa: BLE001  a job loop reports and tries again next round
+            log.exception("renewing the delegated keys failed")
+        if once:
+            return
+        time.sleep(every)

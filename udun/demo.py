@@ -94,7 +94,8 @@ def run(keep: bool = False) -> int:
         settings = load_settings()
         print(f"udun demo in {home}")
 
-        _step(1, "Creating the CA: root key on token 'udun-root', issuing CA key on token 'udun-ca' (SoftHSM).")
+        _step(1, "Creating the CA: root key on token 'udun-root', issuing CA key on token 'udun-ca', the "
+                 "OCSP responder and TSA keys on token 'udun-online' under a PIN of their own (SoftHSM).")
         ca = CertificateAuthority.open(settings)
         result = ca.init(KeyType.EC_P256, org="udun demo")
         print(f"     root CA    {result.root.subject}")
@@ -134,12 +135,14 @@ def run(keep: bool = False) -> int:
         print(f"     signed payment: {len(cms)} bytes")
         token.close_all()
 
-        _step(8, f"Starting the verification API (gunicorn) on {base}.")
-        admin_key = secrets.token_urlsafe(24)        # lets the demo fetch the evidence bundle
+        _step(8, f"Starting the bank-facing API (gunicorn) on {base}: it holds the online token's PIN only, "
+                 "never the CA's.")
+        admin_key = secrets.token_urlsafe(33)        # lets the demo fetch the evidence bundle
+        server_env = {k: v for k, v in os.environ.items() if k != "UDUN_CA_PIN"}
         server = subprocess.Popen(
             [sys.executable, "-c", "from udun.cli import main; main()", "serve", "--port", str(port),
              "--workers", "1"],
-            env={**os.environ, "UDUN_ADMIN_API_KEY": admin_key}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env={**server_env, "UDUN_ADMIN_API_KEY": admin_key}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         wait_healthy(base, server)
         print("     healthy")

@@ -8,8 +8,9 @@ from gunicorn.app.base import BaseApplication
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: dict[str, Any], admin: bool = False) -> None:
         self.options = options
+        self.admin = admin
         super().__init__()
 
     def load_config(self) -> None:
@@ -18,12 +19,16 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         # Imported here, in the worker: PKCS#11 and the database are opened after fork.
+        if self.admin:
+            from adminapi import create_admin_app
+
+            return create_admin_app()
         from webapi.app import create_app
 
-        return create_app(schedule_crls=True)
+        return create_app(schedule_checkpoints=True)
 
 
-def serve(host: str, port: int, workers: int | None = None) -> None:
+def serve(host: str, port: int, workers: int | None = None, *, admin: bool = False) -> None:
     """Run until SIGTERM/SIGINT. `preload_app` stays off (PKCS#11 after fork).
 
     Sync workers: verification is CPU-bound, so threads buy nothing under the GIL, and
@@ -41,4 +46,4 @@ def serve(host: str, port: int, workers: int | None = None) -> None:
         "loglevel": "warning",
         "keepalive": 5,
         "graceful_timeout": 5,
-    }).run()
+    }, admin).run()

@@ -1,4 +1,9 @@
-"""Flask app factory (Flask tutorial model): configuration, services, blueprints."""
+"""The bank-facing API's app factory (Flask tutorial model): configuration, services, blueprints.
+
+This process holds no CA key and no CA PIN (DESIGN.md: split by security context): it reads
+the CA's certificates, statuses and CRLs from the database and signs only with the delegated
+OCSP and TSA keys on the online token. Issuance lives in adminapi (`udun serve-admin`).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,17 +12,18 @@ from datetime import timedelta
 from flask import Flask
 
 from ca import bundle as bundles
-from ca.authority import CertificateAuthority
+from ca.delegates import screened
+from ca.directory import CaDirectory
 from ca.evidence import EvidenceService
 from ca.ocsp import Responder, status_source
 from ca.revfetch import HttpStatus, first_of
-from ca.revocation import Revocation
 from ca.tsa import TimeStampAuthority
-from pkicore.cms_verify import Verifier
 from config.settings import Settings, load_settings
+from pkicore.cms_verify import Verifier
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import ChainValidator, TrustStore, load_certs
 from webapi import problems, scheduler
+from webapi.auth import checked_key
 from webapi.ocsp_wsgi import OcspFastPath
 from webapi.tsa_wsgi import TsaFastPath
 
@@ -30,22 +36,16 @@ class Services:
 
     settings: Settings
     verifier: Verifier
-    ca: CertificateAuthority | None
+    ca: CaDirectory | None
     admin_api_key: str | None
-    _revocation: Revocation | None = None
     _responder: Responder | None = None
     _tsa: TimeStampAuthority | None = None
     _evidence: EvidenceService | None = None
 
-    def _ca(self) -> CertificateAuthority:
+    def _ca(self) -> CaDirectory:
         if self.ca is None:
             raise PkiError(ErrorKind.NOT_INITIALISED, "this server has no CA")
         return self.ca
-
-    def revocation(self) -> Revocation:
-        if self._revocation is None:
-            self._revocation = Revocation(self._ca())
-        return self._revocation
 
     def responder(self) -> Responder:
         if self._responder is None:
@@ -67,7 +67,7 @@ class Services:
         return bundles.export(self._ca(), self.tsa(), evidence_id)
 
 
-def trust_store(settings: Settings, ca: CertificateAuthority | None, trust_file: str | None) -> TrustStore:
+def trust_store(settings: Settings, ca: CaDirectory | None, trust_file: str | None) -> TrustStore:
     """UDUN_TRUST_FILE if set, else our own CA chain from the database."""
     if trust_file:
         try:
@@ -81,20 +81,21 @@ def trust_store(settings: Settings, ca: CertificateAuthority | None, trust_file:
 
 
 def create_app(settings: Settings | None = None, *, verifier: Verifier | None = None,
-               ca: CertificateAuthority | None = None, trust_file: str | None = None,
-               admin_api_key: str | None = None, schedule_crls: bool = False) -> Flask:
+               ca: CaDirectory | None = None, trust_file: str | None = None,
+               admin_api_key: str | None = None, schedule_checkpoints: bool = False) -> Flask:
     """Build the API. Arguments override the environment (tests inject them)."""
     import os
 
     settings = settings or load_settings()
     trust_file = trust_file or os.environ.get("UDUN_TRUST_FILE")
-    admin_api_key = admin_api_key or os.environ.get("UDUN_ADMIN_API_KEY") or None
+    admin_api_key = checked_key(admin_api_key or os.environ.get("UDUN_ADMIN_API_KEY"), required=False)
     if ca is None:
-        ca = CertificateAuthority.open(settings, migrate_schema=False)
+        ca = CaDirectory.open(settings, migrate_schema=False)
     responder = Responder(ca)
     if verifier is None:
-        # Our own CA's certificates in-process; other trusted CAs' from the URLs they name.
-        source = first_of(status_source(responder), HttpStatus(ca.clock))
+        # Our own CA's certificates in-process; other trusted CAs' from the URLs they name
+        # (an OCSP answer from a delegated responder of ours that the CA never made is dropped).
+        source = first_of(status_source(responder), screened(ca, HttpStatus(ca.clock)))
         verifier = Verifier(ChainValidator(trust_store(settings, ca, trust_file)), status=source,
                             signing_window=timedelta(minutes=settings.signing_window_minutes))
 
@@ -106,16 +107,15 @@ def create_app(settings: Settings | None = None, *, verifier: Verifier | None = 
     app.extensions["udun"] = Services(settings, verifier, ca, admin_api_key, _responder=responder)
     problems.register(app)
 
-    from webapi.views import admin, evidence, health, status, verify
+    from webapi.views import evidence, health, status, verify
 
     app.register_blueprint(health.bp)
     app.register_blueprint(verify.bp)
-    app.register_blueprint(admin.bp)
     app.register_blueprint(status.bp)
     app.register_blueprint(evidence.bp)
     services = app.extensions["udun"]
     app.wsgi_app = OcspFastPath(app.wsgi_app, services.responder)  # type: ignore[method-assign]
     app.wsgi_app = TsaFastPath(app.wsgi_app, services.tsa)  # type: ignore[method-assign]
-    if schedule_crls:
-        scheduler.start(services.revocation, tsa=services.tsa)
+    if schedule_checkpoints:
+        scheduler.start(services._ca, services.tsa)
     return app

@@ -21,9 +21,8 @@ LINT_OCSP = str(Path(sys.executable).parent / "lint_ocsp_response")
 @pytest.fixture(scope="module")
 def server(ca, home: Path):  # type: ignore[no-untyped-def]
     """`udun serve` (gunicorn) on a free loopback port, stopped after the module."""
-    from ca.authority import ca_pin
 
-    with running_server(home, ca_pin(ca.settings)) as (base, _proc):
+    with running_server(home) as (base, _proc):
         yield base
 
 
@@ -178,23 +177,34 @@ def test_pkilint_finds_nothing_in_responses_and_responder_cert(ca, enrolled, fil
 
 
 def test_responder_certificate_profile_and_renewal(ca) -> None:  # type: ignore[no-untyped-def]
+    """The responder key is on the online token; renewal is the CA side's job (ca.renewal),
+    and a serving Responder picks the new certificate up from the database."""
+    from ca import delegated, renewal
     from ca.authority import CertificateAuthority
     from ca.ocsp import Responder
     from pkicore.clock import fixed
 
-    r = Responder(ca).responder()
+    serving = Responder(ca)
+    r = serving.responder()
     cert = r.cert
     assert cert.extended_key_usage_value.native == ["ocsp_signing"]
     assert any(e["extn_id"].native == "ocsp_no_check" for e in cert["tbs_certificate"]["extensions"])
     validity = cert["tbs_certificate"]["validity"]
     assert (validity["not_after"].native - validity["not_before"].native) <= timedelta(days=7, minutes=2)
-    # Six days later the certificate has under two days left: the responder renews itself.
+    assert ca.store.authority("ocsp").token_label == ca.settings.online_token
+    # Six days later the certificate has under two days left: the renewal job makes a new one.
     later = CertificateAuthority(ca.settings, ca.store, clock=fixed(datetime.now(UTC) + timedelta(days=6)))
-    renewed = Responder(later).responder()
+    assert not renewal.due(ca, "ocsp") and renewal.due(later, "ocsp")
+    assert [x.name for x in renewal.renew_all(later)] == ["ocsp"]
+    old_reload, delegated.RELOAD_SECONDS = delegated.RELOAD_SECONDS, 0.0
+    try:
+        renewed = serving.responder()
+    finally:
+        delegated.RELOAD_SECONDS = old_reload
     assert renewed.cert.serial_number != cert.serial_number and renewed.key.key_id != r.key.key_id
     assert renewed.not_after > r.not_after
     # Back to a responder certificate valid today, for the tests that follow in this session.
-    Responder(ca).renew()
+    renewal.renew(ca, "ocsp")
 
 
 def test_same_name_other_key_is_unauthorized(ca, enrolled) -> None:  # type: ignore[no-untyped-def]

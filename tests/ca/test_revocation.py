@@ -143,7 +143,7 @@ def test_crl_number_grows_across_processes(ca, home: Path) -> None:  # type: ign
     """Two processes revoke at the same moment: every CRL gets its own, growing number."""
     import os
 
-    from ca.authority import ca_pin
+    from keystore.ca_access import ca_pin
 
     recs = [_new_cert(ca, f"Parallel {i}") for i in range(4)]
     before = ca.store.latest_crl(ca.authority("issuing").id).number
@@ -177,7 +177,7 @@ def test_crl_served_with_caching_headers(client, ca, rev) -> None:  # type: igno
 def test_cli_revoke_hold_release_and_show(ca, home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import os
 
-    from ca.authority import ca_pin
+    from keystore.ca_access import ca_pin
 
     env = {"UDUN_HOME": str(home), "UDUN_CA_PIN": ca_pin(ca.settings)}
     rec = _new_cert(ca, "CLI Status")
@@ -197,29 +197,32 @@ def test_cli_revoke_hold_release_and_show(ca, home: Path, tmp_path: Path) -> Non
     assert os.path.getsize(out) > 0
 
 
-def test_scheduler_publishes_a_crl_that_is_due(ca, rev) -> None:  # type: ignore[no-untyped-def]
-    """An idle server still publishes before nextUpdate: the scheduler thread does it."""
-    import time
+def test_crl_job_publishes_only_what_is_due(ca, rev, home: Path) -> None:  # type: ignore[no-untyped-def]
+    """CRLs are re-signed by an explicit job where the CA key is (`udun ca jobs --once`,
+    `udun ca crl --due`), not by the bank-facing server: a fresh CRL is left alone, one with
+    less than a quarter of its validity left is replaced."""
+    import dataclasses
 
     from ca.authority import CertificateAuthority
     from ca.revocation import Revocation
-    from pkicore.clock import fixed
-    from webapi import scheduler
+    from keystore.ca_access import ca_pin
 
-    issuing_id = ca.authority("issuing").id
-    before = rev.current("issuing").number
-    # Seen from 20 hours later, the 24-hour CRL has less than a quarter left: it is due.
-    later = Revocation(CertificateAuthority(ca.settings, ca.store,
-                                            clock=fixed(datetime.now(timezone.utc) + timedelta(hours=20))))
-    stop = scheduler.start(lambda: later, every_seconds=0.05)
-    try:
-        deadline = time.monotonic() + 20
-        while ca.store.latest_crl(issuing_id).number == before and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        stop.set()
-        time.sleep(0.2)
-    assert ca.store.latest_crl(issuing_id).number > before
-    # Leave the newest CRLs dated now for the tests that follow.
+    env = {"UDUN_HOME": str(home), "UDUN_CA_PIN": ca_pin(ca.settings)}
+    issuing_id, root_id = ca.authority("issuing").id, ca.authority("root").id
     rev.publish("issuing")
     rev.publish("root")
+    before = (ca.store.latest_crl(issuing_id).number, ca.store.latest_crl(root_id).number)
+    done = udun("ca", "crl", "--due", env=env)
+    assert done.returncode == 0 and done.stdout == b"", done.stderr
+    assert (ca.store.latest_crl(issuing_id).number, ca.store.latest_crl(root_id).number) == before
+    # The issuing CA's newest CRL now lasts one hour: under a quarter of 24 h is left.
+    short = CertificateAuthority(dataclasses.replace(ca.settings, crl_hours=1), ca.store)
+    Revocation(short).publish("issuing")
+    short_number = ca.store.latest_crl(issuing_id).number
+    ran = udun("ca", "jobs", "--once", env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert b"issuing CRL number" in ran.stderr and b"root CRL" not in ran.stderr
+    latest = ca.store.latest_crl(issuing_id)
+    assert latest.number == short_number + 1
+    assert latest.next_update - latest.this_update == timedelta(hours=24)
+    assert ca.store.latest_crl(root_id).number == before[1]

@@ -19,7 +19,11 @@ def signed(settings, enrolled) -> bytes:  # type: ignore[no-untyped-def]
 
 def test_healthz(client) -> None:  # type: ignore[no-untyped-def]
     resp = client.get("/healthz")
-    assert resp.status_code == 200 and resp.get_json() == {"status": "ok"}
+    body = resp.get_json()
+    assert resp.status_code == 200 and body["status"] == "ok", body
+    assert set(body["checks"]) == {"database", "ocsp_key", "tsa_key"}
+    assert all(c["status"] == "ok" for c in body["checks"].values())
+    assert body["checks"]["ocsp_key"]["not_after"].endswith("Z")
 
 
 @pytest.mark.parametrize("ctype", ["application/pkcs7-mime", "application/octet-stream"])
@@ -114,21 +118,24 @@ def test_ca_certificates_served_for_aia(client, ca) -> None:  # type: ignore[no-
 def _csr(settings) -> bytes:  # type: ignore[no-untyped-def]
     from signer import tokens
 
-    return pem.armor("CERTIFICATE REQUEST", tokens.csr(settings, "user-ec", PIN, "CN=API Issued,O=udun tests,C=CN"))
+    # The key's own subject: a key certified for one subject is never certified for another.
+    return pem.armor("CERTIFICATE REQUEST", tokens.csr(settings, "user-ec", PIN, "CN=Test user-ec,O=udun tests,C=CN"))
 
 
-def test_admin_issue_requires_the_api_key(client, settings) -> None:  # type: ignore[no-untyped-def]
-    before = client.application.extensions["udun"].ca.store.count()
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "test-admin-key"},
-                    {"Authorization": "Basic test-admin-key"}):
+def test_admin_issue_requires_the_api_key(admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+    client = admin_client
+    before = client.application.extensions["udun-admin"]["ca"].store.count()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "udun-test-admin-key-0123456789abcdef"},
+                    {"Authorization": "Basic udun-test-admin-key-0123456789abcdef"}):
         resp = client.post("/api/v1/certificates", data=_csr(settings), headers=headers)
         assert resp.status_code == 401 and resp.get_json()["code"] == "unauthorized"
-        assert "test-admin-key" not in resp.get_data(as_text=True)
-    assert client.application.extensions["udun"].ca.store.count() == before
+        assert "udun-test-admin-key-0123456789abcdef" not in resp.get_data(as_text=True)
+    assert client.application.extensions["udun-admin"]["ca"].store.count() == before
 
 
-def test_admin_issue_and_show(client, settings) -> None:  # type: ignore[no-untyped-def]
-    auth = {"Authorization": "bearer test-admin-key"}     # the scheme is case-insensitive
+def test_admin_issue_and_show(admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+    client = admin_client
+    auth = {"Authorization": "bearer udun-test-admin-key-0123456789abcdef"}     # the scheme is case-insensitive
     resp = client.post("/api/v1/certificates", data=_csr(settings), headers=auth)
     assert resp.status_code == 201, resp.get_json()
     body = resp.get_json()
@@ -138,10 +145,11 @@ def test_admin_issue_and_show(client, settings) -> None:  # type: ignore[no-unty
     assert client.get("/api/v1/certificates/00ff", headers=auth).status_code == 404
 
 
-def test_admin_issue_bad_csr_is_400_and_stores_nothing(client) -> None:  # type: ignore[no-untyped-def]
-    store = client.application.extensions["udun"].ca.store
+def test_admin_issue_bad_csr_is_400_and_stores_nothing(admin_client) -> None:  # type: ignore[no-untyped-def]
+    client = admin_client
+    store = client.application.extensions["udun-admin"]["ca"].store
     before = store.count()
-    resp = client.post("/api/v1/certificates", data=b"garbage", headers={"Authorization": "Bearer test-admin-key"})
+    resp = client.post("/api/v1/certificates", data=b"garbage", headers={"Authorization": "Bearer udun-test-admin-key-0123456789abcdef"})
     assert resp.status_code == 400 and resp.get_json()["code"] == "bad-csr"
     assert store.count() == before
 
@@ -161,4 +169,4 @@ def test_ocsp_is_answered_in_front_of_flask(client, ca, enrolled) -> None:  # ty
     assert ocsp.OCSPResponse.load(resp.data)["response_status"].native == "successful"
     bad = client.post("/ocsp", data=b"junk", content_type="application/ocsp-request")
     assert ocsp.OCSPResponse.load(bad.data)["response_status"].native == "malformed_request"
-    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/healthz").get_json()["status"] == "ok"

@@ -14,9 +14,8 @@ from helpers import lint, openssl, running_server, udun, write
 
 @pytest.fixture(scope="module")
 def server(ca, home: Path):  # type: ignore[no-untyped-def]
-    from ca.authority import ca_pin
 
-    with running_server(home, ca_pin(ca.settings)) as (base, _proc):
+    with running_server(home) as (base, _proc):
         yield base
 
 

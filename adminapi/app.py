@@ -1,0 +1,33 @@
+"""The admin service's app factory: the CA with its issuing key, behind an admin API key."""
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+
+from ca.authority import CertificateAuthority
+from config.settings import Settings, load_settings
+from webapi import problems
+from webapi.auth import checked_key
+
+MAX_BODY = 64 * 1024
+
+
+def create_admin_app(settings: Settings | None = None, *, ca: CertificateAuthority | None = None,
+                     admin_api_key: str | None = None) -> Flask:
+    """Build the admin API. Refuses to start without a strong admin key."""
+    settings = settings or load_settings()
+    key = checked_key(admin_api_key or os.environ.get("UDUN_ADMIN_API_KEY"), required=True)
+    assert key is not None
+    if ca is None:
+        ca = CertificateAuthority.open(settings, migrate_schema=False)
+    app = Flask("udun-admin")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["udun-admin"] = {"ca": ca, "key": key}
+    problems.register(app)
+    from adminapi import views
+
+    app.register_blueprint(views.bp)
+    return app

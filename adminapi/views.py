@@ -1,0 +1,47 @@
+"""Certificate admin behind the admin API key: issue from a CSR, show one certificate."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from ca.policy import load_csr_bytes
+from pkicore.errors import ErrorKind, PkiError
+from webapi.presenters import certificate_json
+from webapi.auth import require_key
+
+bp = Blueprint("admin", __name__)
+
+
+def _ctx() -> dict[str, Any]:
+    return current_app.extensions["udun-admin"]  # type: ignore[no-any-return]
+
+
+@bp.before_request
+def require_admin() -> Response | None:
+    """Every admin route needs the bearer key (RFC 6750); /healthz too says nothing without it."""
+    return require_key(_ctx()["key"])
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    ca = _ctx()["ca"]
+    ca.authority("issuing")            # the database answers and the CA is initialised
+    return jsonify({"status": "ok"})
+
+
+@bp.post("/api/v1/certificates")
+def issue() -> Response:
+    profile = request.args.get("profile", "client")
+    body = request.get_data(cache=False)
+    if not body:
+        raise PkiError(ErrorKind.BAD_INPUT, "send the CSR (PEM or DER) as the body")
+    rec = _ctx()["ca"].issue(load_csr_bytes(body), profile, requester="api")
+    resp = jsonify(certificate_json(rec))
+    resp.status_code = 201
+    return resp
+
+
+@bp.get("/api/v1/certificates/<serial>")
+def show(serial: str) -> Response:
+    return jsonify(certificate_json(_ctx()["ca"].get(serial)))
