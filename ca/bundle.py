@@ -288,9 +288,15 @@ def build(rec: EvidenceRecord, tsa: TimeStampAuthority, exported_at: datetime, b
     # What `sha256sum -c` reads is stamped too: with OpenSSL alone, an unstamped SHA256SUMS
     # could be recomputed over forged files.
     files["SHA256SUMS.tst"] = tsa.stamp_record(files["SHA256SUMS"]).token
+    # The TSA certificates of this bundle's time-stamps (the signature's, made when the payment
+    # was verified, and the current one, which stamps the records now), named under the records
+    # time-stamp: a checker accepts no other (and, where the CA's database is, only recorded ones).
+    tsa_certs = {hashlib.sha256(token.tsa_cert_der or tsa.certificate()).hexdigest(),
+                 hashlib.sha256(tsa.certificate()).hexdigest()}
     manifest = {
         "format": FORMAT, "evidence_id": rec.id, "exported_at": exported_at.isoformat().replace("+00:00", "Z"),
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
+        "tsa_certificates": sorted(tsa_certs),
     }
     files["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
     files["manifest.tst"] = tsa.stamp_record(files["manifest.json"]).token

@@ -354,6 +354,27 @@ class Store:
                          .values(state="failed"))
 
     @_db
+    def abandon_pending(self, created_before: datetime, reason: str, actor: str, now: datetime) -> list[str]:
+        """Intents still pending from before ``created_before`` (a crash between the intent
+        and storing the certificate) become ``failed`` and are listed as revoked: nobody was
+        given such a certificate, but the token may have signed it, so a CRL names the serial
+        (reason unspecified) and OCSP keeps answering unknown. One transaction, audited."""
+        with self._session() as s, s.begin():
+            self._bump(s, "status_version")
+            rows = s.scalars(select(CertificateRow).where(CertificateRow.state == "pending",
+                                                          CertificateRow.created_at < created_before)).all()
+            for row in rows:
+                row.state, row.status = "failed", "revoked"
+                row.revoked_at, row.revocation_reason = now.replace(microsecond=0), "unspecified"
+                s.add(StatusEvent(serial=row.serial, action="abandon", reason="unspecified", invalidity_date=None,
+                                  actor=actor, at=now))
+                auditlog.append(s.connection(), action="abandon", actor=actor, subject=row.serial,
+                                details={"reason": reason, "profile": row.profile, "subject": row.subject,
+                                         "tbs_sha256": row.tbs_sha256,
+                                         "created_at": _utc(row.created_at).isoformat()}, now=now)
+            return [r.serial for r in rows]
+
+    @_db
     def certificate(self, serial: str) -> CertRecord | None:
         with self._session() as s:
             row = s.get(CertificateRow, serial.lower())

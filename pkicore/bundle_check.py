@@ -58,6 +58,9 @@ class BundleVerdict:
     evidence_id: str = ""
     problems: list[str] = field(default_factory=list)
     facts: list[str] = field(default_factory=list)
+    # SHA-256 of the TSA certificates whose time-stamps were checked (for a checker that can
+    # also ask the CA's record: udun evidence verify where UDUN_HOME holds the CA).
+    tsa_certificates: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -252,9 +255,10 @@ def _token_problem(token: bytes, tsa_cert_der: bytes, known: set[bytes]) -> str:
 
 
 def _time_stamp(name: str, files: dict[str, bytes], imprint: bytes, chains: ChainValidator, extra: list[bytes],
-                known: set[bytes], v: BundleVerdict, changed_if_mismatch: str,
+                known: set[bytes], v: BundleVerdict, changed_if_mismatch: str, named: list[str],
                 policy: str | None = None) -> tsp.TokenCheck:
-    """A token over ``imprint`` whose TSA certificate chains to the anchors at genTime."""
+    """A token over ``imprint`` whose TSA certificate is one ``named`` in the manifest and
+    chains to the anchors at genTime."""
     token = files.get(name)
     if token is None:
         v.problems.append(f"{name} is missing")
@@ -271,6 +275,12 @@ def _time_stamp(name: str, files: dict[str, bytes], imprint: bytes, chains: Chai
         if problem:
             v.problems.append(f"{name} was changed ({problem})")
             raise _Stop
+        digest = hashlib.sha256(check.tsa_cert_der).hexdigest()
+        if digest not in named:
+            v.problems.append(f"{name} was made by a TSA certificate manifest.json does not name")
+            raise _Stop
+        if digest not in v.tsa_certificates:
+            v.tsa_certificates.append(digest)
         tsa_cert = x509.Certificate.load(check.tsa_cert_der)
         chain = chains.validate(tsa_cert, [c for c in extra if c != check.tsa_cert_der], check.info.gen_time)
     if not chain.ok:
@@ -337,8 +347,14 @@ def _verify(data: bytes, trust: list[bytes] | None, now: datetime, v: BundleVerd
     if found is None:
         return
     folder, files = found
-    if _manifest(folder, files, v) is None or v.problems:
+    manifest = _manifest(folder, files, v)
+    if manifest is None or v.problems:
         return
+    named = manifest.get("tsa_certificates")
+    if not isinstance(named, list) or not named or not all(isinstance(n, str) for n in named):
+        v.problems.append("manifest.json names no TSA certificate: this bundle was exported before udun named "
+                          "them (ask the bank for a new export of the same evidence id)")
+        raise _Stop
     # Every certificate file is read in full before anything uses it (all are covered by
     # manifest.json by now, so a damaged one is a damaged export).
     root = _certs(files, "root.pem", v, one=True)
@@ -371,10 +387,10 @@ def _verify(data: bytes, trust: list[bytes] | None, now: datetime, v: BundleVerd
     chains = ChainValidator(_trust_store(trust, bundle_root, intermediates, v))
 
     _time_stamp("manifest.tst", files, hashlib.sha256(files["manifest.json"]).digest(), tsa_chains, tsa_chain,
-                known, v, "manifest.json", RECORDS_POLICY)
+                known, v, "manifest.json", named, RECORDS_POLICY)
     if "SHA256SUMS.tst" in files:         # bundles since issue 9: what `sha256sum -c` reads is stamped too
         _time_stamp("SHA256SUMS.tst", files, hashlib.sha256(files.get("SHA256SUMS", b"")).digest(), tsa_chains,
-                    tsa_chain, known, v, "SHA256SUMS", RECORDS_POLICY)
+                    tsa_chain, known, v, "SHA256SUMS", named, RECORDS_POLICY)
 
     with _reading(v, "signature.p7s"):
         received = cms_view.view(files.get("signature.p7s") or b"")
@@ -382,7 +398,7 @@ def _verify(data: bytes, trust: list[bytes] | None, now: datetime, v: BundleVerd
         stamped = cms_view.view(files.get("signature-t.p7s") or b"")
     signature_value = received.signers[0].signature if received.signers else b""
     stamp = _time_stamp("timestamp.tst", files, tsp.signature_time_stamp_imprint(signature_value),
-                        tsa_chains, tsa_chain, known, v, "signature.p7s")
+                        tsa_chains, tsa_chain, known, v, "signature.p7s", named)
     assert stamp.info is not None and stamp.tsa_cert_der is not None
     if files.get("signature-value.bin") != signature_value:
         v.problems.append("signature-value.bin differs from the signature in signature.p7s")

@@ -130,7 +130,8 @@ def parse(text: str) -> x509.Name:
     except PkiError:
         raise
     except ValueError as e:
-        raise PkiError(ErrorKind.BAD_INPUT, f"{text!r} is not an RFC 4514 name ({str(e) or 'syntax error'})") from e
+        raise PkiError(ErrorKind.BAD_INPUT, f"{text!r} is not an RFC 4514 name (write it as CN=...,O=...,C=...; "
+                                            "escape , + \\ \" < > ; with a backslash)") from e
     # cryptography already hands the RDNs in X.501 order (the reverse of the string's).
     return build(pairs)
 

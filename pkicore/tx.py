@@ -124,7 +124,8 @@ def parse_json(data: bytes) -> dict[str, Any]:
             parse_float=_reject_float,
         )
     except json.JSONDecodeError as e:
-        raise _fail("(json)", f"not valid JSON ({e.msg} at line {e.lineno})") from e
+        # Position only: the parser's own sentence stays out of reports (issue 10).
+        raise _fail("(json)", f"not valid JSON (at line {e.lineno}, column {e.colno})") from e
     except (ValueError, RecursionError) as e:  # huge integers, absurd nesting
         raise _fail("(json)", "not acceptable JSON (number too long or nesting too deep)") from e
     if not isinstance(obj, dict):

@@ -219,3 +219,56 @@ def test_delegated_keys_live_on_the_online_token(home: Home) -> None:
     help_text = home.run("ca", "--help").stdout
     for cmd in (b"renew-delegated", b"jobs", b"crl"):
         assert cmd in help_text
+
+
+def test_a_forged_bundle_fails_against_the_record(home: Home, tmp_path: Path) -> None:
+    """An insider's TSA certificate (made with the issuing key but never recorded) stamps a
+    complete bundle for an evidence id that never existed: where the CA's database is,
+    `udun evidence verify` refuses it (the id, the TSA certificate)."""
+    listed = home.run("evidence", "list").stdout.decode().split()
+    real_id = next(w for w in listed if w.startswith("ev_"))
+    script = tmp_path / "forge_bundle.py"
+    script.write_text(_FORGE_BUNDLE)
+    out = tmp_path / "forged.zip"
+    proc = subprocess.run([sys.executable, str(script), real_id, str(out)], env={**os.environ, **home.env},
+                          capture_output=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    checked = home.run("evidence", "verify", str(out), ok=False)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert b"is not a record of this CA's database" in checked.stdout
+    assert b"TSA certificate" in checked.stdout and b"never made" in checked.stdout
+    # The genuine bundle of the real record passes the same check.
+    genuine = tmp_path / "genuine.zip"
+    home.run("evidence", "export", real_id, "-o", str(genuine))
+    ok = home.run("evidence", "verify", str(genuine))
+    assert b"matches this CA's record" in ok.stdout, ok.stdout
+
+
+_FORGE_BUNDLE = """
+import dataclasses, secrets, sys
+sys.path.insert(0, %r)
+from asn1crypto import x509
+from helpers import SoftwareKey
+from ca import bundle
+from ca.authority import CertificateAuthority
+from ca.delegated import Delegated
+from ca.evidence_store import EvidenceStore
+from ca.tsa import TimeStampAuthority
+from config.settings import load_settings
+from pkicore import cms_view, names, tsp
+from pkicore.algorithms import default_scheme
+from pkicore.x509build import build_csr
+ca = CertificateAuthority.open(load_settings())
+key = SoftwareKey()
+rec = ca.issue_delegated(build_csr(key, names.build([("organization_name", "Mallory"), ("common_name", "Mallory TSA")])),
+                         "tsa", requester="insider")
+rogue = Delegated(key, default_scheme(key.key_type), x509.Certificate.load(rec.der), rec.not_after)
+tsa = TimeStampAuthority(ca)
+tsa._key.current = lambda: rogue
+real = EvidenceStore(ca.store).get(sys.argv[1])
+stamp = tsa.stamp(tsp.signature_time_stamp_imprint(cms_view.view(real.cms).signers[0].signature))
+new_id = "ev_" + secrets.token_hex(16)
+forged = dataclasses.replace(real, id=new_id, time_stamp=stamp.token, report=real.report.replace(real.id, new_id),
+                             stamped_cms=tsp.add_unsigned_attribute(real.cms, tsp.ID_AA_TIME_STAMP_TOKEN, stamp.token))
+open(sys.argv[2], "wb").write(bundle.build(forged, tsa, ca.clock()))
+""" % str(Path(__file__).parent)

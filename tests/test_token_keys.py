@@ -10,14 +10,15 @@ from pkcs11 import exceptions as p11e
 
 from helpers import PIN, USERS, sample_tx
 
-ALL = list(USERS) + ["udun-ca", "udun-root"]
+ALL = list(USERS) + ["udun-ca", "udun-root", "udun-online"]
 
 
 def _session(settings, label):  # type: ignore[no-untyped-def]
-    from keystore.ca_access import ca_pin
     from keystore import token
+    from keystore.ca_access import ca_pin
+    from keystore.online import online_pin
 
-    pin = ca_pin(settings) if label.startswith("udun-") else PIN
+    pin = online_pin(settings) if label == "udun-online" else ca_pin(settings) if label.startswith("udun-") else PIN
     return token.session(settings, label, pin)
 
 
@@ -99,8 +100,9 @@ def test_pin_absent_from_logs(settings, enrolled, caplog) -> None:  # type: igno
 
 
 def test_ca_pin_file_is_private(settings, ca) -> None:  # type: ignore[no-untyped-def]
-    mode = settings.ca_pin_file.stat().st_mode & 0o777
-    assert mode == 0o600
+    for path in (settings.ca_pin_file, settings.online_pin_file):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    assert settings.ca_pin_file.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_cached_session_still_checks_the_pin(settings, enrolled) -> None:  # type: ignore[no-untyped-def]

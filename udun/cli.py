@@ -211,7 +211,13 @@ def serve_admin_cmd(host: str, port: int, workers: int) -> None:
 
     s = settings()
     checked_key(os.environ.get("UDUN_ADMIN_API_KEY"), required=True)
-    CertificateAuthority.open(s).issuer()
+    from ca.reconcile import reconcile
+
+    ca = CertificateAuthority.open(s)
+    ca.issuer()
+    abandoned = reconcile(ca, actor="serve-admin")       # intents a crash left pending
+    if abandoned:
+        info(f"{len(abandoned)} stale pending intent(s) marked failed and listed on the CRL")
     token.close_all()
     info(f"udun admin API on http://{host}:{port}  (POST /api/v1/certificates)")
     serve(host, port, workers, admin=True)

@@ -209,22 +209,44 @@ def ca_renew_delegated(force: bool) -> None:
         info(f"destroyed {gone} expired delegated key(s)")
 
 
+@ca_group.command("reconcile")
+@click.option("--older-than", default=10, show_default=True, type=click.IntRange(1, 10080), metavar="MINUTES",
+              help="Only intents pending for longer than this (a running issuance takes well under a second).")
+def ca_reconcile(older_than: int) -> None:
+    """Issuance intents a crash left pending: mark them failed and list their serials on the
+    CRL (the token may have signed before the crash; nobody was given the certificate)."""
+    from datetime import timedelta
+
+    from ca.reconcile import reconcile
+
+    serials = reconcile(_ca(), older_than=timedelta(minutes=older_than), actor=_actor())
+    for serial in serials:
+        click.echo(serial)
+    info(f"{len(serials)} pending intent(s) marked failed" + ("; their serials are on the new CRL" if serials else ""))
+
+
 @ca_group.command("jobs")
 @click.option("--every", default=300, show_default=True, type=click.IntRange(10, 86400), metavar="SECONDS",
               help="How often to look.")
 @click.option("--once", is_flag=True, help="One round, then exit (for a systemd timer or cron).")
 def ca_jobs(every: int, once: bool) -> None:
-    """The CA side's periodic work: CRLs when due (`ca crl --due`) and the delegated keys
-    (`ca renew-delegated`). Runs where the CA key is; see hsm-config/udun-ca-jobs.timer."""
+    """The CA side's periodic work: stale pending intents (`ca reconcile`), CRLs when due
+    (`ca crl --due`) and the delegated keys (`ca renew-delegated`). Runs where the CA key
+    is; see hsm-config/udun-ca-jobs.timer."""
     import logging
     import time
 
     from ca import renewal
 
+    from ca.reconcile import reconcile
+
     log = logging.getLogger("udun.jobs")
     ca = _ca()
     rev = _revocation_of(ca)
     while True:
+        abandoned = reconcile(ca, actor="jobs")
+        if abandoned:
+            info(f"{len(abandoned)} stale pending intent(s) marked failed and listed on the CRL")
         for name in ("issuing", "root"):
             try:
                 if rev.due(name):

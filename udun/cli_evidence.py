@@ -47,14 +47,14 @@ def evidence_export(evidence_id: str, out: str | None) -> None:
 
 def _home_root() -> list[bytes] | None:
     """This UDUN_HOME's root certificate, if it holds a CA (never creates a database)."""
-    from ca.authority import CertificateAuthority
+    from ca.directory import CaDirectory
 
     conf = settings()
     url = conf.database_url
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         return None
     try:
-        return CertificateAuthority.open(conf, migrate_schema=False).chain_der()[1:]
+        return CaDirectory.open(conf, migrate_schema=False).chain_der()[1:]
     except PkiError:
         return None
 
@@ -70,6 +70,8 @@ def _home_root() -> list[bytes] | None:
 def evidence_verify(bundle_path: str, trust: str | None, tsa_trust: str | None, trust_bundle_root: bool) -> None:
     """Check a bundle offline: every file against the time-stamped manifest, both time-stamps,
     and the signature re-validated at the time-stamped moment with the bundle's OCSP/CRL.
+    Where UDUN_HOME holds the CA, also against its record: the evidence id and payment, and
+    that the TSA and OCSP responder certificates are ones the CA made for its own keys.
 
     Exit 0 when it holds; 1 naming the first file that fails.
     """
@@ -84,7 +86,18 @@ def evidence_verify(bundle_path: str, trust: str | None, tsa_trust: str | None, 
     tsa_anchors = load_certs(read_input(tsa_trust, "TSA trust anchor")) if tsa_trust else None
     if tsa_anchors is None and anchors is not None and len(anchors) > 1:
         tsa_anchors = _home_root()          # a bank's machine with udun's CA: its root stamps evidence
-    verdict = verify_bundle(read_input(bundle_path, "bundle"), anchors, system_clock(), tsa_anchors)
+    data = read_input(bundle_path, "bundle")
+    verdict = verify_bundle(data, anchors, system_clock(), tsa_anchors)
+    home_root = _home_root() if verdict.ok else None
+    if home_root and home_root[0] in (tsa_anchors or anchors or []):
+        # Where the CA's database is: the bundle must also match the CA's own record.
+        from ca.bundle_record import record_problems
+        from ca.directory import CaDirectory
+
+        verdict.problems.extend(record_problems(CaDirectory.open(settings(), migrate_schema=False), data, verdict))
+        if verdict.ok:
+            verdict.facts.append("matches this CA's record: the evidence id, the payment, the TSA and OCSP "
+                                 "responder certificates (the CA's own)")
     for fact in verdict.facts:
         click.echo(f"  {fact}")
     if verdict.ok:
