@@ -67,12 +67,15 @@ def write_softhsm_conf(settings: Settings) -> None:
     tokendir.mkdir(parents=True, exist_ok=True, mode=0o700)
     conf = settings.softhsm_conf
     if not conf.exists():
-        conf.write_text(
-            f"directories.tokendir = {tokendir}\n"
-            "objectstore.backend = file\n"
-            "log.level = ERROR\n"
-            "slots.removable = false\n"
-        )
+        # 0600 like every file udun writes under UDUN_HOME (issue 10).
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"directories.tokendir = {tokendir}\n"
+                    "objectstore.backend = file\n"
+                    "log.level = ERROR\n"
+                    "slots.removable = false\n")
+    elif conf.stat().st_mode & 0o077:
+        conf.chmod(0o600)
 
 
 def library(settings: Settings) -> Any:

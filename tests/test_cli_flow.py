@@ -199,6 +199,9 @@ def test_home_and_database_are_private() -> None:
     for name in ("udun.db", "udun.db-wal"):
         if (home / name).exists():
             assert stat.S_IMODE((home / name).stat().st_mode) == 0o600, name
+    # Every file udun (or SoftHSM under it) wrote: nothing readable by group or others.
+    opened = [str(p) for p in home.rglob("*") if p.is_file() and stat.S_IMODE(p.stat().st_mode) & 0o077]
+    assert opened == [], opened
     os.chmod(home, 0o755)                    # even with the folder opened up, the file stays closed
     other = as_other(home / "udun.db")
     assert other.returncode != 0 and b"Permission denied" in other.stderr
