@@ -150,6 +150,12 @@ def _name_key(name: x509.Name) -> _NameKey:
     return _NameKey(tuple(sorted(pairs)), cn)
 
 
+@functools.lru_cache(maxsize=1024)
+def _subject_key(subject_der: bytes) -> _NameKey:
+    """_name_key of a subject's DER, remembered: renewals and batches repeat subjects."""
+    return _name_key(x509.Name.load(subject_der))
+
+
 def _lock_id(spki: str) -> int:
     """A PostgreSQL advisory lock number (bigint) for one public key."""
     return int.from_bytes(bytes.fromhex(spki[:16]), "big", signed=True)
@@ -258,10 +264,14 @@ class Store:
     _MARK_ISSUED = ("UPDATE certificates SET state = 'issued', der = :der, cert_sha256 = :cert_hash, "
                     "issued_at = :issued_at WHERE serial = :serial AND state = 'pending'")
     _BLOCKED = "SELECT 1 FROM blocked_keys WHERE spki_sha256 = :spki"
-    # Another live certificate (being issued or issued: a failed one was never signed) on this key.
+    # Another live certificate (being issued or issued: a failed one was never signed) on this
+    # key under another subject. As two ranges, below and above the subject, so that both are
+    # short reads of the (spki_sha256, subject) index (migration 0008) however many
+    # certificates the key has under this subject; "<>" would read them all.
     _SAME_KEY_OTHER_SUBJECT = (
-        "SELECT 1 FROM certificates WHERE spki_sha256 = :spki AND serial <> :serial "
-        "AND state IN ('pending', 'issued') AND subject <> :subject")
+        "SELECT 1 WHERE EXISTS (SELECT 1 FROM certificates WHERE spki_sha256 = :spki AND subject < :subject "
+        "AND state IN ('pending', 'issued')) OR EXISTS (SELECT 1 FROM certificates WHERE spki_sha256 = :spki "
+        "AND subject > :subject AND state IN ('pending', 'issued'))")
     _AUTHORITY_CERTS = "SELECT name, cert_der FROM authorities"
     _KEY_LOCK = "SELECT pg_advisory_xact_lock(:lock)"
 
@@ -289,7 +299,7 @@ class Store:
 
     def _check_impersonation(self, cur: Any, profile: str, subject_der: bytes) -> None:
         """Refuse a subject named like one of this CA's own certificates (whole DN or CN)."""
-        wanted = _name_key(x509.Name.load(subject_der))
+        wanted = _subject_key(subject_der)
         own = _OWN_AUTHORITY.get(profile)
         for name, key in self._authority_keys(cur):
             if name == own:
@@ -324,8 +334,7 @@ class Store:
                 cur.execute(db.sql(self._BLOCKED), {"spki": spki})
                 if cur.fetchone() is not None:
                     raise PkiError(ErrorKind.POLICY, _BLOCKED_MESSAGE)
-                cur.execute(db.sql(self._SAME_KEY_OTHER_SUBJECT), {"spki": spki, "serial": serial,
-                                                                    "subject": subject})
+                cur.execute(db.sql(self._SAME_KEY_OTHER_SUBJECT), {"spki": spki, "subject": subject})
                 if cur.fetchone() is not None:
                     raise PkiError(ErrorKind.POLICY, "this public key is certified for another subject already: "
                                                      "a key may be certified for one subject only")

@@ -167,6 +167,19 @@ def test_same_key_for_another_subject_is_refused(ca) -> None:  # type: ignore[no
     _refused(ca, key, "CN=key owner,O=key policy tests", OTHER_SUBJECT)
 
 
+def test_the_other_subject_check_reads_the_key_subject_index(ca) -> None:  # type: ignore[no-untyped-def]
+    """Migration 0008: both halves of the check are index range reads, so issuance does not
+    slow down as one key's renewals pile up (the store's own statement, explained by SQLite)."""
+    from ca.store import Store
+
+    with ca.store.engine.connect() as conn:
+        plan = conn.execute(text("EXPLAIN QUERY PLAN " + Store._SAME_KEY_OTHER_SUBJECT),
+                            {"spki": "0" * 64, "subject": "CN=x"}).all()
+    searches = [row[-1] for row in plan if "certificates" in row[-1]]
+    assert len(searches) == 2, plan
+    assert all("USING INDEX ix_certificates_spki_subject (spki_sha256=? AND subject" in s for s in searches), plan
+
+
 def test_same_key_same_subject_is_a_renewal(ca) -> None:  # type: ignore[no-untyped-def]
     key = SoftwareKey()
     subject = "CN=Renewing Carol,O=key policy tests,C=CN"
