@@ -17,13 +17,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pkicore import der
+from asn1crypto import core
+
+from pkicore import der, oids
 from pkicore.algorithms import KeyType, SigScheme, default_scheme
 from pkicore.cms_build import sign_data
-from pkicore.x509build import seq
 from udun.demo import SAMPLE  # the DESIGN.md example payment
 
-_OID_MESSAGE_DIGEST = bytes.fromhex("06092a864886f70d010904")    # 1.2.840.113549.1.9.4 (RFC 5652 §11.2)
+
+def seq(*parts: bytes, tag: int = der.SEQUENCE) -> bytes:
+    """A DER constructed element (bench tooling: re-signing a template by splicing)."""
+    body = b"".join(parts)
+    return der.tlv_header(tag, len(body)) + body
+
+
+_OID_MESSAGE_DIGEST = core.ObjectIdentifier(oids.ID_MESSAGE_DIGEST).dump()
 TX_PREFIX = "BENCH-EV-"
 TX_DIGITS = 9       # fixed-width tx_ids: every content of a batch has the template's length
 

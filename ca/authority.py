@@ -22,7 +22,15 @@ from pkicore.clock import Clock, system_clock
 from config.settings import Settings
 from pkicore.errors import ErrorKind, PkiError
 from config.locks import file_lock
-from pkicore.x509build import assemble_tbs, build_tbs, encode_extensions, ext, key_identifier, sign_tbs
+from pkicore.x509build import (
+    Extension,
+    certificate_builder,
+    der_of,
+    identifiers,
+    key_identifier,
+    sign_certificate,
+    tbs_certificate,
+)
 
 ROOT_YEARS = 10
 ISSUING_YEARS = 5
@@ -55,7 +63,7 @@ class CertificateAuthority(CaDirectory):
         super().__init__(settings, store, clock)
         self._issuer: Issuer | None = None
         self._issuer_until: datetime | None = None
-        self._extensions: dict[tuple[str, bytes], list[bytes]] = {}
+        self._extensions: dict[tuple[str, bytes], list[Extension]] = {}
 
     # --- set-up -----------------------------------------------------------------
 
@@ -109,12 +117,10 @@ class CertificateAuthority(CaDirectory):
         root_name = names.build([("organization_name", org), ("common_name", root_cn)])
         root_ski = key_identifier(root_key.public_key_der)
         root_until = now + timedelta(days=365 * ROOT_YEARS + 2)
-        root_tbs = build_tbs(
-            serial=new_serial(), issuer=root_name, subject=root_name, public_key_der=root_key.public_key_der,
-            not_before=now - BACKDATE, not_after=root_until,
-            scheme=scheme, extensions=profiles.root_extensions(root_ski),
-        )
-        root_der = sign_tbs(root_key, root_tbs, scheme)
+        root_der = der_of(sign_certificate(certificate_builder(
+            serial=new_serial(), issuer=names.to_cryptography(root_name), subject=names.to_cryptography(root_name),
+            public_key_der=root_key.public_key_der, not_before=now - BACKDATE, not_after=root_until,
+            extensions=profiles.root_extensions(root_ski)), root_key, scheme))
 
         ca_key = self._token_key(self.settings.ca_token, pin, key_type, "udun issuing CA")
         ca_name = names.build([("organization_name", org), ("common_name", issuing_cn)])
@@ -122,12 +128,10 @@ class CertificateAuthority(CaDirectory):
             raise PkiError(ErrorKind.BAD_INPUT, "the root and the issuing CA need different names")
         ca_ski = key_identifier(ca_key.public_key_der)
         ca_until = now + timedelta(days=365 * ISSUING_YEARS + 1)
-        ca_tbs = build_tbs(
-            serial=new_serial(), issuer=root_name, subject=ca_name, public_key_der=ca_key.public_key_der,
-            not_before=now - BACKDATE, not_after=ca_until,
-            scheme=scheme, extensions=profiles.issuing_ca_extensions(self.settings, ca_ski, root_ski),
-        )
-        ca_der = sign_tbs(root_key, ca_tbs, scheme)
+        ca_der = der_of(sign_certificate(certificate_builder(
+            serial=new_serial(), issuer=names.to_cryptography(root_name), subject=names.to_cryptography(ca_name),
+            public_key_der=ca_key.public_key_der, not_before=now - BACKDATE, not_after=ca_until,
+            extensions=profiles.issuing_ca_extensions(self.settings, ca_ski, root_ski)), root_key, scheme))
 
         root, issuing = self.store.add_authorities([
             NewAuthority("root", self.settings.root_token, root_key.key_id, key_type.value,
@@ -146,18 +150,18 @@ class CertificateAuthority(CaDirectory):
             self._issuer = Issuer(ca_key(self.settings, rec.token_label, rec.key_id), rec.cert_der)
         return self._issuer
 
-    def _profile_extensions(self, prof: profiles.Profile, issuer: Issuer) -> list[bytes]:
-        """The extensions every certificate of a profile shares, as DER (computed once)."""
+    def _profile_extensions(self, prof: profiles.Profile, issuer: Issuer) -> list[Extension]:
+        """The extensions every certificate of a profile shares (all but the SKI), made once."""
         key = (prof.name, issuer.cert.key_identifier)
         cached = self._extensions.get(key)
         if cached is None:
-            shared = [e for e in profiles.extensions(self.settings, prof, b"", issuer.cert.key_identifier)
-                      if e["extn_id"] != "key_identifier"]
-            cached = self._extensions[key] = encode_extensions(shared)
+            cached = self._extensions[key] = [
+                e for e in profiles.extensions(self.settings, prof, b"", issuer.cert.key_identifier)
+                if not isinstance(e.value, cx509.SubjectKeyIdentifier)]
         return cached
 
     def prepare(self, csr_der: bytes, profile_name: str = "client") -> tuple[Prepared, policy.CheckedRequest]:
-        """Policy and profile: everything up to the TBS certificate, no signing."""
+        """Policy and profile: everything up to the TBS certificate, linted, no signing."""
         checked = policy.check_csr(csr_der, profile_name)
         prof = profiles.profile(profile_name, self.settings)
         issuer = self.issuer()
@@ -167,15 +171,15 @@ class CertificateAuthority(CaDirectory):
         if not_after <= now:
             raise PkiError(ErrorKind.POLICY, "the issuing CA certificate has expired")
         serial = new_serial()
-        ski = encode_extensions([ext("key_identifier", key_identifier(checked.public_key_der))])
-        tbs = assemble_tbs(
-            serial=serial, scheme=issuer.scheme, issuer_der=issuer.cert.subject.dump(),
-            subject_der=checked.subject.dump(), public_key_der=checked.public_key_der,
-            not_before=not_before, not_after=not_after,
-            extensions_der=self._profile_extensions(prof, issuer) + ski,
+        builder = certificate_builder(
+            serial=serial, issuer=issuer.subject_name, subject=checked.subject_name,
+            public_key_der=checked.public_key_der, not_before=not_before, not_after=not_after,
+            extensions=self._profile_extensions(prof, issuer)
+            + identifiers(key_identifier(checked.public_key_der), None),
         )
+        tbs = tbs_certificate(builder, issuer.key, issuer.scheme)
         lint(tbs, issuer.lint_facts)
-        return Prepared(tbs, serial, not_before, not_after), checked
+        return Prepared(builder, tbs, serial, not_before, not_after), checked
 
     def _issuer_not_after(self, issuer: Issuer) -> datetime:
         if self._issuer_until is None:

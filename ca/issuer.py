@@ -6,18 +6,21 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from asn1crypto import core, x509
-from pkicore import der, sigverify
-from pkicore.der import DerError
-from pkicore.algorithms import RawSigner, SigScheme, default_scheme, signature_algorithm
-from pkicore.errors import ErrorKind, PkiError
-from pkicore.x509build import sign_tbs
+from cryptography import x509 as cx509
 
+from pkicore import der, oids, sigverify
+from pkicore.algorithms import RawSigner, SigScheme, default_scheme, signature_algorithm
+from pkicore.der import DerError
+from pkicore.errors import ErrorKind, PkiError
+from pkicore.x509build import der_of, name_of, sign_certificate
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A TBS certificate (DER) waiting to be signed, with the facts the store records."""
+    """A certificate waiting to be signed: its builder, the TBS (DER) it makes, and the
+    facts the store records."""
 
+    builder: cx509.CertificateBuilder
     tbs: bytes
     serial: int
     not_before: datetime
@@ -32,12 +35,9 @@ class Prepared:
         return hashlib.sha256(self.tbs).hexdigest()
 
 
-_AKI_OID = core.ObjectIdentifier("2.5.29.35").contents          # RFC 5280 §4.2.1.1
-_ALLOWED_SIGNATURES = {core.ObjectIdentifier(o).contents for o in (
-    "1.2.840.10045.4.3.2",       # ecdsa-with-SHA256 (RFC 5758)
-    "1.2.840.113549.1.1.11",     # sha256WithRSAEncryption (RFC 4055)
-    "1.2.840.113549.1.1.10",     # RSASSA-PSS (RFC 4055)
-)}
+_AKI_OID = core.ObjectIdentifier(oids.ID_CE_AUTHORITY_KEY_IDENTIFIER).contents
+_ALLOWED_SIGNATURES = {core.ObjectIdentifier(o).contents
+                       for o in (oids.ECDSA_WITH_SHA256, oids.SHA256_WITH_RSA, oids.RSASSA_PSS)}
 
 
 class LintFacts:
@@ -109,18 +109,18 @@ class Issuer:
         self.cert = x509.Certificate.load(cert_der)
         self.scheme = scheme or default_scheme(key.key_type)
         self.lint_facts = LintFacts(self.cert)
+        self.subject_name = name_of(cert_der)          # the issuer name of what it signs, as encoded
         # The one signature check (pkicore.sigverify), with the CA's key and scheme read once.
         self._ca_key = sigverify.load_key(self.cert.public_key.dump())
         self._alg = sigverify.cached_identifier(signature_algorithm(self.scheme).dump())
 
     def sign(self, prepared: Prepared) -> bytes:
-        """Sign, then check the signature with the CA certificate before anyone sees it:
-        a token fault or a stale key handle must never produce a bad certificate."""
-        der = sign_tbs(self.key, prepared.tbs, self.scheme)
+        """Sign exactly the TBS that was linted and recorded (the key adapter refuses any
+        other bytes), then check the signature with the CA certificate before anyone sees
+        it: a token fault or a stale key handle must never produce a bad certificate."""
+        cert = sign_certificate(prepared.builder, self.key, self.scheme, tbs=prepared.tbs)
         try:
-            cert = x509.Certificate.load(der)
-            sigverify.verify(self._ca_key, cert["signature_value"].native, cert["tbs_certificate"].dump(),
-                             self._alg)
+            sigverify.verify(self._ca_key, cert.signature, prepared.tbs, self._alg)
         except (ValueError, TypeError, sigverify.SignatureError) as e:
             raise PkiError(ErrorKind.TOKEN, "the token produced a signature that does not verify") from e
-        return der
+        return der_of(cert)

@@ -4,6 +4,7 @@ no CA key: the issuing CA's certificate and every status come from the database.
 """
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from asn1crypto import x509
+from cryptography import x509 as cx509
 
 from ca.delegated import Delegated, DelegatedKey
 from ca.directory import CaDirectory
@@ -20,6 +22,12 @@ from pkicore.pathstatus import StatusSource
 
 CACHE_MARGIN = timedelta(minutes=5)     # re-sign a cached answer this long before its nextUpdate
 RESPONDER_NAME = "ocsp"
+
+
+@functools.lru_cache(maxsize=8)
+def _certificate(der: bytes) -> cx509.Certificate:
+    """The responder's and the issuing CA's certificates as cryptography objects (few, renewed rarely)."""
+    return cx509.load_der_x509_certificate(der)
 
 
 @dataclass(frozen=True)
@@ -80,25 +88,24 @@ class Responder:
             return OcspResult(ocspmod.refusal("internal_error"), None, None)
 
     def _respond(self, req: ocspmod.ParsedRequest) -> OcspResult:
-        cacheable = req.nonce is None and len(req.queries) == 1
+        cacheable = req.nonce is None
         if cacheable:
             hit = self._cached(req.queries[0])
             if hit is not None:
                 return hit
         issuing = self.issuing()
         issuing_id = self.ca.authority("issuing").id
-        answers = []
-        for q in req.queries:
-            name_hash, key_hash = self._issuer_hashes(issuing, q.hash_name)
-            if (q.issuer_name_hash, q.issuer_key_hash) != (name_hash, key_hash):
-                raise OcspRefusal("unauthorized", "not a certificate of our issuing CA")
-            answers.append(self._status(q, issuing_id))
+        (q,) = req.queries                                # one per request (pkicore.ocsp)
+        name_hash, key_hash = self._issuer_hashes(issuing, q.hash_name)
+        if (q.issuer_name_hash, q.issuer_key_hash) != (name_hash, key_hash):
+            raise OcspRefusal("unauthorized", "not a certificate of our issuing CA")
+        answer = self._status(q, issuing_id)
         r = self.responder()
         now = self.ca.clock().replace(microsecond=0)
         next_update = now + timedelta(minutes=self.ca.settings.ocsp_minutes)
-        der = ocspmod.build_response(r.key, r.scheme, r.cert, [issuing], answers, req.nonce,
-                                     produced_at=now, this_update=now, next_update=next_update)
-        cacheable = cacheable and answers[0].status != "unknown"
+        der = ocspmod.build_response(r.key, r.scheme, _certificate(r.cert.dump()), [_certificate(issuing.dump())],
+                                     answer, req.nonce, this_update=now, next_update=next_update)
+        cacheable = cacheable and answer.status != "unknown"
         result = OcspResult(der, next_update if cacheable else None, now)
         if cacheable:
             with self._lock:

@@ -36,6 +36,7 @@ class CheckedRequest:
     subject: x509.Name
     public_key_der: bytes
     subject_text: str
+    subject_name: cx509.Name        # the same subject as cryptography's Name, for its builder
 
 
 def load_csr_bytes(data: bytes) -> bytes:
@@ -110,8 +111,9 @@ def check_csr(der: bytes, profile: str = "client") -> CheckedRequest:
     else:
         raise PkiError(ErrorKind.POLICY, "only EC P-256 and RSA keys are allowed")
     _check_subject_attributes(subject, profile)
-    subject = names.canonical(subject)
+    subject, subject_name = names.canonical(subject)
     # Re-encode the key canonically rather than copying the CSR's bytes (e.g. an RSA key
     # whose NULL parameters were left out would otherwise land in the certificate).
     canonical = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return CheckedRequest(subject=subject, public_key_der=canonical, subject_text=names.rfc4514(subject))
+    return CheckedRequest(subject=subject, public_key_der=canonical, subject_text=names.rfc4514(subject),
+                          subject_name=subject_name)

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterator
 
+from asn1crypto import x509
+from cryptography import x509 as cx509
+
 from ca.authority import CertificateAuthority
 from ca.store import CertRecord, CrlRecord, RevokedEntry
 from keystore import token
@@ -15,6 +18,7 @@ from keystore.ca_access import ca_key
 from pkicore.algorithms import RawSigner, SigScheme, default_scheme
 from pkicore.crlbuild import REVOKE_REASONS, build_crl, entry
 from pkicore.errors import ErrorKind, PkiError
+from pkicore.x509build import name_of
 
 __all__ = ["REVOKE_REASONS", "Revocation"]
 
@@ -26,7 +30,7 @@ class CrlSigner:
     authority_id: int
     key: RawSigner
     scheme: SigScheme
-    subject_der: bytes
+    subject: cx509.Name             # as its certificate encodes it
     ski: bytes
 
 
@@ -77,18 +81,14 @@ class Revocation:
     def _issuing_signer(self) -> CrlSigner:
         issuer = self.ca.issuer()
         rec = self.ca.authority("issuing")
-        return CrlSigner(rec.id, issuer.key, issuer.scheme, issuer.cert.subject.dump(),
-                         issuer.cert.key_identifier)
+        return CrlSigner(rec.id, issuer.key, issuer.scheme, issuer.subject_name, issuer.cert.key_identifier)
 
     def _root_signer(self) -> CrlSigner:
         rec = self.ca.authority("root")
         if self._root_key is None or self._root_key.stale:
             self._root_key = ca_key(self.ca.settings, rec.token_label, rec.key_id)
-        from asn1crypto import x509
-
-        cert = x509.Certificate.load(rec.cert_der)
-        return CrlSigner(rec.id, self._root_key, default_scheme(self._root_key.key_type), cert.subject.dump(),
-                         cert.key_identifier)
+        return CrlSigner(rec.id, self._root_key, default_scheme(self._root_key.key_type), name_of(rec.cert_der),
+                         x509.Certificate.load(rec.cert_der).key_identifier)
 
     def signer(self, which: str) -> CrlSigner:
         if which == "issuing":
@@ -106,13 +106,13 @@ class Revocation:
         def make(number: int, rows: Iterator[RevokedEntry]) -> tuple[bytes, int]:
             count = 0
 
-            def entries() -> Iterator[bytes]:
+            def entries() -> Iterator[cx509.RevokedCertificate]:
                 nonlocal count
                 for r in rows:
                     count += 1
                     yield entry(r.serial, r.revoked_at, r.reason, r.invalidity_date)
 
-            der = build_crl(signer.key, signer.scheme, issuer_der=signer.subject_der, issuer_ski=signer.ski,
+            der = build_crl(signer.key, signer.scheme, issuer=signer.subject, issuer_ski=signer.ski,
                             number=number, this_update=this_update, next_update=next_update, entries=entries())
             return der, count
 

@@ -28,7 +28,7 @@ class Settings:
     ocsp_cache_size: int = 100_000   # pre-signed OCSP answers kept per worker (LRU)
     responder_days: int = 7      # the delegated OCSP responder certificate's validity
     tsa_days: int = 365          # the TSA certificate's validity (renewed 30 days before its end)
-    tsa_policy: str = "2.25.186103448224315384127420651869011474787"   # see DEFAULT_TSA_POLICY
+    tsa_policy: str = DEFAULT_TSA_POLICY
     tsa_accuracy_ms: int = 1000  # RFC 3161 accuracy stated in every time-stamp
     signing_window_minutes: int = 5      # a payment's signingTime must lie this close to our clock
     require_challenge: bool = False      # every payment must carry a bank challenge

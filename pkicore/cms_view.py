@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from asn1crypto import cms as asn1cms
 from asn1crypto import core
 
-from pkicore import der
+from pkicore import der, oids
 from pkicore.der import DerError
 from pkicore.errors import ErrorKind, PkiError
 
@@ -19,30 +19,30 @@ def _oid(dotted: str) -> bytes:
     return core.ObjectIdentifier(dotted).contents
 
 
-ID_DATA = _oid("1.2.840.113549.1.7.1")                          # RFC 5652 §4
-ID_SIGNED_DATA = _oid("1.2.840.113549.1.7.2")                   # RFC 5652 §5.1
-ID_CONTENT_TYPE = _oid("1.2.840.113549.1.9.3")                  # RFC 5652 §11.1
-ID_MESSAGE_DIGEST = _oid("1.2.840.113549.1.9.4")                # RFC 5652 §11.2
-ID_SIGNING_TIME = _oid("1.2.840.113549.1.9.5")                  # RFC 5652 §11.3
-ID_SIGNING_CERTIFICATE_V2 = _oid("1.2.840.113549.1.9.16.2.47")  # RFC 5035 §3
-ID_CMS_ALGORITHM_PROTECTION = _oid("1.2.840.113549.1.9.52")     # RFC 6211 §2
+ID_DATA = _oid(oids.ID_DATA)
+ID_SIGNED_DATA = _oid(oids.ID_SIGNED_DATA)
+ID_CONTENT_TYPE = _oid(oids.ID_CONTENT_TYPE)
+ID_MESSAGE_DIGEST = _oid(oids.ID_MESSAGE_DIGEST)
+ID_SIGNING_TIME = _oid(oids.ID_SIGNING_TIME)
+ID_SIGNING_CERTIFICATE_V2 = _oid(oids.ID_AA_SIGNING_CERTIFICATE_V2)
+ID_CMS_ALGORITHM_PROTECTION = _oid(oids.ID_AA_CMS_ALGORITHM_PROTECTION)
 
-DIGESTS = {                                                     # RFC 5754 §2
-    _oid("2.16.840.1.101.3.4.2.1"): "sha256",
-    _oid("2.16.840.1.101.3.4.2.2"): "sha384",
-    _oid("2.16.840.1.101.3.4.2.3"): "sha512",
+DIGESTS = {
+    _oid(oids.ID_SHA256): "sha256",
+    _oid(oids.ID_SHA384): "sha384",
+    _oid(oids.ID_SHA512): "sha512",
 }
 # Signature algorithm OID -> (kind, digest it implies or None when the digestAlgorithm decides).
 SIGNATURES = {
-    _oid("1.2.840.10045.4.3.2"): ("ecdsa", "sha256"),           # RFC 5758 §3.2 ecdsa-with-SHA256
-    _oid("1.2.840.10045.4.3.3"): ("ecdsa", "sha384"),
-    _oid("1.2.840.10045.4.3.4"): ("ecdsa", "sha512"),
-    _oid("1.2.840.10045.2.1"): ("ecdsa", None),                 # id-ecPublicKey, seen in the wild
-    _oid("1.2.840.113549.1.1.11"): ("pkcs1", "sha256"),         # RFC 4055 §5 sha256WithRSAEncryption
-    _oid("1.2.840.113549.1.1.12"): ("pkcs1", "sha384"),
-    _oid("1.2.840.113549.1.1.13"): ("pkcs1", "sha512"),
-    _oid("1.2.840.113549.1.1.1"): ("pkcs1", None),              # rsaEncryption (OpenSSL writes it)
-    _oid("1.2.840.113549.1.1.10"): ("pss", None),               # RFC 4055 §3.1 RSASSA-PSS
+    _oid(oids.ECDSA_WITH_SHA256): ("ecdsa", "sha256"),
+    _oid(oids.ECDSA_WITH_SHA384): ("ecdsa", "sha384"),
+    _oid(oids.ECDSA_WITH_SHA512): ("ecdsa", "sha512"),
+    _oid(oids.ID_EC_PUBLIC_KEY): ("ecdsa", None),              # seen in the wild
+    _oid(oids.SHA256_WITH_RSA): ("pkcs1", "sha256"),
+    _oid(oids.SHA384_WITH_RSA): ("pkcs1", "sha384"),
+    _oid(oids.SHA512_WITH_RSA): ("pkcs1", "sha512"),
+    _oid(oids.RSA_ENCRYPTION): ("pkcs1", None),                # OpenSSL writes it
+    _oid(oids.RSASSA_PSS): ("pss", None),
 }
 
 

@@ -11,10 +11,9 @@ import re
 import warnings
 from collections import OrderedDict
 
-from asn1crypto import core, x509
+from asn1crypto import x509
 from cryptography import x509 as cx509
 
-from pkicore import der
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.text import visible_problem
 
@@ -31,16 +30,10 @@ ATTRIBUTES: dict[str, tuple[str, int]] = {
     "domain_component": ("DC", 0),           # known, but not allowed in our subjects
 }
 _PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]*")     # X.680 §41.4 PrintableString
-# RFC 5280 Appendix A: X520countryName and X520SerialNumber are PrintableString,
-# emailAddress IA5String; DirectoryString attributes are UTF8String (§4.1.2.6).
-_STRING_TAG = {"country_name": der.PRINTABLE_STRING, "serial_number": der.PRINTABLE_STRING,
-               "email_address": der.IA5_STRING}
-_OID_DER = {name: core.ObjectIdentifier(x509.NameType.unmap(name)).dump() for name in ATTRIBUTES}
-
-
-def _seq(*parts: bytes) -> bytes:
-    body = b"".join(parts)
-    return der.tlv_header(der.SEQUENCE, len(body)) + body
+# cryptography encodes each attribute with the string type RFC 5280 Appendix A gives it:
+# PrintableString for countryName and serialNumber, IA5String for emailAddress,
+# UTF8String for the DirectoryString ones (§4.1.2.6).
+_OIDS = {name: cx509.ObjectIdentifier(x509.NameType.unmap(name)) for name in ATTRIBUTES}
 
 
 def short_name(name: str) -> str:
@@ -49,6 +42,12 @@ def short_name(name: str) -> str:
 
 def build(pairs: list[tuple[str, str]], kind: ErrorKind = ErrorKind.BAD_INPUT) -> x509.Name:
     """A Name from (attribute, value) pairs, each checked; at most one of each attribute."""
+    return build_both(pairs, kind)[0]
+
+
+def build_both(pairs: list[tuple[str, str]],
+               kind: ErrorKind = ErrorKind.BAD_INPUT) -> tuple[x509.Name, cx509.Name]:
+    """build(), and the same Name as cryptography's (for its builders), made together."""
     if not pairs:
         raise PkiError(kind, "the name must not be empty")
     values: OrderedDict[str, str] = OrderedDict()
@@ -75,15 +74,32 @@ def build(pairs: list[tuple[str, str]], kind: ErrorKind = ErrorKind.BAD_INPUT) -
         values[name] = value
     if "common_name" not in values:
         raise PkiError(kind, "the name needs a CN")
-    # Assembled as DER (asn1crypto's Name.build costs ~0.3 ms, a third of an issuance):
-    # RDNSequence of single-valued RDNs, in the order given.
-    rdns = []
-    for name, value in values.items():
-        tag = _STRING_TAG.get(name, der.UTF8_STRING)
-        body = value.encode("utf-8" if tag == der.UTF8_STRING else "ascii")
-        atv = _seq(_OID_DER[name], der.tlv_header(tag, len(body)) + body)
-        rdns.append(der.tlv_header(der.SET, len(atv)) + atv)
-    return x509.Name.load(_seq(*rdns))
+    out = _cryptography_name(values)
+    return x509.Name.load(out.public_bytes()), out
+
+
+def _cryptography_name(values: "OrderedDict[str, str]") -> cx509.Name:
+    """RDNSequence of single-valued RDNs, in the order given (checked values only)."""
+    with warnings.catch_warnings():  # cryptography warns on lengths build() has checked itself
+        warnings.simplefilter("ignore")
+        return cx509.Name([cx509.RelativeDistinguishedName([cx509.NameAttribute(_OIDS[name], value)])
+                           for name, value in values.items()])
+
+
+def to_cryptography(name: x509.Name) -> cx509.Name:
+    """A Name udun built (build, canonical, parse) as cryptography's Name, for its builders.
+
+    Rebuilt from its attributes, and refused unless it encodes to the very same bytes:
+    a certificate must carry exactly the subject that policy checked and recorded.
+    """
+    values = OrderedDict(pairs_of(name, ErrorKind.INTERNAL))
+    try:
+        out = _cryptography_name(values)
+    except ValueError as e:                      # cryptography's own checks (lengths, C)
+        raise PkiError(ErrorKind.INTERNAL, "the name is not one udun would encode") from e
+    if len(values) != len(name.chosen) or out.public_bytes() != name.dump():
+        raise PkiError(ErrorKind.INTERNAL, "the name is not in udun's canonical encoding")
+    return out
 
 
 def pairs_of(name: x509.Name, kind: ErrorKind = ErrorKind.POLICY) -> list[tuple[str, str]]:
@@ -100,10 +116,10 @@ def pairs_of(name: x509.Name, kind: ErrorKind = ErrorKind.POLICY) -> list[tuple[
     return out
 
 
-def canonical(name: x509.Name, kind: ErrorKind = ErrorKind.POLICY) -> x509.Name:
-    """Check a requested Name and encode it again the way we issue names."""
+def canonical(name: x509.Name, kind: ErrorKind = ErrorKind.POLICY) -> tuple[x509.Name, cx509.Name]:
+    """Check a requested Name and encode it again the way we issue names (both forms)."""
     try:
-        return build(pairs_of(name, kind), kind)
+        return build_both(pairs_of(name, kind), kind)
     except PkiError:
         raise
     except Exception as e:  # asn1crypto cannot decode a value (wrong string type content)

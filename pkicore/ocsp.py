@@ -6,16 +6,25 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
-from asn1crypto import core, ocsp, x509
+from typing import Sequence
 
-from pkicore.algorithms import RawSigner, SigScheme, sign, signature_algorithm
-from pkicore.der import BIT_STRING, GENERALIZED_TIME, OCTET_STRING, tlv_header
-from pkicore.x509build import seq
+from asn1crypto import ocsp, x509
+from cryptography import x509 as cx509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp as cocsp
+
+from pkicore import keyadapter
+from pkicore.algorithms import RawSigner, SigScheme
+from pkicore.crlbuild import FLAGS
+from pkicore.errors import ErrorKind, PkiError
 
 MAX_REQUEST_BYTES = 16 * 1024
-MAX_CERTS_PER_REQUEST = 10
+# One certificate per request, the lightweight profile's rule (RFC 5019 §2.1.1) that Go's
+# and Boulder's responders keep too: answers are pre-signed and cached per CertID, and
+# cryptography's builder signs one SingleResponse per OCSPResponse.
+MAX_CERTS_PER_REQUEST = 1
 NONCE_MIN, NONCE_MAX = 1, 32                         # RFC 8954 §2.1
 _HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 
@@ -82,7 +91,7 @@ def parse_request(der: bytes) -> ParsedRequest:
     except Exception as e:  # asn1crypto raises ValueError/TypeError/KeyError on garbage
         raise OcspRefusal("malformed_request", "not a DER OCSPRequest") from e
     if not queries or len(queries) > MAX_CERTS_PER_REQUEST:
-        raise OcspRefusal("malformed_request", f"ask about 1 to {MAX_CERTS_PER_REQUEST} certificates")
+        raise OcspRefusal("malformed_request", "ask about one certificate per request (RFC 5019 §2.1.1)")
     if nonce is not None and not NONCE_MIN <= len(nonce) <= NONCE_MAX:
         raise OcspRefusal("malformed_request", f"the nonce must be {NONCE_MIN} to {NONCE_MAX} octets (RFC 8954)")
     return ParsedRequest(tuple(queries), nonce)
@@ -110,62 +119,34 @@ def refusal(status: str) -> bytes:
     return ocsp.OCSPResponse({"response_status": status}).dump()
 
 
-_OID_BASIC = core.ObjectIdentifier("1.3.6.1.5.5.7.48.1.1").dump()      # RFC 6960 §4.2.1 id-pkix-ocsp-basic
-_OID_NONCE = core.ObjectIdentifier("1.3.6.1.5.5.7.48.1.2").dump()      # RFC 6960 §4.4.1 id-pkix-ocsp-nonce
-_GOOD = b"\x80\x00"                                                    # [0] IMPLICIT NULL
-_UNKNOWN = b"\x82\x00"                                                 # [2] IMPLICIT NULL
-_REASON_CODE = {name: code for code, name in enumerate([
-    "unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
-    "cessationOfOperation", "certificateHold", "", "removeFromCRL", "privilegeWithdrawn", "aACompromise"]) if name}
+_HASH_OBJECTS: dict[str, hashes.HashAlgorithm] = {
+    "sha1": hashes.SHA1(), "sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}
+_STATUS = {"good": cocsp.OCSPCertStatus.GOOD, "revoked": cocsp.OCSPCertStatus.REVOKED,
+           "unknown": cocsp.OCSPCertStatus.UNKNOWN}
 
 
-def _gtime(moment: datetime) -> bytes:
-    """GeneralizedTime, whole seconds, Z (RFC 5280 §4.1.2.5.2, as RFC 6960 asks)."""
-    text = moment.astimezone(timezone.utc).strftime("%Y%m%d%H%M%SZ").encode()
-    return tlv_header(GENERALIZED_TIME, len(text)) + text
-
-
-def _tagged(tag: int, body: bytes) -> bytes:
-    return tlv_header(tag, len(body)) + body
-
-
-def build_response(signer: RawSigner, scheme: SigScheme, responder_cert: x509.Certificate,
-                   chain: list[x509.Certificate], answers: list[Answer], nonce: bytes | None,
-                   produced_at: datetime, this_update: datetime, next_update: datetime) -> bytes:
+def build_response(signer: RawSigner, scheme: SigScheme, responder_cert: cx509.Certificate,
+                   chain: Sequence[cx509.Certificate], answer: Answer, nonce: bytes | None,
+                   this_update: datetime, next_update: datetime) -> bytes:
     """A successful OCSPResponse with a BasicOCSPResponse signed by the responder key.
 
-    Assembled as DER (RFC 6960 §4.2.1), like our CRLs: building it with asn1crypto cost
-    over 1 ms, half of a nonce answer.
+    Built with cryptography's OCSPResponseBuilder: responderID byKey (RFC 6960 §4.2.2.3),
+    the responder certificate and ``chain``, the nonce echoed (RFC 8954), no nextUpdate
+    for an unknown serial. producedAt is the moment of signing (the builder sets it).
     """
-    singles = []
-    for a in answers:
-        if a.status == "good":
-            status = _GOOD
-        elif a.status == "revoked":
-            assert a.revoked_at is not None
-            info = _gtime(a.revoked_at)
-            if a.reason and a.reason != "unspecified":
-                info += _tagged(0xA0, bytes([0x0A, 0x01, _REASON_CODE[a.reason]]))   # [0] EXPLICIT CRLReason
-            status = _tagged(0xA1, info)                                            # [1] IMPLICIT RevokedInfo
-        else:
-            status = _UNKNOWN
-        parts = [a.query.cert_id.dump(), status, _gtime(this_update)]
-        if a.status != "unknown":
-            parts.append(_tagged(0xA0, _gtime(next_update)))                        # [0] EXPLICIT nextUpdate
-        singles.append(seq(*parts))
-    key_hash = hashlib.sha1(responder_cert.public_key["public_key"].contents[1:]).digest()  # §4.2.2.3
-    data = [
-        _tagged(0xA2, _tagged(OCTET_STRING, key_hash)),                  # responderID byKey [2] EXPLICIT
-        _gtime(produced_at),
-        seq(*singles),
-    ]
+    if scheme is SigScheme.RSA_PSS_SHA256:
+        raise PkiError(ErrorKind.UNSUPPORTED, "OCSP responses are signed with ECDSA or RSA PKCS#1 v1.5")
+    q = answer.query
+    revoked = answer.status == "revoked"
+    reason = answer.reason if revoked and answer.reason != "unspecified" else None
+    builder = cocsp.OCSPResponseBuilder().add_response_by_hash(
+        issuer_name_hash=q.issuer_name_hash, issuer_key_hash=q.issuer_key_hash, serial_number=q.serial,
+        algorithm=_HASH_OBJECTS[q.hash_name], cert_status=_STATUS[answer.status], this_update=this_update,
+        next_update=None if answer.status == "unknown" else next_update,
+        revocation_time=answer.revoked_at if revoked else None,
+        revocation_reason=FLAGS[reason] if reason else None,   # §5.3.1 (RFC 5280): unspecified is left out
+    ).responder_id(cocsp.OCSPResponderEncoding.HASH, responder_cert).certificates([responder_cert, *chain])
     if nonce is not None:
-        value = _tagged(OCTET_STRING, nonce)                             # RFC 8954: Nonce ::= OCTET STRING
-        data.append(_tagged(0xA1, seq(seq(_OID_NONCE, _tagged(OCTET_STRING, value)))))
-    tbs = seq(*data)
-    signature, scheme = sign(signer, tbs, scheme)
-    certs = seq(responder_cert.dump(), *(c.dump() for c in chain))
-    basic = seq(tbs, signature_algorithm(scheme).dump(), _tagged(BIT_STRING, b"\x00" + signature),
-                _tagged(0xA0, certs))
-    return seq(b"\x0a\x01\x00",                                          # responseStatus successful
-               _tagged(0xA0, seq(_OID_BASIC, _tagged(OCTET_STRING, basic))))
+        builder = builder.add_extension(cx509.OCSPNonce(nonce), critical=False)
+    response = builder.sign(keyadapter.private_key(signer, scheme), hashes.SHA256())
+    return response.public_bytes(serialization.Encoding.DER)

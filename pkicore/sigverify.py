@@ -23,6 +23,7 @@ from pyhanko_certvalidator.errors import PSSParameterMismatch
 from pyhanko_certvalidator.sig_validate import (DEFAULT_VALIDATION_CONTEXT, SignatureValidationContext,
                                                 SignatureValidator)
 
+from pkicore import oids
 from pkicore.algpolicy import STRICT, AlgorithmPolicy
 
 # A failure's ``problem`` is udun's own words; what a library said goes to the server log only.
@@ -35,7 +36,7 @@ HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
-ID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"      # RFC 5480 §2.1.1
+ID_EC_PUBLIC_KEY = oids.ID_EC_PUBLIC_KEY
 MAX_PSS_SALT = 512              # bytes; far above any real salt, bounds hostile parameters
 
 

@@ -30,15 +30,18 @@ from pkicore.cms_view import (
 )
 from pkicore.der import DerError
 from pkicore.errors import ErrorKind, PkiError
+from pkicore.oids import (  # the first four re-exported: pkicore.tsp's API names them
+    ID_AA_SIGNING_CERTIFICATE,
+    ID_AA_TIME_STAMP_TOKEN,
+    ID_CT_TSTINFO,
+    ID_KP_TIME_STAMPING,
+    ID_SIGNED_DATA,
+)
 
-ID_CT_TSTINFO = "1.2.840.113549.1.9.16.1.4"               # RFC 3161 §2.4.2 id-ct-TSTInfo
-ID_AA_TIME_STAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"     # RFC 3161 App. A id-aa-timeStampToken
-ID_KP_TIME_STAMPING = "1.3.6.1.5.5.7.3.8"                 # RFC 3161 §2.3, RFC 5280 §4.2.1.12
-ID_AA_SIGNING_CERTIFICATE = "1.2.840.113549.1.9.16.2.12"  # RFC 2634 §5.4, RFC 3161 §2.4.1
 
 _OID_TSTINFO = core.ObjectIdentifier(ID_CT_TSTINFO).dump()          # the contentType attribute value
 _ID_TSTINFO = core.ObjectIdentifier(ID_CT_TSTINFO).contents          # as cms_view gives eContentType
-_ID_SIGNED_DATA = core.ObjectIdentifier("1.2.840.113549.1.7.2").contents   # RFC 5652 §5.1
+_ID_SIGNED_DATA = core.ObjectIdentifier(ID_SIGNED_DATA).contents
 _ID_SIGNING_CERTIFICATE = core.ObjectIdentifier(ID_AA_SIGNING_CERTIFICATE).contents
 _ESS_HASHES = {"sha1", "sha256", "sha384", "sha512"}     # ESSCertID is SHA-1 (RFC 2634 §5.4.1)
 # A TokenCheck's problem is udun's own words; what a library said goes to the server log only.

@@ -65,7 +65,7 @@ logging.getLogger("pyhanko_certvalidator").setLevel(logging.CRITICAL)
 # Verdicts carry udun's own words; what the library said goes to the server log only.
 log = logging.getLogger("udun.verify")
 
-ANY_POLICY = "2.5.29.32.0"                          # RFC 5280 §4.2.1.4 anyPolicy
+ANY_POLICY = oids.ANY_POLICY
 # off: no status check; soft: use the data there is; hard: every certificate below the
 # anchor must be shown unrevoked by valid, fresh data (ETSI TS 119 172 "eithercheck").
 REVOCATION = {

@@ -1,24 +1,30 @@
-"""Building and signing X.509 certificates and PKCS#10 requests with asn1crypto.
+"""X.509 certificates and PKCS#10 requests through cryptography's builders.
 
-cryptography's builders cannot sign with a token key, so every structure is built here
-and signed through the RawSigner seam.
+The builders sign through the RawSigner seam (pkicore.keyadapter), so a certificate is
+signed where its issuer's key lives. Issuance takes the to-be-signed bytes first
+(tbs_certificate), lints and records them, and then signs exactly those bytes.
 """
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
-from typing import Any
+from typing import Sequence
 
-from asn1crypto import csr as asn1csr
 from asn1crypto import keys as asn1keys
 from asn1crypto import x509
+from cryptography import x509 as cx509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import AuthorityInformationAccessOID
 
-from pkicore import names, oids  # noqa: F401  (oids registers documentSigning, signingCertificateV2)
-from pkicore.algorithms import RawSigner, SigScheme, default_scheme, sign, signature_algorithm
-from pkicore.der import BIT_STRING, GENERALIZED_TIME, INTEGER, SEQUENCE, UTC_TIME, tlv_header
+from pkicore import keyadapter, names
+from pkicore.algorithms import RawSigner, SigScheme, default_scheme
+from pkicore.errors import ErrorKind, PkiError
 
 # RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050 on.
 _GENERALIZED_FROM = datetime(2050, 1, 1, tzinfo=timezone.utc)
+
+Extension = cx509.Extension[cx509.ExtensionType]
 
 
 def parse_name(text: str) -> x509.Name:
@@ -27,7 +33,7 @@ def parse_name(text: str) -> x509.Name:
 
 
 def x509_time(moment: datetime) -> x509.Time:
-    """A Time in the encoding RFC 5280 asks for that year (whole seconds)."""
+    """A Time in the encoding RFC 5280 asks for that year (whole seconds), for CMS signingTime."""
     moment = moment.astimezone(timezone.utc).replace(microsecond=0)
     if moment >= _GENERALIZED_FROM:
         return x509.Time({"general_time": moment})
@@ -40,114 +46,94 @@ def key_identifier(public_key_der: bytes) -> bytes:
     return hashlib.sha1(info["public_key"].contents[1:]).digest()
 
 
-def ext(name: str, value: Any, critical: bool = False) -> dict[str, Any]:
-    """One Extension entry for asn1crypto."""
-    return {"extn_id": name, "critical": critical, "extn_value": value}
+# --- extensions (RFC 5280 §4.2), as cryptography's types --------------------------
+
+def ext(value: cx509.ExtensionType, critical: bool = False) -> Extension:
+    return cx509.Extension(value.oid, critical, value)
 
 
-def uri(url: str) -> x509.GeneralName:
-    return x509.GeneralName(name="uniform_resource_identifier", value=url)
+def identifiers(ski: bytes, aki: bytes | None) -> list[Extension]:
+    """subjectKeyIdentifier, and authorityKeyIdentifier by key identifier only (§4.2.1.1)."""
+    out = [ext(cx509.SubjectKeyIdentifier(ski))]
+    if aki is not None:
+        out.append(ext(cx509.AuthorityKeyIdentifier(aki, None, None)))
+    return out
 
 
-def crl_distribution_points(url: str) -> dict[str, Any]:
-    return ext("crl_distribution_points", [{"distribution_point": {"full_name": [uri(url)]}}])
+def crl_distribution_points(url: str) -> Extension:
+    return ext(cx509.CRLDistributionPoints([cx509.DistributionPoint(
+        full_name=[cx509.UniformResourceIdentifier(url)], relative_name=None, reasons=None, crl_issuer=None)]))
 
 
-def authority_info_access(ocsp_url: str | None, ca_issuers_url: str | None) -> dict[str, Any]:
+def authority_info_access(ocsp_url: str | None, ca_issuers_url: str | None) -> Extension:
     entries = []
     if ocsp_url:
-        entries.append({"access_method": "ocsp", "access_location": uri(ocsp_url)})
+        entries.append(cx509.AccessDescription(AuthorityInformationAccessOID.OCSP,
+                                               cx509.UniformResourceIdentifier(ocsp_url)))
     if ca_issuers_url:
-        entries.append({"access_method": "ca_issuers", "access_location": uri(ca_issuers_url)})
-    return ext("authority_information_access", entries)
+        entries.append(cx509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
+                                               cx509.UniformResourceIdentifier(ca_issuers_url)))
+    return ext(cx509.AuthorityInformationAccess(entries))
 
 
-def encode_integer(n: int) -> bytes:
-    """DER INTEGER (X.690 §8.3): minimal two's complement."""
-    body = n.to_bytes(n.bit_length() // 8 + 1, "big", signed=True)
-    return tlv_header(INTEGER, len(body)) + body
+# --- certificates -----------------------------------------------------------------
+
+def certificate_builder(*, serial: int, issuer: cx509.Name, subject: cx509.Name, public_key_der: bytes,
+                        not_before: datetime, not_after: datetime,
+                        extensions: Sequence[Extension]) -> cx509.CertificateBuilder:
+    """A v3 certificate, not yet signed (times in whole seconds, extensions in order)."""
+    if not_before.microsecond or not_after.microsecond:
+        raise PkiError(ErrorKind.INTERNAL, "certificate times are whole seconds")
+    public = serialization.load_der_public_key(public_key_der)
+    if not isinstance(public, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
+        raise PkiError(ErrorKind.UNSUPPORTED, "udun certifies EC and RSA keys only")
+    builder = (cx509.CertificateBuilder().issuer_name(issuer).subject_name(subject).public_key(public)
+               .serial_number(serial).not_valid_before(not_before).not_valid_after(not_after))
+    for e in extensions:
+        builder = builder.add_extension(e.value, e.critical)
+    return builder
 
 
-def encode_time(moment: datetime) -> bytes:
-    """RFC 5280 §4.1.2.5 Time: UTCTime through 2049, GeneralizedTime after, 'Z', seconds."""
-    moment = moment.astimezone(timezone.utc)
-    if moment >= _GENERALIZED_FROM:
-        text = moment.strftime("%Y%m%d%H%M%SZ").encode()
-        return tlv_header(GENERALIZED_TIME, len(text)) + text
-    text = moment.strftime("%y%m%d%H%M%SZ").encode()
-    return tlv_header(UTC_TIME, len(text)) + text
+def tbs_certificate(builder: cx509.CertificateBuilder, signer: RawSigner, scheme: SigScheme) -> bytes:
+    """The TBSCertificate the builder makes for this issuer key and scheme, unsigned."""
+    return keyadapter.to_be_signed(lambda key: builder.sign(key, **keyadapter.builder_args(scheme)),
+                                   signer, scheme)
 
 
-def seq(*parts: bytes, tag: int = SEQUENCE) -> bytes:
-    body = b"".join(parts)
-    return tlv_header(tag, len(body)) + body
+def sign_certificate(builder: cx509.CertificateBuilder, signer: RawSigner, scheme: SigScheme,
+                     tbs: bytes | None = None) -> cx509.Certificate:
+    """The certificate signed by ``signer``; with ``tbs``, only if it is those bytes."""
+    only = hashlib.sha256(tbs).digest() if tbs is not None else None
+    return builder.sign(keyadapter.private_key(signer, scheme, only=only), **keyadapter.builder_args(scheme))
 
 
-_V3 = seq(encode_integer(2), tag=0xA0)   # [0] EXPLICIT Version v3
-
-
-def encode_extensions(extensions: list[dict[str, Any]]) -> list[bytes]:
-    """Each Extension as DER (asn1crypto knows the value types)."""
-    return [x509.Extension(e).dump() for e in extensions]
-
-
-def assemble_tbs(*, serial: int, scheme: SigScheme, issuer_der: bytes, subject_der: bytes,
-                 public_key_der: bytes, not_before: datetime, not_after: datetime,
-                 extensions_der: list[bytes]) -> bytes:
-    """A v3 TBSCertificate (RFC 5280 §4.1) from DER parts.
-
-    Issuance assembles bytes rather than asn1crypto objects: building the object tree
-    costs ~2 ms a certificate, joining cached parts a few µs.
-    """
-    return seq(
-        _V3,
-        encode_integer(serial),
-        signature_algorithm(scheme).dump(),
-        issuer_der,
-        seq(encode_time(not_before), encode_time(not_after)),
-        subject_der,
-        public_key_der,
-        seq(seq(*extensions_der), tag=0xA3),   # [3] EXPLICIT Extensions
-    )
-
-
-def build_tbs(
-    *,
-    serial: int,
-    issuer: x509.Name,
-    subject: x509.Name,
-    public_key_der: bytes,
-    not_before: datetime,
-    not_after: datetime,
-    scheme: SigScheme,
-    extensions: list[dict[str, Any]],
-) -> bytes:
-    """A v3 TBSCertificate (DER) ready for signing."""
-    return assemble_tbs(serial=serial, scheme=scheme, issuer_der=issuer.dump(), subject_der=subject.dump(),
-                        public_key_der=public_key_der, not_before=not_before, not_after=not_after,
-                        extensions_der=encode_extensions(extensions))
-
-
-def sign_tbs(signer: RawSigner, tbs: bytes, scheme: SigScheme) -> bytes:
-    """Sign a to-be-signed structure: SEQUENCE {tbs, signatureAlgorithm, BIT STRING} is both
-    a Certificate (RFC 5280 §4.1.1) and a CertificateList (§5.1.1)."""
-    signature, _ = sign(signer, tbs, scheme)
-    bits = b"\x00" + signature                        # BIT STRING, no unused bits
-    return seq(tbs, signature_algorithm(scheme).dump(), tlv_header(BIT_STRING, len(bits)) + bits)
+def der_of(cert: cx509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def build_csr(signer: RawSigner, subject: x509.Name, scheme: SigScheme | None = None) -> bytes:
     """A PKCS#10 request (RFC 2986) signed by the token key: proof of possession."""
     scheme = scheme or default_scheme(signer.key_type)
-    info = asn1csr.CertificationRequestInfo({
-        "version": "v1",
-        "subject": subject,
-        "subject_pk_info": asn1keys.PublicKeyInfo.load(signer.public_key_der),
-        "attributes": [],
-    })
-    signature, scheme = sign(signer, info.dump(), scheme)
-    return asn1csr.CertificationRequest({
-        "certification_request_info": info,
-        "signature_algorithm": signature_algorithm(scheme),
-        "signature": signature,
-    }).dump()
+    builder = cx509.CertificateSigningRequestBuilder(subject_name=names.to_cryptography(subject))
+    csr = builder.sign(keyadapter.private_key(signer, scheme), **keyadapter.builder_args(scheme))
+    return csr.public_bytes(serialization.Encoding.DER)
+
+
+def name_of(cert_der: bytes, which: str = "subject") -> cx509.Name:
+    """A certificate's subject or issuer as cryptography's Name, keeping its encoding."""
+    cert = cx509.load_der_x509_certificate(cert_der)
+    return cert.subject if which == "subject" else cert.issuer
+
+
+
+# TEMP(issue 10 transition): pkicore.tsp still imports these until its rewrite lands.
+def encode_integer(n: int) -> bytes:
+    from pkicore.der import INTEGER, tlv_header
+    body = n.to_bytes(n.bit_length() // 8 + 1, "big", signed=True)
+    return tlv_header(INTEGER, len(body)) + body
+
+
+def seq(*parts: bytes, tag: int = 0x30) -> bytes:
+    from pkicore.der import tlv_header
+    body = b"".join(parts)
+    return tlv_header(tag, len(body)) + body

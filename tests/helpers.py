@@ -132,7 +132,8 @@ def make_root(key: SoftwareKey, cn: str = "Rogue Root", days: int = 3650) -> byt
     """A self-signed CA certificate made with our builders and a software key."""
     from ca import profiles
     from pkicore.algorithms import default_scheme
-    from pkicore.x509build import build_tbs, key_identifier, parse_name, sign_tbs
+    from certkit import build_tbs, sign_tbs
+    from pkicore.x509build import key_identifier, parse_name
 
     name = parse_name(f"CN={cn},O=rogue")
     ski = key_identifier(key.public_key_der)
@@ -154,7 +155,8 @@ def issue_with(issuer_key: Any, issuer_cert_der: bytes, public_key_der: bytes, *
     from ca.authority import new_serial
     from pkicore.algorithms import default_scheme
     from config.settings import load_settings
-    from pkicore.x509build import build_tbs, key_identifier, parse_name, sign_tbs
+    from certkit import build_tbs, sign_tbs
+    from pkicore.x509build import key_identifier, parse_name
 
     issuer = x509.Certificate.load(issuer_cert_der)
     settings = load_settings()

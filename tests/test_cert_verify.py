@@ -10,13 +10,15 @@ from typing import Any
 
 import pytest
 from asn1crypto import pem, x509
+from cryptography import x509 as cx509
 
 from helpers import SoftwareKey, udun, write
 from pkicore import names
 from pkicore.algorithms import default_scheme
 from pkicore.certcheck import verify_path
 from pkicore.crlbuild import build_crl, entry
-from pkicore.x509build import authority_info_access, build_tbs, crl_distribution_points, ext, key_identifier, sign_tbs
+from certkit import authority_info_access, build_tbs, crl_distribution_points, ext, sign_tbs
+from pkicore.x509build import key_identifier, name_of
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 DP = "http://pki.example.invalid/crl/x.crl"
@@ -57,7 +59,7 @@ def crl(key: SoftwareKey, issuer_cert: bytes, revoked: list[bytes], *, this_upda
         hours: int = 24, number: int = 1) -> bytes:
     cert = x509.Certificate.load(issuer_cert)
     tu = this_update or NOW - timedelta(minutes=5)
-    return build_crl(key, default_scheme(key.key_type), issuer_der=cert.subject.dump(),
+    return build_crl(key, default_scheme(key.key_type), issuer=name_of(issuer_cert),
                      issuer_ski=cert.key_identifier or key_identifier(key.public_key_der), number=number,
                      this_update=tu, next_update=tu + timedelta(hours=hours),
                      entries=[entry(x509.Certificate.load(r).serial_number, NOW - timedelta(minutes=10),
@@ -411,8 +413,8 @@ def _ocsp(responder_key: SoftwareKey, responder: bytes, cert: bytes, issuer: byt
     answer = ocspmod.Answer(q.queries[0], status, NOW - timedelta(hours=1) if status == "revoked" else None,
                             "keyCompromise" if status == "revoked" else None)
     der = ocspmod.build_response(responder_key, default_scheme(responder_key.key_type),
-                                 x509.Certificate.load(responder), [], [answer], None, NOW, NOW - timedelta(minutes=1),
-                                 NOW + timedelta(hours=hours))
+                                 cx509.load_der_x509_certificate(responder), [], answer, None,
+                                 NOW - timedelta(minutes=1), NOW + timedelta(hours=hours))
     asn1ocsp.OCSPResponse.load(der).native  # noqa: B018  well-formed
     return der
 

@@ -180,6 +180,7 @@ _FORGE = """
 import sys
 from datetime import datetime, timedelta, UTC
 from asn1crypto import pem, x509
+from cryptography import x509 as cx509
 sys.path.insert(0, %r)
 from helpers import SoftwareKey
 from ca.authority import CertificateAuthority
@@ -195,9 +196,9 @@ cert = x509.Certificate.load(pem.unarmor(open(sys.argv[1], "rb").read().split(b"
 issuing = x509.Certificate.load(ca.chain_der()[0])
 req = ocsp.parse_request(ocsp.build_request(cert, issuing))
 now = datetime.now(UTC).replace(microsecond=0)
-der = ocsp.build_response(key, default_scheme(key.key_type), x509.Certificate.load(rec.der), [issuing],
-                          [ocsp.Answer(req.queries[0], "good")], None, produced_at=now, this_update=now,
-                          next_update=now + timedelta(hours=1))
+der = ocsp.build_response(key, default_scheme(key.key_type), cx509.load_der_x509_certificate(rec.der),
+                          [cx509.load_der_x509_certificate(issuing.dump())], ocsp.Answer(req.queries[0], "good"),
+                          None, this_update=now, next_update=now + timedelta(hours=1))
 open(sys.argv[2], "wb").write(der)
 """ % str(Path(__file__).parent)
 

@@ -121,10 +121,13 @@ def cases(settings, ca, enrolled) -> dict[str, Case]:  # type: ignore[no-untyped
 
     # Issued by our CA, but without nonRepudiation.
     from ca import profiles
-    from pkicore.x509build import ext, key_identifier
+    from cryptography import x509 as cx509
+
+    from certkit import ext
+    from pkicore.x509build import key_identifier
 
     nr_key = SoftwareKey()
-    exts = [e if e["extn_id"] != "key_usage" else ext("key_usage", {"digital_signature"}, critical=True)
+    exts = [e if not isinstance(e.value, cx509.KeyUsage) else ext("key_usage", {"digital_signature"}, critical=True)
             for e in profiles.client_extensions(settings, profiles.client_profile(settings),
                                                 key_identifier(nr_key.public_key_der), issuing.cert.key_identifier)]
     no_nr = issue_with(issuing.key, issuing.cert.dump(), nr_key.public_key_der, extensions=exts)

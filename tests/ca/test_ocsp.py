@@ -212,7 +212,8 @@ def test_same_name_other_key_is_unauthorized(ca, enrolled) -> None:  # type: ign
     from ca.ocsp import Responder
     from pkicore import names
     from pkicore.algorithms import default_scheme
-    from pkicore.x509build import build_tbs, key_identifier, sign_tbs
+    from certkit import build_tbs, sign_tbs
+    from pkicore.x509build import key_identifier
 
     real = x509.Certificate.load(ca.chain_der()[0])
     k = SoftwareKey()

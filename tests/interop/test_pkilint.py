@@ -31,7 +31,7 @@ def test_client_certificates_lint_clean(label: str, enrolled, tmp_path: Path) ->
 def test_linter_does_report_a_bad_certificate(ca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The lint check can fail: a certificate without keyUsage on a CA is reported."""
     from helpers import SoftwareKey, issue_with
-    from pkicore.x509build import ext
+    from certkit import ext
 
     key = SoftwareKey()
     issuing = ca.issuer()

@@ -29,7 +29,8 @@ from pkicore.errors import PkiError
 from pkicore.pathval import ChainValidator, TrustStore
 from pkicore.report import Report
 from pkicore.tsp_check import _path, _splice, _tlv
-from pkicore.x509build import ext, key_identifier
+from certkit import ext
+from pkicore.x509build import key_identifier
 from test_cert_verify import NOW, Pki, _ocsp, _responder, authority_info_access, crl, make
 
 DOC_SIGNING = "1.3.6.1.5.5.7.3.36"

@@ -28,7 +28,8 @@ from pkicore.tsp_check import (
     signature_time_stamp_imprint,
     unsigned_attribute_values,
 )
-from pkicore.x509build import ext, key_identifier
+from certkit import ext
+from pkicore.x509build import key_identifier
 
 POLICY = "1.3.6.1.4.1.99999.1.1"
 OTHER_POLICY = "1.3.6.1.4.1.99999.1.2"
