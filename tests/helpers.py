@@ -17,9 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-
+from keystore.software import SoftwareKey  # noqa: F401  (tests import it from here)
 from pkicore.algorithms import KeyType, SigScheme
 
 PIN = "test-pin-4711"
@@ -94,38 +92,6 @@ def running_server(home: Path, workers: int = 2,
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-class SoftwareKey:
-    """A RawSigner over a key in memory: for rogue CAs and foreign signers in tests only."""
-
-    def __init__(self, key_type: KeyType = KeyType.EC_P256) -> None:
-        self._key_type = key_type
-        if key_type is KeyType.EC_P256:
-            self.private = ec.generate_private_key(ec.SECP256R1())
-        else:
-            self.private = rsa.generate_private_key(65537, key_type.rsa_bits)
-
-    @property
-    def key_type(self) -> KeyType:
-        return self._key_type
-
-    @property
-    def public_key_der(self) -> bytes:
-        return self.private.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-    def sign_digest(self, digest: bytes, scheme: SigScheme) -> bytes:
-        pre = utils.Prehashed(hashes.SHA256())
-        if isinstance(self.private, ec.EllipticCurvePrivateKey):
-            return self.private.sign(digest, ec.ECDSA(pre))
-        if scheme is SigScheme.RSA_PSS_SHA256:
-            return self.private.sign(digest, padding.PSS(padding.MGF1(hashes.SHA256()), 32), pre)
-        return self.private.sign(digest, padding.PKCS1v15(), pre)
-
-    def pem(self) -> bytes:
-        return self.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption())
 
 
 def make_root(key: SoftwareKey, cn: str = "Rogue Root", days: int = 3650) -> bytes:
