@@ -23,29 +23,21 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from asn1crypto import pem
-from sqlalchemy import Table, exists, insert, select
-from sqlalchemy.exc import OperationalError
 
 from ca import auditlog
-from ca.audit_check import (STATEMENT, AuditProblem, AuditVerdict, CheckpointRecord,  # noqa: F401  (re-exported)
+from ca.audit_check import (STATEMENT, AuditVerdict, CheckpointRecord,  # noqa: F401  (re-exported)
                             statement, verify_log)
-from ca.auditlog import GENESIS, AuditEntry
+from ca.auditlog import AuditEntry
 from ca.directory import CaDirectory
-from ca.db import AuditCheckpointRow, AuditRow
-from ca.store import _utc
+from ca.storage.audit import AuditStore
 from ca.tsa import TimeStampAuthority
 from pkicore.errors import ErrorKind, PkiError
 
 EXPORT_FORMAT = "udun-audit-export/1"
 CHUNK = 5_000            # entries per query: memory stays flat whatever the log's length
-
-_log = cast(Table, AuditRow.__table__)
-_cps = cast(Table, AuditCheckpointRow.__table__)
-_entry_cols = (_log.c.seq, _log.c.at, _log.c.action, _log.c.actor, _log.c.subject, _log.c.details,
-               _log.c.prev_hash, _log.c.hash)
 
 HOW_TO_CHECK = [
     ("Line 1 is this header; then one {\"checkpoint\": ...} line per checkpoint; then one {\"entry\": ...} "
@@ -73,67 +65,28 @@ class Checkpoint:
     created: bool
 
 
-def _db_error(e: OperationalError) -> PkiError:
-    if "no such table" in str(e.orig) or "does not exist" in str(e.orig):
-        return PkiError(ErrorKind.NOT_INITIALISED, "the database has no audit tables: run `udun ca init`")
-    return PkiError(ErrorKind.UNAVAILABLE, "the database is not available")
-
-
-# --- reading and writing ---------------------------------------------------------------
+# --- reading and writing (ca.storage.audit) ---------------------------------------------
 
 def load_entries(ca: CaDirectory, chunk: int = CHUNK) -> Iterator[AuditEntry]:
     """Every entry by seq, read in chunks (keyset paging: no long-lived cursor)."""
+    store = AuditStore(ca.store)
     after = None
     while True:
-        query = select(*_entry_cols).order_by(_log.c.seq).limit(chunk)
-        if after is not None:
-            query = query.where(_log.c.seq > after)
-        try:
-            with ca.store.engine.connect() as conn:
-                rows = conn.execute(query).all()
-        except OperationalError as e:
-            raise _db_error(e) from e
-        for r in rows:
-            yield AuditEntry(*r)
+        rows = store.entries(after, chunk)
+        yield from rows
         if len(rows) < chunk:
             return
-        after = rows[-1][0]
-
-
-def _checkpoint(row: Any) -> CheckpointRecord:
-    return CheckpointRecord(row.id, row.seq, row.head_hash, _utc(row.at), bytes(row.cms))
+        after = rows[-1].seq
 
 
 def load_checkpoints(ca: CaDirectory) -> list[CheckpointRecord]:
     """Every checkpoint, by seq."""
-    try:
-        with ca.store.engine.connect() as conn:
-            rows = conn.execute(select(_cps).order_by(_cps.c.seq, _cps.c.id)).all()
-    except OperationalError as e:
-        raise _db_error(e) from e
-    return [_checkpoint(r) for r in rows]
+    return AuditStore(ca.store).checkpoints()
 
 
 def latest_checkpoint(ca: CaDirectory) -> CheckpointRecord | None:
     """The checkpoint of the highest seq (the newest)."""
-    try:
-        with ca.store.engine.connect() as conn:
-            row = conn.execute(select(_cps).order_by(_cps.c.seq.desc(), _cps.c.id.desc()).limit(1)).first()
-    except OperationalError as e:
-        raise _db_error(e) from e
-    return _checkpoint(row) if row is not None else None
-
-
-def _head(ca: CaDirectory, since: int | None) -> tuple[int, str, bool]:
-    """(seq, hash) of the newest entry, and whether any entry but a checkpoint's came after ``since``."""
-    try:
-        with ca.store.engine.connect() as conn:
-            row = conn.execute(select(_log.c.seq, _log.c.hash).order_by(_log.c.seq.desc()).limit(1)).first()
-            moved = since is None or bool(conn.execute(select(exists().where(
-                _log.c.seq > since, _log.c.action != "checkpoint"))).scalar())
-    except OperationalError as e:
-        raise _db_error(e) from e
-    return (int(row[0]), str(row[1]), moved) if row is not None else (0, GENESIS, moved)
+    return AuditStore(ca.store).latest_checkpoint()
 
 
 def checkpoint(ca: CaDirectory, tsa: TimeStampAuthority, *, force: bool = False,
@@ -144,24 +97,17 @@ def checkpoint(ca: CaDirectory, tsa: TimeStampAuthority, *, force: bool = False,
     (each checkpoint adds its own entry, which the next one covers), unless ``force``.
     """
     tsa.certificate()           # a TSA key renewal appends entries: let it happen before the head is read
-    last = latest_checkpoint(ca)
-    seq, head, moved = _head(ca, last.seq if last else None)
+    store = AuditStore(ca.store)
+    last = store.latest_checkpoint()
+    seq, head, moved = store.head(last.seq if last else None)
     if last is not None and not moved and not force:
         return Checkpoint(last, False)
     stamp = tsa.stamp_record(statement(seq, head))
     details = {"seq": seq, "head_hash": head, "token_serial": format(stamp.serial, "x"),
                "gen_time": stamp.to_json()["gen_time"]}
-    try:
-        with ca.store.engine.begin() as conn:
-            # append() first: its counter UPDATE takes the write lock before anything else is written.
-            auditlog.append(conn, action="checkpoint", actor=actor, subject=f"seq {seq}", details=details,
-                            now=ca.clock())
-            new_id = conn.execute(insert(_cps).values(seq=seq, head_hash=head, at=stamp.gen_time,
-                                                      cms=stamp.token)).inserted_primary_key
-    except OperationalError as e:
-        raise _db_error(e) from e
-    assert new_id is not None
-    return Checkpoint(CheckpointRecord(int(new_id[0]), seq, head, stamp.gen_time, stamp.token), True)
+    new_id = store.add_checkpoint(seq, head, stamp.gen_time, stamp.token, actor=actor, details=details,
+                                  now=ca.clock())
+    return Checkpoint(CheckpointRecord(new_id, seq, head, stamp.gen_time, stamp.token), True)
 
 
 # --- verification (pure) ---------------------------------------------------------------

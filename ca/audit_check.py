@@ -16,7 +16,7 @@ from datetime import datetime
 
 from asn1crypto import x509
 
-from ca.auditlog import GENESIS, AuditEntry, entry_hash
+from ca.auditlog import GENESIS, AuditEntry, CheckpointRecord, entry_hash
 from pkicore.oids import RECORDS_POLICY
 from pkicore.pathval import ChainValidator, TrustStore
 from pkicore.tsp_check import check_token
@@ -24,17 +24,6 @@ from pkicore.tsp_check import check_token
 STATEMENT = "udun-audit-checkpoint/1 seq=%d head=%s"
 MAX_PROBLEMS = 50        # problems listed; the rest are counted
 MOVE_WINDOW = 32         # how far a changed entry's content is looked for at another seq
-
-
-@dataclass(frozen=True)
-class CheckpointRecord:
-    """One stored checkpoint; ``token`` is the RFC 3161 TimeStampToken (DER)."""
-
-    id: int
-    seq: int
-    head_hash: str
-    at: datetime
-    token: bytes
 
 
 @dataclass(frozen=True)

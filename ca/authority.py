@@ -12,7 +12,7 @@ from cryptography import x509 as cx509
 from ca import policy, profiles
 from ca.directory import CaDirectory
 from ca.issuer import Issuer, Prepared, lint
-from ca.store import AuthorityRecord, CertRecord, NewAuthority, Store
+from ca.storage.store import AuthorityRecord, CertRecord, NewAuthority, Store
 from keystore import softhsm, token
 from keystore.ca_access import ca_key, ca_pin
 from keystore.online import online_pin

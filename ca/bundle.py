@@ -49,7 +49,7 @@ from asn1crypto import cms as asn1cms
 from asn1crypto import core, x509
 
 from ca.directory import CaDirectory
-from ca.evidence_store import EvidenceRecord, EvidenceStore
+from ca.storage.evidence import EvidenceRecord, EvidenceStore
 from ca.tsa import TimeStampAuthority
 from pkicore import cms_view, tsp
 from pkicore.oids import RECORDS_POLICY

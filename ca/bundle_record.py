@@ -15,10 +15,10 @@ import zipfile
 
 from asn1crypto import x509
 
-from ca.delegated_store import DelegatedStore
+from ca.storage.delegated import DelegatedStore
 from ca.delegates import RecordedResponders, acceptable
 from ca.directory import CaDirectory
-from ca.evidence_store import EvidenceStore
+from ca.storage.evidence import EvidenceStore
 from pkicore.bundle_check import BundleVerdict
 from pkicore.errors import PkiError
 

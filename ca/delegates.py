@@ -14,7 +14,7 @@ import time
 
 from asn1crypto import ocsp, x509
 
-from ca.delegated_store import DelegatedStore
+from ca.storage.delegated import DelegatedStore
 from ca.directory import CaDirectory
 from pkicore.ocsp import issuer_hashes
 from pkicore.pathstatus import StatusSource

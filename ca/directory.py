@@ -7,8 +7,9 @@ ca.authority.CertificateAuthority extends it with the issuing key.
 from __future__ import annotations
 
 from config.settings import Settings
-from ca.db import make_engine, migrate
-from ca.store import AuthorityRecord, CertRecord, CrlRecord, Store
+from ca.storage.engine import make_engine
+from ca.storage.migrate import migrate
+from ca.storage.store import AuthorityRecord, CertRecord, CrlRecord, Store
 from pkicore.clock import Clock, system_clock
 from pkicore.errors import ErrorKind, PkiError
 

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ca.directory import CaDirectory
-from ca.evidence_store import ChallengeRefused, EvidenceStore, Replayed, spki_sha256
+from ca.storage.evidence import ChallengeRefused, EvidenceStore, Replayed, spki_sha256
 from ca.tsa import Stamp, TimeStampAuthority
 from pkicore import tsp
 from pkicore.cms_verify import Verifier

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from ca.authority import CertificateAuthority
-from ca.delegated_store import DelegatedStore
-from ca.store import NewAuthority
+from ca.storage.delegated import DelegatedStore
+from ca.storage.store import NewAuthority
 from keystore import token
 from keystore.online import online_session
 from pkicore import names

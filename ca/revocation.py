@@ -12,7 +12,7 @@ from asn1crypto import x509
 from cryptography import x509 as cx509
 
 from ca.authority import CertificateAuthority
-from ca.store import CertRecord, CrlRecord, RevokedEntry
+from ca.storage.store import CertRecord, CrlRecord, RevokedEntry
 from keystore import token
 from keystore.ca_access import ca_key
 from pkicore.algorithms import RawSigner, SigScheme, default_scheme

@@ -143,7 +143,7 @@ def test_ca_status_files_are_numbered_from_the_issuing_ca_up(ca, enrolled) -> No
 def test_the_record_keeps_the_issuing_cas_status(stored, ca) -> None:  # type: ignore[no-untyped-def]
     from asn1crypto import crl as asn1crl
 
-    from ca.evidence_store import EvidenceStore
+    from ca.storage.evidence import EvidenceStore
 
     answer, _ = stored
     rec = EvidenceStore(ca.store).get(answer["evidence_id"])
@@ -295,14 +295,14 @@ def test_a_record_from_before_the_cas_status_was_kept(settings, enrolled, client
     that was current at its receipt, from the CRL history, and still verifies offline."""
     from sqlalchemy import update
 
-    from ca.db import EvidenceRow
+    from ca.storage.schema import evidence
     from pkicore.bundle_check import verify_bundle
     from signer.signing import sign_transaction
 
     answer = _verify(client, sign_transaction(settings, "user-ec", PIN, sample_tx()))
     assert answer["status"] == "TOTAL_PASSED"
     with ca.store.engine.begin() as conn:
-        conn.execute(update(EvidenceRow).where(EvidenceRow.id == answer["evidence_id"]).values(ca_revocation=None))
+        conn.execute(update(evidence).where(evidence.c.id == answer["evidence_id"]).values(ca_revocation=None))
     data = _bundle(client, answer["evidence_id"])
     folder, readme = _run_readme(data, tmp_path / "x")
     assert "this record predates keeping them" in readme
@@ -318,7 +318,7 @@ def test_evidence_needs_the_admin_key_and_unknown_is_404(client) -> None:  # typ
 
 
 def test_replay_gives_the_first_evidence_id_and_one_record(settings, enrolled, client, ca) -> None:  # type: ignore[no-untyped-def]
-    from ca.evidence_store import EvidenceStore
+    from ca.storage.evidence import EvidenceStore
     from signer.signing import sign_transaction
 
     tx = sample_tx()
@@ -373,7 +373,7 @@ def test_challenges_single_use_and_expiry(ca, client) -> None:  # type: ignore[n
     assert pay(challenge)["status"] == "TOTAL_PASSED"
     assert pay(challenge)["sub_indication"] == "CHALLENGE_USED"        # another payment, same challenge
     assert pay("A" * 32)["sub_indication"] == "CHALLENGE_UNKNOWN"
-    from ca.evidence_store import EvidenceStore
+    from ca.storage.evidence import EvidenceStore
 
     EvidenceStore(ca.store).add_challenge("expired-challenge-0001", now() - timedelta(minutes=10),
                                           now() - timedelta(minutes=5))
@@ -450,7 +450,7 @@ def _pem(der: bytes) -> bytes:
 
 def test_same_payment_at_the_same_moment_from_two_servers(ca, home: Path, enrolled, settings) -> None:  # type: ignore[no-untyped-def]
     """Two server processes get the same payments at the same moment: one record each."""
-    from ca.evidence_store import EvidenceStore
+    from ca.storage.evidence import EvidenceStore
     from signer.signing import sign_transaction
 
     payments = [(tx, sign_transaction(settings, "user-ec", PIN, tx)) for tx in (sample_tx() for _ in range(12))]

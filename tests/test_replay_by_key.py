@@ -35,7 +35,7 @@ def _audit_of(ca, cms: bytes) -> list[tuple[str, dict[str, Any]]]:  # type: igno
 
 
 def _records(ca, tx_id: str) -> list[str]:  # type: ignore[no-untyped-def]
-    from ca.evidence_store import EvidenceStore
+    from ca.storage.evidence import EvidenceStore
 
     return [i for i, _, _, t in EvidenceStore(ca.store).ids(100_000) if t == tx_id]
 
@@ -44,7 +44,7 @@ def _records(ca, tx_id: str) -> list[str]:  # type: ignore[no-untyped-def]
 def renewed(settings, enrolled, ca):  # type: ignore[no-untyped-def]
     """The enrolled SoftHSM token's key, its certificate and a second certificate the CA
     issued for the same key and subject (a renewal; not imported onto the token)."""
-    from ca.evidence_store import spki_sha256
+    from ca.storage.evidence import spki_sha256
     from signer import tokens
 
     key, cert1, chain = tokens.certificate_and_chain(settings, "user-ec", PIN)
@@ -57,7 +57,7 @@ def renewed(settings, enrolled, ca):  # type: ignore[no-untyped-def]
 def test_a_second_certificate_of_the_same_key_cannot_replay(renewed, ca, client) -> None:  # type: ignore[no-untyped-def]
     from asn1crypto import x509
 
-    from ca.evidence_store import spki_sha256
+    from ca.storage.evidence import spki_sha256
     from pkicore.cms_build import sign_data
 
     key, cert1, rec2, chain = renewed
@@ -185,16 +185,10 @@ def test_garbage_names_no_signer(ca, client) -> None:  # type: ignore[no-untyped
 # --- migration 0006 ----------------------------------------------------------------------
 
 def _migrate(engine: sa.Engine, revision: str, *, down: bool = False) -> None:
-    from alembic import command
-    from alembic.config import Config
+    from ca.storage.migrate import alembic
 
-    from ca.db import MIGRATIONS
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(cfg, revision)
+        alembic(conn, "downgrade" if down else "upgrade", revision)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -230,8 +224,8 @@ def _unique_constraints(engine: sa.Engine) -> dict[str, list[str]]:
 def test_migration_0006_fills_the_key_and_keeps_existing_replays(ca, old_db: sa.Engine) -> None:  # type: ignore[no-untyped-def]
     from asn1crypto import pem
 
-    from ca.evidence_store import EvidenceStore, Replayed, spki_sha256
-    from ca.store import Store
+    from ca.storage.evidence import EvidenceStore, Replayed, spki_sha256
+    from ca.storage.store import Store
     from pkicore.cms_build import sign_data
     from pkicore.x509build import build_csr, parse_name
 

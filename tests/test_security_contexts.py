@@ -253,7 +253,7 @@ from helpers import SoftwareKey
 from ca import bundle
 from ca.authority import CertificateAuthority
 from ca.delegated import Delegated
-from ca.evidence_store import EvidenceStore
+from ca.storage.evidence import EvidenceStore
 from ca.tsa import TimeStampAuthority
 from config.settings import load_settings
 from pkicore import cms_view, names, tsp

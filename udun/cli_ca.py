@@ -16,7 +16,7 @@ from udun.common import info, parse_time, pem_certs, read_input, settings, write
 if TYPE_CHECKING:      # the CA's modules (SQLAlchemy, Alembic) load only when a command runs
     from ca.authority import CertificateAuthority
     from ca.revocation import Revocation
-    from ca.store import CertRecord
+    from ca.storage.store import CertRecord
 
 
 def _ca() -> CertificateAuthority:

@@ -22,7 +22,7 @@ def evidence_group() -> None:
 def evidence_list(limit: int) -> None:
     """The newest evidence records: id, receipt time, signer serial, tx_id."""
     from ca.authority import CertificateAuthority
-    from ca.evidence_store import EvidenceStore
+    from ca.storage.evidence import EvidenceStore
 
     ca = CertificateAuthority.open(settings())
     for evidence_id, received, serial, tx_id in EvidenceStore(ca.store).ids(limit):

@@ -5,7 +5,7 @@ from typing import Any
 
 from asn1crypto import pem
 
-from ca.store import CertRecord
+from ca.storage.store import CertRecord
 
 
 def certificate_json(rec: CertRecord) -> dict[str, Any]:

@@ -1,9 +1,9 @@
-"""Alembic environment: runs on the connection handed in by ca.db.migrate."""
+"""Alembic environment: runs on the connection handed in by ca.storage.migrate."""
 from alembic import context
 
-from ca.db import Base
+from ca.storage.schema import metadata
 
 connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
 with context.begin_transaction():
     context.run_migrations()

@@ -34,8 +34,8 @@ def _copy(src: Path, dst: Path) -> Path:
 def _open(settings, path: Path):  # type: ignore[no-untyped-def]
     """A CA over a database copy (the CA tokens and their one session are shared)."""
     from ca.authority import CertificateAuthority
-    from ca.db import make_engine
-    from ca.store import Store
+    from ca.storage.engine import make_engine
+    from ca.storage.store import Store
 
     s = dataclasses.replace(settings, database_url=f"sqlite:///{path}")
     return CertificateAuthority(s, Store(make_engine(s)))

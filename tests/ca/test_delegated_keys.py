@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 def test_expired_delegated_keys_are_destroyed_current_ones_kept(ca) -> None:  # type: ignore[no-untyped-def]
     from ca import renewal
     from ca.authority import CertificateAuthority
-    from ca.delegated_store import DelegatedStore
+    from ca.storage.delegated import DelegatedStore
     from keystore import token
     from keystore.online import online_session
     from pkicore.clock import fixed

@@ -172,11 +172,12 @@ def test_same_key_for_another_subject_is_refused(ca) -> None:  # type: ignore[no
 def test_the_other_subject_check_reads_the_key_subject_index(ca) -> None:  # type: ignore[no-untyped-def]
     """Migration 0008: both halves of the check are index range reads, so issuance does not
     slow down as one key's renewals pile up (the store's own statement, explained by SQLite)."""
-    from ca.store import Store
+    from ca.storage.store import SAME_KEY_OTHER_SUBJECT
 
+    raw = ca.store.raw.compiled(SAME_KEY_OTHER_SUBJECT)        # the SQL text the driver runs
     with ca.store.engine.connect() as conn:
-        plan = conn.execute(text("EXPLAIN QUERY PLAN " + Store._SAME_KEY_OTHER_SUBJECT),
-                            {"spki": "0" * 64, "subject": "CN=x"}).all()
+        plan = conn.execute(text("EXPLAIN QUERY PLAN " + raw.sql),
+                            {**raw.defaults, "spki": "0" * 64, "subject": "CN=x"}).all()
     searches = [row[-1] for row in plan if "certificates" in row[-1]]
     assert len(searches) == 2, plan
     assert all("USING INDEX ix_certificates_spki_subject (spki_sha256=? AND subject" in s for s in searches), plan
@@ -335,50 +336,48 @@ def test_profiles_take_their_own_attribute_lists() -> None:
 # --- migration 0005 -----------------------------------------------------------------
 
 def _alembic(conn, verb: str, revision: str) -> None:  # type: ignore[no-untyped-def]
-    from alembic import command
-    from alembic.config import Config
+    from ca.storage.migrate import alembic
 
-    from ca.db import MIGRATIONS
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["connection"] = conn
-    getattr(command, verb)(cfg, revision)
+    alembic(conn, verb, revision)
 
 
 def test_migration_0005_fills_key_hashes_and_blocks_compromised_keys(ca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from sqlalchemy import create_engine, event, inspect
-    from sqlalchemy.orm import Session
+    from sqlalchemy import MetaData, Table, create_engine, event, inspect, insert
 
-    from ca.db import Authority, CertificateRow, StatusEvent, _sqlite_pragmas
+    from ca.storage.engine import sqlite_pragmas
 
     keys = [SoftwareKey(), SoftwareKey(), SoftwareKey()]
     certs = [ca.issue(_csr(k, f"CN=Migrated {i},O=key policy tests")) for i, k in enumerate(keys)]
     issuing = ca.store.authority("issuing")
     engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "connect", sqlite_pragmas)
     with engine.begin() as conn:
         _alembic(conn, "upgrade", "0004")
     now = datetime.now(timezone.utc)
-    with Session(engine) as s, s.begin():
-        s.add(Authority(id=1, name="issuing", token_label="t", key_id="00", key_type="ec-p256",
-                        subject=issuing.subject, cert_der=issuing.cert_der, not_after=now, created_at=now))
-        s.flush()
-        for i, rec in enumerate(certs):
-            s.add(CertificateRow(serial=rec.serial, authority_id=1, state="issued", profile="client",
-                                 subject=rec.subject, requester="old", tbs_sha256=rec.tbs_sha256,
-                                 not_before=rec.not_before, not_after=rec.not_after, created_at=now,
-                                 issued_at=now, der=rec.der, status="revoked" if i == 1 else "good",
-                                 revoked_at=now - timedelta(hours=1) if i == 1 else None,
-                                 revocation_reason="keyCompromise" if i == 1 else None))
-        s.add(CertificateRow(serial="abc123", authority_id=1, state="pending", profile="client", subject="CN=P",
-                             requester="old", tbs_sha256="0" * 64, not_before=now, not_after=now, created_at=now))
-        s.add(CertificateRow(serial="def456", authority_id=1, state="issued", profile="client", subject="CN=Q",
-                             requester="old", tbs_sha256="0" * 64, not_before=now, not_after=now, created_at=now,
-                             der=b"not a certificate"))
-        s.flush()
-        s.add(StatusEvent(serial=certs[1].serial, action="revoke", reason="keyCompromise", invalidity_date=None,
-                          actor="old", at=now))
+    # Rows as revision 0004 had them: its tables as the database has them (reflected), not
+    # the head schema's (ca.storage.schema has the columns of later revisions).
+    meta = MetaData()
+    with engine.begin() as conn:
+        authorities, certificates, status_events = (Table(name, meta, autoload_with=conn)
+                                                    for name in ("authorities", "certificates", "status_events"))
+        conn.execute(insert(authorities), {"id": 1, "name": "issuing", "token_label": "t", "key_id": "00",
+                                           "key_type": "ec-p256", "subject": issuing.subject,
+                                           "cert_der": issuing.cert_der, "not_after": now, "created_at": now})
+        old = {"authority_id": 1, "profile": "client", "requester": "old", "issued_at": None, "der": None,
+               "status": "good", "revoked_at": None, "revocation_reason": None}
+        conn.execute(insert(certificates), [
+            *({**old, "serial": rec.serial, "state": "issued", "subject": rec.subject, "tbs_sha256": rec.tbs_sha256,
+               "not_before": rec.not_before, "not_after": rec.not_after, "created_at": now, "issued_at": now,
+               "der": rec.der, "status": "revoked" if i == 1 else "good",
+               "revoked_at": now - timedelta(hours=1) if i == 1 else None,
+               "revocation_reason": "keyCompromise" if i == 1 else None} for i, rec in enumerate(certs)),
+            {**old, "serial": "abc123", "state": "pending", "subject": "CN=P", "tbs_sha256": "0" * 64,
+             "not_before": now, "not_after": now, "created_at": now},
+            {**old, "serial": "def456", "state": "issued", "subject": "CN=Q", "tbs_sha256": "0" * 64,
+             "not_before": now, "not_after": now, "created_at": now, "der": b"not a certificate"},
+        ])
+        conn.execute(insert(status_events), {"serial": certs[1].serial, "action": "revoke", "reason": "keyCompromise",
+                                             "invalidity_date": None, "actor": "old", "at": now})
 
     with engine.begin() as conn:
         _alembic(conn, "upgrade", "0005")
@@ -392,7 +391,7 @@ def test_migration_0005_fills_key_hashes_and_blocks_compromised_keys(ca, tmp_pat
     assert "ix_certificates_spki_sha256" in indexes
 
     # The store on the migrated database: the blocked key is refused, a renewal passes.
-    from ca.store import Store
+    from ca.storage.store import Store
 
     store = Store(engine)
     assert store.blocked_key(keys[1].public_key_der)[2] == certs[1].serial
@@ -412,7 +411,7 @@ def test_migration_0005_fills_key_hashes_and_blocks_compromised_keys(ca, tmp_pat
     with pytest.raises(PkiError) as err:
         intent("aa03", keys[2], "CN=Someone Else")
     assert OTHER_SUBJECT in err.value.message
-    store.raw._drop()
+    store.raw.close()
 
     with engine.begin() as conn:
         _alembic(conn, "downgrade", "0004")

@@ -1,8 +1,9 @@
 """Storage for evidence records, bank challenges and verification audit entries.
 
 Each method is one transaction. Recording evidence, consuming the payment's challenge and
-appending the audit entry commit together: a client that got an evidence_id back holds
-an id the database has (SQLite WAL commits survive a killed process).
+appending the audit entry commit together (on the raw driver path: the verify API's hot
+path): a client that got an evidence_id back holds an id the database has (SQLite WAL
+commits survive a killed process).
 """
 from __future__ import annotations
 
@@ -17,11 +18,15 @@ from typing import Any, cast
 
 from asn1crypto import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import String, Table, bindparam, column, delete, insert, select, table
+from sqlalchemy import bindparam, delete, insert, select, update
 
-from ca import auditlog
-from ca.db import ChallengeRow, CrlRow, EvidenceRow
-from ca.store import Store, _db, _utc
+from ca.storage.audit import append, append_raw
+from ca.storage.errors import translated
+from ca.storage.schema import challenges as _challenges
+from ca.storage.schema import crls as _crls
+from ca.storage.schema import evidence as _evidence
+from ca.storage.schema import utc
+from ca.storage.store import Store
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.report import Sub
 
@@ -92,22 +97,18 @@ class ChallengeRefused(Exception):
         self.detail = detail
 
 
-_evidence = cast(Table, EvidenceRow.__table__)
-_challenges = cast(Table, ChallengeRow.__table__)
-_INSERT_EVIDENCE = (
-    "INSERT INTO evidence (id, received_at, signer_cert_sha256, signer_spki_sha256, signer_serial, tx_id, content, "
-    "cms, stamped_cms, time_stamp, chain, revocation_kind, revocation, report, ca_revocation) VALUES (:id, "
-    ":received_at, :signer_cert_sha256, :signer_spki_sha256, :signer_serial, :tx_id, :content, :cms, :stamped_cms, "
-    ":time_stamp, :chain, :revocation_kind, :revocation, :report, :ca_revocation)")
-_USE_CHALLENGE = ("UPDATE challenges SET used_at = :now, evidence_id = :eid "
-                  "WHERE value = :v AND used_at IS NULL AND expires_at > :now")
+_e = _evidence.c
+_ch = _challenges.c
+
+# The verify API's transaction (raw driver path): every column of the record, then the challenge.
+INSERT_EVIDENCE = insert(_evidence).values({c: bindparam(c.key) for c in _evidence.c})
+USE_CHALLENGE = (update(_challenges)
+                 .where(_ch.value == bindparam("v"), _ch.used_at.is_(None), _ch.expires_at > bindparam("now"))
+                 .values(used_at=bindparam("now"), evidence_id=bindparam("eid")))
 # Replay protection (migration 0006): one payment (tx_id) per signer public key, whichever
 # of the key's certificates signed it; the unique index uq_evidence_spki_tx enforces it.
-_replay_key = table("evidence", column("id", String), column("signer_spki_sha256", String), column("tx_id", String))
-_first = select(_replay_key.c.id).where(_replay_key.c.signer_spki_sha256 == bindparam("k"),
-                                        _replay_key.c.tx_id == bindparam("t"))
-_crls = cast(Table, CrlRow.__table__)
-_read_challenge = select(_challenges.c.expires_at, _challenges.c.used_at).where(_challenges.c.value == bindparam("v"))
+_FIRST = select(_e.id).where(_e.signer_spki_sha256 == bindparam("k"), _e.tx_id == bindparam("t"))
+_READ_CHALLENGE = select(_ch.expires_at, _ch.used_at).where(_ch.value == bindparam("v"))
 
 
 class EvidenceStore:
@@ -117,14 +118,14 @@ class EvidenceStore:
         self.engine = store.engine
         self.raw = store.raw
 
-    @_db
+    @translated
     def first_record(self, signer_spki_sha256: str, tx_id: str) -> str | None:
         """The evidence_id already stored for this tx_id signed by this key (``spki_sha256``
         of any of its certificates), if any."""
         with self.engine.connect() as conn:
-            return cast("str | None", conn.execute(_first, {"k": signer_spki_sha256, "t": tx_id}).scalar())
+            return cast("str | None", conn.execute(_FIRST, {"k": signer_spki_sha256, "t": tx_id}).scalar())
 
-    @_db
+    @translated
     def record(self, row: dict[str, Any], challenge: str | None, audit: dict[str, Any], now: datetime) -> None:
         """Store the record, use up its challenge and append the audit entry: all or none.
 
@@ -138,14 +139,13 @@ class EvidenceStore:
         db = self.raw
         try:
             with db.transaction() as cur:
-                cur.execute(db.sql(_INSERT_EVIDENCE), {**row, "received_at": db.when(row["received_at"]),
-                                                       "ca_revocation": encode_pieces(row["ca_revocation"])})
+                db.execute(cur, INSERT_EVIDENCE, {**row, "received_at": db.when(row["received_at"]),
+                                                  "ca_revocation": encode_pieces(row["ca_revocation"])})
                 if challenge is not None:
-                    cur.execute(db.sql(_USE_CHALLENGE), {"v": challenge, "now": db.when(now), "eid": row["id"]})
+                    db.execute(cur, USE_CHALLENGE, {"v": challenge, "now": db.when(now), "eid": row["id"]})
                     if cur.rowcount != 1:
                         raise self._why_refused(challenge, now)
-                auditlog.append_raw(db, cur, action="verify", actor="api", subject=row["id"], details=audit,
-                                    now=now)
+                append_raw(db, cur, action="verify", actor="api", subject=row["id"], details=audit, now=now)
         except db.dbapi.IntegrityError as e:
             first = self.first_record(row["signer_spki_sha256"], row["tx_id"])
             if first is None:       # the conflict was something else: not a replay
@@ -157,25 +157,25 @@ class EvidenceStore:
         return self.challenge_state(challenge, now) or \
             ChallengeRefused(Sub.CHALLENGE_USED, "the payment's challenge was used already")
 
-    @_db
+    @translated
     def audit_only(self, subject: str, details: dict[str, Any], now: datetime) -> None:
         """A verification that stored no evidence still goes into the audit log."""
         with self.engine.begin() as conn:
-            auditlog.append(conn, action="verify", actor="api", subject=subject, details=details, now=now)
+            append(conn, action="verify", actor="api", subject=subject, details=details, now=now)
 
-    @_db
+    @translated
     def get(self, evidence_id: str) -> EvidenceRecord:
         with self.engine.connect() as conn:
-            r = conn.execute(select(_evidence).where(_evidence.c.id == evidence_id)).first()
+            r = conn.execute(select(_evidence).where(_e.id == evidence_id)).first()
         if r is None:
             raise PkiError(ErrorKind.NOT_FOUND, f"no evidence record {evidence_id}")
         m = r._mapping
         return EvidenceRecord(
-            m["id"], _utc(m["received_at"]), m["signer_cert_sha256"], m["signer_serial"], m["tx_id"],
+            m["id"], utc(m["received_at"]), m["signer_cert_sha256"], m["signer_serial"], m["tx_id"],
             m["content"], m["cms"], m["stamped_cms"], m["time_stamp"], m["chain"], m["revocation_kind"],
             m["revocation"], m["report"], decode_pieces(m["ca_revocation"]))
 
-    @_db
+    @translated
     def crl_at(self, authority_id: int, moment: datetime) -> bytes | None:
         """The CRL of an authority that was the newest published at ``moment`` (its history
         is kept), if it was still current then (thisUpdate <= moment <= nextUpdate)."""
@@ -183,34 +183,33 @@ class EvidenceStore:
             r = conn.execute(select(_crls.c.der, _crls.c.next_update)
                              .where(_crls.c.authority_id == authority_id, _crls.c.this_update <= moment)
                              .order_by(_crls.c.number.desc()).limit(1)).first()
-        if r is None or _utc(r[1]) < moment:
+        if r is None or utc(r[1]) < moment:
             return None
         return cast(bytes, r[0])
 
-    @_db
+    @translated
     def ids(self, limit: int = 100) -> list[tuple[str, datetime, str, str]]:
         """Newest first: (id, received at, signer serial, tx_id)."""
         with self.engine.connect() as conn:
             # ids begin with the receipt time in milliseconds: the primary key is time order
-            rows = conn.execute(select(_evidence.c.id, _evidence.c.received_at, _evidence.c.signer_serial,
-                                       _evidence.c.tx_id).order_by(_evidence.c.id.desc()).limit(limit))
-            return [(r[0], _utc(r[1]), r[2], r[3]) for r in rows]
+            rows = conn.execute(select(_e.id, _e.received_at, _e.signer_serial, _e.tx_id)
+                                .order_by(_e.id.desc()).limit(limit))
+            return [(r[0], utc(r[1]), r[2], r[3]) for r in rows]
 
     # --- challenges -----------------------------------------------------------------
 
-    @_db
+    @translated
     def add_challenge(self, value: str, now: datetime, expires_at: datetime) -> None:
         """Store a new challenge; unused ones that expired a day ago are dropped on the way."""
         with self.engine.begin() as conn:
             conn.execute(insert(_challenges), {"value": value, "created_at": now, "expires_at": expires_at})
-            conn.execute(delete(_challenges).where(_challenges.c.used_at.is_(None),
-                                                   _challenges.c.expires_at < now - timedelta(days=1)))
+            conn.execute(delete(_challenges).where(_ch.used_at.is_(None), _ch.expires_at < now - timedelta(days=1)))
 
-    @_db
+    @translated
     def challenge_state(self, value: str, now: datetime) -> ChallengeRefused | None:
         """Why a challenge cannot be used now, or None when it can (a read-only pre-check)."""
         with self.engine.connect() as conn:
-            return _refusal(conn.execute(_read_challenge, {"v": value}).first(), now)
+            return _refusal(conn.execute(_READ_CHALLENGE, {"v": value}).first(), now)
 
 
 def _refusal(found: Any, now: datetime) -> ChallengeRefused | None:
@@ -219,7 +218,7 @@ def _refusal(found: Any, now: datetime) -> ChallengeRefused | None:
         return ChallengeRefused(Sub.CHALLENGE_UNKNOWN, "the payment's challenge was not issued by this server")
     if found[1] is not None:
         return ChallengeRefused(Sub.CHALLENGE_USED, "the payment's challenge was used already")
-    if _utc(found[0]) <= now:
+    if utc(found[0]) <= now:
         return ChallengeRefused(Sub.CHALLENGE_EXPIRED,
-                                f"the payment's challenge expired at {_utc(found[0]):%Y-%m-%d %H:%M:%S}Z")
+                                f"the payment's challenge expired at {utc(found[0]):%Y-%m-%d %H:%M:%S}Z")
     return None

@@ -10,22 +10,11 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, LargeBinary, MetaData, String, Table, insert, select, update
+from sqlalchemy import insert, select, update
 
-from ca.store import Store, _db, _utc
-
-_meta = MetaData()
-delegated_keys = Table(
-    "delegated_keys", _meta,
-    Column("cert_sha256", String(64), primary_key=True),
-    Column("name", String(32), nullable=False),
-    Column("token_label", String(64), nullable=False),
-    Column("key_id", String(64), nullable=False),
-    Column("cert_der", LargeBinary, nullable=False),
-    Column("not_after", DateTime(timezone=True), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("destroyed_at", DateTime(timezone=True), nullable=True),
-)
+from ca.storage.errors import translated
+from ca.storage.schema import delegated_keys, opt_utc, utc
+from ca.storage.store import Store
 
 
 @dataclass(frozen=True)
@@ -42,15 +31,14 @@ class DelegatedRecord:
 def _record(row: object) -> DelegatedRecord:
     r = row._mapping  # type: ignore[attr-defined]
     return DelegatedRecord(r["cert_sha256"], r["name"], r["token_label"], bytes.fromhex(r["key_id"]),
-                           bytes(r["cert_der"]), _utc(r["not_after"]),
-                           _utc(r["destroyed_at"]) if r["destroyed_at"] is not None else None)
+                           bytes(r["cert_der"]), utc(r["not_after"]), opt_utc(r["destroyed_at"]))
 
 
 class DelegatedStore:
     def __init__(self, store: Store) -> None:
         self.engine = store.engine
 
-    @_db
+    @translated
     def add(self, name: str, token_label: str, key_id: bytes, cert_der: bytes, not_after: datetime,
             now: datetime) -> None:
         with self.engine.begin() as conn:
@@ -58,7 +46,7 @@ class DelegatedStore:
                 cert_sha256=hashlib.sha256(cert_der).hexdigest(), name=name, token_label=token_label,
                 key_id=key_id.hex(), cert_der=cert_der, not_after=not_after, created_at=now))
 
-    @_db
+    @translated
     def all(self, name: str | None = None) -> list[DelegatedRecord]:
         q = select(delegated_keys)
         if name is not None:
@@ -66,13 +54,13 @@ class DelegatedStore:
         with self.engine.connect() as conn:
             return [_record(r) for r in conn.execute(q.order_by(delegated_keys.c.created_at))]
 
-    @_db
+    @translated
     def recorded(self) -> frozenset[str]:
         """The SHA-256 of every delegated certificate the CA made for its own keys."""
         with self.engine.connect() as conn:
             return frozenset(conn.execute(select(delegated_keys.c.cert_sha256)).scalars())
 
-    @_db
+    @translated
     def mark_destroyed(self, cert_sha256: str, now: datetime) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(delegated_keys).where(delegated_keys.c.cert_sha256 == cert_sha256)

@@ -1,0 +1,186 @@
+"""The schema at the head revision (0008), stated once: every table as a SQLAlchemy Core Table.
+
+The Alembic migrations (ca/migrations) make it; tests/ca/test_storage.py checks that they
+agree. Every statement of the stores is built from these objects, the raw driver path's
+too (ca.storage.raw compiles them). Migrations do not import this module: they describe
+the schema of their own revision.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
+                        Table, Text, UniqueConstraint)
+
+metadata = MetaData()
+
+
+def _time(name: str, nullable: bool = False) -> Column[datetime]:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+# A CA key and certificate: the root, the issuing CA, and the delegated OCSP responder and
+# TSA keys (their current certificate; delegated_keys keeps every one).
+authorities = Table(
+    "authorities", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(32), nullable=False, unique=True),        # root | issuing | ocsp | tsa
+    Column("token_label", String(64), nullable=False),
+    Column("key_id", String(64), nullable=False),                   # CKA_ID, hex
+    Column("key_type", String(16), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("cert_der", LargeBinary, nullable=False),
+    _time("not_after"),
+    _time("created_at"),
+)
+
+# One issued (or being issued) certificate. Two-phase issuance: the row is written as
+# "pending" with the TBS hash and the key before the token signs, then completed with the
+# DER. A crash in between leaves a known serial.
+certificates = Table(
+    "certificates", metadata,
+    Column("serial", String(42), primary_key=True),                 # lowercase hex
+    Column("authority_id", Integer, ForeignKey("authorities.id"), nullable=False),
+    Column("state", String(16), nullable=False, index=True),        # pending | issued | failed
+    Column("profile", String(32), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("requester", String(128), nullable=False),
+    Column("tbs_sha256", String(64), nullable=False),
+    _time("not_before"),
+    _time("not_after"),
+    _time("created_at"),
+    _time("issued_at", nullable=True),
+    Column("der", LargeBinary, nullable=True),
+    Column("cert_sha256", String(64), nullable=True, index=True),
+    # Status (RFC 5280 §5.3.1): good | on_hold | revoked. A hold is recorded like a
+    # revocation with reason certificateHold, and undone by a release. (0002)
+    Column("status", String(16), nullable=False, server_default="good"),
+    _time("revoked_at", nullable=True),
+    Column("revocation_reason", String(32), nullable=True),
+    _time("invalidity_date", nullable=True),
+    # SHA-256 hex of the SubjectPublicKeyInfo DER (0005); NULL for rows 0005 could not read.
+    Column("spki_sha256", String(64), nullable=True),
+    Index("ix_certificates_status", "authority_id", "status"),
+    Index("ix_certificates_spki_subject", "spki_sha256", "subject"),   # 0008
+)
+
+# Who changed a certificate's status, when, and how.
+status_events = Table(
+    "status_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("serial", String(42), ForeignKey("certificates.serial"), nullable=False, index=True),
+    Column("action", String(16), nullable=False),                   # revoke | hold | release | abandon
+    Column("reason", String(32), nullable=True),
+    _time("invalidity_date", nullable=True),
+    Column("actor", String(128), nullable=False),
+    _time("at"),
+)
+
+# Monotonic counters shared by every process: CRL numbers, the status version, audit_seq.
+counters = Table(
+    "counters", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+# Every CRL published, newest by number.
+crls = Table(
+    "crls", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("authority_id", Integer, ForeignKey("authorities.id"), nullable=False),
+    Column("number", BigInteger, nullable=False),
+    _time("this_update"),
+    _time("next_update"),
+    Column("entries", Integer, nullable=False),
+    Column("der", LargeBinary, nullable=False),
+    UniqueConstraint("authority_id", "number", name="uq_crls_authority_number"),
+)
+
+# What a bank needs in a dispute: the signed payment and everything that proved it.
+evidence = Table(
+    "evidence", metadata,
+    Column("id", String(40), primary_key=True),
+    _time("received_at"),
+    Column("signer_cert_sha256", String(64), nullable=False),
+    Column("signer_serial", String(42), nullable=False),
+    Column("tx_id", String(128), nullable=False),
+    Column("content", LargeBinary, nullable=False),                 # the canonical payment bytes
+    Column("cms", LargeBinary, nullable=False),                     # as received
+    Column("stamped_cms", LargeBinary, nullable=False),             # CAdES-T: with the signature time-stamp
+    Column("time_stamp", LargeBinary, nullable=False),              # the RFC 3161 token alone
+    Column("chain", LargeBinary, nullable=False),                   # PEM, signer first
+    Column("revocation_kind", String(8), nullable=False),           # ocsp | crl
+    Column("revocation", LargeBinary, nullable=False),
+    Column("report", Text, nullable=False),                         # JSON
+    # the CA certificates' revocation data, issuing CA first: JSON [[kind, base64 DER], ...]
+    # (NULL in records stored before migration 0004)
+    Column("ca_revocation", Text, nullable=True),
+    # Replay protection (0006): one payment (tx_id) per signer public key, whichever of the
+    # key's certificates signed it; SHA-256 hex of the canonical SPKI DER (or 0006's fallbacks).
+    Column("signer_spki_sha256", String(128), nullable=False),
+    UniqueConstraint("signer_spki_sha256", "tx_id", name="uq_evidence_spki_tx"),
+)
+
+# A single-use challenge a bank asked for, to be carried inside a signed payment.
+challenges = Table(
+    "challenges", metadata,
+    Column("value", String(64), primary_key=True),
+    _time("created_at"),
+    _time("expires_at"),
+    _time("used_at", nullable=True),
+    Column("evidence_id", String(40), nullable=True),
+)
+
+# One audit log entry; ``hash`` covers every field and ``prev_hash`` (ca.auditlog).
+audit_log = Table(
+    "audit_log", metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", String(32), nullable=False),                       # RFC 3339 text: hashed exactly as stored
+    Column("action", String(32), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("details", Text, nullable=False),                        # canonical JSON
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# A signed, time-stamped statement of the log's head at some sequence number.
+audit_checkpoints = Table(
+    "audit_checkpoints", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("head_hash", String(64), nullable=False),
+    _time("at"),
+    Column("cms", LargeBinary, nullable=False),
+)
+
+# One row per public key revoked for keyCompromise, with the serial that caused it (0005).
+blocked_keys = Table(
+    "blocked_keys", metadata,
+    Column("spki_sha256", String(64), primary_key=True),
+    Column("reason", String(32), nullable=False),
+    _time("blocked_at"),
+    Column("serial", String(42), ForeignKey("certificates.serial"), nullable=True),
+)
+
+# The CA's own delegated keys (OCSP responder, TSA) and every certificate they had (0007).
+delegated_keys = Table(
+    "delegated_keys", metadata,
+    Column("cert_sha256", String(64), primary_key=True),
+    Column("name", String(32), nullable=False, index=True),         # ocsp | tsa
+    Column("token_label", String(64), nullable=False),
+    Column("key_id", String(64), nullable=False),                   # CKA_ID, hex
+    Column("cert_der", LargeBinary, nullable=False),
+    _time("not_after"),
+    _time("created_at"),
+    _time("destroyed_at", nullable=True),                           # key removed from the token
+)
+
+
+def utc(value: datetime) -> datetime:
+    """SQLite hands datetimes back naive; they were stored as UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def opt_utc(value: datetime | None) -> datetime | None:
+    return utc(value) if value is not None else None
