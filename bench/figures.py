@@ -125,3 +125,41 @@ def issuance(ca: Any, csr_der: bytes, seconds: float) -> list[Figure]:
         raise RuntimeError(f"{tally.ops} issuances gave only {len(serials)} distinct serials")
     log(f"issuance: {tally.ops} certificates in {tally.seconds:.1f}s")
     return [("issuance", tally.rate, "cert/s")]
+
+
+def tsa_tokens(ca: Any, seconds_each: float, rounds: int) -> list[Figure]:
+    """Time-stamp tokens/s in process with the CA's delegated TSA key (online token, P-256):
+    pkicore.fastder's fast path (what `udun serve` answers with) against the asn1crypto
+    declarative builder it is tested against, alternating; both include the token signature.
+    Why pkicore.fastder exists: the gap between these two figures."""
+    import secrets
+
+    from ca.delegated import DelegatedKey
+    from pkicore import tsp
+
+    d = DelegatedKey(ca, "tsa", "TSA").current()
+    factory = tsp.TokenFactory(d.key, d.scheme, d.cert.dump(), ca.chain_der(), ca.settings.tsa_policy)
+    imprint = hashlib.sha256(b"bench").digest()
+
+    def request() -> dict[str, Any]:
+        return {"hash_name": "sha256", "imprint": imprint, "serial": secrets.randbits(120) | 1,
+                "gen_time": _now(), "nonce": secrets.randbits(64), "cert_req": True}
+
+    for build in (factory.token, factory.reference_token):      # both make tokens that check out
+        kw = request()
+        check = tsp.check_token(build(**kw), imprint=imprint, hash_name="sha256", nonce=kw["nonce"])
+        if not check.ok:
+            raise RuntimeError(f"{build.__name__} made a token that does not check: {check.problem}")
+    t = interleaved({"fast": lambda: factory.token(**request()),
+                     "reference": lambda: factory.reference_token(**request())}, seconds_each, rounds)
+    f, r = t["fast"].rate, t["reference"].rate
+    log(f"TSA tokens: fast path {t['fast'].ops} in {t['fast'].seconds:.1f}s, "
+        f"asn1crypto {t['reference'].ops} in {t['reference'].seconds:.1f}s")
+    return [("tsa_token_fastder", f, "tokens/s"), ("tsa_token_asn1crypto", r, "tokens/s"),
+            ("tsa_token_fastder_speedup", f / r if r else 0.0, "ratio")]
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)

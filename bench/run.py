@@ -30,6 +30,12 @@ cms_verify_inprocess           verify/s of one attached P-256 CAdES-BES payment 
 issuance                       cert/s through ca.issue() on one CSR (policy and PoP check,
                                TBS, lint, intent row, sign on the CA token, store), SQLite,
                                5 s
+tsa_token_fastder              tokens/s built and signed in process by pkicore.fastder's fast path
+                               (what `udun serve` answers with) with the CA's delegated TSA key on
+                               the online token, a fresh serial and nonce each, cert_req; 6 s
+tsa_token_asn1crypto           the same through the asn1crypto declarative builder the fast path
+                               is tested against byte for byte, alternating with it in 6 rounds
+tsa_token_fastder_speedup      fast path / asn1crypto: why pkicore.fastder exists (issue 10)
 http_verify_evidence_c8        req/s answered 200 with status TOTAL_PASSED and an evidence_id by
                                `udun serve` (gunicorn, one worker per core) when 8 concurrent
                                clients POST DISTINCT signed payments to /api/v1/verify over
@@ -220,6 +226,8 @@ def _measure(report: Report, fx: Any, work: Path, args: argparse.Namespace) -> N
         report.run("in-process CMS verify",
                    lambda: figures.cms_verify(fx.ca, fx.chain_der, fx.cms_der, 10 * s))
         report.run("issuance", lambda: figures.issuance(fx.ca, fx.csr_der, 5 * s))
+        report.run("TSA tokens in process, fast path vs asn1crypto",
+                   lambda: figures.tsa_tokens(fx.ca, 6 * s, 6))
     # The server gets both cores while this process only waits for wrk (and signs payments
     # between runs).
     if "server" in args.only:

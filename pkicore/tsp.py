@@ -1,41 +1,30 @@
 """The time-stamp protocol (RFC 3161, ESSCertIDv2 as RFC 5816 allows): requests, tokens, responses.
 
 Pure: the TSA key is a RawSigner, the time and the serial number come in as arguments.
-Tokens are assembled as DER from parts encoded once per TSA key (like our OCSP answers):
-building them with asn1crypto would cost more than signing them. Checking tokens and
-carrying them in a CMS live in pkicore.tsp_check and are re-exported here.
+Everything is built with asn1crypto's declarative types, except the per-token assembly of
+TimeStampTokens in production: TokenFactory.token uses pkicore.fastder (the project's one
+hand-written DER fast path; its docstring has the figures that keep it), and
+TokenFactory.reference_token is the declarative builder it must equal byte for byte
+(tests/pkicore/test_fastder.py). Checking tokens and carrying them in a CMS live in
+pkicore.tsp_check and are re-exported here.
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from asn1crypto import algos, cms, core, tsp, x509
 from cryptography.hazmat.primitives import serialization
 
+from pkicore import fastder
 from pkicore import oids  # noqa: F401  (registers signingCertificateV2, cmsAlgorithmProtection)
 from pkicore.algorithms import RawSigner, SigScheme, check_scheme
 from pkicore.cms_build import signer_info_algorithm, signing_certificate_v2
-from pkicore.der import (
-    BIT_STRING,
-    GENERALIZED_TIME,
-    OCTET_STRING,
-    SEQUENCE,
-    SET,
-    UTF8_STRING,
-    children,
-    expect,
-    tlv_header,
-    top,
-    whole,
-)
 from pkicore.errors import ErrorKind, PkiError
+from pkicore.oids import ID_AA_SIGNING_CERTIFICATE, ID_AA_TIME_STAMP_TOKEN, ID_CT_TSTINFO, ID_KP_TIME_STAMPING
 from pkicore.tsp_check import (  # the checking half, so that pkicore.tsp is the whole API
-    ID_AA_SIGNING_CERTIFICATE,
-    ID_AA_TIME_STAMP_TOKEN,
-    ID_CT_TSTINFO,
-    ID_KP_TIME_STAMPING,
     TokenCheck,
     TstInfo,
     add_unsigned_attribute,
@@ -44,7 +33,6 @@ from pkicore.tsp_check import (  # the checking half, so that pkicore.tsp is the
     tsa_cert_problem,
     unsigned_attribute_values,
 )
-from pkicore.x509build import encode_integer, seq
 
 __all__ = [
     "FAIL_BITS", "HASH_SIZES", "ID_AA_SIGNING_CERTIFICATE", "ID_AA_TIME_STAMP_TOKEN", "ID_CT_TSTINFO",
@@ -61,13 +49,24 @@ FAIL_BITS = {"bad_alg": 0, "bad_request": 2, "bad_data_format": 5, "time_not_ava
              "unaccepted_policy": 15, "unaccepted_extension": 16, "add_info_not_available": 17,
              "system_failure": 25}
 
-_OID_SIGNED_DATA = core.ObjectIdentifier("1.2.840.113549.1.7.2").dump()    # RFC 5652 §5.1
-_OID_MESSAGE_DIGEST = core.ObjectIdentifier("1.2.840.113549.1.9.4").dump()  # RFC 5652 §11.2
-_OID_TSTINFO = core.ObjectIdentifier(ID_CT_TSTINFO).dump()
-_SHA256_ABSENT = algos.DigestAlgorithm({"algorithm": "sha256", "parameters": None}).dump()  # RFC 5754 §2
+# The signer's digest algorithm, parameters absent (RFC 5754 §2). Constants are re-loaded from
+# their DER: asn1crypto re-encodes a value built from a dict every time a parent is dumped.
+_SHA256 = algos.DigestAlgorithm.load(algos.DigestAlgorithm({"algorithm": "sha256", "parameters": None}).dump())
 # messageImprint algorithms with NULL parameters, as `openssl ts -query` writes them.
-_IMPRINT_ALGS = {name: algos.DigestAlgorithm({"algorithm": name}).dump() for name in HASH_SIZES}
-_GRANTED = seq(b"\x02\x01\x00")                          # PKIStatusInfo { granted(0) }
+_IMPRINT_ALGS = {name: algos.DigestAlgorithm.load(algos.DigestAlgorithm({"algorithm": name}).dump())
+                 for name in HASH_SIZES}
+_IMPRINT_ALG_DER = {name: alg.dump() for name, alg in _IMPRINT_ALGS.items()}
+_GRANTED = tsp.PKIStatusInfo.load(tsp.PKIStatusInfo({"status": "granted"}).dump())
+
+
+class _TimeStampResp(core.Sequence):
+    """TimeStampResp (RFC 3161 §2.4.2) with timeStampToken OPTIONAL, as the RFC has it:
+    asn1crypto 1.5's tsp.TimeStampResp makes it mandatory, so a rejection could not be built or read."""
+
+    _fields = [
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
 
 
 class TsRefusal(Exception):
@@ -128,35 +127,49 @@ def parse_request(der: bytes, accepted_policies: frozenset[str]) -> TsRequest:
     return TsRequest(hash_name, imprint, policy, nonce, bool(req["cert_req"].native))
 
 
-def _tagged(tag: int, body: bytes) -> bytes:
-    return tlv_header(tag, len(body)) + body
-
-
-def _attribute(oid_der: bytes, value: bytes) -> bytes:
-    return seq(oid_der, _tagged(SET, value))              # RFC 5652 §5.3 Attribute
-
-
-def _accuracy(ms: int) -> bytes:
-    """Accuracy ::= SEQUENCE { seconds INTEGER OPTIONAL, millis [0] INTEGER (1..999) OPTIONAL }."""
-    seconds, millis = divmod(ms, 1000)
-    parts = encode_integer(seconds) if seconds else b""
-    if millis:
-        parts += b"\x80" + encode_integer(millis)[1:]        # [0] IMPLICIT INTEGER
-    return seq(parts)
+def _millis(moment: datetime) -> datetime:
+    """genTime carries milliseconds at most (RFC 3161 §2.4.2 allows any fraction; udun's accuracy is ms)."""
+    t = moment.astimezone(UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
 def gen_time_der(moment: datetime) -> bytes:
     """GeneralizedTime in milliseconds, 'Z', no trailing zeros in the fraction (RFC 3161 §2.4.2)."""
-    t = moment.astimezone(UTC)
-    text = f"{t.year:04d}{t.month:02d}{t.day:02d}{t.hour:02d}{t.minute:02d}{t.second:02d}"
-    ms = t.microsecond // 1000
-    if ms:
-        text += "." + f"{ms:03d}".rstrip("0")
-    return _tagged(GENERALIZED_TIME, (text + "Z").encode())
+    return core.GeneralizedTime(_millis(moment)).dump()
+
+
+def _accuracy(ms: int) -> tsp.Accuracy:
+    """Accuracy ::= SEQUENCE { seconds INTEGER OPTIONAL, millis [0] INTEGER (1..999) OPTIONAL, ... }."""
+    seconds, millis = divmod(ms, 1000)
+    fields = {"seconds": seconds} if seconds else {}
+    if millis:
+        fields["millis"] = millis
+    return tsp.Accuracy.load(tsp.Accuracy(fields).dump())
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """The constant parts of one TSA key's tokens as asn1crypto values (loaded from DER: see _SHA256)."""
+
+    accuracy: tsp.Accuracy | None
+    tsa_name: x509.GeneralName | None
+    attributes: tuple[cms.CMSAttribute, ...]    # all signed attributes but messageDigest
+    signer_id: cms.SignerIdentifier
+    signature_algorithm: cms.SignedDigestAlgorithm
+    certificates: cms.CertificateSet            # DER-sorted as any SET OF (X.690 §11.6)
+
+    def template(self) -> fastder.TokenTemplate:
+        """The same parts as DER, for pkicore.fastder."""
+        return fastder.TokenTemplate(
+            accuracy=self.accuracy.dump() if self.accuracy is not None else b"",
+            tsa_name=self.tsa_name.dump() if self.tsa_name is not None else b"",
+            attributes=tuple(a.dump() for a in self.attributes),
+            signer_id=self.signer_id.dump(), digest_algorithm=_SHA256.dump(),
+            signature_algorithm=self.signature_algorithm.dump(), certificates=self.certificates.contents)
 
 
 class TokenFactory:
-    """Builds signed time-stamp tokens for one TSA key/certificate; constant parts pre-encoded."""
+    """Builds signed time-stamp tokens for one TSA key/certificate; constant parts encoded once."""
 
     # For RSA prefer SigScheme.RSA_PKCS1_SHA256: `openssl ts -verify` (3.0) checks tokens with
     # its PKCS7 code, which cannot verify RSA-PSS.
@@ -176,70 +189,110 @@ class TokenFactory:
         self._signer = signer
         self._scheme = scheme
         self._policy = policy
-        self._tst_heads: dict[str, bytes] = {}               # policy -> version v1 + policy OID
-        self._accuracy = _accuracy(accuracy_ms) if accuracy_ms is not None else b""
-        # tsa [0] EXPLICIT GeneralName, directoryName [4] EXPLICIT Name (RFC 3161 §2.4.2)
-        self._tsa = _tagged(0xA0, _tagged(0xA4, cert.subject.dump())) if include_tsa_name else b""
+        self._policy_oids: dict[str, bytes] = {}                 # policy -> OID DER, for the fast path
         sig_alg = signer_info_algorithm(scheme)
-        self._attrs = (
-            cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}).dump(),          # RFC 5652 §11.1
+        attributes = (
+            cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}),                 # RFC 5652 §11.1
             cms.CMSAttribute({"type": "signing_certificate_v2",                                 # RFC 5816 §2.2.1
-                              "values": [signing_certificate_v2(cert)]}).dump(),
+                              "values": [signing_certificate_v2(cert)]}),
             cms.CMSAttribute({"type": "cms_algorithm_protection", "values": [{                  # RFC 6211 §2
-                "digest_algorithm": algos.DigestAlgorithm.load(_SHA256_ABSENT),
-                "signature_algorithm": sig_alg}]}).dump(),
+                "digest_algorithm": _SHA256, "signature_algorithm": sig_alg}]}),
         )
-        sid = seq(cert.issuer.dump(), encode_integer(cert.serial_number))   # issuerAndSerialNumber
-        self._si_head = b"\x02\x01\x01" + sid + _SHA256_ABSENT                 # SignerInfo v1
-        self._sig_alg = sig_alg.dump()
-        # SignedData v3: eContentType is not id-data (RFC 5652 §5.1).
-        self._sd_head = b"\x02\x01\x03" + _tagged(SET, _SHA256_ABSENT)
-        self._certs = _tagged(0xA0, tsa_cert_der + b"".join(chain_der))     # [0] IMPLICIT CertificateSet
+        certificates = cms.CertificateSet(
+            [cms.CertificateChoices(name="certificate", value=x509.Certificate.load(c))
+             for c in (tsa_cert_der, *chain_der)], implicit=0)    # certificates [0] IMPLICIT (RFC 5652 §5.1)
+        # asn1crypto sorts a SET OF as DER must (X.690 §11.6); the hand assembly before issue 10
+        # kept the given order (TSA certificate first), the only octets that changed.
+        signer_id = cms.SignerIdentifier(name="issuer_and_serial_number", value={
+            "issuer": cert.issuer, "serial_number": cert.serial_number})
+        # tsa [0] EXPLICIT GeneralName, the directoryName of the TSA certificate (RFC 3161 §2.4.2)
+        tsa_name = x509.GeneralName(name="directory_name", value=cert.subject, explicit=0)
+        self._parts = _Parts(
+            accuracy=_accuracy(accuracy_ms) if accuracy_ms is not None else None,
+            tsa_name=x509.GeneralName.load(tsa_name.dump(), explicit=0) if include_tsa_name else None,
+            attributes=tuple(cms.CMSAttribute.load(a.dump()) for a in attributes),
+            signer_id=cms.SignerIdentifier.load(signer_id.dump()),
+            signature_algorithm=cms.SignedDigestAlgorithm.load(sig_alg.dump()),
+            certificates=cms.CertificateSet.load(certificates.dump(), implicit=0))
+        self._template = self._parts.template()
 
-    def _tst_head(self, policy: str) -> bytes:
-        head = self._tst_heads.get(policy)
-        if head is None:
-            head = self._tst_heads[policy] = b"\x02\x01\x01" + core.ObjectIdentifier(policy).dump()
-        return head
+    def _check(self, hash_name: str, imprint: bytes, serial: int, gen_time: datetime) -> None:
+        if hash_name not in _IMPRINT_ALGS or len(imprint) != HASH_SIZES[hash_name]:
+            raise TsRefusal("bad_alg" if hash_name not in _IMPRINT_ALGS else "bad_data_format",
+                            f"bad {hash_name} imprint")
+        if gen_time.tzinfo is None or not 0 < serial < 1 << 159:
+            raise ValueError("gen_time must be aware and serial positive, at most 20 octets")
+
+    def _sign(self, signed_attrs_der: bytes) -> bytes:
+        # The signature covers the DER of the signed attributes tagged as a SET OF (RFC 5652 §5.4).
+        return self._signer.sign_digest(hashlib.sha256(signed_attrs_der).digest(), self._scheme)
 
     def token(self, *, hash_name: str, imprint: bytes, serial: int, gen_time: datetime,
               nonce: int | None, cert_req: bool, policy: str | None = None) -> bytes:
         """A TimeStampToken: ContentInfo DER of a SignedData over a DER TSTInfo (RFC 3161 §2.4.2).
 
         ``policy`` is the one the request asked for (it must be echoed, RFC 3161 §2.4.2), else the TSA's.
+        Built by pkicore.fastder; the bytes are those of reference_token.
         """
-        alg = _IMPRINT_ALGS.get(hash_name)
-        if alg is None or len(imprint) != HASH_SIZES[hash_name]:
-            raise TsRefusal("bad_alg" if alg is None else "bad_data_format", f"bad {hash_name} imprint")
-        if gen_time.tzinfo is None or not 0 < serial < 1 << 159:
-            raise ValueError("gen_time must be aware and serial positive, at most 20 octets")
-        tst = seq(self._tst_head(policy or self._policy), seq(alg, _tagged(OCTET_STRING, imprint)),
-                  encode_integer(serial), gen_time_der(gen_time), self._accuracy,   # ordering: DEFAULT FALSE
-                  encode_integer(nonce) if nonce is not None else b"", self._tsa)
-        digest = _attribute(_OID_MESSAGE_DIGEST, _tagged(OCTET_STRING, hashlib.sha256(tst).digest()))
-        # X.690 §11.6: a DER SET OF is sorted; the signature covers it tagged as a SET (RFC 5652 §5.4).
-        attrs = b"".join(sorted((digest, *self._attrs)))
-        signature = self._signer.sign_digest(hashlib.sha256(_tagged(SET, attrs)).digest(), self._scheme)
-        signer_info = seq(self._si_head, _tagged(0xA0, attrs), self._sig_alg, _tagged(OCTET_STRING, signature))
-        signed_data = seq(self._sd_head, seq(_OID_TSTINFO, _tagged(0xA0, _tagged(OCTET_STRING, tst))),
-                          self._certs if cert_req else b"", _tagged(SET, signer_info))
-        return seq(_OID_SIGNED_DATA, _tagged(0xA0, signed_data))
+        self._check(hash_name, imprint, serial, gen_time)
+        policy = policy or self._policy
+        policy_oid = self._policy_oids.get(policy)
+        if policy_oid is None:
+            policy_oid = self._policy_oids[policy] = core.ObjectIdentifier(policy).dump()
+        t = self._template
+        tst = fastder.tst_info(t, policy_oid=policy_oid, imprint_algorithm=_IMPRINT_ALG_DER[hash_name],
+                               imprint=imprint, serial=serial, gen_time=gen_time, nonce=nonce)
+        attrs = fastder.signed_attributes(t, hashlib.sha256(tst).digest())
+        return fastder.token(t, tst=tst, attributes=attrs, signature=self._sign(attrs), cert_req=cert_req)
+
+    def reference_token(self, *, hash_name: str, imprint: bytes, serial: int, gen_time: datetime,
+                        nonce: int | None, cert_req: bool, policy: str | None = None) -> bytes:
+        """The same token as ``token``, built with asn1crypto's declarative types: the specification
+        the fast path is tested against (too slow for the TSA: see pkicore.fastder)."""
+        self._check(hash_name, imprint, serial, gen_time)
+        p = self._parts
+        fields: dict[str, Any] = {
+            "version": "v1", "policy": policy or self._policy,
+            "message_imprint": {"hash_algorithm": _IMPRINT_ALGS[hash_name], "hashed_message": imprint},
+            "serial_number": serial, "gen_time": _millis(gen_time),
+            # ordering is DEFAULT FALSE: left out, as DER requires (X.690 §11.5)
+        }
+        if p.accuracy is not None:
+            fields["accuracy"] = p.accuracy
+        if nonce is not None:
+            fields["nonce"] = nonce
+        if p.tsa_name is not None:
+            fields["tsa"] = p.tsa_name
+        tst = tsp.TSTInfo(fields).dump()
+        signed_attrs = cms.CMSAttributes([*p.attributes, cms.CMSAttribute({           # RFC 5652 §11.2
+            "type": "message_digest", "values": [hashlib.sha256(tst).digest()]})])   # dump() sorts: X.690 §11.6
+        signer_info = cms.SignerInfo({
+            "version": "v1", "sid": p.signer_id, "digest_algorithm": _SHA256, "signed_attrs": signed_attrs,
+            "signature_algorithm": p.signature_algorithm, "signature": self._sign(signed_attrs.dump())})
+        signed_data: dict[str, Any] = {
+            "version": "v3",                                  # eContentType is not id-data (RFC 5652 §5.1)
+            "digest_algorithms": [_SHA256],
+            "encap_content_info": {"content_type": "tst_info", "content": core.ParsableOctetString(tst)},
+            "signer_infos": [signer_info]}
+        if cert_req:
+            signed_data["certificates"] = p.certificates
+        return cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(signed_data)}).dump()
 
 
 def granted(token_der: bytes) -> bytes:
     """A TimeStampResp with status granted and the token (RFC 3161 §2.4.2)."""
-    return seq(_GRANTED, token_der)
+    # Loading is lazy and dump() gives the loaded bytes back: the token is not re-encoded.
+    return _TimeStampResp({"status": _GRANTED, "time_stamp_token": cms.ContentInfo.load(token_der)}).dump()
 
 
 def rejection(fail_info: str, text: str) -> bytes:
-    """A TimeStampResp with status rejection, a statusString and one failInfo bit."""
+    """A TimeStampResp with status rejection, a statusString and one failInfo bit (RFC 3161 §2.4.2)."""
+    # The bit by its RFC number: asn1crypto names bit 16 "unaccepted_extensions" and silently drops
+    # names it does not know. A named bit list has no trailing zero bits in DER (X.690 §11.2.2);
+    # asn1crypto drops them.
     bit = FAIL_BITS[fail_info]
-    bits = bytearray(bit // 8 + 1)
-    bits[bit // 8] = 0x80 >> (bit % 8)
-    # X.690 §11.2.2: a named bit list has no trailing zero bits, so the unused count is 7 - bit % 8.
-    fail = _tagged(BIT_STRING, bytes([7 - bit % 8]) + bits)
-    status_string = seq(_tagged(UTF8_STRING, text.encode("utf-8")))
-    return seq(seq(b"\x02\x01\x02", status_string, fail))
+    return _TimeStampResp({"status": {"status": "rejection", "status_string": [text],
+                                      "fail_info": (0,) * bit + (1,)}}).dump()
 
 
 def build_request(imprint: bytes, hash_name: str = "sha256", *, nonce: int | None = None,
@@ -260,14 +313,14 @@ def build_request(imprint: bytes, hash_name: str = "sha256", *, nonce: int | Non
 def response_token(resp_der: bytes) -> bytes:
     """The TimeStampToken of a granted TimeStampResp; PkiError(BAD_INPUT) saying why not."""
     try:
-        # Read by hand: asn1crypto 1.5 makes the OPTIONAL timeStampToken mandatory.
-        parts = children(resp_der, expect(top(resp_der), SEQUENCE, "TimeStampResp"))
-        info = tsp.PKIStatusInfo.load(whole(resp_der, parts[0]), strict=True)
+        resp = _TimeStampResp.load(resp_der, strict=True)
+        info = resp["status"]
         status = info["status"].native
         text = "; ".join(info["status_string"].native or [])
         fail = sorted(info["fail_info"].native or [])
-        token_der = whole(resp_der, parts[1]) if len(parts) > 1 else b""
-    except Exception as e:  # DerError, IndexError; asn1crypto raises ValueError/TypeError on garbage
+        token = resp["time_stamp_token"]
+        token_der = b"" if isinstance(token, core.Void) else token.dump()
+    except Exception as e:  # asn1crypto raises ValueError/TypeError on garbage
         raise PkiError(ErrorKind.BAD_INPUT, "not a DER TimeStampResp") from e
     if status not in ("granted", "granted_with_mods") or not token_der:
         detail = ", ".join(filter(None, [text, " ".join(fail)]))

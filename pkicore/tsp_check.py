@@ -30,9 +30,8 @@ from pkicore.cms_view import (
 )
 from pkicore.der import DerError
 from pkicore.errors import ErrorKind, PkiError
-from pkicore.oids import (  # the first four re-exported: pkicore.tsp's API names them
+from pkicore.oids import (
     ID_AA_SIGNING_CERTIFICATE,
-    ID_AA_TIME_STAMP_TOKEN,
     ID_CT_TSTINFO,
     ID_KP_TIME_STAMPING,
     ID_SIGNED_DATA,

@@ -125,15 +125,3 @@ def name_of(cert_der: bytes, which: str = "subject") -> cx509.Name:
     return cert.subject if which == "subject" else cert.issuer
 
 
-
-# TEMP(issue 10 transition): pkicore.tsp still imports these until its rewrite lands.
-def encode_integer(n: int) -> bytes:
-    from pkicore.der import INTEGER, tlv_header
-    body = n.to_bytes(n.bit_length() // 8 + 1, "big", signed=True)
-    return tlv_header(INTEGER, len(body)) + body
-
-
-def seq(*parts: bytes, tag: int = 0x30) -> bytes:
-    from pkicore.der import tlv_header
-    body = b"".join(parts)
-    return tlv_header(tag, len(body)) + body
