@@ -2,6 +2,7 @@
 client was told is lost, every evidence record verifies, and the audit log holds."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -35,7 +36,7 @@ def test_sigkill_during_verify_load_loses_nothing(ca, home: Path, enrolled, sett
                 try:
                     with urllib.request.urlopen(req, timeout=30) as resp:
                         answer = json.loads(resp.read())
-                except (urllib.error.URLError, OSError, ValueError) as e:
+                except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
                     with lock:
                         errors.append(type(e).__name__)      # the server died under us: expected
                     return
