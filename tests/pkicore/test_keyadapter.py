@@ -121,7 +121,8 @@ def test_crl_entries_reasons_and_extensions() -> None:
                     next_update=NOW + timedelta(hours=24), entries=[
                         entry(11, NOW - timedelta(hours=1), "keyCompromise", NOW - timedelta(days=2)),
                         entry(12, NOW - timedelta(hours=1), "unspecified", None),
-                        entry(13, NOW - timedelta(hours=1), None, None)])
+                        entry(13, NOW - timedelta(hours=1), None, None),
+                        entry(14, NOW.astimezone(timezone(timedelta(hours=8))), None, None)])
     crl = cx509.load_der_x509_crl(der)
     assert crl.is_signature_valid(key.private.public_key())  # type: ignore[arg-type]
     parsed = asn1crl.CertificateList.load(der)
@@ -131,7 +132,13 @@ def test_crl_entries_reasons_and_extensions() -> None:
                                           for x in e["crl_entry_extensions"]}
            for e in parsed["tbs_cert_list"]["revoked_certificates"]}
     # RFC 5280 §5.3.1: unspecified is left out; §5.3.2: invalidityDate as GeneralizedTime.
-    assert got == {11: {"crl_reason": "key_compromise", "invalidity_date": NOW - timedelta(days=2)}, 12: {}, 13: {}}
+    assert got == {11: {"crl_reason": "key_compromise", "invalidity_date": NOW - timedelta(days=2)}, 12: {}, 13: {},
+                   14: {}}
+    dates = {e["user_certificate"].native: e["revocation_date"].native
+             for e in parsed["tbs_cert_list"]["revoked_certificates"]}
+    assert dates[14] == NOW and dates[11] == NOW - timedelta(hours=1)     # times of any zone, in UTC
+    with pytest.raises(ValueError):
+        entry(0, NOW, None, None)                                          # RFC 5280 §4.1.2.2
 
 
 def test_empty_crl_has_no_revoked_certificates_field() -> None:
