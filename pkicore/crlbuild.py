@@ -33,8 +33,8 @@ FLAGS: dict[str, cx509.ReasonFlags] = {
 REVOKE_REASONS = tuple(r for r in REASONS if r not in ("certificateHold", "removeFromCRL"))
 REASON_NAMES = {v: k for k, v in REASONS.items()}
 
-_REASON_EXT = {name: cx509.Extension(cx509.CRLReason.oid, False, cx509.CRLReason(flag))
-               for name, flag in FLAGS.items()}
+_REASON_EXT: dict[str, cx509.Extension[cx509.ExtensionType]] = {
+    name: cx509.Extension(cx509.CRLReason.oid, False, cx509.CRLReason(flag)) for name, flag in FLAGS.items()}
 _MAX_SERIAL = 1 << 159                       # RFC 5280 §4.1.2.2: at most 20 octets, positive
 
 
@@ -56,7 +56,7 @@ def entry(serial: int, revoked_at: datetime, reason: str | None,
     """
     if not 0 < serial < _MAX_SERIAL:
         raise ValueError("a CRL entry's serial is positive and at most 20 octets")
-    exts = []
+    exts: list[cx509.Extension[cx509.ExtensionType]] = []
     # §5.3.1: the reason code unspecified SHOULD be absent rather than present.
     if reason and reason != "unspecified":
         exts.append(_REASON_EXT[reason])

@@ -80,10 +80,13 @@ def build_both(pairs: list[tuple[str, str]],
 
 def _cryptography_name(values: "OrderedDict[str, str]") -> cx509.Name:
     """RDNSequence of single-valued RDNs, in the order given (checked values only)."""
-    with warnings.catch_warnings():  # cryptography warns on lengths build() has checked itself
+    # _validate=False: build() has checked every value already, and cryptography counts the
+    # 64 of ub-common-name in UTF-8 bytes, not characters (RFC 5280 Appendix A): a CN of 22
+    # Chinese characters would be refused.
+    with warnings.catch_warnings():  # unvalidated attributes warn about what build() allows
         warnings.simplefilter("ignore")
-        return cx509.Name([cx509.RelativeDistinguishedName([cx509.NameAttribute(_OIDS[name], value)])
-                           for name, value in values.items()])
+        return cx509.Name([cx509.RelativeDistinguishedName([
+            cx509.NameAttribute(_OIDS[name], value, _validate=False)]) for name, value in values.items()])
 
 
 def to_cryptography(name: x509.Name) -> cx509.Name:
@@ -92,12 +95,9 @@ def to_cryptography(name: x509.Name) -> cx509.Name:
     Rebuilt from its attributes, and refused unless it encodes to the very same bytes:
     a certificate must carry exactly the subject that policy checked and recorded.
     """
-    values = OrderedDict(pairs_of(name, ErrorKind.INTERNAL))
-    try:
-        out = _cryptography_name(values)
-    except ValueError as e:                      # cryptography's own checks (lengths, C)
-        raise PkiError(ErrorKind.INTERNAL, "the name is not one udun would encode") from e
-    if len(values) != len(name.chosen) or out.public_bytes() != name.dump():
+    pairs = pairs_of(name, ErrorKind.INTERNAL)
+    _, out = build_both(pairs, ErrorKind.INTERNAL)      # build()'s checks: lengths, C, CN, ...
+    if out.public_bytes() != name.dump():
         raise PkiError(ErrorKind.INTERNAL, "the name is not in udun's canonical encoding")
     return out
 

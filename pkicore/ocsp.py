@@ -90,6 +90,8 @@ def parse_request(der: bytes) -> ParsedRequest:
         raise
     except Exception as e:  # asn1crypto raises ValueError/TypeError/KeyError on garbage
         raise OcspRefusal("malformed_request", "not a DER OCSPRequest") from e
+    if any(q.serial < 0 for q in queries):            # RFC 5280 §4.1.2.2: serials are positive
+        raise OcspRefusal("malformed_request", "a certificate serial number is never negative")
     if not queries or len(queries) > MAX_CERTS_PER_REQUEST:
         raise OcspRefusal("malformed_request", "ask about one certificate per request (RFC 5019 §2.1.1)")
     if nonce is not None and not NONCE_MIN <= len(nonce) <= NONCE_MAX:

@@ -198,3 +198,29 @@ def test_ocsp_requests_ask_about_one_certificate() -> None:
     with pytest.raises(ocsp.OcspRefusal) as err:
         ocsp.parse_request(two.dump())
     assert err.value.status == "malformed_request" and "one certificate" in str(err.value)
+
+
+def test_a_long_chinese_cn_is_a_name_udun_encodes() -> None:
+    """RFC 5280's 64 for commonName counts characters: 64 CJK characters are 192 UTF-8 bytes."""
+    name = names.build([("common_name", "中" * 64), ("country_name", "CN")])
+    assert names.to_cryptography(name).public_bytes() == name.dump()
+    from asn1crypto import csr as asn1csr
+
+    from ca.policy import check_csr
+
+    der = build_csr(SoftwareKey(), name)
+    assert asn1csr.CertificationRequest.load(der)["certification_request_info"]["subject"].dump() == name.dump()
+    assert check_csr(der).subject.dump() == name.dump()
+
+
+def test_a_negative_serial_is_a_malformed_request() -> None:
+    key = SoftwareKey()
+    cert = x509.Certificate.load(der_of(sign_certificate(_builder(key), key, SigScheme.ECDSA_SHA256)))
+    req = asn1ocsp.OCSPRequest.load(ocsp.build_request(cert, cert))
+    cid = req["tbs_request"]["request_list"][0]["req_cert"]
+    bad = asn1ocsp.OCSPRequest({"tbs_request": {"request_list": [{"req_cert": {
+        "hash_algorithm": cid["hash_algorithm"], "issuer_name_hash": cid["issuer_name_hash"],
+        "issuer_key_hash": cid["issuer_key_hash"], "serial_number": -5}}]}})
+    with pytest.raises(ocsp.OcspRefusal) as err:
+        ocsp.parse_request(bad.dump())
+    assert err.value.status == "malformed_request"
