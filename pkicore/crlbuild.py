@@ -15,12 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from pkicore import keyadapter
 from pkicore.algorithms import RawSigner, SigScheme
 
-# RFC 5280 §5.3.1 CRLReason: udun's names (the standard's), their codes and cryptography's flags.
-REASONS: dict[str, int] = {
-    "unspecified": 0, "keyCompromise": 1, "cACompromise": 2, "affiliationChanged": 3,
-    "superseded": 4, "cessationOfOperation": 5, "certificateHold": 6, "removeFromCRL": 8,
-    "privilegeWithdrawn": 9, "aACompromise": 10,
-}
+# RFC 5280 §5.3.1 CRLReason: udun's names (the standard's) and cryptography's flags.
 FLAGS: dict[str, cx509.ReasonFlags] = {
     "unspecified": cx509.ReasonFlags.unspecified, "keyCompromise": cx509.ReasonFlags.key_compromise,
     "cACompromise": cx509.ReasonFlags.ca_compromise, "affiliationChanged": cx509.ReasonFlags.affiliation_changed,
@@ -30,8 +25,7 @@ FLAGS: dict[str, cx509.ReasonFlags] = {
 }
 # Reasons an operator may give to `revoke` (RFC 5280 §5.3.1); certificateHold has its own
 # command and removeFromCRL is only for delta CRLs.
-REVOKE_REASONS = tuple(r for r in REASONS if r not in ("certificateHold", "removeFromCRL"))
-REASON_NAMES = {v: k for k, v in REASONS.items()}
+REVOKE_REASONS = tuple(r for r in FLAGS if r not in ("certificateHold", "removeFromCRL"))
 
 _REASON_EXT: dict[str, cx509.Extension[cx509.ExtensionType]] = {
     name: cx509.Extension(cx509.CRLReason.oid, False, cx509.CRLReason(flag)) for name, flag in FLAGS.items()}
