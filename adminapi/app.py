@@ -28,6 +28,8 @@ def create_admin_app(settings: Settings | None = None, *, ca: CertificateAuthori
     app.extensions["udun-admin"] = {"ca": ca, "key": key}
     problems.register(app)
     from adminapi import views
+    from webapi.views import apidoc
 
     app.register_blueprint(views.bp)
+    app.register_blueprint(apidoc.admin_bp)
     return app

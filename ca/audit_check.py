@@ -165,7 +165,8 @@ def _when(t: datetime) -> str:
 def _check_checkpoints(walk: _Walk, checkpoints: Sequence[CheckpointRecord],
                        trust: Sequence[bytes]) -> tuple[datetime | None, int | None]:
     """Every checkpoint's token, TSA chain and head; (time, seq) of the newest valid one."""
-    validator = ChainValidator(TrustStore.from_certs(list(trust)))
+    # No checkpoints need no trust anchors (a chain-only check, e.g. of a log not yet checkpointed).
+    validator = ChainValidator(TrustStore.from_certs(list(trust))) if checkpoints else None
     newest: tuple[datetime | None, int | None] = (None, None)
     matched = 0                                  # seq of the last checkpoint whose head matches
     beyond: tuple[CheckpointRecord, datetime] | None = None
@@ -179,6 +180,7 @@ def _check_checkpoints(walk: _Walk, checkpoints: Sequence[CheckpointRecord],
             walk.flag(cp.seq, f"{name} does not verify: {tok.problem}")
             continue
         at = tok.info.gen_time
+        assert validator is not None              # built whenever there are checkpoints
         chain = validator.validate(x509.Certificate.load(tok.tsa_cert_der), list(tok.certificates), at)
         if not chain.ok:
             walk.flag(cp.seq, f"{name}: the TSA certificate is not valid at {_when(at)}: {chain.detail}")

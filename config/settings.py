@@ -37,6 +37,14 @@ class Settings:
     # The online token: the delegated OCSP responder and TSA keys, with a PIN of its own.
     # The bank-facing server (`udun serve`) holds this PIN and never the CA's.
     online_token: str = "udun-online"
+    # Tokens are found by label, or by serial where one is set (a network HSM's partitions
+    # may share a label); keys on them by the key id stored with the CA's records.
+    # Logs (webapi.observability): one JSON object a line, to UDUN_LOG_FILE or stderr.
+    log_file: str | None = None
+    log_level: str = "INFO"
+    ca_token_serial: str | None = None
+    root_token_serial: str | None = None
+    online_token_serial: str | None = None
 
     @property
     def softhsm_conf(self) -> Path:
@@ -124,6 +132,13 @@ def _base_url(raw: str) -> str:
     return url
 
 
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise PkiError(ErrorKind.BAD_INPUT, "UDUN_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read UDUN_* variables; defaults give a working embedded set-up under ~/.udun."""
     e = dict(os.environ) if env is None else env
@@ -138,6 +153,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ca_token=e.get("UDUN_CA_TOKEN") or "udun-ca",
         root_token=e.get("UDUN_ROOT_TOKEN") or "udun-root",
         online_token=e.get("UDUN_ONLINE_TOKEN") or "udun-online",
+        log_file=e.get("UDUN_LOG_FILE") or None,
+        log_level=_log_level(e.get("UDUN_LOG_LEVEL") or "INFO"),
+        ca_token_serial=e.get("UDUN_CA_TOKEN_SERIAL") or None,
+        root_token_serial=e.get("UDUN_ROOT_TOKEN_SERIAL") or None,
+        online_token_serial=e.get("UDUN_ONLINE_TOKEN_SERIAL") or None,
         client_days=_int(e, "UDUN_CLIENT_DAYS", 730, 1, 3650),
         crl_hours=_int(e, "UDUN_CRL_HOURS", 24, 1, 24 * 31),
         ocsp_minutes=_int(e, "UDUN_OCSP_MINUTES", 60, 1, 7 * 24 * 60),

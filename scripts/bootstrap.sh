@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(softhsm2 opensc libengine-pkcs11-openssl openssl curl wrk)
+APT_PACKAGES=(softhsm2 opensc libengine-pkcs11-openssl openssl curl wrk postgresql golang-cfssl)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

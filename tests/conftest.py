@@ -3,6 +3,11 @@
 The PKCS#11 library reads SOFTHSM2_CONF once per process, so in-process tests share one
 UDUN_HOME, set here before anything imports keystore.token. Tests that need a home of
 their own run `udun` in a subprocess.
+
+``--db postgresql`` (or UDUN_TEST_DB=postgresql) runs the suite on PostgreSQL: a
+throwaway server (tests/pgserver.py), or the one of UDUN_TEST_POSTGRES_URL, with one
+database per UDUN_HOME (helpers.home_env gives subprocesses theirs). ``make test`` runs
+the suite once on each engine.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, Iterator
 
 _HOME = tempfile.mkdtemp(prefix="udun-test-")
 os.environ["UDUN_HOME"] = _HOME
@@ -26,7 +32,36 @@ from asn1crypto import pem  # noqa: E402
 from helpers import PIN, SO_PIN, USERS, Enrolled  # noqa: E402
 
 
+_PG: list[Any] = []                   # the throwaway server of this run, if it started one
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--db", choices=("sqlite", "postgresql"), default=os.environ.get("UDUN_TEST_DB", "sqlite"),
+                     help="the database engine the suite runs on (default: UDUN_TEST_DB or sqlite)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ["UDUN_TEST_SESSION_HOME"] = _HOME
+    if config.getoption("--db") != "postgresql":
+        return
+    import pgserver
+
+    admin = os.environ.get("UDUN_TEST_POSTGRES_URL")
+    if not admin:
+        server = pgserver.ThrowawayPostgres()
+        _PG.append(server)
+        admin = server.start()
+    os.environ["UDUN_TEST_PG_ADMIN_URL"] = admin
+    os.environ["UDUN_DATABASE_URL"] = pgserver.database_url(admin, _HOME)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"udun database engine: {config.getoption('--db')}"
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for server in _PG:
+        server.stop()
     shutil.rmtree(_HOME, ignore_errors=True)
 
 
@@ -113,3 +148,32 @@ def admin_app(settings, ca):  # type: ignore[no-untyped-def]
 @pytest.fixture()
 def admin_client(admin_app):  # type: ignore[no-untyped-def]
     return admin_app.test_client()
+
+
+@pytest.fixture()
+def empty_db(tmp_path: Path) -> Iterator[Any]:
+    """An empty database on the run's engine (no tables): a SQLite file in tmp_path with
+    udun's pragmas, or a new database on the run's PostgreSQL server, dropped afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    admin = os.environ.get("UDUN_TEST_PG_ADMIN_URL")
+    if not admin:
+        from ca.storage.engine import sqlite_pragmas
+
+        engine = sa.create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+        sa.event.listen(engine, "connect", sqlite_pragmas)
+        yield engine
+        engine.dispose()
+        return
+    import pgserver
+
+    name = f"udun_empty_{uuid.uuid4().hex[:12]}"
+    pgserver.create_database(admin, name)
+    engine = sa.create_engine(sa.make_url(admin).set(database=name))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        pgserver.drop_database(admin, name)

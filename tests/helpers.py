@@ -57,6 +57,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def home_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a process, with its own database when its UDUN_HOME is not the session's.
+
+    On SQLite the database lives in the home, so a new home is a new database by itself; in
+    a PostgreSQL run (conftest) that home gets a database of its own on the run's server,
+    unless ``env`` names a database of its own choosing."""
+    admin = os.environ.get("UDUN_TEST_PG_ADMIN_URL")
+    home = env.get("UDUN_HOME")
+    if not admin or not home or home == os.environ.get("UDUN_TEST_SESSION_HOME"):
+        return env
+    if env.get("UDUN_DATABASE_URL") not in (None, os.environ.get("UDUN_DATABASE_URL")):
+        return env
+    import pgserver
+
+    return {**env, "UDUN_DATABASE_URL": pgserver.database_url(admin, home)}
+
+
 @contextlib.contextmanager
 def running_server(home: Path, workers: int = 2,
                    extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
@@ -65,6 +82,7 @@ def running_server(home: Path, workers: int = 2,
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "UDUN_CA_PIN"}
     env.update({"UDUN_HOME": str(home), **(extra_env or {})})
+    env = home_env(env)
     proc = subprocess.Popen([sys.executable, "-m", "udun.cli", "serve", "--port", str(port), "--workers",
                              str(workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
@@ -142,7 +160,7 @@ def udun(*args: str, env: dict[str, str] | None = None, input: bytes | None = No
     """Run the real `udun` command in a subprocess."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "udun.cli", *args], env=full_env, input=input,
+    return subprocess.run([sys.executable, "-m", "udun.cli", *args], env=home_env(full_env), input=input,
                           capture_output=True, cwd=cwd, timeout=timeout, check=False)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SAMPLE, lint, openssl, udun
+from helpers import SAMPLE, home_env, lint, openssl, udun
 
 CLI_PIN = "cli-pin-938271"
 CLI_SO_PIN = "cli-so-pin-55123"
@@ -154,7 +154,7 @@ def test_parallel_first_commands_and_init_on_a_fresh_home(tmp_path: Path) -> Non
     import sys
 
     def start(*args: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "udun.cli", *args], env={**os.environ, **env},
+        return subprocess.Popen([sys.executable, "-m", "udun.cli", *args], env=home_env({**os.environ, **env}),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     lists = [start("ca", "list") for _ in range(8)]
@@ -203,7 +203,9 @@ def test_home_and_database_are_private() -> None:
     opened = [str(p) for p in home.rglob("*") if p.is_file() and stat.S_IMODE(p.stat().st_mode) & 0o077]
     assert opened == [], opened
     os.chmod(home, 0o755)                    # even with the folder opened up, the file stays closed
-    other = as_other(home / "udun.db")
+    # (PostgreSQL keeps the database elsewhere: the online token PIN's file stands for it then)
+    closed = home / "udun.db" if (home / "udun.db").exists() else home / "secrets" / "online.pin"
+    other = as_other(closed)
     assert other.returncode != 0 and b"Permission denied" in other.stderr
     assert udun("ca", "list", env=env).returncode == 0
     assert stat.S_IMODE(home.stat().st_mode) == 0o700      # tightened again on the next start

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import udun
+from helpers import home_env, udun
 
 
 class CmdlineWatch:
@@ -83,7 +83,7 @@ def _watched(args: list[str], env: dict[str, str], cwd: Path) -> tuple[
 def _env(home: Path, **pins: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.endswith("_PIN") and k != "SOFTHSM2_CONF"}
-    return {**env, "UDUN_HOME": str(home), "UDUN_BASE_URL": "http://127.0.0.1:8080", **pins}
+    return home_env({**env, "UDUN_HOME": str(home), "UDUN_BASE_URL": "http://127.0.0.1:8080", **pins})
 
 
 def _pin_files(home: Path) -> list[str]:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -191,30 +187,10 @@ def _migrate(engine: sa.Engine, revision: str, *, down: bool = False) -> None:
         alembic(conn, "downgrade" if down else "upgrade", revision)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def old_db(request, tmp_path: Path) -> Iterator[sa.Engine]:  # type: ignore[no-untyped-def]
-    """An empty database: SQLite in tmp_path, or a fresh PostgreSQL database on the server
-    of UDUN_TEST_POSTGRES_URL (e.g. postgresql+psycopg://user@127.0.0.1/postgres)."""
-    if request.param == "sqlite":
-        engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
-        yield engine
-        engine.dispose()
-        return
-    url = os.environ.get("UDUN_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("UDUN_TEST_POSTGRES_URL is not set")
-    name = f"udun_mig_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    engine = sa.create_engine(sa.make_url(url).set(database=name))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))   # the store keeps a connection
-        admin.dispose()
+@pytest.fixture()
+def old_db(empty_db: sa.Engine) -> sa.Engine:
+    """An empty database on the run's engine (conftest: SQLite, or PostgreSQL with --db)."""
+    return empty_db
 
 
 def _unique_constraints(engine: sa.Engine) -> dict[str, list[str]]:

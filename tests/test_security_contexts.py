@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SAMPLE, SoftwareKey, openssl, running_server, udun, write
+from helpers import SAMPLE, SoftwareKey, home_env, openssl, running_server, udun, write
 
 PIN = "ctx-user-pin-5511"
 SO_PIN = "ctx-so-pin-90817"
@@ -98,7 +98,7 @@ def test_serve_works_with_no_ca_pin_anywhere(home: Home, tmp_path: Path) -> None
         # The same without the server: a fresh bank-facing app in a process of its own holds
         # sessions on the online token only, never on the CA's tokens.
         probe = subprocess.run([sys.executable, "-c", _PROBE, str(home.path / "tx2.p7s")],
-                               env={**os.environ, **home.env, "UDUN_CA_PIN": ""}, capture_output=True,
+                               env=home_env({**os.environ, **home.env, "UDUN_CA_PIN": ""}), capture_output=True,
                                timeout=120, check=False)
         assert probe.returncode == 0, probe.stderr
         seen = json.loads(probe.stdout)
@@ -156,7 +156,7 @@ def test_a_responder_the_ca_did_not_record_cannot_say_good(home: Home, tmp_path:
     script.write_text(_FORGE)
     forged = tmp_path / "forged.ocsp"
     proc = subprocess.run([sys.executable, str(script), str(home.path / "cert.pem"), str(forged)],
-                          env={**os.environ, **home.env}, capture_output=True, timeout=120, check=False)
+                          env=home_env({**os.environ, **home.env}), capture_output=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     shown = openssl("ocsp", "-respin", str(forged), "-resp_text", "-noverify")
     assert b"Cert Status: good" in shown.stdout                     # it does say good
@@ -231,7 +231,7 @@ def test_a_forged_bundle_fails_against_the_record(home: Home, tmp_path: Path) ->
     script = tmp_path / "forge_bundle.py"
     script.write_text(_FORGE_BUNDLE)
     out = tmp_path / "forged.zip"
-    proc = subprocess.run([sys.executable, str(script), real_id, str(out)], env={**os.environ, **home.env},
+    proc = subprocess.run([sys.executable, str(script), real_id, str(out)], env=home_env({**os.environ, **home.env}),
                           capture_output=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     checked = home.run("evidence", "verify", str(out), ok=False)

@@ -19,6 +19,7 @@ from pkicore.pathstatus import StatusSource
 from udun.cli_audit import audit_group
 from udun.cli_ca import ca_group
 from udun.cli_cert import cert_group
+from udun.cli_db import db_group
 from udun.cli_evidence import evidence_group
 from udun.cli_tsa import tsa_group
 from signer.tokens import TokenRef
@@ -42,6 +43,7 @@ cli.add_command(cert_group)
 cli.add_command(evidence_group)
 cli.add_command(audit_group)
 cli.add_command(tsa_group)
+cli.add_command(db_group)
 
 
 @cli.command("sign")

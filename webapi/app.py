@@ -107,12 +107,13 @@ def create_app(settings: Settings | None = None, *, verifier: Verifier | None = 
     app.extensions["udun"] = Services(settings, verifier, ca, admin_api_key, _responder=responder)
     problems.register(app)
 
-    from webapi.views import evidence, health, status, verify
+    from webapi.views import apidoc, evidence, health, status, verify
 
     app.register_blueprint(health.bp)
     app.register_blueprint(verify.bp)
     app.register_blueprint(status.bp)
     app.register_blueprint(evidence.bp)
+    app.register_blueprint(apidoc.bp)
     services = app.extensions["udun"]
     app.wsgi_app = OcspFastPath(app.wsgi_app, services.responder)  # type: ignore[method-assign]
     app.wsgi_app = TsaFastPath(app.wsgi_app, services.tsa)  # type: ignore[method-assign]

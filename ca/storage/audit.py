@@ -19,22 +19,30 @@ from ca.storage.schema import utc
 if TYPE_CHECKING:
     from ca.storage.store import Store            # which imports this module
 
-# One statement takes the next number and reads the previous entry's hash (RETURNING sees
-# the updated value), one inserts: two statements, on the verify API's hot path.
+# Three statements on the verify API's hot path: take the next number, read the previous
+# entry's hash, insert. The read must be a statement of its own: on PostgreSQL (READ
+# COMMITTED) a statement sees the snapshot taken when it began, and the UPDATE may have
+# begun before the entry it waited for (the counter row's lock is held until its writer
+# commits) was committed; a subquery in its RETURNING would read no previous entry.
 NEXT = (update(_counters).where(_counters.c.name == SEQ_COUNTER).values(value=_counters.c.value + 1)
-        .returning(_counters.c.value,
-                   select(_log.c.hash).where(_log.c.seq == _counters.c.value - 1).scalar_subquery()))
+        .returning(_counters.c.value))
+PREVIOUS = select(_log.c.hash).where(_log.c.seq == bindparam("seq"))
 INSERT = insert(_log).values({c: bindparam(c.key) for c in _log.c})
 
 _entry_cols = (_log.c.seq, _log.c.at, _log.c.action, _log.c.actor, _log.c.subject, _log.c.details,
                _log.c.prev_hash, _log.c.hash)
 
 
-def _entry(row: Any, action: str, actor: str, subject: str, details: dict[str, Any], now: datetime) -> AuditEntry:
-    """The entry that follows ``row`` (the new seq, the previous entry's hash)."""
+def _seq(row: Any) -> int:
     if row is None:
         raise RuntimeError("the audit_seq counter is missing (migration 0003)")
-    return next_entry(int(row[0]), row[1], action, actor, subject, details, now)
+    return int(row[0])
+
+
+def _entry(seq: int, prev: Any, action: str, actor: str, subject: str, details: dict[str, Any],
+           now: datetime) -> AuditEntry:
+    """Entry ``seq``, after the entry whose hash is ``prev`` (None before the first)."""
+    return next_entry(seq, prev[0] if prev is not None else None, action, actor, subject, details, now)
 
 
 def _params(e: AuditEntry) -> dict[str, Any]:
@@ -45,7 +53,8 @@ def _params(e: AuditEntry) -> dict[str, Any]:
 def append(conn: Connection, *, action: str, actor: str, subject: str, details: dict[str, Any],
            now: datetime) -> AuditEntry:
     """Add one entry inside the caller's transaction (``conn`` must be in one)."""
-    entry = _entry(conn.execute(NEXT).first(), action, actor, subject, details, now)
+    seq = _seq(conn.execute(NEXT).first())
+    entry = _entry(seq, conn.execute(PREVIOUS, {"seq": seq - 1}).first(), action, actor, subject, details, now)
     conn.execute(INSERT, _params(entry))
     return entry
 
@@ -54,7 +63,9 @@ def append_raw(db: RawDb, cur: Any, *, action: str, actor: str, subject: str, de
                now: datetime) -> AuditEntry:
     """The same inside a RawDb transaction (issuance, the verify API's evidence record)."""
     db.execute(cur, NEXT)
-    entry = _entry(cur.fetchone(), action, actor, subject, details, now)
+    seq = _seq(cur.fetchone())
+    db.execute(cur, PREVIOUS, {"seq": seq - 1})
+    entry = _entry(seq, cur.fetchone(), action, actor, subject, details, now)
     db.execute(cur, INSERT, _params(entry))
     return entry
 

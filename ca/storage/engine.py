@@ -36,8 +36,8 @@ def _private_home(home: Path) -> None:
 def make_engine(settings: Settings) -> Engine:
     """An engine for UDUN_DATABASE_URL (SQLite under UDUN_HOME by default)."""
     url = settings.database_url
+    _private_home(settings.home)              # the token files and PIN files are there on any engine
     if url.startswith("sqlite"):
-        _private_home(settings.home)
         path = make_url(url).database
         if path and path != ":memory:":
             # Payments (names, accounts) and the audit log: readable by udun's user only.

@@ -1,7 +1,7 @@
 """The audit log: signed checkpoints, verification, export; every kind of tampering is named.
 
-Tampering happens on copies of a database made from the session CA's (sqlite3 backup),
-so the session database is never touched.
+Tampering happens on copies of a database made from the session CA's (tests/dbcopy.py,
+on either engine), so the session database is never touched.
 """
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import base64
 import dataclasses
 import hashlib
 import json
-import sqlite3
 import subprocess
 import tracemalloc
 from collections.abc import Iterator
@@ -18,27 +17,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dbcopy import copy_database, execute, fetchall, fetchone
 from helpers import SoftwareKey, openssl, udun
 
 COLS = "at, action, actor, subject, details, prev_hash, hash"
 
 
-def _copy(src: Path, dst: Path) -> Path:
-    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
-        a.backup(b)
-    a.close()
-    b.close()
-    return dst
-
-
-def _open(settings, path: Path):  # type: ignore[no-untyped-def]
+def _open(settings, url: str):  # type: ignore[no-untyped-def]
     """A CA over a database copy (the CA tokens and their one session are shared)."""
     from ca.authority import CertificateAuthority
     from ca.storage.engine import make_engine
     from ca.storage.store import Store
 
-    s = dataclasses.replace(settings, database_url=f"sqlite:///{path}")
+    s = dataclasses.replace(settings, database_url=url)
     return CertificateAuthority(s, Store(make_engine(s)))
+
+
+def _close(cca) -> None:  # type: ignore[no-untyped-def]
+    """Let go of every connection to the copy (this thread's raw one too): on PostgreSQL a
+    database can be a template only while nobody is connected to it."""
+    cca.store.raw.close()
+    cca.store.engine.dispose()
 
 
 def _issue(ca, cn: str):  # type: ignore[no-untyped-def]
@@ -49,7 +48,7 @@ def _issue(ca, cn: str):  # type: ignore[no-untyped-def]
 
 @dataclasses.dataclass(frozen=True)
 class Base:
-    path: Path
+    url: str            # the copy's database
     hold: int           # seq of the first "hold" entry (covered by both checkpoints)
     cp1: int            # seq checkpoint 1 covers
     cp2: int            # seq checkpoint 2 covers
@@ -63,9 +62,8 @@ def base(ca, settings, tmp_path_factory) -> Base:  # type: ignore[no-untyped-def
     from ca.revocation import Revocation
     from ca.tsa import TimeStampAuthority
 
-    path = _copy(Path(settings.database_url.removeprefix("sqlite:///")),
-                 tmp_path_factory.mktemp("audit") / "base.db")
-    cca = _open(settings, path)
+    url = copy_database(settings.database_url, tmp_path_factory.mktemp("audit") / "base.db")
+    cca = _open(settings, url)
     rev = Revocation(cca)
     tsa = TimeStampAuthority(cca)
     a, b = _issue(cca, "Audit A"), _issue(cca, "Audit B")
@@ -75,34 +73,26 @@ def base(ca, settings, tmp_path_factory) -> Base:  # type: ignore[no-untyped-def
     rev.revoke(b.serial, "keyCompromise", actor="officer")
     second = audit.checkpoint(cca, tsa, actor="test")
     _issue(cca, "Audit C")
-    cca.store.engine.dispose()
-    with sqlite3.connect(path) as c:
-        hold = c.execute("SELECT min(seq) FROM audit_log WHERE action = 'hold'").fetchone()[0]
-        last = c.execute("SELECT max(seq) FROM audit_log").fetchone()[0]
-    c.close()
+    _close(cca)
+    hold = fetchone(url, "SELECT min(seq) FROM audit_log WHERE action = 'hold'")[0]
+    last = fetchone(url, "SELECT max(seq) FROM audit_log")[0]
     assert first.created and second.created and hold < first.record.seq < second.record.seq < last
-    return Base(path, hold, first.record.seq, second.record.seq, last)
+    return Base(url, hold, first.record.seq, second.record.seq, last)
 
 
-def _variant(base: Base, tmp_path: Path, *sql: tuple[str, tuple[Any, ...]]) -> Path:
-    path = _copy(base.path, tmp_path / "tampered.db")
-    with sqlite3.connect(path) as c:
-        for statement, params in sql:
-            c.execute(statement, params)
-    c.close()
-    return path
+def _variant(base: Base, tmp_path: Path, *sql: tuple[str, tuple[Any, ...]]) -> str:
+    url = copy_database(base.url, tmp_path / "tampered.db")
+    execute(url, *sql)
+    return url
 
 
-def _row(path: Path, seq: int) -> tuple[Any, ...]:
-    with sqlite3.connect(path) as c:
-        row = c.execute(f"SELECT {COLS} FROM audit_log WHERE seq = ?", (seq,)).fetchone()
-    c.close()
-    return tuple(row)
+def _row(url: str, seq: int) -> tuple[Any, ...]:
+    return fetchone(url, f"SELECT {COLS} FROM audit_log WHERE seq = ?", (seq,))
 
 
-def audit_cli(*args: str, db: Path | None = None) -> subprocess.CompletedProcess[bytes]:
-    """`udun audit ...`, on a copy of the database when ``db`` is given."""
-    env = {"UDUN_DATABASE_URL": f"sqlite:///{db}"} if db else {}
+def audit_cli(*args: str, db: str | None = None) -> subprocess.CompletedProcess[bytes]:
+    """`udun audit ...`, on a copy of the database when ``db`` (its URL) is given."""
+    env = {"UDUN_DATABASE_URL": db} if db else {}
     return udun("audit", *args, env=env)
 
 
@@ -117,7 +107,7 @@ def _failed(proc: subprocess.CompletedProcess[bytes]) -> str:
 # --- through the command line ----------------------------------------------------------
 
 def test_untouched_log_verifies(base: Base) -> None:
-    proc = audit_cli("verify", db=base.path)
+    proc = audit_cli("verify", db=base.url)
     out = proc.stdout.decode()
     assert proc.returncode == 0, out + proc.stderr.decode()
     assert out.startswith(f"audit log OK: {base.last} entries, 2 checkpoints, last checkpoint at ")
@@ -127,7 +117,7 @@ def test_untouched_log_verifies(base: Base) -> None:
 def test_changed_entry_is_named(base: Base, tmp_path: Path) -> None:
     edit = "UPDATE audit_log SET details = replace(details, 'on_hold', 'good') WHERE seq = ?"
     db = _variant(base, tmp_path, (edit, (base.hold,)))
-    assert _row(db, base.hold) != _row(base.path, base.hold)
+    assert _row(db, base.hold) != _row(base.url, base.hold)
     assert _failed(audit_cli("verify", db=db)) == \
         f"entry {base.hold} was changed or forged: its hash does not match its content"
 
@@ -141,7 +131,7 @@ def test_forged_entry_at_the_end_is_named(base: Base, tmp_path: Path) -> None:
     n = base.last + 1
     db = _variant(base, tmp_path, (f"INSERT INTO audit_log (seq, {COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                    (n, "2026-01-01T00:00:00.000000Z", "revoke", "intruder", "abc", "{}",
-                                    _row(base.path, base.last)[-1], hashlib.sha256(b"forged").hexdigest())))
+                                    _row(base.url, base.last)[-1], hashlib.sha256(b"forged").hexdigest())))
     assert _failed(audit_cli("verify", db=db)).startswith(f"entry {n} was changed or forged")
 
 
@@ -150,7 +140,7 @@ def test_entry_inserted_by_renumbering_is_named(base: Base, tmp_path: Path) -> N
     from ca.auditlog import entry_hash
 
     k = base.hold
-    prev = _row(base.path, k - 1)[-1]
+    prev = _row(base.url, k - 1)[-1]
     forged = ("2026-01-01T00:00:00.000000Z", "release", "intruder", "abc", "{}", prev)
     db = _variant(base, tmp_path,
                   ("UPDATE audit_log SET seq = -(seq + 1) WHERE seq >= ?", (k,)),
@@ -164,7 +154,7 @@ def test_entry_inserted_by_renumbering_is_named(base: Base, tmp_path: Path) -> N
 
 def test_swapped_entries_are_named(base: Base, tmp_path: Path) -> None:
     a, b = base.hold, base.hold + 1
-    ra, rb = _row(base.path, a), _row(base.path, b)
+    ra, rb = _row(base.url, a), _row(base.url, b)
     sets = ", ".join(f"{c.strip()} = ?" for c in COLS.split(","))
     db = _variant(base, tmp_path, (f"UPDATE audit_log SET {sets} WHERE seq = ?", (*rb, a)),
                   (f"UPDATE audit_log SET {sets} WHERE seq = ?", (*ra, b)))
@@ -174,9 +164,7 @@ def test_swapped_entries_are_named(base: Base, tmp_path: Path) -> None:
 
 
 def test_altered_checkpoint_token_fails(base: Base, tmp_path: Path) -> None:
-    with sqlite3.connect(base.path) as c:
-        token = bytearray(c.execute("SELECT cms FROM audit_checkpoints WHERE seq = ?", (base.cp1,)).fetchone()[0])
-    c.close()
+    token = bytearray(fetchone(base.url, "SELECT cms FROM audit_checkpoints WHERE seq = ?", (base.cp1,))[0])
     token[-1] ^= 0x01                                          # the last octet of the ECDSA signature
     db = _variant(base, tmp_path, ("UPDATE audit_checkpoints SET cms = ? WHERE seq = ?", (bytes(token), base.cp1)))
     head = _failed(audit_cli("verify", db=db))
@@ -186,7 +174,7 @@ def test_altered_checkpoint_token_fails(base: Base, tmp_path: Path) -> None:
 
 def test_altered_checkpoint_head_fails(base: Base, tmp_path: Path) -> None:
     db = _variant(base, tmp_path, ("UPDATE audit_checkpoints SET head_hash = ? WHERE seq = ?",
-                                   (_row(base.path, base.cp1 - 1)[-1], base.cp1)))
+                                   (_row(base.url, base.cp1 - 1)[-1], base.cp1)))
     head = _failed(audit_cli("verify", db=db))
     assert f"(seq {base.cp1}) does not verify: the token time-stamps another imprint" in head
 
@@ -202,7 +190,7 @@ def test_export_verifies_outside_and_with_openssl(base: Base, tmp_path: Path, ch
     from ca import audit
 
     out = tmp_path / "audit.jsonl"
-    proc = audit_cli("export", "-o", str(out), db=base.path)
+    proc = audit_cli("export", "-o", str(out), db=base.url)
     assert proc.returncode == 0, proc.stderr.decode()
     lines = out.read_text(encoding="utf-8").splitlines()
     header = json.loads(lines[0])
@@ -238,7 +226,7 @@ def test_export_verifies_outside_and_with_openssl(base: Base, tmp_path: Path, ch
 
 
 def test_checkpoint_command(base: Base, tmp_path: Path) -> None:
-    db = _copy(base.path, tmp_path / "cp.db")
+    db = copy_database(base.url, tmp_path / "cp.db")
     proc = audit_cli("checkpoint", db=db)
     assert proc.returncode == 0 and f"seq {base.last}," in proc.stderr.decode(), proc
     again = audit_cli("checkpoint", db=db)                       # only its own entry since: nothing new
@@ -252,21 +240,20 @@ def test_rewritten_chain_is_caught_by_its_checkpoint(ca, settings, base: Base, t
     from ca import audit
     from ca.auditlog import entry_hash
 
-    db = _copy(base.path, tmp_path / "rewritten.db")
-    with sqlite3.connect(db) as c:
-        prev = ""
-        for seq, at, action, actor, subject, details, prev_hash, stored in \
-                c.execute(f"SELECT seq, {COLS} FROM audit_log ORDER BY seq").fetchall():
-            if seq >= base.hold:
-                actor = "nobody" if seq == base.hold else actor
-                stored = entry_hash(seq, at, action, actor, subject, details, prev)
-                c.execute("UPDATE audit_log SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?",
-                          (actor, prev, stored, seq))
-            prev = stored
-    c.close()
+    db = copy_database(base.url, tmp_path / "rewritten.db")
+    prev, edits = "", []
+    for seq, at, action, actor, subject, details, prev_hash, stored in \
+            fetchall(db, f"SELECT seq, {COLS} FROM audit_log ORDER BY seq"):
+        if seq >= base.hold:
+            actor = "nobody" if seq == base.hold else actor
+            stored = entry_hash(seq, at, action, actor, subject, details, prev)
+            edits.append(("UPDATE audit_log SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                          (actor, prev, stored, seq)))
+        prev = stored
+    execute(db, *edits)
     cca = _open(settings, db)
     verdict = audit.verify(cca, ca.chain_der())
-    cca.store.engine.dispose()
+    _close(cca)
     assert not verdict.ok
     assert verdict.headline.startswith(f"entries 1-{base.cp1} were rewritten after checkpoint 1 ")
     assert verdict.problems[0].seq == base.cp1
@@ -278,7 +265,7 @@ def test_deleted_checkpoint_is_named(settings, base: Base, tmp_path: Path) -> No
     db = _variant(base, tmp_path, ("DELETE FROM audit_checkpoints WHERE seq = ?", (base.cp2,)))
     cca = _open(settings, db)
     verdict = audit.verify(cca)
-    cca.store.engine.dispose()
+    _close(cca)
     assert not verdict.ok and verdict.problems[0].seq == base.cp2 + 1
     assert verdict.headline.startswith(f"the checkpoint logged in entry {base.cp2 + 1} ")
 
@@ -289,7 +276,7 @@ def test_checkpoint_only_when_the_log_moved(settings, base: Base, tmp_path: Path
     from pkicore.clock import system_clock
     from webapi import scheduler
 
-    cca = _open(settings, _copy(base.path, tmp_path / "moved.db"))
+    cca = _open(settings, copy_database(base.url, tmp_path / "moved.db"))
     tsa = TimeStampAuthority(cca)
     assert not scheduler.checkpoint_due(cca)                  # the base's newest is seconds old
     done = audit.checkpoint(cca, tsa)
@@ -302,7 +289,7 @@ def test_checkpoint_only_when_the_log_moved(settings, base: Base, tmp_path: Path
     ticked = scheduler.checkpoint_tick(cca, tsa)
     assert ticked is not None and ticked.record.seq == base.last + 3   # two checkpoint entries, one issue
     verdict = audit.verify(cca)
-    cca.store.engine.dispose()
+    _close(cca)
     assert verdict.ok and verdict.checkpoints == 5 and verdict.uncovered == 1, verdict
 
 

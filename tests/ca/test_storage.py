@@ -14,20 +14,19 @@ from pkicore.errors import ErrorKind, PkiError
 NO_TABLES = "the database has no CA tables: run `udun ca init`"
 
 
-def test_the_schema_is_what_the_migrations_make(tmp_path: Path) -> None:
+def test_the_schema_is_what_the_migrations_make(empty_db: sa.Engine) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
     from ca.storage.migrate import alembic
     from ca.storage.schema import metadata
 
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'head.db'}")
+    engine = empty_db
     with engine.begin() as conn:
         alembic(conn, "upgrade", "head")
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
         assert compare_metadata(context, metadata) == []
-    engine.dispose()
 
 
 def _raw_statements() -> list[sa.ClauseElement]:
@@ -68,12 +67,14 @@ def _empty_store(path: Path):  # type: ignore[no-untyped-def]
     return Store(engine)
 
 
-def test_missing_tables_are_not_initialised_on_both_paths(tmp_path: Path) -> None:
+def test_missing_tables_are_not_initialised_on_both_paths(empty_db: sa.Engine) -> None:
     from ca.storage.audit import AuditStore
     from ca.storage.delegated import DelegatedStore
     from ca.storage.evidence import EvidenceStore
 
-    store = _empty_store(tmp_path / "empty.db")
+    from ca.storage.store import Store
+
+    store = Store(empty_db)
     now = datetime.now(timezone.utc)
     calls = [
         lambda: store.authority("issuing"),                       # Core
@@ -97,7 +98,15 @@ def test_missing_tables_are_not_initialised_on_both_paths(tmp_path: Path) -> Non
 
 
 def test_a_database_that_cannot_be_opened_is_unavailable_on_both_paths(tmp_path: Path) -> None:
-    store = _empty_store(tmp_path / "no such directory" / "udun.db")      # "unable to open database file"
+    import os
+
+    from ca.storage.store import Store
+
+    if os.environ.get("UDUN_TEST_PG_ADMIN_URL"):              # a server nobody listens for
+        store = Store(sa.create_engine("postgresql+psycopg://udun@127.0.0.1:1/udun",
+                                       connect_args={"connect_timeout": 2}))
+    else:                                                     # "unable to open database file"
+        store = _empty_store(tmp_path / "no such directory" / "udun.db")
     for call in (lambda: store.certificate("ab"), lambda: store.counter("status_version")):
         with pytest.raises(PkiError) as err:
             call()
