@@ -33,6 +33,10 @@ from helpers import PIN, SO_PIN, USERS, Enrolled  # noqa: E402
 
 
 _PG: list[Any] = []                   # the throwaway server of this run, if it started one
+_LOG_DIR = Path(tempfile.mkdtemp(prefix="udun-test-log-"))
+RUN_LOG = _LOG_DIR / "udun.log"       # every process's log lines of the run (logscan.py)
+os.environ["UDUN_LOG_FILE"] = str(RUN_LOG)
+_SCAN: list[str] = []                 # the log scan's lines for the terminal summary
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,10 +63,38 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"udun database engine: {config.getoption('--db')}"
 
 
+def _scan_log(session: pytest.Session) -> None:
+    """No PIN, API key, account number or private key in any log line of the run: a leak
+    fails the run (its exit status; the lines name the kind of secret and the line)."""
+    import logscan
+
+    roots = [Path(_HOME)]
+    factory = getattr(session.config, "_tmp_path_factory", None)   # where tests' homes live
+    if factory is not None:
+        roots.append(factory.getbasetemp())
+    secrets = logscan.run_secrets(roots, {PIN: "user PIN", SO_PIN: "SO PIN"})
+    lines, leaks = logscan.scan(RUN_LOG, secrets)
+    if not leaks:
+        _SCAN.append(f"log scan: {lines} log lines of the run, {len(secrets)} secrets looked for, none found")
+        shutil.rmtree(_LOG_DIR, ignore_errors=True)
+        return
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    _SCAN.append(f"LOG SCAN FAILED: {len(leaks)} secrets in the run's log {RUN_LOG} (kept):")
+    _SCAN.extend(f"  line {leak.line_no}: {leak.what}" for leak in leaks[:50])
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    for server in _PG:
-        server.stop()
-    shutil.rmtree(_HOME, ignore_errors=True)
+    try:
+        _scan_log(session)
+    finally:
+        for server in _PG:
+            server.stop()
+        shutil.rmtree(_HOME, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in _SCAN:
+        terminalreporter.write_line(line, red=line.startswith("LOG SCAN FAILED"))
 
 
 @pytest.fixture(scope="session")
