@@ -9,6 +9,7 @@ from ca.authority import CertificateAuthority
 from config.settings import Settings, load_settings
 from webapi import problems
 from webapi.auth import checked_key
+from webapi.observability import Observed, configure_logging
 
 MAX_BODY = 64 * 1024
 
@@ -21,6 +22,7 @@ def create_admin_app(settings: Settings | None = None, *, ca: CertificateAuthori
     assert key is not None
     if ca is None:
         ca = CertificateAuthority.open(settings, migrate_schema=False)
+    configure_logging(settings)
     app = Flask("udun-admin")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
@@ -31,5 +33,7 @@ def create_admin_app(settings: Settings | None = None, *, ca: CertificateAuthori
     from webapi.views import apidoc
 
     app.register_blueprint(views.bp)
+    app.register_blueprint(views.public_bp)
     app.register_blueprint(apidoc.admin_bp)
+    app.wsgi_app = Observed(app.wsgi_app)  # type: ignore[method-assign]
     return app

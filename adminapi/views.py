@@ -9,8 +9,11 @@ from ca.policy import load_csr_bytes
 from pkicore.errors import ErrorKind, PkiError
 from webapi.presenters import certificate_json
 from webapi.auth import require_key
+from webapi.observability import metrics_body
+from webapi.views.health import _check, schema_check
 
 bp = Blueprint("admin", __name__)
+public_bp = Blueprint("admin_public", __name__)      # outside the key: names checks, holds no data
 
 
 def _ctx() -> dict[str, Any]:
@@ -28,6 +31,25 @@ def healthz() -> Response:
     ca = _ctx()["ca"]
     ca.authority("issuing")            # the database answers and the CA is initialised
     return jsonify({"status": "ok"})
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    body, mimetype = metrics_body()
+    return Response(body, content_type=mimetype, headers={"Cache-Control": "no-store"})
+
+
+@public_bp.get("/readyz")
+def readyz() -> Response:
+    """The database answers at this udun's schema revision and the CA is initialised."""
+    ca = _ctx()["ca"]
+    checks = {"schema": _check("schema", lambda: schema_check(ca.store.engine)),
+              "database": _check("database", lambda: {"ca": ca.authority("issuing").name})}
+    ok = all(c["status"] == "ok" for c in checks.values())
+    resp = jsonify({"status": "ok" if ok else "unavailable", "checks": checks})
+    resp.status_code = 200 if ok else 503
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 @bp.post("/api/v1/certificates")

@@ -1,15 +1,20 @@
-"""Configuration from the environment (the only place os.environ is read for settings)."""
+"""Configuration from the environment and udun.toml (the only place os.environ is read for
+settings). The environment wins over the file; see README "Configuration file"."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Mapping, cast
 from urllib.parse import urlsplit
 
+from config import tomlfile
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.oids import DEFAULT_TSA_POLICY, RECORDS_POLICY
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+CONFIG_FILE_NAME = "udun.toml"
+TlsClientAuth = Literal["none", "optional", "required"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,22 @@ class Settings:
     ca_token_serial: str | None = None
     root_token_serial: str | None = None
     online_token_serial: str | None = None
+    # Trust anchors of the API (PEM); None: the CA chain in the database.
+    trust_file: Path | None = None
+    # TLS for `udun serve` / `serve-admin` (udun.server): server certificate and key (PEM),
+    # and the CAs whose client certificates banks present (none | optional | required).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    tls_client_auth: TlsClientAuth = "none"
+    # A gunicorn Python configuration file applied over udun's defaults (udun.server).
+    gunicorn_config: Path | None = None
+    # The udun.toml these settings were read from, if any.
+    config_file: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     @property
     def softhsm_conf(self) -> Path:
@@ -89,8 +110,36 @@ class Settings:
         return f"{self.base_url}/ca/root-ca.crt"
 
 
-def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name)
+class _Source:
+    """The environment over the configuration file; errors name where a value came from.
+
+    An empty variable counts as unset (as it always has), so the file's value applies."""
+
+    def __init__(self, env: Mapping[str, str], file: tomlfile.ConfigFile | None) -> None:
+        self.env = env
+        self.file = file
+
+    def get(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value:
+            return value
+        if self.file is not None:
+            return self.file.values.get(name) or None
+        return None
+
+    def where(self, name: str) -> str:
+        """UDUN_X, or `x in /path/udun.toml` when the file gave the value."""
+        if not self.env.get(name) and self.file is not None and self.file.values.get(name):
+            return self.file.where(name)
+        return name
+
+    def path(self, name: str) -> Path | None:
+        raw = self.get(name)
+        return Path(raw).expanduser().absolute() if raw else None
+
+
+def _int(src: _Source, name: str, default: int, low: int, high: int) -> int:
+    raw = src.get(name)
     if raw is None or raw == "":
         return default
     try:
@@ -98,76 +147,150 @@ def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> i
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        raise PkiError(ErrorKind.BAD_INPUT, f"{name} must be a whole number from {low} to {high}")
+        raise PkiError(ErrorKind.BAD_INPUT, f"{src.where(name)} must be a whole number from {low} to {high}")
     return value
 
 
-def _oid(raw: str) -> str:
+def _oid(src: _Source) -> str:
     """A dotted object identifier (X.660): first arc 0-2, then numbers."""
+    raw = src.get("UDUN_TSA_POLICY") or DEFAULT_TSA_POLICY
+    where = src.where("UDUN_TSA_POLICY")
     parts = raw.strip().split(".")
     if len(parts) < 2 or not all(p.isdigit() and p.isascii() for p in parts) or parts[0] not in ("0", "1", "2"):
-        raise PkiError(ErrorKind.BAD_INPUT, "UDUN_TSA_POLICY must be a dotted OID such as 1.3.6.1.4.1.99999.1")
+        raise PkiError(ErrorKind.BAD_INPUT, f"{where} must be a dotted OID such as 1.3.6.1.4.1.99999.1")
     if raw.strip() == RECORDS_POLICY:
-        raise PkiError(ErrorKind.BAD_INPUT, "UDUN_TSA_POLICY cannot be udun's records policy")
+        raise PkiError(ErrorKind.BAD_INPUT, f"{where} cannot be udun's records policy")
     return raw.strip()
 
 
-def _flag(env: dict[str, str], name: str) -> bool:
-    raw = (env.get(name) or "").strip().lower()
+def _flag(src: _Source, name: str) -> bool:
+    raw = (src.get(name) or "").strip().lower()
     if raw in ("", "0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True
-    raise PkiError(ErrorKind.BAD_INPUT, f"{name} must be true or false")
+    raise PkiError(ErrorKind.BAD_INPUT, f"{src.where(name)} must be true or false")
 
 
-def _base_url(raw: str) -> str:
+def _base_url(src: _Source) -> str:
     """The URL written into certificates (RFC 5280 §4.2.1.13, §4.2.2.1): http(s), a host."""
-    url = raw.rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+    url = (src.get("UDUN_BASE_URL") or "http://127.0.0.1:8080").rstrip("/")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:           # e.g. an unclosed IPv6 bracket
+        host = None
+    if not host or parts.scheme not in ("http", "https") or parts.query or parts.fragment \
             or any(ch.isspace() or not ch.isprintable() for ch in url) or not url.isascii():
-        raise PkiError(ErrorKind.BAD_INPUT, "UDUN_BASE_URL must be an http:// or https:// URL such as "
-                                            "http://pki.example.com")
+        raise PkiError(ErrorKind.BAD_INPUT, f"{src.where('UDUN_BASE_URL')} must be an http:// or https:// URL "
+                                            "such as http://pki.example.com")
     return url
 
 
-def _log_level(raw: str) -> str:
-    level = raw.strip().upper()
+def _log_level(src: _Source) -> str:
+    level = (src.get("UDUN_LOG_LEVEL") or "INFO").strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise PkiError(ErrorKind.BAD_INPUT, "UDUN_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        raise PkiError(ErrorKind.BAD_INPUT, f"{src.where('UDUN_LOG_LEVEL')} must be DEBUG, INFO, WARNING or ERROR")
     return level
 
 
-def load_settings(env: dict[str, str] | None = None) -> Settings:
-    """Read UDUN_* variables; defaults give a working embedded set-up under ~/.udun."""
-    e = dict(os.environ) if env is None else env
-    home = Path(e.get("UDUN_HOME") or Path.home() / ".udun").expanduser().resolve()
+def _tls_client_auth(src: _Source) -> TlsClientAuth:
+    raw = (src.get("UDUN_TLS_CLIENT_AUTH") or "none").strip().lower()
+    if raw not in ("none", "optional", "required"):
+        raise PkiError(ErrorKind.BAD_INPUT, f"{src.where('UDUN_TLS_CLIENT_AUTH')} must be none, optional or required")
+    return cast(TlsClientAuth, raw)
+
+
+def _check_tls(src: _Source, cert: Path | None, key: Path | None, client_ca: Path | None,
+               client_auth: TlsClientAuth) -> None:
+    """The combinations that make sense; the files themselves are read at `serve` start."""
+    if (cert is None) != (key is None):
+        raise PkiError(ErrorKind.BAD_INPUT, f"{src.where('UDUN_TLS_CERT')} and {src.where('UDUN_TLS_KEY')} go "
+                                            "together: set both (TLS) or neither (plain HTTP)")
+    if client_auth != "none" and client_ca is None:
+        raise PkiError(ErrorKind.BAD_INPUT, f"{src.where('UDUN_TLS_CLIENT_AUTH')}={client_auth} needs "
+                                            "UDUN_TLS_CLIENT_CA: the CAs whose client certificates are accepted")
+    # A CA file without client authentication would look like mutual TLS and check nobody.
+    if client_ca is not None and client_auth == "none":
+        raise PkiError(ErrorKind.BAD_INPUT, f"{src.where('UDUN_TLS_CLIENT_CA')} is set but UDUN_TLS_CLIENT_AUTH is "
+                                            "none: set it to optional or required, or unset the CA file")
+    if client_ca is not None and cert is None:
+        raise PkiError(ErrorKind.BAD_INPUT, f"{src.where('UDUN_TLS_CLIENT_CA')} needs TLS: set UDUN_TLS_CERT "
+                                            "and UDUN_TLS_KEY too")
+
+
+def _config_file(e: Mapping[str, str]) -> tomlfile.ConfigFile | None:
+    """UDUN_CONFIG if set (it must exist), else $UDUN_HOME/udun.toml if there is one.
+
+    UDUN_HOME itself comes from the environment, or from the file UDUN_CONFIG names; the
+    file inside UDUN_HOME cannot move UDUN_HOME."""
+    named = e.get("UDUN_CONFIG")
+    if named:
+        path = Path(named).expanduser().absolute()
+        try:
+            path.lstat()
+        except FileNotFoundError as ex:
+            raise PkiError(ErrorKind.BAD_INPUT, f"UDUN_CONFIG names {path}, which does not exist") from ex
+        except OSError:
+            pass                  # tomlfile.read reports it, naming the file
+        return tomlfile.read(path, home_allowed=True)
+    path = _home(e.get("UDUN_HOME"), "UDUN_HOME") / CONFIG_FILE_NAME
+    try:
+        path.lstat()             # lstat: a dangling symlink is an error below, not "no file"
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        pass
+    return tomlfile.read(path, home_allowed=False)
+
+
+def _home(raw: str | None, where: str) -> Path:
+    home = Path(raw or Path.home() / ".udun").expanduser().resolve()
     if home.exists() and not home.is_dir():
-        raise PkiError(ErrorKind.BAD_INPUT, f"UDUN_HOME {home} is not a directory")
+        raise PkiError(ErrorKind.BAD_INPUT, f"{where} {home} is not a directory")
+    return home
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read UDUN_* variables over udun.toml; defaults give a working embedded set-up under ~/.udun."""
+    e = dict(os.environ) if env is None else env
+    file = _config_file(e)
+    src = _Source(e, file)
+    home = _home(src.get("UDUN_HOME"), src.where("UDUN_HOME"))
+    tls_cert, tls_key, tls_client_ca = src.path("UDUN_TLS_CERT"), src.path("UDUN_TLS_KEY"), \
+        src.path("UDUN_TLS_CLIENT_CA")
+    tls_client_auth = _tls_client_auth(src)
+    _check_tls(src, tls_cert, tls_key, tls_client_ca, tls_client_auth)
     return Settings(
         home=home,
-        database_url=e.get("UDUN_DATABASE_URL") or f"sqlite:///{home / 'udun.db'}",
-        pkcs11_module=e.get("UDUN_PKCS11_MODULE") or SOFTHSM_MODULE,
-        base_url=_base_url(e.get("UDUN_BASE_URL") or "http://127.0.0.1:8080"),
-        ca_token=e.get("UDUN_CA_TOKEN") or "udun-ca",
-        root_token=e.get("UDUN_ROOT_TOKEN") or "udun-root",
-        online_token=e.get("UDUN_ONLINE_TOKEN") or "udun-online",
-        log_file=e.get("UDUN_LOG_FILE") or None,
-        log_level=_log_level(e.get("UDUN_LOG_LEVEL") or "INFO"),
-        ca_token_serial=e.get("UDUN_CA_TOKEN_SERIAL") or None,
-        root_token_serial=e.get("UDUN_ROOT_TOKEN_SERIAL") or None,
-        online_token_serial=e.get("UDUN_ONLINE_TOKEN_SERIAL") or None,
-        client_days=_int(e, "UDUN_CLIENT_DAYS", 730, 1, 3650),
-        crl_hours=_int(e, "UDUN_CRL_HOURS", 24, 1, 24 * 31),
-        ocsp_minutes=_int(e, "UDUN_OCSP_MINUTES", 60, 1, 7 * 24 * 60),
-        ocsp_cache_size=_int(e, "UDUN_OCSP_CACHE_SIZE", 100_000, 0, 10_000_000),
-        responder_days=_int(e, "UDUN_OCSP_RESPONDER_DAYS", 7, 2, 90),
-        tsa_days=_int(e, "UDUN_TSA_DAYS", 365, 31, 3650),
-        tsa_policy=_oid(e.get("UDUN_TSA_POLICY") or DEFAULT_TSA_POLICY),
-        tsa_accuracy_ms=_int(e, "UDUN_TSA_ACCURACY_MS", 1000, 1, 60_000),
-        signing_window_minutes=_int(e, "UDUN_SIGNING_WINDOW_MINUTES", 5, 1, 24 * 60),
-        require_challenge=_flag(e, "UDUN_REQUIRE_CHALLENGE"),
-        challenge_seconds=_int(e, "UDUN_CHALLENGE_SECONDS", 300, 10, 24 * 3600),
-        audit_checkpoint_minutes=_int(e, "UDUN_AUDIT_CHECKPOINT_MINUTES", 10, 1, 24 * 60),
+        database_url=src.get("UDUN_DATABASE_URL") or f"sqlite:///{home / 'udun.db'}",
+        pkcs11_module=src.get("UDUN_PKCS11_MODULE") or SOFTHSM_MODULE,
+        base_url=_base_url(src),
+        ca_token=src.get("UDUN_CA_TOKEN") or "udun-ca",
+        root_token=src.get("UDUN_ROOT_TOKEN") or "udun-root",
+        online_token=src.get("UDUN_ONLINE_TOKEN") or "udun-online",
+        log_file=src.get("UDUN_LOG_FILE") or None,
+        log_level=_log_level(src),
+        ca_token_serial=src.get("UDUN_CA_TOKEN_SERIAL") or None,
+        root_token_serial=src.get("UDUN_ROOT_TOKEN_SERIAL") or None,
+        online_token_serial=src.get("UDUN_ONLINE_TOKEN_SERIAL") or None,
+        client_days=_int(src, "UDUN_CLIENT_DAYS", 730, 1, 3650),
+        crl_hours=_int(src, "UDUN_CRL_HOURS", 24, 1, 24 * 31),
+        ocsp_minutes=_int(src, "UDUN_OCSP_MINUTES", 60, 1, 7 * 24 * 60),
+        ocsp_cache_size=_int(src, "UDUN_OCSP_CACHE_SIZE", 100_000, 0, 10_000_000),
+        responder_days=_int(src, "UDUN_OCSP_RESPONDER_DAYS", 7, 2, 90),
+        tsa_days=_int(src, "UDUN_TSA_DAYS", 365, 31, 3650),
+        tsa_policy=_oid(src),
+        tsa_accuracy_ms=_int(src, "UDUN_TSA_ACCURACY_MS", 1000, 1, 60_000),
+        signing_window_minutes=_int(src, "UDUN_SIGNING_WINDOW_MINUTES", 5, 1, 24 * 60),
+        require_challenge=_flag(src, "UDUN_REQUIRE_CHALLENGE"),
+        challenge_seconds=_int(src, "UDUN_CHALLENGE_SECONDS", 300, 10, 24 * 3600),
+        audit_checkpoint_minutes=_int(src, "UDUN_AUDIT_CHECKPOINT_MINUTES", 10, 1, 24 * 60),
+        trust_file=src.path("UDUN_TRUST_FILE"),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+        tls_client_auth=tls_client_auth,
+        gunicorn_config=src.path("UDUN_GUNICORN_CONFIG"),
+        config_file=file.path if file is not None else None,
     )

@@ -22,7 +22,8 @@ _HOME = tempfile.mkdtemp(prefix="udun-test-")
 os.environ["UDUN_HOME"] = _HOME
 os.environ["UDUN_BASE_URL"] = "http://127.0.0.1:8080"
 for _var in ("UDUN_DATABASE_URL", "UDUN_CA_PIN", "UDUN_PIN", "UDUN_SO_PIN", "UDUN_PKCS11_MODULE",
-             "UDUN_TRUST_FILE", "UDUN_ADMIN_API_KEY", "SOFTHSM2_CONF"):
+             "UDUN_TRUST_FILE", "UDUN_ADMIN_API_KEY", "SOFTHSM2_CONF", "UDUN_CONFIG", "UDUN_TLS_CERT",
+             "UDUN_TLS_KEY", "UDUN_TLS_CLIENT_CA", "UDUN_TLS_CLIENT_AUTH", "UDUN_GUNICORN_CONFIG"):
     os.environ.pop(_var, None)
 sys.path.insert(0, str(Path(__file__).parent))
 

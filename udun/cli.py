@@ -189,7 +189,7 @@ def serve_cmd(host: str, port: int, workers: int | None) -> None:
     s = settings()
     checked_key(os.environ.get("UDUN_ADMIN_API_KEY"), required=False)
     ca = CaDirectory.open(s)
-    trust_store(s, ca, os.environ.get("UDUN_TRUST_FILE"))
+    trust_store(s, ca, str(s.trust_file) if s.trust_file else None)
     for name, what in (("ocsp", "OCSP responder"), ("tsa", "TSA")):
         DelegatedKey(ca, name, what).current()
     token.close_all()          # the workers log in after fork

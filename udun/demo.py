@@ -77,8 +77,10 @@ def run(keep: bool = False) -> int:
     home = Path(tempfile.mkdtemp(prefix="udun-demo-"))
     # Everything below reads UDUN_HOME; it must be set before the token library loads.
     os.environ["UDUN_HOME"] = str(home)
-    os.environ.pop("UDUN_DATABASE_URL", None)
-    os.environ.pop("UDUN_CA_PIN", None)
+    # The demo's own home and SQLite file: nothing of an operator's set-up applies.
+    for var in ("UDUN_DATABASE_URL", "UDUN_CA_PIN", "UDUN_CONFIG", "UDUN_TLS_CERT", "UDUN_TLS_KEY",
+                "UDUN_TLS_CLIENT_CA", "UDUN_TLS_CLIENT_AUTH", "UDUN_GUNICORN_CONFIG"):
+        os.environ.pop(var, None)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     os.environ["UDUN_BASE_URL"] = base

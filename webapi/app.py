@@ -23,6 +23,7 @@ from pkicore.cms_verify import Verifier
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import ChainValidator, TrustStore, load_certs
 from webapi import problems, scheduler
+from webapi.observability import Observed, configure_logging
 from webapi.auth import checked_key
 from webapi.ocsp_wsgi import OcspFastPath
 from webapi.tsa_wsgi import TsaFastPath
@@ -87,7 +88,7 @@ def create_app(settings: Settings | None = None, *, verifier: Verifier | None = 
     import os
 
     settings = settings or load_settings()
-    trust_file = trust_file or os.environ.get("UDUN_TRUST_FILE")
+    trust_file = trust_file or (str(settings.trust_file) if settings.trust_file else None)
     admin_api_key = checked_key(admin_api_key or os.environ.get("UDUN_ADMIN_API_KEY"), required=False)
     if ca is None:
         ca = CaDirectory.open(settings, migrate_schema=False)
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, *, verifier: Verifier | None = 
         verifier = Verifier(ChainValidator(trust_store(settings, ca, trust_file)), status=source,
                             signing_window=timedelta(minutes=settings.signing_window_minutes))
 
+    configure_logging(settings)
     app = Flask("udun")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.config["JSON_AS_ASCII"] = False
@@ -117,6 +119,7 @@ def create_app(settings: Settings | None = None, *, verifier: Verifier | None = 
     services = app.extensions["udun"]
     app.wsgi_app = OcspFastPath(app.wsgi_app, services.responder)  # type: ignore[method-assign]
     app.wsgi_app = TsaFastPath(app.wsgi_app, services.tsa)  # type: ignore[method-assign]
+    app.wsgi_app = Observed(app.wsgi_app)  # type: ignore[method-assign]
     if schedule_checkpoints:
         scheduler.start(services._ca, services.tsa)
     return app

@@ -3,6 +3,7 @@ POST /api/v1/challenges: a single-use challenge for the next payment to carry.""
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from webapi.bodies import signed_payment
+from webapi.observability import count_verification
 
 bp = Blueprint("verify", __name__, url_prefix="/api/v1")
 
@@ -11,6 +12,8 @@ bp = Blueprint("verify", __name__, url_prefix="/api/v1")
 def verify() -> Response:
     cms, content = signed_payment(request)
     outcome = current_app.extensions["udun"].evidence().verify(cms, content)
+    report = outcome.report
+    count_verification(report.status.value, report.sub_indication.value if report.sub_indication else None)
     return Response(outcome.json_text(), mimetype="application/json")
 
 

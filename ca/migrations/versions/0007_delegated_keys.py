@@ -17,6 +17,11 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
+_authorities = sa.table(
+    "authorities", sa.column("name", sa.String), sa.column("token_label", sa.String),
+    sa.column("key_id", sa.String), sa.column("cert_der", sa.LargeBinary),
+    sa.column("not_after", sa.DateTime(timezone=True)), sa.column("created_at", sa.DateTime(timezone=True)))
+
 
 def upgrade() -> None:
     table = op.create_table(
@@ -30,9 +35,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("destroyed_at", sa.DateTime(timezone=True), nullable=True),  # key removed from the token
     )
-    rows = op.get_bind().execute(sa.text(
-        "SELECT name, token_label, key_id, cert_der, not_after, created_at FROM authorities "
-        "WHERE name IN ('ocsp', 'tsa')")).fetchall()
+    # Read through typed columns, not plain SQL text: SQLite keeps DateTime as text, and only
+    # the column type turns it back into the datetime the insert below requires.
+    rows = op.get_bind().execute(sa.select(_authorities).where(_authorities.c.name.in_(("ocsp", "tsa")))).fetchall()
     op.bulk_insert(table, [{"cert_sha256": hashlib.sha256(r.cert_der).hexdigest(), "name": r.name,
                             "token_label": r.token_label, "key_id": r.key_id, "cert_der": r.cert_der,
                             "not_after": r.not_after, "created_at": r.created_at, "destroyed_at": None}

@@ -1,0 +1,781 @@
+"""The OpenAPI 3.1 documents of udun's two services, as Python data.
+
+`bank_document()` describes `udun serve` (webapi: verify, challenges, evidence, OCSP, TSA,
+CRL and CA downloads); `admin_document()` describes `udun serve-admin` (adminapi: issuance
+behind the admin API key). webapi.views.apidoc serves them at /openapi.json, and
+tests/webapi/test_openapi.py validates them and compares their paths with every route the
+apps and the WSGI fast paths answer, so a route added without its documentation fails.
+
+Enumerations come from the code (ETSI indications, error kinds, requestable profiles)
+rather than being copied here, so the document cannot drift from what the API says.
+Schemas are JSON Schema 2020-12, OpenAPI 3.1's dialect.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+from typing import TypeAlias
+
+from ca.profiles import DELEGATED, REQUESTABLE
+from pkicore.errors import ErrorKind
+from pkicore.report import Status, Sub
+
+JsonValue: TypeAlias = "str | int | float | bool | None | list[JsonValue] | dict[str, JsonValue]"
+Json: TypeAlias = dict[str, JsonValue]
+
+OPENAPI = "3.1.0"
+PROBLEM_TYPE = "application/problem+json"       # RFC 9457 §3
+PROMETHEUS_TYPE = "text/plain; version=0.0.4"   # the Prometheus text exposition format
+
+# Codes webapi.problems gives Werkzeug's HTTP errors (its _HTTP_CODES, and "http-error" for
+# any other status), beside the PkiError kinds: the `code` of every problem udun answers.
+_HTTP_CODES = ("unauthorized", "forbidden", "method-not-allowed", "too-large", "unsupported-media-type",
+               "http-error")
+
+
+def package_version() -> str:
+    """The installed distribution's version (the document describes that code)."""
+    try:
+        return importlib.metadata.version("udun")
+    except importlib.metadata.PackageNotFoundError:   # a checkout run without `pip install -e`
+        return "0.0.0+unknown"
+
+
+# --- small builders ------------------------------------------------------------------
+
+
+def _ref(name: str) -> Json:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _or_null(schema: Json) -> Json:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _binary(description: str) -> Json:
+    return {"type": "string", "format": "binary", "description": description}
+
+
+def _time(description: str, nullable: bool = False) -> Json:
+    return {"type": ["string", "null"] if nullable else "string", "format": "date-time",
+            "description": description}
+
+
+def _hex(description: str, length: int | None = None) -> Json:
+    pattern = f"^[0-9a-f]{{{length}}}$" if length else "^[0-9a-f]+$"
+    return {"type": "string", "pattern": pattern, "description": description}
+
+
+def _json(schema: Json, examples: Json | None = None) -> Json:
+    media: Json = {"schema": schema}
+    if examples:
+        media["examples"] = examples
+    return {"application/json": media}
+
+
+def _header(description: str, required: bool = False) -> Json:
+    return {"description": description, "required": required, "schema": {"type": "string"}}
+
+
+def _hdr(name: str) -> Json:
+    return {"$ref": f"#/components/headers/{name}"}
+
+
+def _resp(name: str) -> Json:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def _problem_response(description: str, example: Json) -> Json:
+    return {"description": description,
+            "content": {PROBLEM_TYPE: {"schema": _ref("Problem"), "examples": {"problem": {"value": example}}}}}
+
+
+def _example_problem(status: int, code: str, title: str, detail: str, **extra: str) -> Json:
+    body: Json = {"type": f"urn:udun:problem:{code}", "code": code, "title": title, "status": status,
+                  "detail": detail}
+    body.update(extra)
+    return body
+
+
+# --- shared components -----------------------------------------------------------------
+
+
+def _problem_schema() -> Json:
+    codes: list[JsonValue] = [k.value for k in ErrorKind]
+    codes += [c for c in _HTTP_CODES if c not in codes]
+    return {
+        "type": "object",
+        "description": "RFC 9457 problem details: every error either service answers, never a stack trace. "
+                       "`type` and `code` are stable; `title` and `detail` are for people.",
+        "required": ["type", "code", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string", "format": "uri", "pattern": "^urn:udun:problem:[a-z-]+$",
+                     "description": "urn:udun:problem:{code}"},
+            "code": {"type": "string", "enum": codes, "description": "the stable error code"},
+            "title": {"type": "string"},
+            "status": {"type": "integer", "minimum": 400, "maximum": 599, "description": "the HTTP status"},
+            "detail": {"type": "string"},
+            "field": {"type": "string", "description": "the request field at fault, when there is one "
+                                                       "(e.g. `cms`, `payee.account`)"},
+        },
+    }
+
+
+def _readiness_schema() -> Json:
+    return {
+        "type": "object",
+        "description": "Whether this process should get traffic: the database answers and its schema is at "
+                       "the newest revision (servers never migrate it: `udun db upgrade`).",
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"type": "string", "examples": ["ok", "unavailable"]},
+            "checks": {"type": "object", "description": "one entry per check, by name",
+                       "additionalProperties": {"type": "object", "required": ["status"],
+                                                "properties": {"status": {"type": "string"}}}},
+        },
+    }
+
+
+def _common_responses() -> Json:
+    return {
+        "BadInput": _problem_response(
+            "malformed request: code `bad-input` (or `bad-transaction`, `bad-csr`, `unsupported`), with the "
+            "`field` at fault when there is one",
+            _example_problem(400, "bad-input", "bad input", "cms is not valid base64", field="cms")),
+        "Unauthorized": _problem_response(
+            "no or wrong admin API key (`Authorization: Bearer KEY`, RFC 6750; the scheme is case-insensitive)",
+            _example_problem(401, "unauthorized", "unauthorized", "a valid admin API key is required")),
+        "NotFound": _problem_response(
+            "no such resource", _example_problem(404, "not-found", "not found", "no such evidence record")),
+        "TooLarge": _problem_response(
+            "the body is larger than this service accepts",
+            _example_problem(413, "too-large", "Request Entity Too Large", "The data value transmitted exceeds "
+                                                                           "the capacity limit.")),
+        "Unavailable": _problem_response(
+            "a service udun needs failed or is not set up (`unavailable`, `not-initialised`, `token-error`, "
+            "`pin-incorrect`): retry later",
+            _example_problem(503, "unavailable", "unavailable", "the evidence record could not be stored; no "
+                                                                "evidence was kept, submit the payment again")),
+        "Internal": _problem_response(
+            "a bug; the error was logged, the answer says no more",
+            _example_problem(500, "internal", "internal error", "the server failed; the error was logged")),
+    }
+
+
+def _common_headers() -> Json:
+    return {
+        "CacheControl": _header("caching policy (RFC 9111)", required=True),
+        "ETag": _header("entity tag, for If-None-Match"),
+        "Expires": _header("HTTP date after which the answer is stale"),
+        "LastModified": _header("HTTP date: the thisUpdate of the CRL or OCSP answer"),
+    }
+
+
+def _admin_key_scheme() -> Json:
+    return {"type": "http", "scheme": "bearer",
+            "description": "UDUN_ADMIN_API_KEY as an RFC 6750 bearer token (at least 32 characters)."}
+
+
+def _openapi_operation(service: str, public_note: str = "") -> Json:
+    return {
+        "tags": ["operations"],
+        "operationId": "openapiDocument",
+        "summary": "This OpenAPI document",
+        "description": f"The OpenAPI 3.1 description of {service}, built once per process; "
+                       f"cacheable (ETag, If-None-Match).{public_note}",
+        "parameters": [{"$ref": "#/components/parameters/IfNoneMatch"}],
+        "responses": {
+            "200": {"description": "the document", "headers": {"Cache-Control": _hdr("CacheControl"),
+                                                                "ETag": _hdr("ETag")},
+                    "content": _json({"type": "object", "required": ["openapi", "info", "paths"]})},
+            "304": {"description": "the document has not changed (If-None-Match matched)"},
+        },
+    }
+
+
+def _readyz_operation(public_note: str = "") -> Json:
+    return {
+        "tags": ["operations"],
+        "operationId": "readiness",
+        "summary": "Readiness probe",
+        "description": "200 when this process can serve: the database answers and its schema is at the "
+                       f"newest revision; 503 otherwise, naming the failed check.{public_note}",
+        "responses": {
+            "200": {"description": "ready", "content": _json(_ref("Readiness"))},
+            "503": {"description": "not ready: the failed check is named", "content": _json(_ref("Readiness"))},
+        },
+    }
+
+
+def _metrics_operation(description: str, secured: bool) -> Json:
+    responses: Json = {"200": {"description": "the metrics in the Prometheus text exposition format 0.0.4",
+                               "content": {PROMETHEUS_TYPE: {"schema": {"type": "string"}}}}}
+    if secured:
+        responses["401"] = _resp("Unauthorized")
+    return {"tags": ["operations"], "operationId": "metrics", "summary": "Prometheus metrics",
+            "description": description, "responses": responses}
+
+
+# --- the bank-facing API (udun serve) --------------------------------------------------
+
+
+def _transaction_schema() -> Json:
+    party_account: Json = {"type": "string", "pattern": "^[0-9A-Z]{4,34}$",
+                           "description": "4 to 34 digits or capital letters"}
+    name: Json = {"type": "string", "minLength": 1, "maxLength": 100}
+    return {
+        "type": "object",
+        "description": "A version-1 payment as signed (its RFC 8785 canonical bytes are the signed content). "
+                       "Unknown fields, floats, duplicate keys and invisible or bidi control characters are "
+                       "refused.",
+        "additionalProperties": False,
+        "required": ["version", "tx_id", "payer", "payee", "amount", "currency", "created_at"],
+        "properties": {
+            "version": {"const": 1},
+            "tx_id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$",
+                      "description": "unique per signer: a second payment with it is REPLAYED"},
+            "payer": {"type": "object", "additionalProperties": False, "required": ["account"],
+                      "properties": {"account": party_account, "name": name}},
+            "payee": {"type": "object", "additionalProperties": False, "required": ["account", "name"],
+                      "properties": {"account": party_account, "name": name, "bank": name}},
+            "amount": {"type": "string", "pattern": r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,2})?$",
+                       "description": "decimal string, greater than zero, at most 2 places (none for "
+                                      "currencies without a minor unit, e.g. JPY)"},
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$", "description": "an active ISO 4217 code"},
+            "created_at": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$",
+                           "description": "RFC 3339, UTC"},
+            "memo": {"type": "string", "minLength": 1, "maxLength": 140},
+            "challenge": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,64}$",
+                          "description": "a single-use value from POST /api/v1/challenges"},
+        },
+    }
+
+
+def _status_entry_schema() -> Json:
+    text_or_null: Json = {"type": ["string", "null"]}
+    return {
+        "type": "object",
+        "description": "The status now of one certificate below the trust anchor, and where it came from.",
+        "additionalProperties": False,
+        "required": ["certificate", "serial", "position", "source", "status", "this_update", "next_update",
+                     "age_seconds", "revoked_at", "reason", "detail"],
+        "properties": {
+            "certificate": {"type": "string", "description": "its subject (RFC 4514)"},
+            "serial": _hex("its serial number, hex"),
+            "position": {"type": "string", "pattern": "^(end-entity|intermediate [1-9][0-9]*)$",
+                         "description": "`end-entity` (the signer) or `intermediate N`, N = 1 for the "
+                                        "issuing CA counting up towards the root"},
+            "source": {"enum": ["OCSP", "CRL", None]},
+            "status": {"enum": ["good", "revoked", "on_hold", "unusable", "unchecked"],
+                       "description": "`unusable`: no valid, fresh status; `unchecked`: a certificate above "
+                                      "it failed"},
+            "this_update": _time("thisUpdate of the OCSP answer or CRL", nullable=True),
+            "next_update": _time("nextUpdate of the OCSP answer or CRL", nullable=True),
+            "age_seconds": {"type": ["integer", "null"], "description": "seconds since thisUpdate"},
+            "revoked_at": _time("revocation or hold time", nullable=True),
+            "reason": {**text_or_null, "description": "RFC 5280 §5.3.1 reason name, e.g. keyCompromise"},
+            "detail": {"type": "string"},
+        },
+    }
+
+
+def _report_schema() -> Json:
+    subs: list[JsonValue] = [s.value for s in Sub]
+    return {
+        "type": "object",
+        "description": "The verification report (ETSI EN 319 102-1 indications, plus udun's own "
+                       "sub-indications for payments whose signature holds but which must not be executed). "
+                       "Only TOTAL_PASSED carries `evidence_id` and `time_stamp`: the evidence was stored "
+                       "before the answer.",
+        "additionalProperties": False,
+        "required": ["status", "sub_indication", "message", "signer", "signing_time", "transaction",
+                     "revocation", "statuses", "checks", "evidence_id"],
+        "properties": {
+            "status": {"enum": [s.value for s in Status]},
+            "sub_indication": {"enum": [*subs, None], "description": "null for TOTAL_PASSED"},
+            "message": {"type": "string", "description": "the first failed check, or `the signature is valid`"},
+            "signer": _or_null(_ref("Signer")),
+            "signing_time": _time("the signingTime the signer claims (not a proof)", nullable=True),
+            "transaction": _or_null({**_ref("Transaction"),
+                                     "description": "the payment, when the signed content is one"}),
+            "revocation": _or_null({**_ref("CertificateStatus"), "description": "the signer's status"}),
+            "statuses": {"type": "array", "items": _ref("CertificateStatus"),
+                         "description": "every certificate below the trust anchor, signer first"},
+            "checks": {"type": "array", "items": _ref("Check")},
+            "evidence_id": {"type": ["string", "null"], "pattern": "^ev_[0-9a-f]{32}$",
+                            "description": "the stored evidence record (GET /api/v1/evidence/{evidence_id})"},
+            "first_evidence_id": {"type": "string", "pattern": "^ev_[0-9a-f]{32}$",
+                                  "description": "REPLAYED only: the record of the first submission"},
+            "time_stamp": _ref("TimeStamp"),
+        },
+    }
+
+
+def _report_example() -> Json:
+    return {
+        "status": "TOTAL_PASSED", "sub_indication": None, "message": "the signature is valid",
+        "signer": {"subject": "CN=张三,O=Example Bank,C=CN", "issuer": "CN=udun Issuing CA,O=udun,C=CN",
+                   "serial": "2f0c5a9e1b7d44c3a08e6f1d2c3b4a59", "not_before": "2026-01-01T00:00:00Z",
+                   "not_after": "2027-12-31T00:00:00Z", "certificate_sha256": "ab" * 32},
+        "signing_time": "2026-11-22T10:00:05Z",
+        "transaction": {"version": 1, "tx_id": "TX-20261122-0001",
+                        "payer": {"account": "6222020200112233445", "name": "张三"},
+                        "payee": {"account": "6228480012345678901", "name": "李四", "bank": "中国农业银行"},
+                        "amount": "1234.50", "currency": "CNY", "created_at": "2026-11-22T10:00:00Z"},
+        "revocation": None, "statuses": [],
+        "checks": [{"check": "message digest", "result": "passed"},
+                   {"check": "signature", "result": "passed"}],
+        "evidence_id": "ev_019a8c2f4b10" + "0" * 20,
+        "time_stamp": {"gen_time": "2026-11-22T10:00:06.123Z", "serial": "1a2b",
+                       "policy": "2.25.186103448224315384127420651869011474787"},
+    }
+
+
+def _bank_schemas() -> Json:
+    return {
+        "Problem": _problem_schema(),
+        "VerifyRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["cms"],
+            "properties": {
+                "cms": {"type": "string", "minLength": 1, "contentEncoding": "base64",
+                        "contentMediaType": "application/pkcs7-mime",
+                        "description": "the CMS SignedData (DER), base64; line breaks are ignored"},
+                "content": {"type": ["string", "null"], "minLength": 1, "contentEncoding": "base64",
+                            "description": "for a detached signature: the signed bytes (the payment's RFC 8785 "
+                                           "canonical form), base64"},
+            },
+        },
+        "Transaction": _transaction_schema(),
+        "Signer": {
+            "type": "object",
+            "description": "The signer's certificate as the CMS names it.",
+            "additionalProperties": False,
+            "required": ["subject", "issuer", "serial", "not_before", "not_after", "certificate_sha256"],
+            "properties": {
+                "subject": {"type": "string", "description": "RFC 4514"},
+                "issuer": {"type": "string", "description": "RFC 4514"},
+                "serial": _hex("hex"),
+                "not_before": _time("notBefore"),
+                "not_after": _time("notAfter"),
+                "certificate_sha256": _hex("SHA-256 of the certificate's DER", 64),
+            },
+        },
+        "CertificateStatus": _status_entry_schema(),
+        "Check": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["check", "result"],
+            "properties": {
+                "check": {"type": "string", "examples": ["message digest", "signature", "signing certificate",
+                                                         "certificate chain", "key usage", "transaction"]},
+                "result": {"enum": ["passed", "failed"]},
+                "detail": {"type": "string"},
+                "sub_indication": {"enum": [s.value for s in Sub]},
+            },
+        },
+        "TimeStamp": {
+            "type": "object",
+            "description": "The RFC 3161 time-stamp of the signature value (the stored CMS is CAdES-T).",
+            "additionalProperties": False,
+            "required": ["gen_time", "serial", "policy"],
+            "properties": {
+                "gen_time": _time("genTime, milliseconds"),
+                "serial": _hex("the token's serial number, hex"),
+                "policy": {"type": "string", "pattern": r"^[0-2](\.[0-9]+)+$", "description": "the TSA policy OID"},
+            },
+        },
+        "VerificationReport": _report_schema(),
+        "Challenge": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["challenge", "expires_at"],
+            "properties": {
+                "challenge": {"type": "string", "pattern": "^[A-Za-z0-9_-]{32}$",
+                              "description": "put it in the payment's `challenge` field before signing"},
+                "expires_at": _time("after this (UDUN_CHALLENGE_SECONDS) the payment is CHALLENGE_EXPIRED"),
+            },
+        },
+        "Health": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["status", "checks"],
+            "properties": {
+                "status": {"enum": ["ok", "unavailable"]},
+                "checks": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["database", "ocsp_key", "tsa_key"],
+                    "properties": {"database": _ref("HealthCheck"), "ocsp_key": _ref("HealthCheck"),
+                                   "tsa_key": _ref("HealthCheck")},
+                },
+            },
+        },
+        "HealthCheck": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["status"],
+            "properties": {
+                "status": {"enum": ["ok", "failed"]},
+                "status_version": {"type": "integer", "description": "database: the status counter it read"},
+                "not_after": _time("ocsp_key, tsa_key: the delegated certificate's notAfter"),
+                "code": {"type": "string", "description": "failed: the error code"},
+                "detail": {"type": "string", "description": "failed: why"},
+            },
+        },
+        "Readiness": _readiness_schema(),
+    }
+
+
+def _verify_operation() -> Json:
+    der = _binary("CMS SignedData, DER, with the payment attached")
+    return {
+        "tags": ["verification"],
+        "operationId": "verifyPayment",
+        "summary": "Verify a signed payment",
+        "description": (
+            "Checks digest, signature, signingCertificateV2, cmsAlgorithmProtection, the RFC 5280 path to the "
+            "trust anchors, nonRepudiation, the payment format and the status now of the signer and of every "
+            "CA above it. When it holds (TOTAL_PASSED), the payment's rules follow (replay, bank challenge), the "
+            "signature is time-stamped and the evidence stored in one transaction before the answer, which then "
+            "carries `evidence_id` and `time_stamp`. A payment that fails is a 200 report, not an error. "
+            "The body is the DER CMS (any of the CMS media types; attached content only) or JSON with base64 "
+            "`cms` and, for a detached signature, `content`. Any other media type is a 400 `bad-input` (not a "
+            "415). At most 1 MiB."),
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/pkcs7-mime": {"schema": der},
+                "application/pkcs7-signature": {"schema": der},
+                "application/cms": {"schema": der},
+                "application/octet-stream": {"schema": der},
+                "application/json": {"schema": _ref("VerifyRequest"), "examples": {
+                    "attached": {"summary": "attached signature", "value": {"cms": "MIAGCSqGSIb3DQEHAqCAMIACAQE="}},
+                    "detached": {"summary": "detached signature with its content",
+                                 "value": {"cms": "MIAGCSqGSIb3DQEHAqCAMIACAQE=", "content": "eyJhbW91bnQiOiIxIn0="}},
+                }},
+            },
+        },
+        "responses": {
+            "200": {"description": "the verification report, whatever its indication",
+                    "content": _json(_ref("VerificationReport"), {"passed": {"value": _report_example()}})},
+            "400": _resp("BadInput"),
+            "413": _resp("TooLarge"),
+            "500": _resp("Internal"),
+            "503": _resp("Unavailable"),
+        },
+    }
+
+
+def _bank_paths() -> Json:
+    der_status = "the current CA certificates and CRLs are read from the database"
+    crl_name: Json = {"name": "name", "in": "path", "required": True,
+                      "schema": {"enum": ["issuing-ca", "root-ca"]},
+                      "description": "`issuing-ca` (client certificates' CRL) or `root-ca` (the issuing CA's)"}
+    return {
+        "/api/v1/verify": {"post": _verify_operation()},
+        "/api/v1/challenges": {"post": {
+            "tags": ["verification"],
+            "operationId": "newChallenge",
+            "summary": "A single-use bank challenge",
+            "description": "A value the next payment carries in its `challenge` field (required in every "
+                           "payment when UDUN_REQUIRE_CHALLENGE is set); usable once, until `expires_at`. "
+                           "No request body.",
+            "responses": {
+                "201": {"description": "a new challenge", "headers": {"Cache-Control": _hdr("CacheControl")},
+                        "content": _json(_ref("Challenge"))},
+                "500": _resp("Internal"),
+                "503": _resp("Unavailable"),
+            },
+        }},
+        "/api/v1/evidence/{evidence_id}": {"get": {
+            "tags": ["evidence"],
+            "operationId": "getEvidenceBundle",
+            "summary": "The evidence bundle of a verified payment",
+            "description": "A zip: the payment, the CMS as received and time-stamped (CAdES-T), the time-stamp "
+                           "token, the certificates and revocation data the verdict used, the report, a "
+                           "time-stamped manifest and a README with the OpenSSL commands that check it offline "
+                           "(`udun evidence verify` does the same). Needs the admin API key; 403 when this "
+                           "server has none configured.",
+            "security": [{"adminKey": []}],
+            "parameters": [{"name": "evidence_id", "in": "path", "required": True,
+                            "schema": {"type": "string", "examples": ["ev_019a8c2f4b10" + "0" * 20]},
+                            "description": "the `evidence_id` of a TOTAL_PASSED report"}],
+            "responses": {
+                "200": {"description": "the bundle",
+                        "headers": {"Cache-Control": _hdr("CacheControl"),
+                                    "Content-Disposition": _header("attachment; filename=\"{evidence_id}.zip\"",
+                                                                   required=True)},
+                        "content": {"application/zip": {"schema": _binary("the zip bundle")}}},
+                "401": _resp("Unauthorized"),
+                "403": _problem_response("the admin API is disabled on this server (UDUN_ADMIN_API_KEY unset)",
+                                         _example_problem(403, "forbidden", "admin API disabled",
+                                                          "set UDUN_ADMIN_API_KEY to enable it")),
+                "404": _resp("NotFound"),
+                "500": _resp("Internal"),
+                "503": _resp("Unavailable"),
+            },
+        }},
+        "/crl/{name}.crl": {"get": {
+            "tags": ["status"],
+            "operationId": "getCrl",
+            "summary": "The current CRL",
+            "description": "The CRL distribution point written into every certificate (RFC 5280 §4.2.1.13): "
+                           f"the newest full CRL, DER, cacheable until its nextUpdate; {der_status}. "
+                           "Conditional requests answer 304.",
+            "parameters": [crl_name, {"$ref": "#/components/parameters/IfNoneMatch"},
+                           {"name": "If-Modified-Since", "in": "header", "required": False,
+                            "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "the CRL",
+                        "headers": {"Cache-Control": _hdr("CacheControl"), "ETag": _hdr("ETag"),
+                                    "Expires": _hdr("Expires"), "Last-Modified": _hdr("LastModified")},
+                        "content": {"application/pkix-crl": {"schema": _binary("DER CertificateList (RFC 5280)")}}},
+                "304": {"description": "not modified"},
+                "404": _resp("NotFound"),
+                "500": _resp("Internal"),
+                "503": _resp("Unavailable"),
+            },
+        }},
+        "/ca/{name}.crt": {"get": {
+            "tags": ["status"],
+            "operationId": "getCaCertificate",
+            "summary": "A CA certificate",
+            "description": "The AIA caIssuers URL (RFC 5280 §4.2.2.1) of the certificates below it, DER; "
+                           f"{der_status}.",
+            "parameters": [{**crl_name, "description": "`issuing-ca` or `root-ca`"}],
+            "responses": {
+                "200": {"description": "the certificate", "headers": {"Cache-Control": _hdr("CacheControl")},
+                        "content": {"application/pkix-cert": {"schema": _binary("DER certificate (RFC 5280)")}}},
+                "404": _resp("NotFound"),
+                "500": _resp("Internal"),
+                "503": _resp("Unavailable"),
+            },
+        }},
+        "/ocsp": {"post": {
+            "tags": ["status"],
+            "operationId": "ocspPost",
+            "summary": "OCSP (RFC 6960)",
+            "description": "One certificate per request (RFC 5019 §2.1.1: more is malformedRequest); the nonce "
+                           "is echoed (1 to 32 octets, RFC 8954). Answered in front of Flask: every request, "
+                           "good or not, gets a 200 with an OCSPResponse; refusals are its responseStatus "
+                           "(malformedRequest, unauthorized, internalError), never an HTTP error. A body above "
+                           "64 KiB (or sent without Content-Length) is answered as an empty request.",
+            "requestBody": {"required": True, "content": {
+                "application/ocsp-request": {"schema": _binary("DER OCSPRequest")}}},
+            "responses": {"200": {
+                "description": "an OCSPResponse signed by the delegated responder key", "headers": {
+                    "Cache-Control": _hdr("CacheControl")},
+                "content": {"application/ocsp-response": {"schema": _binary("DER OCSPResponse")}}}},
+        }},
+        "/ocsp/{request}": {"get": {
+            "tags": ["status"],
+            "operationId": "ocspGet",
+            "summary": "OCSP over GET (RFC 6960 Appendix A.1, RFC 5019 §5)",
+            "description": "As POST /ocsp, the request in the path. A good or revoked answer to a request "
+                           "without a nonce is cacheable until its nextUpdate (RFC 5019 §6: Cache-Control "
+                           "max-age, Expires, Last-Modified, ETag); others are no-store.",
+            "parameters": [{"name": "request", "in": "path", "required": True, "schema": {"type": "string"},
+                            "description": "the DER OCSPRequest, base64, then URL-encoded (`/` as %2F, `+` "
+                                           "as %2B; a raw `/` works too: the rest of the path is the request)"}],
+            "responses": {"200": {
+                "description": "an OCSPResponse",
+                "headers": {"Cache-Control": _hdr("CacheControl"), "ETag": _hdr("ETag"),
+                            "Expires": _hdr("Expires"), "Last-Modified": _hdr("LastModified")},
+                "content": {"application/ocsp-response": {"schema": _binary("DER OCSPResponse")}}}},
+        }},
+        "/tsa": {"post": {
+            "tags": ["time-stamping"],
+            "operationId": "timeStamp",
+            "summary": "RFC 3161 time-stamp",
+            "description": "A TimeStampReq (RFC 3161 §2.4.1) in, a TimeStampResp out, signed by the delegated "
+                           "TSA key under UDUN_TSA_POLICY. Answered in front of Flask: the content type is not "
+                           "enforced, and every request gets a 200; refusals are PKIStatus rejection with a "
+                           "failInfo (badDataFormat, badRequest above 16 KiB or without Content-Length, "
+                           "systemFailure), never an HTTP error.",
+            "requestBody": {"required": True, "content": {
+                "application/timestamp-query": {"schema": _binary("DER TimeStampReq")}}},
+            "responses": {"200": {
+                "description": "a TimeStampResp", "headers": {"Cache-Control": _hdr("CacheControl")},
+                "content": {"application/timestamp-reply": {"schema": _binary("DER TimeStampResp")}}}},
+        }},
+        "/healthz": {"get": {
+            "tags": ["operations"],
+            "operationId": "health",
+            "summary": "Health",
+            "description": "200 only when the database answers and the delegated OCSP and TSA keys can sign "
+                           "(with their certificates' notAfter); 503 `unavailable` naming the failed check.",
+            "responses": {
+                "200": {"description": "healthy", "headers": {"Cache-Control": _hdr("CacheControl")},
+                        "content": _json(_ref("Health"))},
+                "503": {"description": "a check failed (application/json), or this server has no CA "
+                                       "(problem+json `not-initialised`)",
+                        "content": {**_json(_ref("Health")), PROBLEM_TYPE: {"schema": _ref("Problem")}}},
+            },
+        }},
+        "/readyz": {"get": _readyz_operation()},
+        "/metrics": {"get": _metrics_operation(
+            "This service's metrics for Prometheus to scrape (under gunicorn, over all its workers). "
+            "No key needed.", secured=False)},
+        "/openapi.json": {"get": _openapi_operation("`udun serve`")},
+    }
+
+
+def bank_document() -> Json:
+    """The OpenAPI document of the bank-facing API (`udun serve`)."""
+    return {
+        "openapi": OPENAPI,
+        "info": {
+            "title": "udun bank-facing API",
+            "version": package_version(),
+            "summary": "Verification of signed payments with lasting evidence; OCSP, TSA, CRLs, CA certificates.",
+            "description": "What `udun serve` answers. It holds only the delegated OCSP and TSA keys; issuance "
+                           "is the admin API (`udun serve-admin`). Every error is `application/problem+json` "
+                           "(RFC 9457) with a stable `code`; a malformed body is a 400, never a 500.",
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "tags": [
+            {"name": "verification", "description": "signed payments"},
+            {"name": "evidence", "description": "evidence records of verified payments"},
+            {"name": "status", "description": "certificate status: CRLs, OCSP, CA certificates"},
+            {"name": "time-stamping", "description": "RFC 3161"},
+            {"name": "operations", "description": "health, readiness, metrics, this document"},
+        ],
+        "paths": _bank_paths(),
+        "components": {
+            "schemas": _bank_schemas(),
+            "responses": _common_responses(),
+            "headers": _common_headers(),
+            "parameters": {"IfNoneMatch": {"name": "If-None-Match", "in": "header", "required": False,
+                                           "schema": {"type": "string"}}},
+            "securitySchemes": {"adminKey": _admin_key_scheme()},
+        },
+    }
+
+
+# --- the admin API (udun serve-admin) --------------------------------------------------
+
+
+def _admin_schemas() -> Json:
+    return {
+        "Problem": _problem_schema(),
+        "Certificate": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["serial", "state", "profile", "subject", "not_before", "not_after", "issued_at",
+                         "certificate_pem"],
+            "properties": {
+                "serial": _hex("the serial number, hex (126 random bits)"),
+                "state": {"enum": ["pending", "issued", "failed"],
+                          "description": "the issuance (two-phase: intent recorded, then signed); not the "
+                                         "revocation status"},
+                "profile": {"enum": [*REQUESTABLE, *DELEGATED]},
+                "subject": {"type": "string", "description": "RFC 4514"},
+                "not_before": _time("notBefore"),
+                "not_after": _time("notAfter"),
+                "issued_at": _time("when it was signed; null unless issued", nullable=True),
+                "certificate_pem": {"type": ["string", "null"], "pattern": "^-----BEGIN CERTIFICATE-----",
+                                    "description": "the certificate, PEM; null unless issued"},
+            },
+        },
+        "AdminHealth": {"type": "object", "additionalProperties": False, "required": ["status"],
+                        "properties": {"status": {"const": "ok"}}},
+        "Readiness": _readiness_schema(),
+    }
+
+
+def _admin_paths() -> Json:
+    csr = _binary("the PKCS#10 CSR, PEM or DER (the media type is not checked)")
+    return {
+        "/api/v1/certificates": {"post": {
+            "tags": ["certificates"],
+            "operationId": "issueCertificate",
+            "summary": "Issue a certificate from a CSR",
+            "description": "Checks the CSR's proof of possession and subject, applies the profile and issues "
+                           "(two-phase: the intent is recorded before the CA key signs). The body is the CSR, "
+                           "at most 64 KiB; its media type is not checked.",
+            "parameters": [{"name": "profile", "in": "query", "required": False,
+                            "schema": {"enum": list(REQUESTABLE), "default": "client"},
+                            "description": "another value is a 400 `bad-input`"}],
+            "requestBody": {"required": True, "content": {
+                "application/pkcs10": {"schema": csr}, "application/x-pem-file": {"schema": csr},
+                "application/octet-stream": {"schema": csr}}},
+            "responses": {
+                "201": {"description": "issued", "content": _json(_ref("Certificate"))},
+                "400": _resp("BadInput"),
+                "401": _resp("Unauthorized"),
+                "413": _resp("TooLarge"),
+                "422": _problem_response("the CSR breaks the profile or the CA's policy (`policy-rejected`)",
+                                         _example_problem(422, "policy-rejected", "policy",
+                                                          "EC curve secp384r1 is not allowed; use P-256")),
+                "500": _resp("Internal"),
+                "503": _resp("Unavailable"),
+            },
+        }},
+        "/api/v1/certificates/{serial}": {"get": {
+            "tags": ["certificates"],
+            "operationId": "getCertificate",
+            "summary": "One certificate",
+            "description": "Any certificate the CA recorded, including its delegated OCSP and TSA "
+                           "certificates and failed intents.",
+            "parameters": [{"name": "serial", "in": "path", "required": True,
+                            "schema": {"type": "string", "examples": ["2f0c5a9e1b7d44c3a08e6f1d2c3b4a59"]},
+                            "description": "hex; case and a `0x` prefix do not matter"}],
+            "responses": {
+                "200": {"description": "the certificate", "content": _json(_ref("Certificate"))},
+                "401": _resp("Unauthorized"),
+                "404": _resp("NotFound"),
+                "500": _resp("Internal"),
+                "503": _resp("Unavailable"),
+            },
+        }},
+        "/healthz": {"get": {
+            "tags": ["operations"],
+            "operationId": "health",
+            "summary": "Health (with the key)",
+            "description": "200 when the database answers and the CA is initialised. Needs the key: without it "
+                           "this says nothing.",
+            "responses": {
+                "200": {"description": "healthy", "content": _json(_ref("AdminHealth"))},
+                "401": _resp("Unauthorized"),
+                "500": _resp("Internal"),
+                "503": _resp("Unavailable"),
+            },
+        }},
+        "/readyz": {"get": {**_readyz_operation(" Public: it names checks, no data."), "security": []}},
+        "/metrics": {"get": _metrics_operation(
+            "The admin service's metrics for Prometheus to scrape. Needs the key.", secured=True)},
+        "/openapi.json": {"get": {**_openapi_operation(
+            "`udun serve-admin`", " Public, without the key: it describes the API and reveals no data."),
+            "security": []}},
+    }
+
+
+def admin_document() -> Json:
+    """The OpenAPI document of the admin API (`udun serve-admin`)."""
+    return {
+        "openapi": OPENAPI,
+        "info": {
+            "title": "udun admin API",
+            "version": package_version(),
+            "summary": "Certificate issuance where the issuing CA key is.",
+            "description": "What `udun serve-admin` answers: bind it to an operators' network, never the "
+                           "banks'. Every route needs the admin API key as a bearer token unless it says "
+                           "otherwise. Errors are `application/problem+json` (RFC 9457) with a stable `code`.",
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "tags": [
+            {"name": "certificates", "description": "issuance and records"},
+            {"name": "operations", "description": "health, readiness, metrics, this document"},
+        ],
+        "security": [{"adminKey": []}],
+        "paths": _admin_paths(),
+        "components": {
+            "schemas": _admin_schemas(),
+            "responses": _common_responses(),
+            "headers": _common_headers(),
+            "parameters": {"IfNoneMatch": {"name": "If-None-Match", "in": "header", "required": False,
+                                           "schema": {"type": "string"}}},
+            "securitySchemes": {"adminKey": _admin_key_scheme()},
+        },
+    }
