@@ -9,8 +9,7 @@ from ca.policy import load_csr_bytes
 from pkicore.errors import ErrorKind, PkiError
 from webapi.presenters import certificate_json
 from webapi.auth import require_key
-from webapi.observability import metrics_body
-from webapi.views.health import _check, schema_check
+from webapi.views.health import _check, answer, metrics_response, schema_check
 
 bp = Blueprint("admin", __name__)
 public_bp = Blueprint("admin_public", __name__)      # outside the key: names checks, holds no data
@@ -35,21 +34,15 @@ def healthz() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    body, mimetype = metrics_body()
-    return Response(body, content_type=mimetype, headers={"Cache-Control": "no-store"})
+    return metrics_response()
 
 
 @public_bp.get("/readyz")
 def readyz() -> Response:
     """The database answers at this udun's schema revision and the CA is initialised."""
     ca = _ctx()["ca"]
-    checks = {"schema": _check("schema", lambda: schema_check(ca.store.engine)),
-              "database": _check("database", lambda: {"ca": ca.authority("issuing").name})}
-    ok = all(c["status"] == "ok" for c in checks.values())
-    resp = jsonify({"status": "ok" if ok else "unavailable", "checks": checks})
-    resp.status_code = 200 if ok else 503
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
+    return answer({"schema": _check("schema", lambda: schema_check(ca.store.engine)),
+                   "database": _check("database", lambda: {"ca": ca.authority("issuing").name})})
 
 
 @bp.post("/api/v1/certificates")

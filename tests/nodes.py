@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers import free_port, home_env, running_server
+from helpers import free_port, home_env, running_server, stop_process
 
 ONLINE_TOKEN = "udun-online"
 CA_TOKENS = ("udun-ca", "udun-root")
@@ -124,14 +124,7 @@ class Admin:
     proc: subprocess.Popen[bytes]
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+_stop = stop_process
 
 
 @contextlib.contextmanager

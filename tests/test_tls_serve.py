@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from helpers import free_port, home_env, udun
+from helpers import free_port, home_env, stop_process, udun
 
 BANK_SUBJECT = "CN=Example Bank API,O=Example Bank,C=CN"
 
@@ -169,13 +169,7 @@ def tls_server(home: Path, env: dict[str, str], ready: ssl.SSLContext, tmp: Path
             time.sleep(0.2)
         yield Server(port, proc, tmpdir)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process(proc)
 
 
 def _tls_env(pki: Pki, **more: str) -> dict[str, str]:

@@ -34,7 +34,7 @@ def schema_check(engine: Any) -> dict[str, Any]:
     return {"revision": current}
 
 
-def _answer(checks: dict[str, dict[str, Any]]) -> Response:
+def answer(checks: dict[str, dict[str, Any]]) -> Response:
     ok = all(c["status"] == "ok" for c in checks.values())
     resp = jsonify({"status": "ok" if ok else "unavailable", "checks": checks})
     resp.status_code = 200 if ok else 503
@@ -45,18 +45,22 @@ def _answer(checks: dict[str, dict[str, Any]]) -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     ca = current_app.extensions["udun"]._ca()
-    return _answer({"schema": _check("schema", lambda: schema_check(ca.store.engine)), **_checks()})
+    return answer({"schema": _check("schema", lambda: schema_check(ca.store.engine)), **_checks()})
 
 
-@bp.get("/metrics")
-def metrics() -> Response:
+def metrics_response() -> Response:
     body, mimetype = metrics_body()
     return Response(body, content_type=mimetype, headers={"Cache-Control": "no-store"})
 
 
+@bp.get("/metrics")
+def metrics() -> Response:
+    return metrics_response()
+
+
 @bp.get("/healthz")
 def healthz() -> Response:
-    return _answer(_checks())
+    return answer(_checks())
 
 
 def _checks() -> dict[str, dict[str, Any]]:
