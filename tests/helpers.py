@@ -95,7 +95,7 @@ def running_server(home: Path, workers: int = 2,
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start: {proc.stderr.read() if proc.stderr else ''}")
+                    raise RuntimeError(f"server did not start: {proc.stderr.read().decode(errors='replace') if proc.stderr else ''}")
                 time.sleep(0.2)
         yield base, proc
     finally:

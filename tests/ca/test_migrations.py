@@ -216,6 +216,41 @@ def test_upgrade_refuses_a_revision_it_does_not_know_and_never_goes_down(empty_d
     assert schema_state(engine) == ("9999", HEAD)    # left as it was
 
 
+# --- the revisions' downgrades (operators' escape hatch; `udun db upgrade` never goes down)
+
+def _structure(engine: sa.Engine) -> dict[str, Any]:
+    """Tables with their columns, indexes, unique constraints and foreign keys (reflected)."""
+    insp = sa.inspect(engine)
+    out: dict[str, Any] = {}
+    for table in sorted(insp.get_table_names()):
+        out[table] = (
+            sorted((c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(table)),
+            sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(table)),
+            sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(table)),
+            sorted((tuple(f["constrained_columns"]), f["referred_table"]) for f in insp.get_foreign_keys(table)),
+        )
+    return out
+
+
+@pytest.mark.parametrize("revision", EARLIER)
+def test_downgrade_from_head_gives_back_the_revision_with_its_data(revision: str, world: md.World,
+                                                                   empty_db: sa.Engine) -> None:
+    from ca.storage.migrate import alembic
+
+    engine = empty_db
+    upgrade(engine, revision)
+    _insert(engine, revision, md.seed(world, revision, KNOWN))
+    structure, rows = _structure(engine), _snapshot(engine)
+    upgrade(engine)
+    with engine.begin() as conn:
+        alembic(conn, "downgrade", revision)
+    assert schema_state(engine) == (revision, HEAD)
+    assert _structure(engine) == structure
+    assert _snapshot(engine) == rows
+    assert upgrade(engine) == (revision, HEAD)      # and up again, to the same head data
+    assert _differences(_actual(engine), _expected(world, revision)) == []
+
+
 # --- a revision that fails: nothing of the upgrade stays ---------------------------------
 
 BROKEN = '''"""A revision that fails on the data after its DDL (tests/ca/test_migrations.py only)."""
