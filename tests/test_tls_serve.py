@@ -405,10 +405,17 @@ def test_metrics_dir_is_private_and_removed_only_by_its_owner(monkeypatch, tmp_p
     from udun import server
 
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    # setenv first so that teardown removes what create() sets (delenv alone records nothing
+    # when the variable is absent).
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", None)
+    import prometheus_client.values as values
+    # create() switches this process's metric values to multiprocess files; put the
+    # in-process class back afterwards, or later tests' metrics write into a removed dir.
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)
     dead = subprocess.Popen(["true"])                    # a pid that has exited
     dead.wait()
     stale = tmp_path / f"udun-metrics-{dead.pid}-abc"      # a SIGKILLed server's
