@@ -2,7 +2,7 @@
 
 An answer counts when it is HTTP 200 with status TOTAL_PASSED and an evidence_id: the
 server verified the CMS, checked replay, time-stamped the signature with its TSA (one
-signature on the CA token) and stored the record with its audit entry in SQLite. A
+signature on the CA token) and stored the record with its audit entry in its database. A
 payment is accepted once per signer and tx_id, so no body is sent twice in a bench run,
 warm-up included: before each wrk run (not timed) bench/payments.py signs a fresh batch
 with the client token key, twice what the fastest run so far would use. The server keeps
@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.http_load import WRK_TAIL, LoadResult, Server, load_python, load_wrk, measure
+from bench.http_load import WRK_TAIL, LoadResult, Server, Side, load_python, load_wrk, measure_sides
 from bench.measure import log
 from bench.payments import PaymentMaker, check_equivalent
 
@@ -103,7 +103,11 @@ def _describe(answer: dict[str, Any]) -> str:
 
 @dataclass
 class EvidenceLoad:
-    """The evidence figure against one running server (started with ``admin_key``)."""
+    """The evidence figure against one running server (started with ``admin_key``).
+
+    ``tag`` tells apart the loads of one bench run (SQLite, PostgreSQL, each of three
+    nodes): their files in ``work`` and the figure's name (``http_verify_evidence_c8``
+    + ``_`` + tag)."""
 
     server: Server
     work: Path
@@ -112,19 +116,24 @@ class EvidenceLoad:
     admin_key: str
     wrk: str | None
     clients: int = 8
+    tag: str = ""
+    label: str = "udun"
     best: float = 0.0                                   # the fastest run so far, req/s
     bodies: list[bytes] = field(default_factory=list)   # the batch for the next run
     sample: list[str] = field(default_factory=list)     # ids kept by the Python client
 
     @property
     def name(self) -> str:
-        return f"http_verify_evidence_c{self.clients}"
+        return f"http_verify_evidence_c{self.clients}" + (f"_{self.tag}" if self.tag else "")
 
-    def figure(self, seconds: float, warmup: float, segments: int) -> list[tuple[str, float, str]]:
+    def side(self) -> Side:
+        """Checks first (a fresh payment passes with evidence, is REPLAYED when sent again),
+        then the Side that measure_sides runs: a fresh batch signed before each run."""
         check_equivalent(self.maker.cert_der, self.maker.chain_der)
         self._check_first()
-        body_path = self.work / "evidence-bodies.bin"
-        script = self.work / "evidence.lua"
+        suffix = f"-{self.tag}" if self.tag else ""
+        body_path = self.work / f"evidence-bodies{suffix}.bin"
+        script = self.work / f"evidence{suffix}.lua"
         script.write_text(SCRIPT % {"body": json.dumps(str(body_path)), "ctype": CONTENT_TYPE,
                                     "every": SAMPLE_EVERY, "keep": SAMPLE_KEEP} + WRK_TAIL)
 
@@ -133,12 +142,13 @@ class EvidenceLoad:
             t0 = time.perf_counter()
             self.bodies = self.maker.batch(n)
             body_path.write_bytes(b"".join(b"%08d" % len(b) + b for b in self.bodies))
-            log(f"signed {n} fresh payments in {time.perf_counter() - t0:.1f}s (for {secs:.0f}s at up to "
-                f"{n / secs:.0f} req/s)")
+            log(f"{self.label}: signed {n} fresh payments in {time.perf_counter() - t0:.1f}s (for {secs:.0f}s at up "
+                f"to {n / secs:.0f} req/s)")
 
         def run(secs: float) -> LoadResult:
             if self.wrk:
-                result = load_wrk(self.wrk, self.server.base + VERIFY_PATH, script, self.clients, secs)
+                result = load_wrk(self.wrk, self.server.base + VERIFY_PATH, script, self.clients, secs,
+                                  label=self.label)
             else:
                 self.sample = []
                 result = load_python(self.server.port, VERIFY_PATH, self.bodies, CONTENT_TYPE, self._counts,
@@ -148,10 +158,17 @@ class EvidenceLoad:
             self.bodies = []
             return result
 
-        result = measure(self.server, run, seconds, warmup, segments, prepare)
+        return Side(self.label, self.server, run, prepare)
+
+    def figures(self, result: LoadResult) -> list[tuple[str, float, str]]:
+        """After the runs: a sample of the evidence ids fetched back and checked."""
         log(f"{self.name}: {result.rate:.1f} req/s, {result.errors} errors; {self.maker.made} payments signed")
-        self._check_evidence(result.sample)
+        self.check_evidence(result.sample)
         return [(self.name, result.rate, "req/s"), (f"{self.name}_errors", float(result.errors), "count")]
+
+    def figure(self, seconds: float, warmup: float, segments: int) -> list[tuple[str, float, str]]:
+        (result,) = measure_sides([self.side()], seconds, warmup, segments)
+        return self.figures(result)
 
     def _counts(self, status: int, data: bytes) -> bool:
         """The Python client's test, the same as the Lua `ok`."""
@@ -183,7 +200,7 @@ class EvidenceLoad:
                 raise RuntimeError(f"evidence {evidence_id}: {resp.headers.get('Content-Type')}, not a zip")
             return bytes(resp.read())
 
-    def _check_evidence(self, ids: list[str]) -> None:
+    def check_evidence(self, ids: list[str]) -> None:
         """Fetch a spread of the sampled ids back; check the first and last bundles in full."""
         from pkicore.bundle_check import verify_bundle
 

@@ -2,7 +2,8 @@
 
 The server is started once (bench/run.py) and shared by the evidence, OCSP and TSA
 figures. The load comes from wrk when it can be had (it costs the server little CPU);
-otherwise from Python threads using http.client keep-alive connections.
+otherwise from Python threads using http.client keep-alive connections. measure_sides
+runs one server's load, or two servers' (udun and a peer) alternately.
 """
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
+from bench import procs
 from bench.measure import log
 from udun.demo import wait_healthy   # stdlib only at import time: safe before UDUN_HOME is set
 
@@ -85,6 +89,7 @@ class LoadResult:
     tool: str
     exhausted: int = 0  # requests the client had no unused body for (each also an error)
     sample: list[str] = field(default_factory=list)
+    client_cpu: float = 0.0   # user + system CPU seconds of the load generator (wrk's rusage)
 
     @property
     def rate(self) -> float:
@@ -100,17 +105,25 @@ def free_port() -> int:
 class Server:
     """`udun serve` as a subprocess, stopped on exit of the `with` block whatever happens."""
 
-    def __init__(self, port: int, log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, port: int, log_path: Path, env: dict[str, str] | None = None, *, command: str = "serve",
+                 workers: int | None = None, health_path: str = "/healthz",
+                 health_headers: dict[str, str] | None = None) -> None:
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
+        self.command = command            # "serve" (bank-facing) or "serve-admin" (issuance)
+        self.workers = workers            # None: udun's default, one per core
+        self.health_path = health_path
+        self.health_headers = health_headers or {}   # serve-admin's /healthz wants the admin key
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> "Server":
         exe = Path(sys.executable).parent / "udun"
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from udun.cli import main; main()"]
-        cmd += ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd += [self.command, "--host", "127.0.0.1", "--port", str(self.port)]
+        if self.workers is not None:
+            cmd += ["--workers", str(self.workers)]
         with open(self.log_path, "wb") as logf:
             self.proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL,
                                          stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
@@ -123,21 +136,41 @@ class Server:
 
     def _wait_healthy(self, seconds: float = 60) -> None:
         assert self.proc is not None
-        wait_healthy(self.base, self.proc, seconds, detail=lambda: f": {self.tail()}")
+        if self.health_path == "/healthz" and not self.health_headers:
+            wait_healthy(self.base, self.proc, seconds, detail=lambda: f": {self.tail()}")
+            return
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"udun {self.command} exited with code {self.proc.returncode}: {self.tail()}")
+            try:
+                req = urllib.request.Request(self.base + self.health_path, headers=self.health_headers)
+                with urllib.request.urlopen(req, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"udun {self.command} did not answer {self.health_path} within {seconds:.0f}s: {self.tail()}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def pid_list(self) -> list[int | None]:
+        """The gunicorn master (its workers are its children): a procs.Group's roots."""
+        return [self.pid()]
 
     def worker_cpu(self) -> dict[int, float]:
         """CPU seconds used so far by each gunicorn worker (Linux /proc; empty elsewhere)."""
         if self.proc is None:
             return {}
         out: dict[int, float] = {}
-        tick = os.sysconf("SC_CLK_TCK")
-        try:
-            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-            for pid in map(int, children):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                out[pid] = (int(fields[11]) + int(fields[12])) / tick   # utime + stime
-        except (OSError, ValueError, IndexError):
-            return {}
+        for pid in procs.children(self.proc.pid):
+            seconds = procs.cpu_seconds(pid)
+            if seconds is not None:
+                out[pid] = seconds
         return out
 
     def tail(self, lines: int = 5) -> str:
@@ -188,36 +221,77 @@ def find_wrk(try_install: bool = True) -> str | None:
     return found
 
 
-def load_wrk(wrk: str, url: str, script: Path, clients: int, seconds: float) -> LoadResult:
+_RESULT = re.compile(r"UDUN_RESULT passed=(\d+) bad=(\d+) sockerr=(\d+) exhausted=(\d+) us=(\d+) p50us=(\d+) "
+                     r"p99us=(\d+)")
+
+
+def wrk_command(wrk: str, url: str, script: Path, clients: int, seconds: float) -> list[str]:
+    """The one wrk invocation every figure uses: one thread drives all connections (epoll),
+    leaving the cores to the server; whole seconds; a 10 s timeout per request."""
+    return [wrk, "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script), url]
+
+
+class WrkRun:
+    """One wrk process started; ``finish()`` waits for it and reads the UDUN_RESULT line.
+
+    wrk is reaped with wait4, whose rusage gives its own user + system CPU seconds."""
+
+    def __init__(self, wrk: str, url: str, script: Path, clients: int, seconds: float, label: str = "") -> None:
+        self.seconds = seconds
+        self.label = label
+        self.out = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(wrk_command(wrk, url, script, clients, seconds), stdin=subprocess.DEVNULL,
+                                     stdout=self.out, stderr=subprocess.STDOUT)
+
+    def _reap(self) -> tuple[int, float]:
+        deadline = time.monotonic() + self.seconds + 60
+        while True:
+            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+            if pid:
+                code = os.waitstatus_to_exitcode(status)
+                self.proc.returncode = code            # reaped here: Popen must not wait again
+                return code, usage.ru_utime + usage.ru_stime
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                _, status, usage = os.wait4(self.proc.pid, 0)
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+                raise RuntimeError(f"wrk did not finish within {self.seconds + 60:.0f}s")
+            time.sleep(0.02)
+
+    def finish(self) -> LoadResult:
+        try:
+            code, cpu = self._reap()
+            self.out.seek(0)
+            text = self.out.read().decode(errors="replace")
+        finally:
+            self.out.close()
+        m = _RESULT.search(text)
+        if code != 0 or m is None:
+            raise RuntimeError(f"wrk failed (exit {code}): {text.strip()[-300:]}")
+        passed, bad, sockerr, exhausted, us, p50, p99 = (int(g) for g in m.groups())
+        sample = re.search(r"UDUN_SAMPLE ([^\n]*)", text)
+        log(f"wrk{' ' + self.label if self.label else ''}: {passed} passed, {bad} other responses, {sockerr} socket "
+            f"errors in {us / 1e6:.1f}s; latency p50 {p50 / 1000:.1f} ms, p99 {p99 / 1000:.1f} ms; wrk CPU {cpu:.2f}s"
+            + (f"; RAN OUT of bodies ({exhausted} requests had none left)" if exhausted else ""))
+        return LoadResult(passed, bad + sockerr + exhausted, us / 1e6, "wrk", exhausted,
+                          sample.group(1).split() if sample else [], cpu)
+
+
+def load_wrk(wrk: str, url: str, script: Path, clients: int, seconds: float, label: str = "") -> LoadResult:
     """One wrk run with a script that ends in WRK_TAIL (it prints the UDUN_RESULT line)."""
-    # One wrk thread drives all connections (epoll): it leaves the cores to the server.
-    proc = subprocess.run(
-        [wrk, "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-         "-s", str(script), url],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=seconds + 60, check=False,
-    )
-    m = re.search(r"UDUN_RESULT passed=(\d+) bad=(\d+) sockerr=(\d+) exhausted=(\d+) us=(\d+) p50us=(\d+) "
-                  r"p99us=(\d+)", proc.stdout)
-    if proc.returncode != 0 or m is None:
-        raise RuntimeError(f"wrk failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-300:]}")
-    passed, bad, sockerr, exhausted, us, p50, p99 = (int(g) for g in m.groups())
-    sample = re.search(r"UDUN_SAMPLE ([^\n]*)", proc.stdout)
-    log(f"wrk: {passed} passed, {bad} other responses, {sockerr} socket errors in {us / 1e6:.1f}s; "
-        f"latency p50 {p50 / 1000:.1f} ms, p99 {p99 / 1000:.1f} ms"
-        + (f"; RAN OUT of bodies ({exhausted} requests had none left)" if exhausted else ""))
-    return LoadResult(passed, bad + sockerr + exhausted, us / 1e6, "wrk", exhausted,
-                      sample.group(1).split() if sample else [])
+    return WrkRun(wrk, url, script, clients, seconds, label).finish()
 
 
 def load_python(port: int, path: str, bodies: list[bytes], ctype: str, ok: Callable[[int, bytes], bool],
-                clients: int, seconds: float, once: bool = False) -> LoadResult:
+                clients: int, seconds: float, once: bool = False,
+                extra_headers: dict[str, str] | None = None) -> LoadResult:
     """Fallback: `clients` threads, each with one keep-alive http.client connection, each
     cycling through ``bodies``; ``ok(status, data)`` says whether an answer counts.
 
     ``once``: every body is sent at most once (client k takes bodies k, k + clients, ...);
     a client that runs out stops and counts one `exhausted` error.
     """
-    headers = {"Content-Type": ctype, "Connection": "keep-alive"}
+    headers = {"Content-Type": ctype, "Connection": "keep-alive", **(extra_headers or {})}
     lock = threading.Lock()
     totals = {"passed": 0, "errors": 0, "exhausted": 0}
     start_gate = threading.Barrier(clients + 1)
@@ -273,32 +347,74 @@ def load_python(port: int, path: str, bodies: list[bytes], ctype: str, ok: Calla
     return LoadResult(totals["passed"], totals["errors"], elapsed, "python", totals["exhausted"])
 
 
-def measure(server: Server, run: Callable[[float], LoadResult], seconds: float, warmup: float,
-            segments: int, prepare: Callable[[float], None] | None = None) -> LoadResult:
-    """A warm-up run, then ``segments`` runs summed, each with fresh connections.
+class Target(Protocol):
+    """What measure_sides asks of a server under load: bench/http_load.Server, procs.PeerProcess."""
+
+    def worker_cpu(self) -> dict[int, float]: ...
+    def alive(self) -> bool: ...
+    def tail(self, lines: int = 5) -> str: ...
+
+
+@dataclass
+class Side:
+    """One server's part of a measurement: ``run(seconds)`` loads ``target`` once;
+    ``prepare(seconds)`` runs before each run (warm-up included), outside the timing."""
+
+    label: str
+    target: Target
+    run: Callable[[float], LoadResult]
+    prepare: Callable[[float], None] | None = None
+    # other processes whose CPU to log per run (name -> CPU seconds so far per pid), e.g.
+    # PostgreSQL's backends for udun on PostgreSQL
+    also: dict[str, Callable[[], dict[int, float]]] = field(default_factory=dict)
+
+
+def _add(a: LoadResult, b: LoadResult) -> LoadResult:
+    return LoadResult(a.passed + b.passed, a.errors + b.errors, a.seconds + b.seconds, b.tool,
+                      a.exhausted + b.exhausted, a.sample + b.sample, a.client_cpu + b.client_cpu)
+
+
+def measure_sides(sides: list[Side], seconds: float, warmup: float, segments: int) -> list[LoadResult]:
+    """A warm-up run of each side, then ``segments`` runs of each, summed, each with fresh
+    connections. With two sides (udun and its peer) the runs alternate A B, B A, A B, ...
+    so that the load of a shared machine, and any drift in it, falls on both alike.
 
     gunicorn leaves a keep-alive connection where it was accepted, often all on one
     worker, so one run measures one placement; the sum over runs averages the placements.
-    ``prepare(seconds)`` runs before each run (warm-up included), outside the timing.
     """
     if warmup > 0:
-        if prepare is not None:
-            prepare(max(1, round(warmup)))
-        run(max(1, round(warmup)))   # every worker warms its caches
-    result = LoadResult(0, 0, 0.0, "python")
+        for side in sides:
+            if side.prepare is not None:
+                side.prepare(max(1, round(warmup)))
+            side.run(max(1, round(warmup)))   # every worker warms its caches
+    results = [LoadResult(0, 0, 0.0, "python") for _ in sides]
     each = max(1, round(seconds / segments))   # wrk takes whole seconds
-    for _ in range(segments):
-        if prepare is not None:
-            prepare(each)
-        before = server.worker_cpu()
-        part = run(each)
-        after = server.worker_cpu()
-        split = ", ".join(f"{after[p] - before.get(p, 0.0):.1f}s" for p in sorted(after))
-        log(f"  {part.rate:.0f} req/s; worker CPU over {part.seconds:.1f}s: {split or 'unknown'}")
-        result = LoadResult(result.passed + part.passed, result.errors + part.errors,
-                            result.seconds + part.seconds, part.tool, result.exhausted + part.exhausted,
-                            result.sample + part.sample)
-    if server.proc is None or server.proc.poll() is not None:
-        raise RuntimeError(f"the server died under load: {server.tail()}")
-    log(f"load from {result.tool}: {result.passed} counted, {result.errors} errors in {result.seconds:.1f}s")
-    return result
+    for i in range(segments):
+        order = list(enumerate(sides))
+        if i % 2:
+            order.reverse()
+        for k, side in order:
+            if side.prepare is not None:
+                side.prepare(each)
+            before = side.target.worker_cpu()
+            also0 = {name: f() for name, f in side.also.items()}
+            part = side.run(each)
+            after = side.target.worker_cpu()
+            also = {name: sum(v - also0[name].get(p, 0.0) for p, v in f().items()) for name, f in side.also.items()}
+            split = ", ".join(f"{after[p] - before.get(p, 0.0):.1f}s" for p in sorted(after))
+            log(f"  {side.label}: {part.rate:.0f} req/s; server CPU over {part.seconds:.1f}s: {split or 'unknown'}"
+                + "".join(f"; {name} {v:.1f}s" for name, v in also.items())
+                + (f"; client {part.client_cpu:.1f}s" if part.client_cpu else ""))
+            results[k] = _add(results[k], part)
+    for side, result in zip(sides, results):
+        if not side.target.alive():
+            raise RuntimeError(f"{side.label}: the server died under load: {side.target.tail()}")
+        log(f"{side.label}: load from {result.tool}: {result.passed} counted, {result.errors} errors in "
+            f"{result.seconds:.1f}s ({result.rate:.1f}/s)")
+    return results
+
+
+def measure(server: Target, run: Callable[[float], LoadResult], seconds: float, warmup: float,
+            segments: int, prepare: Callable[[float], None] | None = None, label: str = "udun") -> LoadResult:
+    """measure_sides for one server."""
+    return measure_sides([Side(label, server, run, prepare)], seconds, warmup, segments)[0]

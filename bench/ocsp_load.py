@@ -1,10 +1,13 @@
-"""The OCSP figures: POST /ocsp on the running `udun serve` from 8 clients.
+"""The OCSP figures: POST /ocsp on the running `udun serve` from 8 clients, and the same
+loads against a peer's responder (cfssl ocspserve, openssl ocsp: bench/peers.py).
 
 Cached: the same nonce-less request for one good certificate (the responder pre-signs
 and caches those answers). Nonce: every request carries a fresh 16-octet nonce, so every
 answer is signed on the token; wrk rotates through pre-built requests (a Lua `request`
 function), each with its own nonce. An answer counts when it is HTTP 200 with OCSP
-responseStatus successful; a sample is parsed and checked in full first.
+responseStatus successful; a sample is parsed and checked in full first (status good for
+the right serial, the nonce echoed or absent, the signature under the responder
+certificate the answer carries), for udun and the peers alike.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.http_load import POST_FILE, WRK_TAIL, LoadResult, Server, load_python, load_wrk, measure
+from bench.http_load import POST_FILE, WRK_TAIL, LoadResult, Side, Target, load_python, load_wrk, measure_sides
 from bench.measure import log
 
 OCSP_PATH = "/ocsp"
@@ -86,8 +89,8 @@ def ocsp_successful(status: int, data: bytes) -> bool:
     return data[off:off + 3] == b"\x0a\x01\x00"
 
 
-def _post(base: str, body: bytes) -> tuple[int, str, bytes]:
-    req = urllib.request.Request(base + OCSP_PATH, data=body, headers={"Content-Type": REQUEST_TYPE})
+def _post(url: str, body: bytes) -> tuple[int, str, bytes]:
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": REQUEST_TYPE})
     with urllib.request.urlopen(req, timeout=30) as resp:
         return resp.status, resp.headers.get("Content-Type", ""), resp.read()
 
@@ -138,15 +141,25 @@ def check_answer(data: bytes, serial: int, nonce: bytes | None) -> Any:
 
 @dataclass
 class OcspLoad:
-    """Both OCSP figures against one running server, with their error counts."""
+    """The OCSP loads against one running responder (udun's, or a peer's), with their error
+    counts. The same request form for every responder: POST, application/ocsp-request, one
+    certificate per request, SHA-1 CertID (pkicore.ocsp.build_request)."""
 
-    server: Server
+    target: Target                   # bench/http_load.Server or procs.PeerProcess
+    port: int
     work: Path
-    cert_der: bytes
-    issuer_der: bytes
+    cert_der: bytes                  # a good certificate the responder knows ...
+    issuer_der: bytes                # ... and its issuer
     wrk: str | None
     clients: int = 8
+    label: str = "udun"
+    path: str = OCSP_PATH
+    workers: int | None = None       # udun: one cached answer per worker at most (checked)
     errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
 
     def _requests(self, nonces: list[bytes | None]) -> list[bytes]:
         from asn1crypto import x509
@@ -163,52 +176,63 @@ class OcspLoad:
 
         return int(x509.Certificate.load(self.cert_der).serial_number)
 
-    def _run(self, script: Path, bodies: list[bytes], seconds: float, warmup: float, segments: int) -> LoadResult:
+    def _side(self, script: Path, bodies: list[bytes], kind: str) -> Side:
         def run(secs: float) -> LoadResult:
             if self.wrk:
-                return load_wrk(self.wrk, self.server.base + OCSP_PATH, script, self.clients, secs)
-            return load_python(self.server.port, OCSP_PATH, bodies, REQUEST_TYPE, ocsp_successful,
-                               self.clients, secs)
+                result = load_wrk(self.wrk, self.url, script, self.clients, secs, label=self.label)
+            else:
+                result = load_python(self.port, self.path, bodies, REQUEST_TYPE, ocsp_successful, self.clients, secs)
+            self.errors[kind] = self.errors.get(kind, 0) + result.errors
+            return result
 
-        return measure(self.server, run, seconds, warmup, segments)
+        return Side(self.label, self.target, run)
 
-    def cached(self, seconds: float, warmup: float, segments: int) -> list[tuple[str, float, str]]:
+    def cached_side(self) -> Side:
+        """The same nonce-less request again and again (checked in full first)."""
         (body,) = self._requests([None])
-        status, ctype, first = _post(self.server.base, body)
+        status, ctype, first = _post(self.url, body)
         if status != 200 or ctype != RESPONSE_TYPE:
-            raise RuntimeError(f"POST /ocsp answered {status} {ctype}")
+            raise RuntimeError(f"{self.label}: POST {self.path} answered {status} {ctype}")
         check_answer(first, self.serial, None)
-        # Each worker signs once and then repeats its cached answer: at most one distinct
-        # answer per worker (logged, not failed: a worker may restart).
-        workers = os.cpu_count() or 1
-        answers = {first} | {_post(self.server.base, body)[2] for _ in range(4 * workers)}
-        log(f"ocsp cached: {len(answers)} distinct answers to {4 * workers + 1} identical requests "
-            f"({workers} workers{'' if len(answers) <= workers else '; MORE than one per worker: not cached?'})")
-        path = self.work / "ocsp-cached.der"
+        if self.workers:
+            # Each worker signs once and then repeats its cached answer: at most one distinct
+            # answer per worker (logged, not failed: a worker may restart).
+            answers = {first} | {_post(self.url, body)[2] for _ in range(4 * self.workers)}
+            log(f"ocsp cached ({self.label}): {len(answers)} distinct answers to {4 * self.workers + 1} identical "
+                f"requests ({self.workers} workers"
+                f"{'' if len(answers) <= self.workers else '; MORE than one per worker: not cached?'})")
+        path = self.work / f"ocsp-cached-{self.label}.der"
         path.write_bytes(body)
-        script = self.work / "ocsp-cached.lua"
+        script = self.work / f"ocsp-cached-{self.label}.lua"
         script.write_text(CACHED_SCRIPT % {"body": json.dumps(str(path)), "ctype": REQUEST_TYPE}
                           + _OCSP_OK + WRK_TAIL)
-        result = self._run(script, [body], seconds, warmup, segments)
-        self.errors["cached"] = result.errors
-        return [(f"ocsp_cached_c{self.clients}", result.rate, "resp/s")]
+        self.errors.setdefault("cached", 0)
+        return self._side(script, [body], "cached")
 
-    def nonce(self, seconds: float, warmup: float, segments: int) -> list[tuple[str, float, str]]:
+    def nonce_side(self) -> Side:
+        """A fresh 16-octet nonce in every request: every answer signed for it (RFC 8954)."""
         nonces: list[bytes | None] = [os.urandom(NONCE_BYTES) for _ in range(NONCE_REQUESTS)]
         bodies = self._requests(nonces)
-        script = rotating_script(self.work, "ocsp-nonce", bodies, REQUEST_TYPE, _OCSP_OK)
+        script = rotating_script(self.work, f"ocsp-nonce-{self.label}", bodies, REQUEST_TYPE, _OCSP_OK)
         answers = set()
         for i in (0, 1, len(bodies) - 1):   # a sample, each parsed in full
-            status, ctype, data = _post(self.server.base, bodies[i])
+            status, ctype, data = _post(self.url, bodies[i])
             if status != 200 or ctype != RESPONSE_TYPE:
-                raise RuntimeError(f"POST /ocsp answered {status} {ctype}")
+                raise RuntimeError(f"{self.label}: POST {self.path} answered {status} {ctype}")
             check_answer(data, self.serial, nonces[i])
             answers.add(data)
         if len(answers) != 3:
-            raise RuntimeError("answers to different nonces are identical")
-        log(f"ocsp nonce: {len(bodies)} requests of {len(bodies[0])} bytes; sample answers check out")
-        result = self._run(script, bodies, seconds, warmup, segments)
-        self.errors["nonce"] = result.errors
+            raise RuntimeError(f"{self.label}: answers to different nonces are identical")
+        log(f"ocsp nonce ({self.label}): {len(bodies)} requests of {len(bodies[0])} bytes; sample answers check out")
+        self.errors.setdefault("nonce", 0)
+        return self._side(script, bodies, "nonce")
+
+    def cached(self, seconds: float, warmup: float, segments: int) -> list[tuple[str, float, str]]:
+        (result,) = measure_sides([self.cached_side()], seconds, warmup, segments)
+        return [(f"ocsp_cached_c{self.clients}", result.rate, "resp/s")]
+
+    def nonce(self, seconds: float, warmup: float, segments: int) -> list[tuple[str, float, str]]:
+        (result,) = measure_sides([self.nonce_side()], seconds, warmup, segments)
         return [(f"ocsp_nonce_c{self.clients}", result.rate, "resp/s")]
 
     def error_figure(self) -> list[tuple[str, float, str]]:

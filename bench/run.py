@@ -5,10 +5,30 @@ temporary UDUN_HOME (SoftHSM tokens, SQLite database, CA) that is removed at the
 together with the server, even on error. Progress goes to stderr. If a figure fails, the
 reason goes to stderr, the other figures still run, and the exit code is 1.
 
-Figures (2 cores: about three minutes in all; --scale multiplies every duration, not the
-CRL sizes). The server figures run against one `udun serve` started with a random
-UDUN_ADMIN_API_KEY (for fetching evidence back) and otherwise default settings: every
-UDUN_* variable of the caller's environment is dropped first.
+Figures (2 cores: about six minutes in all; --scale multiplies every duration, not the
+CRL sizes; --only runs some groups: inprocess, peers, server, postgres, nodes, crl). The
+server figures run against one `udun serve` started with a random UDUN_ADMIN_API_KEY (for
+fetching evidence back) and otherwise default settings: every UDUN_* variable of the
+caller's environment is dropped first.
+
+Peers in the same run (issue 11): cfssl (Debian golang-cfssl) and the openssl binary are
+measured beside udun, pair by pair, on the same machine with the same load: 8 clients
+from one wrk process (`wrk -t1 -c8 -dNs --timeout 10s`, Lua scripts that count only
+answers that are what was asked for), the same durations, the runs of the two servers
+alternating (A B, B A, ...: a shared machine's load falls on both alike; bench/peers.py),
+every server given as many worker processes as udun gets (one per core) where the peer
+allows it (cfssl is one Go process using every core; openssl ocsp runs -multi W
+processes). Each pair prints udun's figure, the peer's, and `..._ratio` = udun / peer:
+> 1 means udun is better, for rates and (inverted: peer / udun) for times alike. The
+client is the same for both sides and asks for keep-alive; what the server does with it
+is the server's: gunicorn's sync workers answer `Connection: close` (udun's design, see
+udun/server.py), so every udun request is a new TCP connection, while cfssl and openssl
+ocsp keep theirs open (cfssl ocspserve answers about 30% fewer requests when the client
+sends `Connection: close`; measured by hand, not a figure). Unfair against udun, and not
+fixable here: the peers' keys are in PEM files, udun's CA and delegated keys sign on
+SoftHSM tokens through PKCS#11 (~4,600 P-256 signatures/s a process against ~36,000 in
+software). If a peer cannot run, the reason goes to stderr, udun's half is measured alone
+(no peer figure, no ratio) and the run exits 1.
 
 cpu_count                      cores the machine has (the server runs one worker per core)
 token_sign_ec_p256_udun        sig/s through udun's signer: pkicore.algorithms.sign() on a
@@ -30,6 +50,28 @@ cms_verify_inprocess           verify/s of one attached P-256 CAdES-BES payment 
 issuance                       cert/s through ca.issue() on one CSR (policy and PoP check,
                                TBS, lint, intent row, sign on the CA token, store), SQLite,
                                5 s
+issuance_http_c8               cert/s answered 201 with a certificate by `udun serve-admin`
+                               (gunicorn, --workers = cores; CA key on the SoftHSM token,
+                               SQLite WAL/NORMAL) when 8 clients POST /api/v1/certificates
+                               with the admin bearer key and a DER CSR, each a distinct
+                               software P-256 key and subject (bench/issuance_load.py,
+                               made before the runs; a server sees each at most once unless
+                               it goes round the pool, which is logged); 5 runs of 2 s after
+                               a 2 s warm-up, alternating with cfssl's
+cfssl_sign_http_c8             the same CSRs as cfssl's JSON ({"certificate_request": PEM})
+                               to `cfssl serve -db-config` POST /api/v1/cfssl/sign (answers
+                               200 with "success":true), which stores every certificate in its
+                               SQLite certdb (cfssl's own schema, WAL + synchronous=NORMAL as
+                               udun's; bench/cfssl.py) before answering; one Go process with
+                               GOMAXPROCS = cores; P-256 CA key in a file; a profile like
+                               udun's client profile (digitalSignature, nonRepudiation,
+                               clientAuth, OCSP/CRL/caIssuers URLs). Checked for both: one
+                               answer in full (the certificate verifies under the CA, the
+                               CSR's key and CN), and after the runs at least as many new rows
+                               in each database as answers counted
+issuance_http_c8_errors, cfssl_sign_http_c8_errors
+                               answers not counted plus socket errors (should be 0)
+issuance_http_vs_cfssl_ratio   issuance_http_c8 / cfssl_sign_http_c8 (target >= 1.5)
 tsa_token_fastder              tokens/s built and signed in process by pkicore.fastder's fast path
                                (what `udun serve` answers with) with the CA's delegated TSA key on
                                the online token, a fresh serial and nonce each, cert_req; 6 s
@@ -61,6 +103,18 @@ http_verify_evidence_c8        req/s answered 200 with status TOTAL_PASSED and a
                                pkicore.bundle_check.verify_bundle against our root
 http_verify_evidence_c8_errors answers that were not 200/TOTAL_PASSED with an evidence_id, socket
                                errors, and requests left without a fresh body (should be 0)
+http_verify_evidence_c8_postgresql
+                               the same against a second `udun serve` whose CA home (`udun ca
+                               init`, then `udun ca issue` for the same client key) is on a
+                               throwaway PostgreSQL server (bench/pg.py: fsync and
+                               full_page_writes on, synchronous_commit off = SQLite WAL with
+                               synchronous=NORMAL: neither waits for a flush per commit);
+                               its runs alternate with the SQLite ones (both servers up,
+                               the idle one waiting)
+http_verify_evidence_c8_postgresql_errors
+                               as above (should be 0)
+http_verify_evidence_postgresql_vs_sqlite_ratio
+                               PostgreSQL / SQLite (target >= 0.8)
 ocsp_cached_c8                 resp/s from the same server when 8 clients POST /ocsp
                                (application/ocsp-request) the same nonce-less request for one
                                good certificate (the responder pre-signs and caches those
@@ -68,12 +122,33 @@ ocsp_cached_c8                 resp/s from the same server when 8 clients POST /
                                with OCSP responseStatus successful (checked in wrk's Lua); one
                                sample answer is parsed in full first (good, right serial, no
                                nonce, signature verifies under the responder certificate)
+cfssl_ocspserve_c8             the same request form (POST, one SHA-1 CertID, no nonce) for a
+                               certificate cfssl issued, to `cfssl ocspserve -responses`:
+                               responses pre-signed by `cfssl ocsprefresh` (P-256 delegated
+                               responder key in a file) for every certificate of its database
+                               and written out by `cfssl ocspdump`, held in memory; runs
+                               alternating with udun's; the sample answer checked alike
+cfssl_ocspserve_c8_errors      answers not counted plus socket errors, warm-up included
+ocsp_cached_vs_cfssl_ratio     ocsp_cached_c8 / cfssl_ocspserve_c8 (target >= 1)
 ocsp_nonce_c8                  the same with a fresh 16-octet nonce in every request, so every
                                answer is signed on the CA token: wrk rotates through 1000
                                pre-built requests (Lua `request`); a sample of answers is checked
                                as above and for the echoed nonce (RFC 8954)
-ocsp_c8_errors                 answers not counted plus socket errors in both OCSP figures
-                               (should be 0)
+openssl_ocsp_nonce_c8          the same nonce requests (1000 pre-built, each its own 16-octet
+                               nonce) for a certificate of a software P-256 CA to `openssl ocsp
+                               -index index.txt -CA -rsigner -rkey -port -nmin 60 -multi W`
+                               (bench/openssl_peer.py: every answer signed as asked, P-256
+                               delegated responder key in a file; one process answers one
+                               request at a time, -multi W runs W = cores of them); runs
+                               alternating with udun's; sample answers checked alike. The
+                               responder is started afresh before every run (not timed): an
+                               openssl ocsp process spins on a connection its client closed
+                               before sending a request, and answers nobody after (openssl
+                               issues 23934 and 31129), which wrk's end of run causes
+openssl_ocsp_nonce_c8_errors   answers not counted plus socket errors, warm-up included
+ocsp_nonce_vs_openssl_ratio    ocsp_nonce_c8 / openssl_ocsp_nonce_c8 (target >= 0.5)
+ocsp_c8_errors                 answers not counted plus socket errors in both udun OCSP
+                               figures, warm-up included (should be 0)
 tsa_c8                         resp/s when 8 clients POST RFC 3161 requests to /tsa, each with a
                                fresh imprint and 64-bit nonce (wrk rotates through 2000 pre-built
                                requests), so every answer is a token signed on the CA token; 3 runs
@@ -83,8 +158,35 @@ tsa_c8                         resp/s when 8 clients POST RFC 3161 requests to /
                                imprint and nonce, TSA certificate validated to our root, distinct
                                serials, genTime now)
 tsa_c8_errors                  answers not counted plus socket errors (should be 0)
-crl_build_100k                 s to build and sign the issuing CA's full CRL with 100,000
-                               revoked entries through Revocation.publish (store query, entry
+nodes3_verify_evidence_total   req/s summed over three `udun serve` nodes (each its own
+                               UDUN_HOME with a copy of the online token and online.pin only,
+                               default workers: one per core each, so 3 x cores workers on
+                               the machine) on the PostgreSQL home's database, each loaded at
+                               the same time by its own wrk with 8 clients (24 in all: each
+                               node gets what the one-node figure gives its node) sending
+                               distinct payments as for http_verify_evidence_c8; 5 runs of
+                               2 s after a 3 s warm-up; sampled evidence fetched back from
+                               every node and checked
+nodes3_verify_evidence_node{1,2,3}
+                               req/s of each node
+nodes3_verify_evidence_errors  answers not counted plus socket errors over the three
+nodes3_vs_one_node_ratio       nodes3_verify_evidence_total / http_verify_evidence_c8_postgresql
+nodes3_cpu_seconds             s of measured runs the CPU accounting below covers
+nodes3_cpu_*                   cores' worth (CPU seconds per wall second; x nodes3_cpu_seconds
+                               = CPU seconds) over those runs, user + system CPU of: each node
+                               (_node1.._node3) and in it its gunicorn master (_nodeN_master)
+                               and each worker (_nodeN_workerK, in pid order), from
+                               /proc/PID/stat; all of udun's (_udun); PostgreSQL (_postgres),
+                               split into its client backends (_postgres_backends) and the
+                               postmaster, WAL writer, checkpointer... (_postgres_other); each
+                               node's wrk (_wrk_nodeN, from its rusage) and all three (_wrk);
+                               this process (_bench); everything else busy on the machine
+                               (_other: /proc/stat busy time minus all the above: other
+                               tenants); and _idle. The same per process (with pids) and a
+                               one-line conclusion (CPU-bound or not, CPU per payment in udun
+                               and in PostgreSQL) go to stderr
+crl_build_100k                 s (median of 3) to build and sign the issuing CA's full CRL with
+                               100,000 revoked entries through Revocation.publish (store query, entry
                                DER, token signature, CRL row stored), timed around that call in
                                a fresh child process (bench/crl_child.py, same UDUN_HOME, logged
                                in to the CA token first). The rows are written straight into
@@ -92,11 +194,15 @@ crl_build_100k                 s to build and sign the issuing CA's full CRL wit
                                keyCompromise (half with invalidityDate), 10% superseded, 10%
                                unspecified, 60% without a reason. Every CRL is checked: entry
                                count and signature (cryptography), and `openssl crl -verify`
-openssl_gencrl_100k            s for `openssl ca -gencrl` (the whole process, start-up included)
-                               on the same 100,000 entries in an index.txt, software P-256 CA
-                               key, v2 with AKI and CRL number, same reasons and invalidity
-                               dates; checked by counting its entries and its signature
-crl_build_100k_vs_openssl      crl_build_100k / openssl_gencrl_100k (1.0 = as fast as OpenSSL)
+openssl_gencrl_100k            s (median of 3, alternating with udun's) for `openssl ca -gencrl`
+                               (the whole process, start-up included) on the same 100,000
+                               entries in an index.txt, software P-256 CA key in a file, v2
+                               with AKI and CRL number, same reasons and invalidity dates;
+                               checked by counting its entries and its signature
+crl_build_100k_vs_openssl_ratio
+                               openssl_gencrl_100k / crl_build_100k: a TIME ratio turned so
+                               that > 1 = udun faster, as every other ratio (target >= 1/1.5
+                               = 0.667, i.e. udun's time <= 1.5 x openssl's)
 crl_build_1m                   the same with 1,000,000 entries (900,000 rows more)
 crl_build_1m_rss               MiB, peak RSS of the child that built the 1,000,000-entry CRL
                                (ru_maxrss: interpreter, imports and token included)
@@ -109,6 +215,9 @@ Targets (issue 4): ocsp_cached_c8 >= 3000, ocsp_nonce_c8 >= 1000, crl_build_1m <
 crl_build_1m_rss < 1024 MiB.
 Targets (issue 5): http_verify_evidence_c8 >= 500, tsa_c8 >= 1000.
 Targets (issue 9): cms_verify_inprocess >= 2000 with every certificate's status.
+Targets (issue 11): issuance_http_vs_cfssl_ratio >= 1.5, ocsp_cached_vs_cfssl_ratio >= 1,
+ocsp_nonce_vs_openssl_ratio >= 0.5, crl_build_100k_vs_openssl_ratio >= 0.667,
+http_verify_evidence_postgresql_vs_sqlite_ratio >= 0.8.
 
 Ratios matter more than absolute numbers: the machine is shared and noisy.
 """
@@ -146,6 +255,8 @@ def _format(value: float, unit: str) -> str:
         return str(int(round(value)))
     if unit == "ratio":
         return f"{value:.3f}"
+    if unit in ("core", "s"):
+        return f"{value:.2f}"
     return f"{value:.1f}"
 
 
@@ -177,7 +288,7 @@ class Report:
         if not yardstick:
             return
         self.emit([(f"{name}_per_openssl_verify", value / yardstick, "ratio") for name, (value, unit)
-                   in list(self.units.items()) if unit.endswith("/s") and not name.startswith("openssl_")])
+                   in list(self.units.items()) if unit.endswith("/s") and not name.startswith(("openssl_", "cfssl_"))])
 
     def run(self, what: str, fn: Callable[[], list[Figure]]) -> None:
         log(f"measuring {what}")
@@ -199,26 +310,33 @@ def _isolate_stdout() -> TextIO:
     return real
 
 
+GROUPS = ("inprocess", "peers", "server", "postgres", "nodes", "crl")
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="udun benchmarks (figures on stdout)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every measuring time (default 1)")
     p.add_argument("--no-wrk", action="store_true", help="use the Python load generator for HTTP")
     p.add_argument("--keep", action="store_true", help="keep the temporary UDUN_HOME")
-    p.add_argument("--only", default="inprocess,server,crl",
-                   help="comma-separated groups to run: inprocess, server, crl (default: all)")
+    p.add_argument("--only", default=",".join(GROUPS),
+                   help="comma-separated groups to run: inprocess; peers (issuance over HTTP against cfssl, "
+                        "OCSP against cfssl ocspserve and openssl ocsp); server (evidence, OCSP, TSA); postgres "
+                        "(evidence on PostgreSQL beside SQLite); nodes (three nodes on PostgreSQL); crl "
+                        "(with openssl ca -gencrl) (default: all)")
     args = p.parse_args(argv)
     args.only = {g.strip() for g in args.only.split(",") if g.strip()}
-    unknown = args.only - {"inprocess", "server", "crl"}
+    unknown = args.only - set(GROUPS)
     if unknown:
         p.error(f"unknown group(s) for --only: {', '.join(sorted(unknown))}")
     return args
 
 
 def _measure(report: Report, fx: Any, work: Path, args: argparse.Namespace) -> None:
-    from bench import figures
+    from bench import figures, http_load, peers
 
     s = args.scale
-    if "inprocess" in args.only:
+    only = args.only
+    if "inprocess" in only:
         report.run("token signing, EC P-256",
                    lambda: figures.token_sign(fx.ec_key, "ec_p256", fx.payload, 15 * s, 10))
         report.run("token signing, RSA-2048",
@@ -228,26 +346,57 @@ def _measure(report: Report, fx: Any, work: Path, args: argparse.Namespace) -> N
         report.run("issuance", lambda: figures.issuance(fx.ca, fx.csr_der, 5 * s))
         report.run("TSA tokens in process, fast path vs asn1crypto",
                    lambda: figures.tsa_tokens(fx.ca, 6 * s, 6))
-    # The server gets both cores while this process only waits for wrk (and signs payments
-    # between runs).
-    if "server" in args.only:
-        _server_figures(report, fx, work, args)
-    # After the server: the CRL rows go straight into the database, past the OCSP cache.
-    if "crl" in args.only:
+    wrk = None if args.no_wrk else http_load.find_wrk()
+    cfssl = peers.setup_cfssl(report, work, os.environ["UDUN_BASE_URL"]) if "peers" in only else None
+    # Before the server figures: cfssl's OCSP responses are signed for what it issued here.
+    if "peers" in only:
+        peers.issuance(report, fx, work, wrk, s, cfssl)
+    pg = site = None
+    try:
+        if only & {"postgres", "nodes"}:
+            pg, site = _postgres(report, fx, work)
+        # The servers get both cores while this process only waits for wrk (and signs
+        # payments between runs).
+        if only & {"server", "peers", "postgres"}:
+            _server_figures(report, fx, work, args, wrk, cfssl, site)
+        if "nodes" in only and site is not None:
+            _nodes(report, fx, work, args, wrk, pg, site)
+    finally:
+        if pg is not None:
+            pg.stop()
+    # After the servers: the CRL rows go straight into the database, past the OCSP cache.
+    if "crl" in only:
         _crl_figures(report, fx, work)
     # The yardstick last, so that the machine's load while it runs is the load the figures saw.
     report.run("openssl speed ecdsap256 (1 core)", lambda: figures.openssl_speed(max(2, int(3 * s))))
     report.ratios()
 
 
-def _server_figures(report: Report, fx: Any, work: Path, args: argparse.Namespace) -> None:
-    """One `udun serve` for the evidence, OCSP and TSA figures, stopped at the end whatever happens."""
+def _postgres(report: Report, fx: Any, work: Path) -> tuple[Any, Any]:
+    """A throwaway PostgreSQL server and a CA home on it; (None, None) if that fails."""
+    from bench.nodes import PgSite
+    from bench.pg import Postgres
+
+    pg = Postgres()
+    try:
+        pg.start()
+        return pg, PgSite.create(work, pg, fx.csr_der)
+    except Exception as e:
+        report.fail("PostgreSQL set-up", e)
+        pg.stop()
+        return None, None
+
+
+def _server_figures(report: Report, fx: Any, work: Path, args: argparse.Namespace, wrk: str | None,
+                    cfssl: Any, site: Any) -> None:
+    """One `udun serve` (SQLite) for the evidence, OCSP and TSA figures, and beside it one
+    on PostgreSQL for the evidence pair; stopped at the end whatever happens."""
     import secrets
 
-    from bench import evidence_load, http_load, ocsp_load, payments, tsa_load
+    from bench import evidence_load, http_load, payments, peers, tsa_load
 
     s = args.scale
-    wrk = None if args.no_wrk else http_load.find_wrk()
+    only = args.only
     admin_key = secrets.token_urlsafe(24)
     root_der = fx.chain_der[-1]
     log(f"starting udun serve (load average {os.getloadavg()[0]:.2f})")
@@ -255,27 +404,76 @@ def _server_figures(report: Report, fx: Any, work: Path, args: argparse.Namespac
         with http_load.Server(http_load.free_port(), work / "server.log",
                               env={"UDUN_ADMIN_API_KEY": admin_key}) as server:
             log(f"server healthy on {server.base} ({os.cpu_count()} workers)")
-            maker = payments.PaymentMaker(fx.ec_key, fx.cert_der, fx.chain_der)
-            evidence = evidence_load.EvidenceLoad(server, work, maker, root_der, admin_key, wrk, clients=8)
-            report.run("HTTP verify with evidence, 8 clients, distinct payments",
-                       lambda: evidence.figure(10 * s, 3 * s, segments=5))
-            ocsp = ocsp_load.OcspLoad(server, work, fx.cert_der, fx.chain_der[0], wrk, clients=8)
-            report.run("OCSP cached (no nonce), 8 clients", lambda: ocsp.cached(6 * s, 1 * s, segments=3))
-            report.run("OCSP with nonce, 8 clients", lambda: ocsp.nonce(6 * s, 1 * s, segments=3))
-            report.run("OCSP errors", ocsp.error_figure)
-            tsa = tsa_load.TsaLoad(server, work, root_der, wrk, clients=8)
-            report.run("TSA with nonce, 8 clients", lambda: tsa.figure(6 * s, 1 * s, segments=3))
+            if only & {"server", "postgres"}:
+                maker = payments.PaymentMaker(fx.ec_key, fx.cert_der, fx.chain_der)
+                sqlite = evidence_load.EvidenceLoad(server, work, maker, root_der, admin_key, wrk, clients=8,
+                                                    label="sqlite")
+                if "postgres" in only:
+                    _evidence_pair(report, fx, work, wrk, s, sqlite, site, admin_key)
+                else:
+                    report.run("HTTP verify with evidence, 8 clients, distinct payments",
+                               lambda: sqlite.figure(10 * s, 3 * s, segments=5))
+            if only & {"server", "peers"}:
+                peers.ocsp(report, server, fx, work, wrk, s, cfssl, with_peers="peers" in only)
+            if "server" in only:
+                tsa = tsa_load.TsaLoad(server, work, root_der, wrk, clients=8)
+                report.run("TSA with nonce, 8 clients", lambda: tsa.figure(6 * s, 1 * s, segments=3))
         log("server stopped")
     except Exception as e:
         report.fail("server", e)
+
+
+def _evidence_pair(report: Report, fx: Any, work: Path, wrk: str | None, s: float, sqlite: Any, site: Any,
+                   admin_key: str) -> None:
+    """http_verify_evidence_c8 on SQLite and on PostgreSQL, runs alternating."""
+    import contextlib
+
+    from bench import evidence_load, peers
+
+    def pg_side(stack: contextlib.ExitStack) -> Any:
+        if site is None:
+            raise RuntimeError("no PostgreSQL home (see the set-up error above)")
+        server = stack.enter_context(site.server(site.home, "server-postgresql", work, admin_key))
+        log(f"udun serve on PostgreSQL healthy on {server.base}")
+        loads["postgresql"] = evidence_load.EvidenceLoad(server, work, site.maker(fx), site.chain_der[-1], admin_key,
+                                                         wrk, clients=8, tag="postgresql", label="postgresql")
+        side = loads["postgresql"].side()
+        side.also["PostgreSQL"] = site.postgres_cpu
+        return side
+
+    loads: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        u, p = peers.pair(report, "HTTP verify with evidence, 8 clients, distinct payments: SQLite vs PostgreSQL",
+                          sqlite.side, pg_side, 10 * s, 3 * s, 5, stack)
+        for load, result in ((sqlite, u), (loads.get("postgresql"), p)):
+            if load is None or result is None:
+                continue
+            try:
+                report.emit(load.figures(result))
+            except Exception as e:
+                report.fail(load.name, e)
+    if u is not None and p is not None:
+        report.emit(peers.ratio("http_verify_evidence_postgresql_vs_sqlite_ratio", p.rate, u.rate))
+
+
+def _nodes(report: Report, fx: Any, work: Path, args: argparse.Namespace, wrk: str | None, pg: Any,
+           site: Any) -> None:
+    import secrets
+
+    from bench.nodes import ThreeNodes
+
+    s = args.scale
+    three = ThreeNodes(site, pg, work, site.maker(fx), secrets.token_urlsafe(24), wrk)
+    report.run("three udun serve nodes on one PostgreSQL, 8 clients each",
+               lambda: three.figures(10 * s, 3 * s, 5, report.values.get("http_verify_evidence_c8_postgresql")))
 
 
 def _crl_figures(report: Report, fx: Any, work: Path) -> None:
     from bench import crl
 
     bench = crl.CrlBench.create(fx.ca, work)
-    report.run("CRL build, 100,000 entries (child process)", bench.build_100k)
-    report.run("openssl ca -gencrl, the same 100,000 entries", bench.openssl_100k)
+    report.run("CRL build, 100,000 entries (child process), and openssl ca -gencrl on the same, alternating",
+               bench.pair_100k)
     report.run("CRL build, 1,000,000 entries (child process)", bench.build_1m)
 
 
