@@ -9,7 +9,7 @@ from ca.authority import CertificateAuthority
 from config.settings import Settings, load_settings
 from webapi import problems
 from webapi.auth import checked_key
-from webapi.observability import Observed, configure_logging
+from webapi.observability import Observed, configure_logging, tag_flask_route, watch_pool
 
 MAX_BODY = 64 * 1024
 
@@ -22,18 +22,19 @@ def create_admin_app(settings: Settings | None = None, *, ca: CertificateAuthori
     assert key is not None
     if ca is None:
         ca = CertificateAuthority.open(settings, migrate_schema=False)
-    configure_logging(settings)
+    configure_logging(settings, redact=[key])
     app = Flask("udun-admin")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["udun-admin"] = {"ca": ca, "key": key}
     problems.register(app)
+    app.before_request(tag_flask_route)            # app-wide: before the blueprint's key check
+    watch_pool(ca.store.engine)
     from adminapi import views
     from webapi.views import apidoc
 
     app.register_blueprint(views.bp)
-    app.register_blueprint(views.public_bp)
     app.register_blueprint(apidoc.admin_bp)
     app.wsgi_app = Observed(app.wsgi_app)  # type: ignore[method-assign]
     return app

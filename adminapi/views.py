@@ -1,4 +1,5 @@
-"""Certificate admin behind the admin API key: issue from a CSR, show one certificate."""
+"""Certificate admin behind the admin API key: issue from a CSR, show one certificate;
+the service's liveness, readiness and metrics (with the key too: they say nothing without it)."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,10 +10,9 @@ from ca.policy import load_csr_bytes
 from pkicore.errors import ErrorKind, PkiError
 from webapi.presenters import certificate_json
 from webapi.auth import require_key
-from webapi.views.health import _check, answer, metrics_response, schema_check
+from webapi.views.health import _check, answer, live, metrics_response, schema_check
 
 bp = Blueprint("admin", __name__)
-public_bp = Blueprint("admin_public", __name__)      # outside the key: names checks, holds no data
 
 
 def _ctx() -> dict[str, Any]:
@@ -21,15 +21,14 @@ def _ctx() -> dict[str, Any]:
 
 @bp.before_request
 def require_admin() -> Response | None:
-    """Every admin route needs the bearer key (RFC 6750); /healthz too says nothing without it."""
+    """Every admin route needs the bearer key (RFC 6750)."""
     return require_key(_ctx()["key"])
 
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    ca = _ctx()["ca"]
-    ca.authority("issuing")            # the database answers and the CA is initialised
-    return jsonify({"status": "ok"})
+    """Liveness: the process answers (no database, no token)."""
+    return live()
 
 
 @bp.get("/metrics")
@@ -37,12 +36,19 @@ def metrics() -> Response:
     return metrics_response()
 
 
-@public_bp.get("/readyz")
+@bp.get("/readyz")
 def readyz() -> Response:
-    """The database answers at this udun's schema revision and the CA is initialised."""
+    """The database answers at this udun's schema revision, the CA is initialised and its
+    issuing key can be opened on its token (with the CA PIN): issuance can be served."""
     ca = _ctx()["ca"]
+
+    def ca_key() -> dict[str, Any]:
+        ca.issuer()                      # logs in once per process, again after a token reset
+        return {"token": ca.authority("issuing").token_label}
+
     return answer({"schema": _check("schema", lambda: schema_check(ca.store.engine)),
-                   "database": _check("database", lambda: {"ca": ca.authority("issuing").name})})
+                   "database": _check("database", lambda: {"ca": ca.authority("issuing").name}),
+                   "ca_key": _check("ca key", ca_key)})
 
 
 @bp.post("/api/v1/certificates")

@@ -40,7 +40,8 @@ FETCH = 8               # evidence ids fetched back after the figure
 BUNDLES = 2             # of which this many bundles are checked in full (first and last)
 
 # The body file holds records: 8 decimal digits of length, then that many bytes of CMS.
-SCRIPT = r"""
+# (%(body)s is the body file's name as a Lua string literal.)
+READ_RECORDS = r"""
 local f = assert(io.open(%(body)s, "rb"))
 local all = f:read("*all")
 f:close()
@@ -52,7 +53,9 @@ while pos <= #all do
   pos = pos + 8 + size
 end
 all = nil
-local headers = {["Content-Type"] = "%(ctype)s"}
+"""
+
+SCRIPT = READ_RECORDS + r"""local headers = {["Content-Type"] = "%(ctype)s"}
 local n = 0
 local seen, kept = 0, 0
 exhausted = 0

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from bench.evidence_load import READ_RECORDS
 from bench.http_load import WRK_TAIL, LoadResult, Side, Target, load_python, load_wrk
 from bench.measure import log
 
@@ -32,19 +33,7 @@ POOL_RATE = 5000          # req/s the CSR pool is sized for (per side, measured 
 
 # Records: 8 decimal digits of length, then that many bytes. `start` (1-based) is where
 # this run begins; past the end it wraps around (counted in `wrapped`, logged by Python).
-RECORDS_SCRIPT = r"""
-local f = assert(io.open(%(body)s, "rb"))
-local all = f:read("*all")
-f:close()
-local bodies = {}
-local pos = 1
-while pos <= #all do
-  local size = tonumber(all:sub(pos, pos + 7))
-  bodies[#bodies + 1] = all:sub(pos + 8, pos + 7 + size)
-  pos = pos + 8 + size
-end
-all = nil
-local headers = %(headers)s
+RECORDS_SCRIPT = READ_RECORDS + r"""local headers = %(headers)s
 local n = %(start)d - 1
 wrk.method = "POST"
 

@@ -9,16 +9,12 @@ each one holds" says another machine needs: a UDUN_HOME of its own holding a cop
 online token (the delegated OCSP and TSA keys) and secrets/online.pin, and the database
 URL; never secrets/ca.pin nor the CA tokens.
 
-SoftHSM keeps each token in a directory of its own under the home's tokens/; the
-directory of a label is found as tests/nodes.py does: `softhsm2-util --show-slots` gives
-label and serial, and SoftHSM derives a token's serial from the UUID naming its directory.
+Node homes are copied by tests/tokencopy.py, the same code as the three-node test's.
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -31,9 +27,9 @@ from bench.evidence_load import EvidenceLoad
 from bench.http_load import LoadResult, Server, free_port
 from bench.measure import log
 from bench.pg import Postgres
+from tests.tokencopy import make_node_home
 
 Figure = tuple[str, float, str]
-ONLINE_TOKEN = "udun-online"
 NODES = 3
 
 
@@ -106,52 +102,8 @@ class PgSite:
                       env=home_env(home, self.database_url, {"UDUN_ADMIN_API_KEY": admin_key}))
 
 
-# --- node homes -----------------------------------------------------------------------
-
-def token_serials(home: Path) -> dict[str, str]:
-    """Label -> serial of every initialised token of ``home``'s SoftHSM (softhsm2-util)."""
-    env = {**os.environ, "SOFTHSM2_CONF": str(home / "softhsm2.conf")}
-    out = subprocess.run(["softhsm2-util", "--show-slots"], env=env, capture_output=True, text=True, timeout=60,
-                         check=True).stdout
-    found: dict[str, str] = {}
-    for block in out.split("Token info:")[1:]:
-        serial = re.search(r"Serial number:[ \t]*(\S*)", block)
-        label = re.search(r"Label:[ \t]*(.*)", block)
-        if serial and label and serial.group(1) and label.group(1).strip():
-            found[label.group(1).strip()] = serial.group(1)
-    return found
-
-
-def token_directory(home: Path, label: str) -> Path:
-    """The directory under ``home``/tokens holding token ``label`` (SoftHSM 2 names it by a
-    UUID whose characters 19-22 and 24-35 are the token's serial: ObjectStore::newToken)."""
-    serial = token_serials(home).get(label)
-    if not serial:
-        raise RuntimeError(f"no token {label!r} in {home}")
-    dirs = [d for d in (home / "tokens").iterdir() if d.is_dir() and d.name[19:23] + d.name[24:] == serial]
-    if len(dirs) != 1:
-        raise RuntimeError(f"token {label!r} (serial {serial}): {len(dirs)} directories in {home / 'tokens'}")
-    return dirs[0]
-
-
-def make_node_home(ca_home: Path, node_home: Path) -> Path:
-    """A node's UDUN_HOME: a copy of the online token and secrets/online.pin, nothing else;
-    keystore writes the node's own softhsm2.conf (tokens under the node's home) at start."""
-    for d in (node_home, node_home / "tokens", node_home / "secrets"):
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
-    src = token_directory(ca_home, ONLINE_TOKEN)
-    shutil.copytree(src, node_home / "tokens" / src.name)
-    shutil.copy2(ca_home / "secrets" / "online.pin", node_home / "secrets" / "online.pin")
-    (node_home / "secrets" / "online.pin").chmod(0o600)
-    from config.settings import load_settings
-    from keystore.token import write_softhsm_conf
-
-    write_softhsm_conf(load_settings({"UDUN_HOME": str(node_home)}))
-    got = token_serials(node_home)
-    if list(got) != [ONLINE_TOKEN] or (node_home / "secrets" / "ca.pin").exists():
-        raise RuntimeError(f"node home {node_home}: tokens {sorted(got)}, expected only {ONLINE_TOKEN}")
-    return node_home
-
+# --- node homes: tests/tokencopy.py (a copy of the online token and online.pin, nothing
+# else; checked) ---------------------------------------------------------------------------
 
 # --- the three-node figure ------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from ca.directory import CaDirectory
 from ca.issuer import Issuer, Prepared, lint
 from ca.storage.store import AuthorityRecord, CertRecord, NewAuthority, Store
 from keystore import softhsm, token
-from keystore.ca_access import ca_key, ca_pin
+from keystore.ca_access import ca_key, ca_pin, ca_session
 from keystore.online import online_pin
 from pkicore import names
 from pkicore.algorithms import KeyType, default_scheme
@@ -79,7 +79,8 @@ class CertificateAuthority(CaDirectory):
                 softhsm.init_token(self.settings, label, token_pin, so_pin)
 
     def _token_key(self, label: str, pin: str, key_type: KeyType, key_label: str) -> token.TokenKey:
-        s = token.session(self.settings, label, pin)
+        # The token by its configured serial where one is set (the label checked too).
+        s = ca_session(self.settings, label, pin)
         return token.generate_key(s, key_type, secrets.token_bytes(8), key_label)
 
     def init(self, key_type: KeyType = KeyType.EC_P256, org: str = "udun",

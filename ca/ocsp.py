@@ -1,10 +1,17 @@
 """The OCSP responder (RFC 6960): the delegated responder key on the online token, answers
 from the store, pre-signed answers cached until shortly before their nextUpdate. It needs
 no CA key: the issuing CA's certificate and every status come from the database.
+
+When the responder key's token cannot be reached, an answer that needs signing is the
+unsigned OCSPResponse tryLater (RFC 6960 §2.3: "the service exists but is temporarily
+unable to respond"), sent with HTTP 200 like every OCSPResponse (Appendix A.1 knows no
+other status, and OpenSSL's client drops the body of a non-200 answer); pre-signed
+cached answers are still served.
 """
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -14,9 +21,11 @@ from typing import Any
 from asn1crypto import x509
 from cryptography import x509 as cx509
 
-from ca.delegated import Delegated, DelegatedKey
+from ca.delegated import CANNOT_SIGN, Delegated, DelegatedKey
 from ca.directory import CaDirectory
+from keystore.token import retry_after
 from pkicore import ocsp as ocspmod
+from pkicore.errors import ErrorKind, PkiError
 from pkicore.ocsp import Answer, CertQuery, OcspRefusal
 from pkicore.pathstatus import StatusSource
 
@@ -32,11 +41,13 @@ def _certificate(der: bytes) -> cx509.Certificate:
 
 @dataclass(frozen=True)
 class OcspResult:
-    """What the HTTP layer sends: the DER and, for cacheable answers, until when."""
+    """What the HTTP layer sends: the DER and, for cacheable answers, until when; for a
+    tryLater, the seconds after which the token is looked for again (Retry-After)."""
 
     der: bytes
     next_update: datetime | None
     this_update: datetime | None
+    retry_after: int | None = None
 
 
 class Responder:
@@ -81,9 +92,17 @@ class Responder:
             return result
         except OcspRefusal as e:
             return OcspResult(ocspmod.refusal(e.status), None, None)
+        except PkiError as e:
+            log = logging.getLogger("udun.ocsp")
+            if e.kind not in CANNOT_SIGN:
+                log.error("OCSP responder failed: %s", e)
+                return OcspResult(ocspmod.refusal("internal_error"), None, None)
+            # The responder key cannot sign now: its token is away (UNAVAILABLE: keystore.token
+            # logs the outage once, not once a request), or its PIN, key or record need an operator.
+            if e.kind is not ErrorKind.UNAVAILABLE:
+                log.error("the OCSP responder cannot sign: %s", e)
+            return OcspResult(ocspmod.refusal("try_later"), None, None, retry_after())
         except Exception:  # noqa: BLE001  RFC 6960 §2.3: internalError, never an HTTP 500
-            import logging
-
             logging.getLogger("udun.ocsp").exception("OCSP responder failed")
             return OcspResult(ocspmod.refusal("internal_error"), None, None)
 

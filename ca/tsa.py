@@ -1,6 +1,10 @@
 """The time-stamp authority (RFC 3161): a delegated EC key on the online token with a
 timeStamping certificate from our issuing CA (made by ca.renewal); answers queries and
 stamps for udun itself (signature time-stamps on verified payments, audit checkpoints).
+
+When the key's token cannot be reached, `stamp` raises UNAVAILABLE (HTTP 503 for
+/api/v1/verify) and `reply` answers PKIStatus rejection / systemFailure with a
+Retry-After for the HTTP layer (503): RFC 3161 has no "try later" status of its own.
 """
 from __future__ import annotations
 
@@ -13,14 +17,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ca.delegated import Delegated, DelegatedKey
+from ca.delegated import CANNOT_SIGN, Delegated, DelegatedKey
 from ca.directory import CaDirectory
+from keystore.token import retry_after
 from pkicore import tsp
 from pkicore.oids import RECORDS_POLICY
 from pkicore.errors import ErrorKind, PkiError
 
 TSA_NAME = "tsa"
 _log = logging.getLogger("udun.tsa")
+
+
+@dataclass(frozen=True)
+class TsaReply:
+    """A TimeStampResp and, when the TSA cannot sign now, the seconds to wait (HTTP 503)."""
+
+    der: bytes
+    retry_after: int | None = None
 
 
 @dataclass(frozen=True)
@@ -99,12 +112,27 @@ class TimeStampAuthority:
 
     def respond(self, request_der: bytes) -> bytes:
         """A TimeStampResp for any input: refusals are PKIStatus rejection, never exceptions."""
+        return self.reply(request_der).der
+
+    def reply(self, request_der: bytes) -> TsaReply:
+        """`respond`, and whether the HTTP answer is a 503 (the key's token unreachable)."""
         try:
             req = tsp.parse_request(request_der, frozenset({self.policy}))
             stamp = self.stamp(req.imprint, req.hash_name, nonce=req.nonce, cert_req=req.cert_req)
-            return tsp.granted(stamp.token)
+            return TsaReply(tsp.granted(stamp.token))
         except tsp.TsRefusal as e:
-            return tsp.rejection(e.fail_info, e.text)
+            return TsaReply(tsp.rejection(e.fail_info, e.text))
+        except PkiError as e:
+            if e.kind not in CANNOT_SIGN:
+                _log.error("time-stamp failed: %s", e)
+                return TsaReply(tsp.rejection("system_failure", "the time-stamp authority failed; try again"))
+            if e.kind is not ErrorKind.UNAVAILABLE:
+                _log.error("the TSA cannot sign: %s", e)     # an operator's fix; UNAVAILABLE heals itself
+            # keystore.token logs an outage once; a line per refused request would flood.
+            wait = retry_after()
+            # statusString: the stable code first (webapi's problem codes), then the words.
+            return TsaReply(tsp.rejection("system_failure", f"{e.kind.value}: the time-stamp authority cannot "
+                                                            f"sign now; retry in {wait} s"), wait)
         except Exception:  # noqa: BLE001  RFC 3161 §2.4.2 systemFailure, never an HTTP 500
             _log.exception("time-stamp failed")
-            return tsp.rejection("system_failure", "the time-stamp authority failed; try again")
+            return TsaReply(tsp.rejection("system_failure", "the time-stamp authority failed; try again"))

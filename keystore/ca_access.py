@@ -5,6 +5,8 @@ bank-facing server must not (an import-linter contract in pyproject.toml).
 """
 from __future__ import annotations
 
+from typing import Any
+
 from config.settings import Settings
 from keystore import token
 from keystore.pinfile import read_pin
@@ -16,6 +18,12 @@ def ca_pin(settings: Settings, create: bool = False) -> str:
                     hint="run `udun ca init` where the CA keys are")
 
 
+def ca_session(settings: Settings, token_label: str, pin: str) -> Any:
+    """A session on a CA token, found by its configured serial (UDUN_ROOT/CA_TOKEN_SERIAL) where set."""
+    return token.session(settings, token_label, pin, token.configured_serial(settings, token_label))
+
+
 def ca_key(settings: Settings, token_label: str, key_id: bytes) -> token.TokenKey:
-    """A CA key (root or issuing) on its token, logged in with the CA PIN."""
-    return token.load_key(token.session(settings, token_label, ca_pin(settings)), key_id=key_id)
+    """A CA key (root or issuing) on its token (the label its record holds, the serial from
+    settings), logged in with the CA PIN; it re-opens itself after a token reset."""
+    return token.open_key(settings, token_label, key_id, lambda: ca_pin(settings))

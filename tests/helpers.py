@@ -169,6 +169,22 @@ def udun(*args: str, env: dict[str, str] | None = None, input: bytes | None = No
                           capture_output=True, cwd=cwd, timeout=timeout, check=False)
 
 
+class CliHome:
+    """A UDUN_HOME driven through the real CLI, with its user and SO PINs in the environment
+    (never the CA PIN: `ca init` generates it into secrets/ca.pin)."""
+
+    def __init__(self, path: Path, pin: str, so_pin: str) -> None:
+        self.path = path
+        self.env = {"UDUN_HOME": str(path), "UDUN_PIN": pin, "UDUN_SO_PIN": so_pin, "UDUN_CA_PIN": "",
+                    "UDUN_BASE_URL": "http://127.0.0.1:8080"}
+
+    def run(self, *args: str, ok: bool = True, **env: str) -> subprocess.CompletedProcess[bytes]:
+        proc = udun(*args, env={**self.env, **env}, cwd=self.path)
+        if ok:
+            assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc
+
+
 def openssl(*args: str, input: bytes | None = None, env: dict[str, str] | None = None,
             cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
     full_env = dict(os.environ)

@@ -8,6 +8,9 @@ off (nothing in it outlives the run) and is removed at the end. ``initdb`` and
 
 Each UDUN_HOME of the run gets a database of its own (``database_for``): the same
 isolation a home's SQLite file gives, on one server.
+
+bench/pg.py starts its server through this class with other settings (fsync on: the
+figures must not flatter PostgreSQL).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 USER = "udun"                       # the cluster's superuser, trusted on loopback
@@ -41,11 +45,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The tests' server: nothing in it outlives the run, so nothing is flushed.
+TEST_SETTINGS: Mapping[str, str] = {
+    "listen_addresses": "127.0.0.1", "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+    "max_connections": "400", "shared_buffers": "64MB",
+}
+
+
 class ThrowawayPostgres:
     """``start()`` → the server's admin URL; ``stop()`` removes everything."""
 
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="udun-pg-"))
+    def __init__(self, settings: Mapping[str, str] = TEST_SETTINGS, prefix: str = "udun-pg-") -> None:
+        self.settings = dict(settings)
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix))
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._as: list[str] = []
@@ -57,22 +69,25 @@ class ThrowawayPostgres:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{USER}@127.0.0.1:{self.port}/{database}"
 
+    def pid(self) -> int | None:
+        """The postmaster: its children are the backends, the WAL writer, the checkpointer."""
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
     def start(self) -> str:
         bindir = _bindir()
         data = self.dir / "data"
+        no_sync = ["--no-sync"] if self.settings.get("fsync") == "off" else []
         subprocess.run([*self._as, str(bindir / "initdb"), "-D", str(data), "-U", USER, "-A", "trust",
-                        "-E", "UTF8", "--locale=C", "--no-sync"],
-                       check=True, capture_output=True, timeout=120)
+                        "-E", "UTF8", "--locale=C", *no_sync],
+                       check=True, capture_output=True, timeout=180)
+        options = [x for k, v in self.settings.items() for x in ("-c", f"{k}={v}")]
         for _ in range(5):                    # a port taken between the probe and the bind: next one
             self.port = _free_port()
-            log = open(self.dir / "server.log", "ab")
-            self.proc = subprocess.Popen(
-                [*self._as, str(bindir / "postgres"), "-D", str(data), "-p", str(self.port),
-                 "-k", str(self.dir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-                 "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=400",
-                 "-c", "shared_buffers=64MB"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            log.close()
+            with open(self.dir / "server.log", "ab") as log:
+                self.proc = subprocess.Popen(
+                    [*self._as, str(bindir / "postgres"), "-D", str(data), "-p", str(self.port),
+                     "-k", str(self.dir), *options],
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             if self._wait_ready():
                 return self.url()
             self._kill()
@@ -107,6 +122,11 @@ class ThrowawayPostgres:
     def stop(self) -> None:
         self._kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def database(self, name: str) -> str:
+        """CREATE DATABASE ``name`` (unless it is there); its SQLAlchemy URL."""
+        create_database(self.url(), name)
+        return self.url(name)
 
 
 def database_name(home: str | Path) -> str:

@@ -15,24 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SAMPLE, SoftwareKey, home_env, openssl, running_server, udun, write
+from helpers import SAMPLE, CliHome, SoftwareKey, home_env, openssl, running_server, write
 
 PIN = "ctx-user-pin-5511"
 SO_PIN = "ctx-so-pin-90817"
 ADMIN_KEY = "ctx-admin-key-0123456789abcdef-0123456789"
 
 
-class Home:
+class Home(CliHome):
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.env = {"UDUN_HOME": str(path), "UDUN_PIN": PIN, "UDUN_SO_PIN": SO_PIN, "UDUN_CA_PIN": "",
-                    "UDUN_BASE_URL": "http://127.0.0.1:8080"}
-
-    def run(self, *args: str, ok: bool = True, **env: str) -> subprocess.CompletedProcess[bytes]:
-        proc = udun(*args, env={**self.env, **env}, cwd=self.path)
-        if ok:
-            assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
-        return proc
+        super().__init__(path, PIN, SO_PIN)
 
 
 @pytest.fixture(scope="module")

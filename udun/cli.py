@@ -178,7 +178,7 @@ def serve_cmd(host: str, port: int, workers: int | None) -> None:
     It holds only the online token's PIN (the delegated OCSP and TSA keys) and never
     opens a CA key: issuance is `udun serve-admin` or `udun ca ...` where the CA key is.
     """
-    from ca.delegated import DelegatedKey
+    from ca.delegated import check_at_start
     from ca.directory import CaDirectory
     from udun.server import serve
     from webapi.app import trust_store
@@ -190,9 +190,9 @@ def serve_cmd(host: str, port: int, workers: int | None) -> None:
     checked_key(os.environ.get("UDUN_ADMIN_API_KEY"), required=False)
     ca = CaDirectory.open(s)
     trust_store(s, ca, str(s.trust_file) if s.trust_file else None)
-    for name, what in (("ocsp", "OCSP responder"), ("tsa", "TSA")):
-        DelegatedKey(ca, name, what).current()
-    token.close_all()          # the workers log in after fork
+    for warning in check_at_start(ca):
+        info(f"udun: warning: {warning} (serving anyway: 503 until it is back)")
+    token.finalize_before_fork()    # each worker initialises the module and logs in after fork
     info(f"udun API on http://{host}:{port}  (POST /api/v1/verify, GET /healthz)")
     serve(host, port, workers)
 
@@ -220,7 +220,7 @@ def serve_admin_cmd(host: str, port: int, workers: int) -> None:
     abandoned = reconcile(ca, actor="serve-admin")       # intents a crash left pending
     if abandoned:
         info(f"{len(abandoned)} stale pending intent(s) marked failed and listed on the CRL")
-    token.close_all()
+    token.finalize_before_fork()
     info(f"udun admin API on http://{host}:{port}  (POST /api/v1/certificates)")
     serve(host, port, workers, admin=True)
 

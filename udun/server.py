@@ -34,6 +34,10 @@ _TLS_REASON = "TLS comes from UDUN_TLS_CERT, UDUN_TLS_KEY, UDUN_TLS_CLIENT_CA an
 _WORKER_REASON = "udun runs its own sync worker: one PKCS#11 session per process and no threads " \
                  "(two threads' sessions on SoftHSM crash the process; threads > 1 turns sync into gthread)"
 # Settings a gunicorn file may not set, and why (the error names the reason).
+# gunicorn settings by which an operator's file takes gunicorn's logging over.
+OPERATOR_LOGGING = frozenset({"accesslog", "errorlog", "logconfig", "logconfig_dict", "logconfig_json",
+                              "syslog"})
+
 LOCKED: Mapping[str, str] = MappingProxyType({
     "preload_app": "PKCS#11 must be initialised after fork: each worker builds the app itself",
     "worker_class": _WORKER_REASON,
@@ -380,6 +384,11 @@ def serve(host: str, port: int, workers: int | None = None, *, admin: bool = Fal
     operator = gunicorn_file_options(s.gunicorn_config) if s.gunicorn_config else {}
     options = gunicorn_options(s, host, port, workers, operator, tls)
     metrics = MetricsDir.create()
+    # gunicorn's own error log as udun's JSON lines on the same target, its access log off;
+    # unless the operator's gunicorn file says where its logs go (then that file decides).
+    if not OPERATOR_LOGGING.intersection(operator):
+        from webapi.observability import gunicorn_logconfig
+        options["logconfig_dict"] = gunicorn_logconfig(s)
     try:
         _Gunicorn(options, admin, tls).run()
     finally:

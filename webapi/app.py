@@ -23,7 +23,7 @@ from pkicore.cms_verify import Verifier
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import ChainValidator, TrustStore, load_certs
 from webapi import problems, scheduler
-from webapi.observability import Observed, configure_logging
+from webapi.observability import Observed, configure_logging, tag_flask_route, watch_pool
 from webapi.auth import checked_key
 from webapi.ocsp_wsgi import OcspFastPath
 from webapi.tsa_wsgi import TsaFastPath
@@ -100,7 +100,7 @@ def create_app(settings: Settings | None = None, *, verifier: Verifier | None = 
         verifier = Verifier(ChainValidator(trust_store(settings, ca, trust_file)), status=source,
                             signing_window=timedelta(minutes=settings.signing_window_minutes))
 
-    configure_logging(settings)
+    configure_logging(settings, redact=[admin_api_key])
     app = Flask("udun")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.config["JSON_AS_ASCII"] = False
@@ -108,6 +108,8 @@ def create_app(settings: Settings | None = None, *, verifier: Verifier | None = 
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["udun"] = Services(settings, verifier, ca, admin_api_key, _responder=responder)
     problems.register(app)
+    app.before_request(tag_flask_route)            # app-wide: the route label of every Flask request
+    watch_pool(ca.store.engine)
 
     from webapi.views import apidoc, evidence, health, status, verify
 
@@ -119,6 +121,7 @@ def create_app(settings: Settings | None = None, *, verifier: Verifier | None = 
     services = app.extensions["udun"]
     app.wsgi_app = OcspFastPath(app.wsgi_app, services.responder)  # type: ignore[method-assign]
     app.wsgi_app = TsaFastPath(app.wsgi_app, services.tsa)  # type: ignore[method-assign]
+    # Outermost, around the fast paths too: one id, count and log line for every request.
     app.wsgi_app = Observed(app.wsgi_app)  # type: ignore[method-assign]
     if schedule_checkpoints:
         scheduler.start(services._ca, services.tsa)

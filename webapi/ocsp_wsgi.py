@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import weakref
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import Any, Callable, Iterable
@@ -17,10 +18,14 @@ from urllib.parse import unquote
 
 from ca.ocsp import OcspResult, Responder
 from pkicore import ocsp as ocspmod
+from webapi import observability as obs
 
 MAX_BODY = 64 * 1024
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+# An error status is a constant OCSPResponse (no responseBytes): its DER names it.
+_REFUSALS = {ocspmod.refusal(s): s for s in ("malformed_request", "internal_error", "try_later", "sign_required",
+                                              "unauthorized")}
 
 
 def _headers(result: OcspResult, cacheable: bool) -> list[tuple[str, str]]:
@@ -35,6 +40,8 @@ def _headers(result: OcspResult, cacheable: bool) -> list[tuple[str, str]]:
         ]
     else:
         headers.append(("Cache-Control", "no-store"))
+    if result.retry_after is not None:            # tryLater: when the token is looked for again
+        headers.append(("Retry-After", str(result.retry_after)))
     return headers
 
 
@@ -44,11 +51,17 @@ class OcspFastPath:
     def __init__(self, app: WsgiApp, responder: Callable[[], Responder]) -> None:
         self.app = app
         self.responder = responder
+        # The pre-signed answers served so far: the responder hands out the very object it
+        # cached, so the second time one is seen it came from the cache. Weak: they go when
+        # the responder's LRU drops them. (One first signed for the in-process verifier
+        # counts as signed the first time it is served here.)
+        self._served: weakref.WeakSet[OcspResult] = weakref.WeakSet()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "")
         if path == "/ocsp" and method == "POST":
+            environ[obs.ROUTE] = obs.OCSP_POST_ROUTE
             try:
                 length = int(environ.get("CONTENT_LENGTH") or 0)
             except ValueError:
@@ -56,6 +69,7 @@ class OcspFastPath:
             body = environ["wsgi.input"].read(length) if 0 < length <= MAX_BODY else b""
             return self._answer(body, False, start_response)
         if path.startswith("/ocsp/") and method == "GET":
+            environ[obs.ROUTE] = obs.OCSP_GET_ROUTE
             try:
                 der = base64.b64decode(unquote(path[len("/ocsp/"):]), validate=False)
             except (binascii.Error, ValueError):
@@ -68,5 +82,17 @@ class OcspFastPath:
             result = self.responder().respond(der)
         except Exception:  # noqa: BLE001  e.g. no CA here: an OCSP error status, never a 500
             result = OcspResult(ocspmod.refusal("internal_error"), None, None)
+        obs.count_ocsp(*self._outcome(result))
         start_response("200 OK", _headers(result, cacheable))
         return [result.der]
+
+    def _outcome(self, result: OcspResult) -> tuple[str, str]:
+        """(responseStatus, cached | signed | none) of an answer."""
+        if result.this_update is None:                 # ca.ocsp: only error statuses have no thisUpdate
+            return _REFUSALS.get(result.der, "other"), "none"
+        if result.next_update is None:                 # a nonce or an unknown serial: never cached
+            return "successful", "signed"
+        if result in self._served:
+            return "successful", "cached"
+        self._served.add(result)
+        return "successful", "signed"

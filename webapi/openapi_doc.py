@@ -123,14 +123,17 @@ def _problem_schema() -> Json:
 def _readiness_schema() -> Json:
     return {
         "type": "object",
-        "description": "Whether this process should get traffic: the database answers and its schema is at "
-                       "the newest revision (servers never migrate it: `udun db upgrade`).",
+        "description": "Whether this process should get traffic: the database answers, its schema is at "
+                       "the newest revision (servers never migrate it: `udun db upgrade`) and the keys it signs "
+                       "with can be used. A failed check has `code` (stable) and `detail`.",
         "required": ["status", "checks"],
         "properties": {
             "status": {"type": "string", "examples": ["ok", "unavailable"]},
             "checks": {"type": "object", "description": "one entry per check, by name",
                        "additionalProperties": {"type": "object", "required": ["status"],
-                                                "properties": {"status": {"type": "string"}}}},
+                                                "properties": {"status": {"enum": ["ok", "failed"]},
+                                                               "code": {"type": "string"},
+                                                               "detail": {"type": "string"}}}},
         },
     }
 
@@ -167,6 +170,7 @@ def _common_headers() -> Json:
         "ETag": _header("entity tag, for If-None-Match"),
         "Expires": _header("HTTP date after which the answer is stale"),
         "LastModified": _header("HTTP date: the thisUpdate of the CRL or OCSP answer"),
+        "RetryAfter": _header("seconds until the token is looked for again (RFC 9110 §10.2.3)"),
     }
 
 
@@ -197,13 +201,20 @@ def _readyz_operation(public_note: str = "") -> Json:
         "tags": ["operations"],
         "operationId": "readiness",
         "summary": "Readiness probe",
-        "description": "200 when this process can serve: the database answers and its schema is at the "
-                       f"newest revision; 503 otherwise, naming the failed check.{public_note}",
+        "description": "200 when this process can serve: the database answers, its schema is at the "
+                       "newest revision and the keys it signs with can be used on their token; 503 otherwise, "
+                       f"naming each failed check with its code.{public_note}",
         "responses": {
             "200": {"description": "ready", "content": _json(_ref("Readiness"))},
             "503": {"description": "not ready: the failed check is named", "content": _json(_ref("Readiness"))},
         },
     }
+
+
+def _admin_readyz_operation() -> Json:
+    op = _readyz_operation(" Needs the key; checks the CA's issuing key too (`ca_key`).")
+    op["responses"] = {**_readyz_operation()["responses"], "401": _resp("Unauthorized")}
+    return op
 
 
 def _metrics_operation(description: str, secured: bool) -> Json:
@@ -396,33 +407,8 @@ def _bank_schemas() -> Json:
                 "expires_at": _time("after this (UDUN_CHALLENGE_SECONDS) the payment is CHALLENGE_EXPIRED"),
             },
         },
-        "Health": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["status", "checks"],
-            "properties": {
-                "status": {"enum": ["ok", "unavailable"]},
-                "checks": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["database", "ocsp_key", "tsa_key"],
-                    "properties": {"database": _ref("HealthCheck"), "ocsp_key": _ref("HealthCheck"),
-                                   "tsa_key": _ref("HealthCheck")},
-                },
-            },
-        },
-        "HealthCheck": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["status"],
-            "properties": {
-                "status": {"enum": ["ok", "failed"]},
-                "status_version": {"type": "integer", "description": "database: the status counter it read"},
-                "not_after": _time("ocsp_key, tsa_key: the delegated certificate's notAfter"),
-                "code": {"type": "string", "description": "failed: the error code"},
-                "detail": {"type": "string", "description": "failed: why"},
-            },
-        },
+        "Health": {"type": "object", "additionalProperties": False, "required": ["status"],
+                   "properties": {"status": {"const": "ok"}}},
         "Readiness": _readiness_schema(),
     }
 
@@ -559,13 +545,14 @@ def _bank_paths() -> Json:
             "description": "One certificate per request (RFC 5019 §2.1.1: more is malformedRequest); the nonce "
                            "is echoed (1 to 32 octets, RFC 8954). Answered in front of Flask: every request, "
                            "good or not, gets a 200 with an OCSPResponse; refusals are its responseStatus "
-                           "(malformedRequest, unauthorized, internalError), never an HTTP error. A body above "
+                           "(malformedRequest, unauthorized, internalError, tryLater with Retry-After while the "
+                           "responder's token cannot be reached), never an HTTP error. A body above "
                            "64 KiB (or sent without Content-Length) is answered as an empty request.",
             "requestBody": {"required": True, "content": {
                 "application/ocsp-request": {"schema": _binary("DER OCSPRequest")}}},
             "responses": {"200": {
                 "description": "an OCSPResponse signed by the delegated responder key", "headers": {
-                    "Cache-Control": _hdr("CacheControl")},
+                    "Cache-Control": _hdr("CacheControl"), "Retry-After": _hdr("RetryAfter")},
                 "content": {"application/ocsp-response": {"schema": _binary("DER OCSPResponse")}}}},
         }},
         "/ocsp/{request}": {"get": {
@@ -592,25 +579,27 @@ def _bank_paths() -> Json:
                            "TSA key under UDUN_TSA_POLICY. Answered in front of Flask: the content type is not "
                            "enforced, and every request gets a 200; refusals are PKIStatus rejection with a "
                            "failInfo (badDataFormat, badRequest above 16 KiB or without Content-Length, "
-                           "systemFailure), never an HTTP error.",
+                           "systemFailure), never an HTTP error, except 503 + Retry-After while its token "
+                           "cannot be reached.",
             "requestBody": {"required": True, "content": {
                 "application/timestamp-query": {"schema": _binary("DER TimeStampReq")}}},
-            "responses": {"200": {
-                "description": "a TimeStampResp", "headers": {"Cache-Control": _hdr("CacheControl")},
-                "content": {"application/timestamp-reply": {"schema": _binary("DER TimeStampResp")}}}},
+            "responses": {
+                "200": {"description": "a TimeStampResp", "headers": {"Cache-Control": _hdr("CacheControl")},
+                        "content": {"application/timestamp-reply": {"schema": _binary("DER TimeStampResp")}}},
+                "503": {"description": "the TSA's token cannot be reached now: still a TimeStampResp (rejection, "
+                                       "systemFailure), with Retry-After",
+                        "headers": {"Retry-After": _hdr("RetryAfter")},
+                        "content": {"application/timestamp-reply": {"schema": _binary("DER TimeStampResp")}}}},
         }},
         "/healthz": {"get": {
             "tags": ["operations"],
             "operationId": "health",
-            "summary": "Health",
-            "description": "200 only when the database answers and the delegated OCSP and TSA keys can sign "
-                           "(with their certificates' notAfter); 503 `unavailable` naming the failed check.",
+            "summary": "Liveness probe",
+            "description": "200 while the process answers; it asks neither the database nor a token (that is "
+                           "/readyz), so a slow database never gets a live worker restarted.",
             "responses": {
-                "200": {"description": "healthy", "headers": {"Cache-Control": _hdr("CacheControl")},
+                "200": {"description": "alive", "headers": {"Cache-Control": _hdr("CacheControl")},
                         "content": _json(_ref("Health"))},
-                "503": {"description": "a check failed (application/json), or this server has no CA "
-                                       "(problem+json `not-initialised`)",
-                        "content": {**_json(_ref("Health")), PROBLEM_TYPE: {"schema": _ref("Problem")}}},
             },
         }},
         "/readyz": {"get": _readyz_operation()},
@@ -732,17 +721,14 @@ def _admin_paths() -> Json:
         "/healthz": {"get": {
             "tags": ["operations"],
             "operationId": "health",
-            "summary": "Health (with the key)",
-            "description": "200 when the database answers and the CA is initialised. Needs the key: without it "
-                           "this says nothing.",
+            "summary": "Liveness probe (with the key)",
+            "description": "200 while the process answers (no database, no token). Needs the key.",
             "responses": {
-                "200": {"description": "healthy", "content": _json(_ref("AdminHealth"))},
+                "200": {"description": "alive", "content": _json(_ref("AdminHealth"))},
                 "401": _resp("Unauthorized"),
-                "500": _resp("Internal"),
-                "503": _resp("Unavailable"),
             },
         }},
-        "/readyz": {"get": {**_readyz_operation(" Public: it names checks, no data."), "security": []}},
+        "/readyz": {"get": _admin_readyz_operation()},
         "/metrics": {"get": _metrics_operation(
             "The admin service's metrics for Prometheus to scrape. Needs the key.", secured=True)},
         "/openapi.json": {"get": {**_openapi_operation(

@@ -1,4 +1,9 @@
-"""RFC 9457 problem details: the only place error kinds become HTTP statuses."""
+"""RFC 9457 problem details: the only place error kinds become HTTP statuses.
+
+Failures at 500 and above are logged (the operator's to fix): the error's code and its
+message, scrubbed by webapi.observability's formatter (no account number, credential or
+known key gets into a line), never the request, its body or a traceback.
+"""
 from __future__ import annotations
 
 import logging
@@ -47,7 +52,7 @@ def register(app: Flask) -> None:
         status = STATUS.get(e.kind, 500)
         extra = {"field": e.field} if e.field else {}
         if status >= 500:
-            log.error("request failed: %s", e)
+            log.error("request failed: %s", e.message, extra={"fields": {"code": e.kind.value, "status": status}})
         return problem(status, e.kind.value, e.kind.name.replace("_", " ").lower(), e.message, **extra)
 
     @app.errorhandler(HTTPException)
@@ -57,5 +62,5 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _bug(e: Exception) -> Response:
-        log.exception("unexpected error")
+        log.exception("unexpected error", extra={"fields": {"code": "internal", "status": 500}})
         return problem(500, "internal", "internal error", "the server failed; the error was logged")

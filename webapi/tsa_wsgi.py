@@ -2,19 +2,36 @@
 
 A time-stamp is one token signature: Flask's per-request machinery would cost as much.
 Any body is answered with a TimeStampResp (a refusal carries PKIStatus rejection and a
-failInfo); the content type is not enforced, so `curl --data-binary` works as is.
+failInfo); the content type is not enforced, so `curl --data-binary` works as is. When
+the TSA's token cannot be reached now, the rejection (systemFailure) comes with HTTP 503
+and Retry-After (ca.tsa.TsaReply), so that a client knows to come back.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from ca.tsa import TimeStampAuthority
+from asn1crypto import core
+from asn1crypto import tsp as asn1tsp
+
+from ca.tsa import TimeStampAuthority, TsaReply
 from pkicore import tsp
+from webapi import observability as obs
 
 MAX_BODY = 16 * 1024             # a TimeStampReq is a hash and a few fields
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 REPLY_TYPE = "application/timestamp-reply"
+
+
+def _outcome(der: bytes) -> tuple[str, str]:
+    """(PKIStatus, failInfo names) of a TimeStampResp, for the metrics."""
+    try:
+        # Only the PKIStatusInfo: asn1crypto's TimeStampResp requires the token (pkicore.tsp).
+        info = asn1tsp.PKIStatusInfo.load(core.Sequence.load(der)[0].dump())
+        fail = info["fail_info"].native
+        return str(info["status"].native), ",".join(sorted(fail)) if fail else ""
+    except Exception:  # noqa: BLE001  a count is not worth a failed answer
+        return "unknown", ""
 
 
 class TsaFastPath:
@@ -27,6 +44,7 @@ class TsaFastPath:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != "/tsa" or environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
+        environ[obs.ROUTE] = obs.TSA_ROUTE
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -34,13 +52,20 @@ class TsaFastPath:
         if 0 < length <= MAX_BODY:
             body = environ["wsgi.input"].read(length)
             try:
-                answer = self.tsa().respond(body)
+                reply = self.tsa().reply(body)
             except Exception:  # noqa: BLE001  e.g. no CA here: a refusal, never an HTTP 500
-                answer = tsp.rejection("system_failure", "the time-stamp authority is not available")
-        elif length > MAX_BODY:
-            answer = tsp.rejection("bad_request", f"a time-stamp request is at most {MAX_BODY} bytes")
+                reply = TsaReply(tsp.rejection("system_failure", "the time-stamp authority is not available"))
+            obs.count_tsa(*_outcome(reply.der))
         else:
-            answer = tsp.rejection("bad_data_format", "send a DER TimeStampReq as the body")
-        start_response("200 OK", [("Content-Type", REPLY_TYPE), ("Content-Length", str(len(answer))),
-                                  ("Cache-Control", "no-store")])
-        return [answer]
+            fail = "bad_request" if length > MAX_BODY else "bad_data_format"
+            text = f"a time-stamp request is at most {MAX_BODY} bytes" if length > MAX_BODY else \
+                "send a DER TimeStampReq as the body"
+            reply = TsaReply(tsp.rejection(fail, text))
+            obs.count_tsa("rejection", fail)
+        headers = [("Content-Type", REPLY_TYPE), ("Content-Length", str(len(reply.der))),
+                   ("Cache-Control", "no-store")]
+        if reply.retry_after is not None:
+            start_response("503 Service Unavailable", [*headers, ("Retry-After", str(reply.retry_after))])
+        else:
+            start_response("200 OK", headers)
+        return [reply.der]

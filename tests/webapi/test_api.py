@@ -17,11 +17,13 @@ def signed(settings, enrolled) -> bytes:  # type: ignore[no-untyped-def]
     return sign_transaction(settings, "user-ec", PIN, sample_tx())
 
 
-def test_healthz(client) -> None:  # type: ignore[no-untyped-def]
-    resp = client.get("/healthz")
+def test_healthz_and_readyz(client) -> None:  # type: ignore[no-untyped-def]
+    resp = client.get("/healthz")                 # liveness: the process answers
+    assert resp.status_code == 200 and resp.get_json() == {"status": "ok"}
+    resp = client.get("/readyz")                  # readiness: what /healthz checked before, and the schema
     body = resp.get_json()
     assert resp.status_code == 200 and body["status"] == "ok", body
-    assert set(body["checks"]) == {"database", "ocsp_key", "tsa_key"}
+    assert set(body["checks"]) == {"schema", "database", "ocsp_key", "tsa_key"}
     assert all(c["status"] == "ok" for c in body["checks"].values())
     assert body["checks"]["ocsp_key"]["not_after"].endswith("Z")
 
