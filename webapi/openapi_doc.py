@@ -196,7 +196,7 @@ def _openapi_operation(service: str, public_note: str = "") -> Json:
     }
 
 
-def _readyz_operation(public_note: str = "") -> Json:
+def _readyz_operation(public_note: str = "", extra: Json | None = None) -> Json:
     return {
         "tags": ["operations"],
         "operationId": "readiness",
@@ -207,14 +207,14 @@ def _readyz_operation(public_note: str = "") -> Json:
         "responses": {
             "200": {"description": "ready", "content": _json(_ref("Readiness"))},
             "503": {"description": "not ready: the failed check is named", "content": _json(_ref("Readiness"))},
+            **(extra or {}),
         },
     }
 
 
 def _admin_readyz_operation() -> Json:
-    op = _readyz_operation(" Needs the key; checks the CA's issuing key too (`ca_key`).")
-    op["responses"] = {**_readyz_operation()["responses"], "401": _resp("Unauthorized")}
-    return op
+    return _readyz_operation(" Needs the key; checks the CA's issuing key too (`ca_key`).",
+                             {"401": _resp("Unauthorized")})
 
 
 def _metrics_operation(description: str, secured: bool) -> Json:
