@@ -100,10 +100,16 @@ class Revocation:
     def publish(self, which: str = "issuing") -> CrlRecord:
         """Sign and store a new full CRL for ``which`` CA (its number one higher than any before)."""
         signer = self.signer(which)
-        this_update = self.ca.clock().replace(microsecond=0)
-        next_update = this_update + timedelta(hours=self.ca.settings.crl_hours)
+        hours = timedelta(hours=self.ca.settings.crl_hours)
 
-        def make(number: int, rows: Iterator[RevokedEntry]) -> tuple[bytes, int]:
+        def times() -> tuple[datetime, datetime]:
+            # Read by the store once it holds the CRL number: a CRL with a higher number
+            # never has an earlier thisUpdate (two publishers racing would, reading first).
+            this_update = self.ca.clock().replace(microsecond=0)
+            return this_update, this_update + hours
+
+        def make(number: int, rows: Iterator[RevokedEntry], this_update: datetime,
+                 next_update: datetime) -> tuple[bytes, int]:
             count = 0
 
             def entries() -> Iterator[cx509.RevokedCertificate]:
@@ -116,7 +122,7 @@ class Revocation:
                             number=number, this_update=this_update, next_update=next_update, entries=entries())
             return der, count
 
-        self.last_published = self.ca.store.publish_crl(signer.authority_id, make, this_update, next_update)
+        self.last_published = self.ca.store.publish_crl(signer.authority_id, make, times)
         return self.last_published
 
     def due(self, which: str = "issuing") -> bool:

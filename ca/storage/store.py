@@ -502,22 +502,26 @@ class Store:
     # --- CRLs ---------------------------------------------------------------------
 
     @translated
-    def publish_crl(self, authority_id: int, make: Callable[[int, Iterator[RevokedEntry]], tuple[bytes, int]],
-                    this_update: datetime, next_update: datetime) -> CrlRecord:
+    def publish_crl(self, authority_id: int,
+                    make: Callable[[int, Iterator[RevokedEntry], datetime, datetime], tuple[bytes, int]],
+                    times: Callable[[], tuple[datetime, datetime]]) -> CrlRecord:
         """Take the next CRL number and the entries in one transaction, sign, store.
 
         The counter update comes first and holds the write lock, so a CRL with a higher
-        number always reflects every status change committed before it (RFC 5280 §5.2.3).
+        number always reflects every status change committed before it (RFC 5280 §5.2.3);
+        ``times`` (thisUpdate, nextUpdate) is asked only then, so thisUpdate never goes
+        backwards as the number goes up.
         """
         with self.engine.begin() as conn:
             number = bump(conn, f"crl_number:{authority_id}")
+            this_update, next_update = times()
             rows = conn.execute(
                 select(_c.serial, _c.revoked_at, _c.revocation_reason, _c.invalidity_date)
                 .where(_c.authority_id == authority_id, _c.status.in_(("revoked", "on_hold")))
                 .execution_options(yield_per=10_000)
             )
             entries = (RevokedEntry(int(r[0], 16), utc(r[1]), r[2], opt_utc(r[3])) for r in rows)
-            der, count = make(number, entries)
+            der, count = make(number, entries, this_update, next_update)
             conn.execute(insert(_crls).values(authority_id=authority_id, number=number, this_update=this_update,
                                               next_update=next_update, entries=count, der=der))
             append(conn, action="crl", actor="udun", subject=f"authority {authority_id}",

@@ -107,3 +107,34 @@ def test_a_challenge_is_used_once_whoever_races(empty_db: sa.Engine) -> None:
     assert sorted(_together(work)) == [0] * (THREADS - 1) + [1]
     with engine.connect() as conn:
         assert conn.execute(sa.select(challenges.c.evidence_id)).scalar() is not None
+
+
+def test_crl_numbers_and_this_update_go_up_together(empty_db: sa.Engine) -> None:
+    """Publishers racing: the CRL with the higher number never has the earlier thisUpdate
+    (the store asks for the times once it holds the number; a clock read before that
+    lock could be overtaken by a later reader that got the lower number)."""
+    from ca.storage.store import NewAuthority, Store
+
+    store = Store(_migrated(empty_db))
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    (authority,) = store.add_authorities([NewAuthority("issuing", "t", b"k", "ec-p256", "CN=t", b"der",
+                                                       start + timedelta(days=1))], now=start)
+    ticks = iter(range(10_000))
+    lock = threading.Lock()
+
+    def times() -> tuple[datetime, datetime]:
+        with lock:                                   # a clock that moves on at every read
+            at = start + timedelta(seconds=next(ticks))
+        return at, at + timedelta(hours=1)
+
+    def make(number: int, rows: Any, this_update: datetime, next_update: datetime) -> tuple[bytes, int]:
+        return f"crl {number} {this_update.isoformat()}".encode(), sum(1 for _ in rows)
+
+    def work(_: int) -> list[tuple[int, datetime]]:
+        return [(r.number, r.this_update) for r in (store.publish_crl(authority.id, make, times)
+                                                    for _n in range(EACH // 5))]
+
+    published = sorted(p for got in _together(work) for p in got)
+    assert [n for n, _ in published] == list(range(1, len(published) + 1))
+    updates = [t for _, t in published]
+    assert updates == sorted(updates) and len(set(updates)) == len(updates), published
