@@ -110,17 +110,10 @@ class Revocation:
 
         def make(number: int, rows: Iterator[RevokedEntry], this_update: datetime,
                  next_update: datetime) -> tuple[bytes, int]:
-            count = 0
-
-            def entries() -> Iterator[cx509.RevokedCertificate]:
-                nonlocal count
-                for r in rows:
-                    count += 1
-                    yield entry(r.serial, r.revoked_at, r.reason, r.invalidity_date)
-
+            listed = [entry(*r) for r in rows]      # the builder takes a list anyway
             der = build_crl(signer.key, signer.scheme, issuer=signer.subject, issuer_ski=signer.ski,
-                            number=number, this_update=this_update, next_update=next_update, entries=entries())
-            return der, count
+                            number=number, this_update=this_update, next_update=next_update, entries=listed)
+            return der, len(listed)
 
         self.last_published = self.ca.store.publish_crl(signer.authority_id, make, times)
         return self.last_published

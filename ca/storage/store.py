@@ -12,8 +12,8 @@ import functools
 import hashlib
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Callable, Iterator
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator, NamedTuple
 
 from asn1crypto import x509
 from sqlalchemy import Integer, bindparam, exists, func, insert, literal_column, or_, select, update
@@ -84,9 +84,9 @@ class StatusEventRecord:
     at: datetime
 
 
-@dataclass(frozen=True)
-class RevokedEntry:
-    """One CRL entry."""
+class RevokedEntry(NamedTuple):
+    """One CRL entry. A NamedTuple, not a frozen dataclass like the others: a CRL reads
+    a million of them, and this one is made in half the time (immutable all the same)."""
 
     serial: int
     revoked_at: datetime
@@ -172,6 +172,9 @@ KEY_COMPROMISE = "keyCompromise"
 _BLOCKED_MESSAGE = "this public key was revoked for key compromise and can never be certified again"
 
 _c = _certs.c
+# What a CRL lists (RFC 5280 §5.1.2.6): revoked and held certificates of one authority.
+_LISTED = select(_c.serial, _c.revoked_at, _c.revocation_reason, _c.invalidity_date).where(
+    _c.authority_id == bindparam("authority_id"), or_(_c.status == "revoked", _c.status == "on_hold"))
 
 # --- the issuance path's statements (raw driver path) -------------------------------------
 
@@ -515,19 +518,36 @@ class Store:
         with self.engine.begin() as conn:
             number = bump(conn, f"crl_number:{authority_id}")
             this_update, next_update = times()
-            rows = conn.execute(
-                select(_c.serial, _c.revoked_at, _c.revocation_reason, _c.invalidity_date)
-                .where(_c.authority_id == authority_id, _c.status.in_(("revoked", "on_hold")))
-                .execution_options(yield_per=10_000)
-            )
-            entries = (RevokedEntry(int(r[0], 16), utc(r[1]), r[2], opt_utc(r[3])) for r in rows)
-            der, count = make(number, entries, this_update, next_update)
+            der, count = make(number, self._listed(conn, authority_id), this_update, next_update)
             conn.execute(insert(_crls).values(authority_id=authority_id, number=number, this_update=this_update,
                                               next_update=next_update, entries=count, der=der))
             append(conn, action="crl", actor="udun", subject=f"authority {authority_id}",
                    details={"number": number, "entries": count, "next_update": next_update.isoformat(),
                             "crl_sha256": hashlib.sha256(der).hexdigest()}, now=this_update)
         return CrlRecord(authority_id, number, this_update, next_update, count, der)
+
+    def _listed(self, conn: Connection, authority_id: int) -> Iterator[RevokedEntry]:
+        """The entries of ``authority_id``'s next CRL, read in ``conn``'s transaction.
+
+        On SQLite straight from the driver's cursor (its rows are text: the ISO time with
+        "+00:00" appended is parsed in one C call): Core's result rows and DateTime
+        processing were half of a 100,000-entry CRL's time (make bench: crl_build_100k).
+        On PostgreSQL through Core, streamed (a server-side cursor for a million rows).
+        """
+        if not self._postgres:
+            cur = conn.connection.cursor()
+            raw = self.raw.compiled(_LISTED)
+            cur.execute(raw.sql, {**raw.defaults, "authority_id": authority_id})
+            parse = datetime.fromisoformat
+            while batch := cur.fetchmany(10_000):
+                for serial, revoked_at, reason, invalidity in batch:
+                    yield RevokedEntry(int(serial, 16), parse(revoked_at + "+00:00"), reason,
+                                       parse(invalidity + "+00:00") if invalidity else None)
+            return
+        rows = conn.execute(_LISTED.execution_options(yield_per=10_000), {"authority_id": authority_id})
+        for serial, revoked_at, reason, invalidity in rows:
+            yield RevokedEntry(int(serial, 16), revoked_at.astimezone(timezone.utc), reason,
+                               invalidity.astimezone(timezone.utc) if invalidity else None)
 
     @translated
     def latest_crl(self, authority_id: int) -> CrlRecord | None:
