@@ -34,6 +34,7 @@ SEEDED: dict[str, str] = {
     "0005": "+ key hashes written at issuance (pending rows too), a blocked key",
     "0006": "+ evidence keyed by the signer's key (no replay across certificates any more)",
     "0007": "+ delegated keys, one of them destroyed",
+    "0008": "the same rows (0008 changes an index only)",
 }
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)

@@ -108,10 +108,29 @@ class RawDb:
                 pass
 
     def one(self, stmt: ClauseElement, params: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
-        """The first row of a read, outside any transaction."""
-        with self.transaction() as cur:
-            self.execute(cur, stmt, params)
-            row = cur.fetchone()
+        """The first row of a read, outside any transaction.
+
+        On PostgreSQL in autocommit: one round trip instead of three (psycopg sends BEGIN
+        and COMMIT as statements of their own), on every verify and OCSP request. A single
+        statement sees one snapshot either way.
+        """
+        if self._sqlite:
+            with self.transaction() as cur:
+                self.execute(cur, stmt, params)
+                row = cur.fetchone()
+            return tuple(row) if row is not None else None
+        driver = self._connection().driver_connection
+        try:
+            driver.autocommit = True
+            with driver.cursor() as cur:
+                self.execute(cur, stmt, params)
+                row = cur.fetchone()
+        except self.dbapi.Error as e:
+            self.close()
+            raise pki_error(e) from e
+        finally:
+            if not driver.closed:
+                driver.autocommit = False
         return tuple(row) if row is not None else None
 
     @contextmanager

@@ -1,4 +1,4 @@
-"""The schema at the head revision (0008), stated once: every table as a SQLAlchemy Core Table.
+"""The schema at the head revision (0009), stated once: every table as a SQLAlchemy Core Table.
 
 The Alembic migrations (ca/migrations) make it; tests/ca/test_storage.py checks that they
 agree. Every statement of the stores is built from these objects, the raw driver path's
