@@ -115,7 +115,8 @@ class EvidenceService:
         """Verify; store evidence when the payment holds. PkiError only for non-CMS input
         or when the evidence cannot be stored (then no evidence is claimed)."""
         received = self.ca.clock()
-        report = self.verifier.verify(cms, content)
+        with self.ca.store.one_read_per_counter():      # one status version for the whole path
+            report = self.verifier.verify(cms, content)
         first = None
         if report.passed:
             report, first = self._payment_rules(report, received)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import unicodedata
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, NamedTuple
@@ -172,6 +174,8 @@ KEY_COMPROMISE = "keyCompromise"
 _BLOCKED_MESSAGE = "this public key was revoked for key compromise and can never be certified again"
 
 _c = _certs.c
+# Store.one_read_per_counter's values (None outside such a block).
+_counters_seen: ContextVar[dict[str, int] | None] = ContextVar("udun_counters_seen", default=None)
 # What a CRL lists (RFC 5280 §5.1.2.6): revoked and held certificates of one authority.
 _LISTED = select(_c.serial, _c.revoked_at, _c.revocation_reason, _c.invalidity_date).where(
     _c.authority_id == bindparam("authority_id"), or_(_c.status == "revoked", _c.status == "on_hold"))
@@ -491,9 +495,31 @@ class Store:
         return row[0], row[1], row[2], opt_utc(row[3]), row[4]
 
     def counter(self, name: str) -> int:
-        """A shared counter's value (read on every OCSP answer and verification: raw path)."""
+        """A shared counter's value (read on every OCSP answer and verification: raw path);
+        inside ``one_read_per_counter`` the value first read there."""
+        seen = _counters_seen.get()
+        if seen is not None and name in seen:
+            return seen[name]
         row = self.raw.one(_READ_COUNTER, {"name": name})
-        return int(row[0]) if row else 0
+        value = int(row[0]) if row else 0
+        if seen is not None:
+            seen[name] = value
+        return value
+
+    @staticmethod
+    @contextmanager
+    def one_read_per_counter() -> Iterator[None]:
+        """Within this block (this thread or task only), each counter is read once.
+
+        One verification asks for the status version twice (its signer's OCSP answer and
+        the root's CRL, each cached by version); one read makes both as of one moment, and
+        saves a round trip per verify on PostgreSQL. Writes are not affected.
+        """
+        token = _counters_seen.set({})
+        try:
+            yield
+        finally:
+            _counters_seen.reset(token)
 
     @translated
     def history(self, serial: str) -> list[StatusEventRecord]:

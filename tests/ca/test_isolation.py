@@ -138,3 +138,26 @@ def test_crl_numbers_and_this_update_go_up_together(empty_db: sa.Engine) -> None
     assert [n for n, _ in published] == list(range(1, len(published) + 1))
     updates = [t for _, t in published]
     assert updates == sorted(updates) and len(set(updates)) == len(updates), published
+
+
+def test_one_read_per_counter_holds_a_value_for_its_block_only(empty_db: sa.Engine) -> None:
+    """A verification reads the status version once (its OCSP answer and the root CRL are
+    as of one moment); a change made meanwhile is seen by the next one, and by other
+    threads at once."""
+    from ca.storage.counters import bump
+    from ca.storage.store import Store
+
+    store = Store(_migrated(empty_db))
+    with empty_db.begin() as conn:
+        bump(conn, "status_version")
+    seen_elsewhere: list[int] = []
+    with store.one_read_per_counter():
+        first = store.counter("status_version")
+        with empty_db.begin() as conn:
+            bump(conn, "status_version")                 # a hold committed during the verification
+        assert store.counter("status_version") == first
+        other = threading.Thread(target=lambda: seen_elsewhere.append(store.counter("status_version")))
+        other.start()
+        other.join(timeout=30)
+    assert seen_elsewhere == [first + 1]
+    assert store.counter("status_version") == first + 1   # the next verification sees it
