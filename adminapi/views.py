@@ -8,6 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from ca.policy import load_csr_bytes
 from pkicore.errors import ErrorKind, PkiError
+from ca.certquery import SEARCH_PARAMETERS, CertificateQuery, detail
 from webapi.presenters import certificate_json
 from webapi.auth import require_key
 from webapi.views.health import _check, answer, live, metrics_response, schema_check
@@ -57,12 +58,32 @@ def issue() -> Response:
     body = request.get_data(cache=False)
     if not body:
         raise PkiError(ErrorKind.BAD_INPUT, "send the CSR (PEM or DER) as the body")
-    rec = _ctx()["ca"].issue(load_csr_bytes(body), profile, requester="api")
-    resp = jsonify(certificate_json(rec))
+    ca = _ctx()["ca"]
+    rec = ca.issue(load_csr_bytes(body), profile, requester="api")
+    resp = jsonify(certificate_json(rec, ca.clock()))
     resp.status_code = 201
     return resp
 
 
+@bp.get("/api/v1/certificates")
+def search() -> Response:
+    """Certificates by subject text, serial prefix, status, profile, issued / expiring
+    between; newest first, ``limit`` a page, ``next_cursor`` for the next one."""
+    args = request.args
+    unknown = sorted(set(args) - set(SEARCH_PARAMETERS))
+    if unknown:
+        raise PkiError(ErrorKind.BAD_INPUT, f"unknown query parameter {unknown[0]!r}; known: "
+                       f"{', '.join(SEARCH_PARAMETERS)}", field=unknown[0])
+    ca = _ctx()["ca"]
+    page = ca.search(CertificateQuery.build(**{name: args.get(name) for name in SEARCH_PARAMETERS}))
+    now = ca.clock()
+    return jsonify({"items": [certificate_json(rec, now) for rec in page.items], "next_cursor": page.next_cursor})
+
+
 @bp.get("/api/v1/certificates/<serial>")
 def show(serial: str) -> Response:
-    return jsonify(certificate_json(_ctx()["ca"].get(serial)))
+    """One certificate with its whole status history."""
+    ca = _ctx()["ca"]
+    rec = ca.get(serial)
+    return jsonify({**certificate_json(rec, ca.clock()),
+                    "history": detail(rec, ca.store.history(rec.serial), ca.clock())["history"]})

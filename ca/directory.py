@@ -6,9 +6,11 @@ ca.authority.CertificateAuthority extends it with the issuing key.
 """
 from __future__ import annotations
 
+from ca.certquery import CertificateQuery, Page
 from config.settings import Settings
 from ca.storage.engine import make_engine
 from ca.storage.migrate import migrate
+from ca.storage.search import search
 from ca.storage.store import AuthorityRecord, CertRecord, CrlRecord, Store
 from pkicore.clock import Clock, system_clock
 from pkicore.errors import ErrorKind, PkiError
@@ -46,6 +48,10 @@ class CaDirectory:
     def chain_der(self) -> list[bytes]:
         """Issuing CA then root: what a bank installs as trust anchors."""
         return [self.authority("issuing").cert_der, self.authority("root").cert_der]
+
+    def search(self, query: CertificateQuery) -> Page:
+        """One page of the certificates ``query`` asks for, newest first, statuses as of now."""
+        return search(self.store.engine, query, self.clock())
 
     def get(self, serial: str) -> CertRecord:
         rec = self.store.certificate(serial.lower().removeprefix("0x"))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 from asn1crypto import pem
 
+from ca.certquery import MAX_LIMIT, STATUSES, CertificateQuery, current_status, detail, summary
 from pkicore.crlbuild import REVOKE_REASONS
 from pkicore.algorithms import KeyType
 from pkicore.errors import ErrorKind, PkiError
@@ -71,22 +72,44 @@ def ca_issue(request: str, profile: str, out: str | None, chain: bool) -> None:
 
 
 @ca_group.command("list")
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
-def ca_list(limit: int, as_json: bool) -> None:
-    """Certificates issued, newest first."""
-    for rec in _ca().store.certificates(limit=limit):
+@click.option("--status", type=click.Choice(STATUSES), help="Only this current status.")
+@click.option("--profile", metavar="NAME", help="Only this profile (client, ocsp-responder, tsa).")
+@click.option("--subject", metavar="TEXT", help="Subject DN contains TEXT (any case).")
+@click.option("--serial", metavar="HEX", help="Serial starts with HEX.")
+@click.option("--issued-after", metavar="TIME", help="Issued at or after (2026-12-31 or RFC 3339).")
+@click.option("--issued-before", metavar="TIME", help="Issued before.")
+@click.option("--expiring-after", metavar="TIME", help="notAfter at or after.")
+@click.option("--expiring-before", metavar="TIME", help="notAfter before (e.g. renewals due).")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, MAX_LIMIT))
+@click.option("--cursor", metavar="TOKEN", help="Continue after the page that printed it.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines (one certificate a line) instead of a table.")
+def ca_list(status: str | None, profile: str | None, subject: str | None, serial: str | None,
+            issued_after: str | None, issued_before: str | None, expiring_after: str | None,
+            expiring_before: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
+    """Certificates, newest first, with their current status (good, on-hold, revoked,
+    expired; pending and failed issuance intents). Filters combine; the same as
+    GET /api/v1/certificates on the admin API."""
+    query = CertificateQuery.build(subject=subject, serial=serial, status=status, profile=profile,
+                                   issued_after=issued_after, issued_before=issued_before,
+                                   expiring_after=expiring_after, expiring_before=expiring_before,
+                                   limit=limit, cursor=cursor)
+    directory = _ca()
+    page = directory.search(query)
+    now = directory.clock()
+    for rec in page.items:
         if as_json:
-            click.echo(json.dumps({"serial": rec.serial, "state": rec.state, "subject": rec.subject,
-                                   "not_after": rec.not_after.isoformat()}, ensure_ascii=False))
+            click.echo(json.dumps(summary(rec, now), ensure_ascii=False))
         else:
-            click.echo(f"{rec.serial:34} {rec.state:8} {rec.not_after:%Y-%m-%d}  {rec.subject}")
+            click.echo(f"{rec.serial:34} {current_status(rec, now):8} {rec.not_after:%Y-%m-%d}  {rec.subject}")
+    if page.next_cursor:
+        info(f"more: --cursor {page.next_cursor}")
 
 
 @ca_group.command("show")
 @click.argument("serial")
 @click.option("--pem", "as_pem", is_flag=True, help="Print the certificate PEM only.")
-def ca_show(serial: str, as_pem: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON: the fields, current status and history.")
+def ca_show(serial: str, as_pem: bool, as_json: bool) -> None:
     """One certificate: state, subject, validity, requester, status and its history."""
     ca = _ca()
     rec = ca.get(serial)
@@ -94,6 +117,9 @@ def ca_show(serial: str, as_pem: bool) -> None:
         if not rec.der:
             raise PkiError(ErrorKind.CONFLICT, f"certificate {rec.serial} is {rec.state}, not issued")
         click.echo(pem.armor("CERTIFICATE", rec.der).decode(), nl=False)
+        return
+    if as_json:
+        click.echo(json.dumps(detail(rec, ca.store.history(rec.serial), ca.clock()), ensure_ascii=False))
         return
     click.echo(f"serial      {rec.serial}")
     click.echo(f"state       {rec.state}")
@@ -105,13 +131,14 @@ def ca_show(serial: str, as_pem: bool) -> None:
     if rec.issued_at:
         click.echo(f"issued      {rec.issued_at.isoformat()}")
     click.echo(f"tbs sha256  {rec.tbs_sha256}")
-    click.echo(f"status      {rec.status}" + (f" since {rec.revoked_at.isoformat()}" if rec.revoked_at else "")
+    since = f" since {rec.revoked_at.isoformat()}" if rec.revoked_at else ""
+    click.echo(f"status      {current_status(rec, ca.clock())}{since}"
                + (f" ({rec.revocation_reason})" if rec.revocation_reason else ""))
     if rec.invalidity_date:
         click.echo(f"invalid     since {rec.invalidity_date.isoformat()} (compromise time)")
     for ev in ca.store.history(rec.serial):
-        detail = f" {ev.reason}" if ev.reason else ""
-        click.echo(f"  {ev.at.isoformat()}  {ev.action}{detail} by {ev.actor}")
+        why = f" {ev.reason}" if ev.reason else ""
+        click.echo(f"  {ev.at.isoformat()}  {ev.action}{why} by {ev.actor}")
 
 
 @ca_group.command("chain")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.metadata
 from typing import TypeAlias
 
+from ca.certquery import MAX_LIMIT, STATUSES
 from ca.profiles import DELEGATED, REQUESTABLE
 from pkicore.errors import ErrorKind
 from pkicore.report import Status, Sub
@@ -648,24 +649,13 @@ def bank_document() -> Json:
 def _admin_schemas() -> Json:
     return {
         "Problem": _problem_schema(),
-        "Certificate": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["serial", "state", "profile", "subject", "not_before", "not_after", "issued_at",
-                         "certificate_pem"],
-            "properties": {
-                "serial": _hex("the serial number, hex (126 random bits)"),
-                "state": {"enum": ["pending", "issued", "failed"],
-                          "description": "the issuance (two-phase: intent recorded, then signed); not the "
-                                         "revocation status"},
-                "profile": {"enum": [*REQUESTABLE, *DELEGATED]},
-                "subject": {"type": "string", "description": "RFC 4514"},
-                "not_before": _time("notBefore"),
-                "not_after": _time("notAfter"),
-                "issued_at": _time("when it was signed; null unless issued", nullable=True),
-                "certificate_pem": {"type": ["string", "null"], "pattern": "^-----BEGIN CERTIFICATE-----",
-                                    "description": "the certificate, PEM; null unless issued"},
-            },
+        "Certificate": _certificate_schema(with_history=False),
+        "CertificateDetail": _certificate_schema(with_history=True),
+        "CertificatePage": {
+            "type": "object", "additionalProperties": False, "required": ["items", "next_cursor"],
+            "properties": {"items": {"type": "array", "items": _ref("Certificate")},
+                           "next_cursor": {"type": ["string", "null"],
+                                           "description": "pass as `cursor` for the next page; null: the last"}},
         },
         "AdminHealth": {"type": "object", "additionalProperties": False, "required": ["status"],
                         "properties": {"status": {"const": "ok"}}},
@@ -673,10 +663,83 @@ def _admin_schemas() -> Json:
     }
 
 
+def _certificate_schema(with_history: bool) -> Json:
+    """A certificate on the admin API (webapi.presenters.certificate_json); GET of one adds its history."""
+    properties: Json = {
+        "serial": _hex("the serial number, hex (126 random bits)"),
+        "status": {"enum": list(STATUSES),
+                   "description": "now: good, on-hold, revoked (as the CRL says), expired (notAfter "
+                                  "passed, never held or revoked); pending or failed for an issuance intent"},
+        "state": {"enum": ["pending", "issued", "failed"],
+                  "description": "the issuance (two-phase: intent recorded, then signed); not the "
+                                 "revocation status"},
+        "profile": {"enum": [*REQUESTABLE, *DELEGATED]},
+        "subject": {"type": "string", "description": "RFC 4514"},
+        "not_before": _time("notBefore"),
+        "not_after": _time("notAfter"),
+        "requested_at": _time("when the intent was recorded"),
+        "requester": {"type": "string", "description": "who asked (api, cli, serve-admin, ...)"},
+        "issued_at": _time("when it was signed; null unless issued", nullable=True),
+        "revoked_at": _time("revocation or hold time; null when good", nullable=True),
+        "revocation_reason": {"type": ["string", "null"], "description": "RFC 5280 §5.3.1 name"},
+        "invalidity_date": _time("RFC 5280 §5.3.2 (keyCompromise): since when", nullable=True),
+        "certificate_pem": {"type": ["string", "null"], "pattern": "^-----BEGIN CERTIFICATE-----",
+                            "description": "the certificate, PEM; null unless issued"},
+    }
+    required = ["serial", "status", "state", "profile", "subject", "not_before", "not_after", "requested_at",
+                "requester", "issued_at", "revoked_at", "revocation_reason", "invalidity_date",
+                "certificate_pem"]
+    if with_history:
+        properties["history"] = {"type": "array", "description": "status changes, oldest first", "items": {
+            "type": "object", "additionalProperties": False,
+            "required": ["action", "reason", "invalidity_date", "actor", "at"],
+            "properties": {"action": {"enum": ["revoke", "hold", "release", "abandon"]},
+                           "reason": {"type": ["string", "null"]},
+                           "invalidity_date": _time("RFC 5280 §5.3.2", nullable=True),
+                           "actor": {"type": "string"}, "at": _time("when")}}}
+        required.append("history")
+    return {"type": "object", "additionalProperties": False, "required": required, "properties": properties}
+
+
+def _search_operation() -> Json:
+    def param(name: str, description: str, schema: Json | None = None) -> Json:
+        return {"name": name, "in": "query", "required": False, "schema": schema or {"type": "string"},
+                "description": description}
+
+    when: Json = {"type": "string", "examples": ["2026-12-31", "2026-12-31T08:00:00Z"]}
+    return {
+        "tags": ["certificates"],
+        "operationId": "searchCertificates",
+        "summary": "Find certificates",
+        "description": "Filters combine (AND); newest first; a page of `limit`, then `next_cursor`. The same "
+                       "query as `udun ca list`. An unknown parameter or a bad value is a 400 `bad-input` "
+                       "naming the `field`. Times are dates (midnight UTC) or RFC 3339.",
+        "parameters": [
+            param("subject", "the subject DN contains this text (any case)"),
+            param("serial", "the serial starts with these hex digits"),
+            param("status", "the current status", {"enum": list(STATUSES)}),
+            param("profile", "the profile", {"enum": [*REQUESTABLE, *DELEGATED]}),
+            param("issued_after", "issued at or after", when),
+            param("issued_before", "issued before", when),
+            param("expiring_after", "notAfter at or after", when),
+            param("expiring_before", "notAfter before (renewals due)", when),
+            param("limit", "page size", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100}),
+            param("cursor", "`next_cursor` of the page before"),
+        ],
+        "responses": {
+            "200": {"description": "one page", "content": _json(_ref("CertificatePage"))},
+            "400": _resp("BadInput"),
+            "401": _resp("Unauthorized"),
+            "500": _resp("Internal"),
+            "503": _resp("Unavailable"),
+        },
+    }
+
+
 def _admin_paths() -> Json:
     csr = _binary("the PKCS#10 CSR, PEM or DER (the media type is not checked)")
     return {
-        "/api/v1/certificates": {"post": {
+        "/api/v1/certificates": {"get": _search_operation(), "post": {
             "tags": ["certificates"],
             "operationId": "issueCertificate",
             "summary": "Issue a certificate from a CSR",
@@ -711,7 +774,7 @@ def _admin_paths() -> Json:
                             "schema": {"type": "string", "examples": ["2f0c5a9e1b7d44c3a08e6f1d2c3b4a59"]},
                             "description": "hex; case and a `0x` prefix do not matter"}],
             "responses": {
-                "200": {"description": "the certificate", "content": _json(_ref("Certificate"))},
+                "200": {"description": "the certificate with its status history", "content": _json(_ref("CertificateDetail"))},
                 "401": _resp("Unauthorized"),
                 "404": _resp("NotFound"),
                 "500": _resp("Internal"),

@@ -111,7 +111,7 @@ def _authority(row: Any) -> AuthorityRecord:
                            row.subject, row.cert_der)
 
 
-def _cert(row: Any) -> CertRecord:
+def cert_record(row: Any) -> CertRecord:
     return CertRecord(
         row.serial, row.authority_id, row.state, row.profile, row.subject, row.requester, row.tbs_sha256,
         utc(row.not_before), utc(row.not_after), utc(row.created_at), opt_utc(row.issued_at), row.der,
@@ -383,13 +383,13 @@ class Store:
     def certificate(self, serial: str) -> CertRecord | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(_certs).where(_c.serial == serial.lower())).first()
-        return _cert(row) if row else None
+        return cert_record(row) if row else None
 
     @translated
     def certificates(self, limit: int = 100, offset: int = 0) -> list[CertRecord]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(_certs).order_by(_c.created_at.desc(), _c.serial).limit(limit).offset(offset))
-            return [_cert(r) for r in rows]
+            return [cert_record(r) for r in rows]
 
     @translated
     def count(self) -> int:

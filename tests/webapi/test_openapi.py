@@ -257,6 +257,12 @@ def test_admin_answers_match_document(admin_client: FlaskClient, enrolled: dict[
     bad = admin_client.post("/api/v1/certificates", data=b"garbage", headers=ADMIN)
     assert bad.status_code == 400
     check_response(doc, "/api/v1/certificates", "post", bad)
+    found = admin_client.get("/api/v1/certificates?limit=3", headers=ADMIN)
+    assert found.status_code == 200 and found.get_json()["items"]
+    check_response(doc, "/api/v1/certificates", "get", found)
+    for query in ("status=active", ""):
+        check_response(doc, "/api/v1/certificates", "get",
+                       admin_client.get(f"/api/v1/certificates?{query}", headers=ADMIN if query else {}))
 
 
 # --- helpers ---------------------------------------------------------------------------
