@@ -686,7 +686,7 @@ def _certificate_schema(with_history: bool) -> Json:
         "certificate_pem": {"type": ["string", "null"], "pattern": "^-----BEGIN CERTIFICATE-----",
                             "description": "the certificate, PEM; null unless issued"},
     }
-    required = ["serial", "status", "state", "profile", "subject", "not_before", "not_after", "requested_at",
+    required: list[JsonValue] = ["serial", "status", "state", "profile", "subject", "not_before", "not_after", "requested_at",
                 "requester", "issued_at", "revoked_at", "revocation_reason", "invalidity_date",
                 "certificate_pem"]
     if with_history:
