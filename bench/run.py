@@ -206,6 +206,13 @@ crl_build_100k_vs_openssl_ratio
 crl_build_1m                   the same with 1,000,000 entries (900,000 rows more)
 crl_build_1m_rss               MiB, peak RSS of the child that built the 1,000,000-entry CRL
                                (ru_maxrss: interpreter, imports and token included)
+search_ca_list_revoked_10k     s (best of 3) for `udun ca list --status revoked --json --limit
+                               1000`, the whole process, in a database of its own holding 10,000
+                               certificates (1,000 revoked, 500 on hold, 500 expired); checked:
+                               exactly the revoked serials
+search_api_revoked_10k         s (best of 3) for the same set through the admin API (GET
+                               /api/v1/certificates?status=revoked, 2 pages of 500, Flask's test
+                               client in this process); checked alike
 
 openssl_ecdsap256_{sign,verify} `openssl speed -seconds 3 ecdsap256` (one core), run last
 *_per_openssl_verify           every rate figure over openssl_ecdsap256_verify of the same run:
@@ -218,6 +225,7 @@ Targets (issue 9): cms_verify_inprocess >= 2000 with every certificate's status.
 Targets (issue 11): issuance_http_vs_cfssl_ratio >= 1.5, ocsp_cached_vs_cfssl_ratio >= 1,
 ocsp_nonce_vs_openssl_ratio >= 0.5, crl_build_100k_vs_openssl_ratio >= 0.667,
 http_verify_evidence_postgresql_vs_sqlite_ratio >= 0.8.
+Targets (issue 12): search_ca_list_revoked_10k < 1, search_api_revoked_10k < 1.
 
 Ratios matter more than absolute numbers: the machine is shared and noisy.
 """
@@ -310,7 +318,7 @@ def _isolate_stdout() -> TextIO:
     return real
 
 
-GROUPS = ("inprocess", "peers", "server", "postgres", "nodes", "crl")
+GROUPS = ("inprocess", "peers", "server", "postgres", "nodes", "crl", "search")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -322,7 +330,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="comma-separated groups to run: inprocess; peers (issuance over HTTP against cfssl, "
                         "OCSP against cfssl ocspserve and openssl ocsp); server (evidence, OCSP, TSA); postgres "
                         "(evidence on PostgreSQL beside SQLite); nodes (three nodes on PostgreSQL); crl "
-                        "(with openssl ca -gencrl) (default: all)")
+                        "(with openssl ca -gencrl); search (ca list and the admin API on 10,000 certificates) (default: all)")
     args = p.parse_args(argv)
     args.only = {g.strip() for g in args.only.split(",") if g.strip()}
     unknown = args.only - set(GROUPS)
@@ -367,6 +375,11 @@ def _measure(report: Report, fx: Any, work: Path, args: argparse.Namespace) -> N
     # After the servers: the CRL rows go straight into the database, past the OCSP cache.
     if "crl" in only:
         _crl_figures(report, fx, work)
+    if "search" in only:
+        from bench import search
+
+        report.run("certificate search: the revoked 1,000 of 10,000 (CLI and admin API)",
+                   lambda: search.figures(work))
     # The yardstick last, so that the machine's load while it runs is the load the figures saw.
     report.run("openssl speed ecdsap256 (1 core)", lambda: figures.openssl_speed(max(2, int(3 * s))))
     report.ratios()

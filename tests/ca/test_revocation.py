@@ -182,7 +182,7 @@ def test_cli_revoke_hold_release_and_show(ca, home: Path, tmp_path: Path) -> Non
     env = {"UDUN_HOME": str(home), "UDUN_CA_PIN": ca_pin(ca.settings)}
     rec = _new_cert(ca, "CLI Status")
     assert udun("ca", "hold", rec.serial, env=env).returncode == 0
-    assert b"on_hold" in udun("ca", "show", rec.serial, env=env).stdout
+    assert b"status      on-hold since" in udun("ca", "show", rec.serial, env=env).stdout
     assert udun("ca", "release", rec.serial, env=env).returncode == 0
     revoked = udun("ca", "revoke", rec.serial, "--reason", "keyCompromise", "--at", "2026-11-22T08:00:00Z", env=env)
     assert revoked.returncode == 0, revoked.stderr
