@@ -1,7 +1,9 @@
-"""Certificate admin behind the admin API key: issue from a CSR, show one certificate;
-the service's liveness, readiness and metrics (with the key too: they say nothing without it)."""
+"""Certificate admin behind the admin API key: issue from a CSR, find and show
+certificates, hold, release and revoke them, publish a CRL now; the service's liveness,
+readiness and metrics (with the key too: they say nothing without it)."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -9,11 +11,18 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from ca.policy import load_csr_bytes
 from pkicore.errors import ErrorKind, PkiError
 from ca.certquery import SEARCH_PARAMETERS, CertificateQuery, detail
+from ca.revocation import Revocation
+from ca.storage.store import CertRecord
+from pkicore.crlbuild import REVOKE_REASONS
+from webapi.bodies import json_object
 from webapi.presenters import certificate_json
 from webapi.auth import require_key
 from webapi.views.health import _check, answer, live, metrics_response, schema_check
 
 bp = Blueprint("admin", __name__)
+# Who the audit log and the status history name for a change through this API (one shared
+# key: no identity behind it until operators have their own credentials).
+API_ACTOR = "api"
 
 
 def _ctx() -> dict[str, Any]:
@@ -83,7 +92,74 @@ def search() -> Response:
 @bp.get("/api/v1/certificates/<serial>")
 def show(serial: str) -> Response:
     """One certificate with its whole status history."""
+    return _shown(_ctx()["ca"].get(serial))
+
+
+def _shown(rec: CertRecord) -> Response:
     ca = _ctx()["ca"]
-    rec = ca.get(serial)
     return jsonify({**certificate_json(rec, ca.clock()),
                     "history": detail(rec, ca.store.history(rec.serial), ca.clock())["history"]})
+
+
+def _revocation() -> Revocation:
+    """One per app: it keeps the root CRL key once opened."""
+    ctx = _ctx()
+    if "revocation" not in ctx:
+        ctx["revocation"] = Revocation(ctx["ca"])
+    return ctx["revocation"]  # type: ignore[no-any-return]
+
+
+def _serial(serial: str) -> str:
+    return _ctx()["ca"].get(serial).serial          # 404 for an unknown one, before any change
+
+
+@bp.post("/api/v1/certificates/<serial>/hold")
+def hold(serial: str) -> Response:
+    """Suspend (挂失, certificateHold); a new CRL is published at once."""
+    json_object(request, ())
+    return _shown(_revocation().hold(_serial(serial), actor=API_ACTOR))
+
+
+@bp.post("/api/v1/certificates/<serial>/release")
+def release(serial: str) -> Response:
+    """Release a hold (解挂); a new CRL is published at once."""
+    json_object(request, ())
+    return _shown(_revocation().release(_serial(serial), actor=API_ACTOR))
+
+
+@bp.post("/api/v1/certificates/<serial>/revoke")
+def revoke(serial: str) -> Response:
+    """Revoke for good: ``{"reason": RFC 5280 name, "invalidity_date": RFC 3339}``, both optional."""
+    body = json_object(request, ("reason", "invalidity_date"))
+    invalidity = None
+    if body.get("invalidity_date"):
+        try:
+            invalidity = datetime.fromisoformat(body["invalidity_date"].replace("Z", "+00:00"))
+        except ValueError:
+            raise PkiError(ErrorKind.BAD_INPUT, "invalidity_date is an RFC 3339 time (2026-11-22T08:00:00Z)",
+                           field="invalidity_date") from None
+        if invalidity.tzinfo is None:
+            raise PkiError(ErrorKind.BAD_INPUT, "invalidity_date needs its time zone (Z or +08:00)",
+                           field="invalidity_date")
+    reason = body.get("reason") or "unspecified"
+    if reason not in REVOKE_REASONS:
+        raise PkiError(ErrorKind.BAD_INPUT, f"reason is one of {', '.join(REVOKE_REASONS)}", field="reason")
+    return _shown(_revocation().revoke(_serial(serial), reason, invalidity, actor=API_ACTOR))
+
+
+@bp.post("/api/v1/crls")
+def crl_now() -> Response:
+    """Publish the issuing CA's CRL now (``?ca=root`` for the root's)."""
+    which = request.args.get("ca", "issuing")
+    if which not in ("issuing", "root"):
+        raise PkiError(ErrorKind.BAD_INPUT, "ca is issuing or root", field="ca")
+    json_object(request, ())
+    rec = _revocation().publish(which)
+    resp = jsonify({"ca": which, "number": rec.number, "this_update": _z(rec.this_update),
+                    "next_update": _z(rec.next_update), "entries": rec.entries})
+    resp.status_code = 201
+    return resp
+
+
+def _z(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

@@ -169,6 +169,20 @@ def udun(*args: str, env: dict[str, str] | None = None, input: bytes | None = No
                           capture_output=True, cwd=cwd, timeout=timeout, check=False)
 
 
+def software_csr(subject: str) -> bytes:
+    """A PEM CSR for CN=subject,O=udun tests,C=CN from a new software P-256 key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject), x509.NameAttribute(
+        NameOID.ORGANIZATION_NAME, "udun tests"), x509.NameAttribute(NameOID.COUNTRY_NAME, "CN")])
+    return x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256()).public_bytes(
+        serialization.Encoding.PEM)
+
+
 class CliHome:
     """A UDUN_HOME driven through the real CLI, with its user and SO PINs in the environment
     (never the CA PIN: `ca init` generates it into secrets/ca.pin)."""

@@ -47,3 +47,26 @@ def signed_payment(req: Request) -> tuple[bytes, bytes | None]:
         return cms, content
     raise PkiError(ErrorKind.BAD_INPUT,
                    "send the CMS as application/pkcs7-mime (DER) or JSON {\"cms\": base64, \"content\": base64}")
+
+
+def json_object(req: Request, fields: tuple[str, ...]) -> dict[str, Any]:
+    """An optional JSON object body with only ``fields`` (an empty body is ``{}``)."""
+    data = req.get_data(cache=False)
+    if not data.strip():
+        return {}
+    if req.mimetype != "application/json":
+        raise PkiError(ErrorKind.BAD_INPUT, "send the body as application/json")
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        raise PkiError(ErrorKind.BAD_INPUT, "the body is not a JSON object")
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise PkiError(ErrorKind.BAD_INPUT, f"unknown field {unknown[0]}; known: {', '.join(fields)}",
+                       field=unknown[0])
+    for name, value in body.items():
+        if value is not None and not isinstance(value, str):
+            raise PkiError(ErrorKind.BAD_INPUT, f"{name} is a string", field=name)
+    return body

@@ -17,6 +17,7 @@ from typing import TypeAlias
 
 from ca.certquery import MAX_LIMIT, STATUSES
 from ca.profiles import DELEGATED, REQUESTABLE
+from pkicore.crlbuild import REVOKE_REASONS
 from pkicore.errors import ErrorKind
 from pkicore.report import Status, Sub
 
@@ -701,6 +702,33 @@ def _certificate_schema(with_history: bool) -> Json:
     return {"type": "object", "additionalProperties": False, "required": required, "properties": properties}
 
 
+def _status_operation(operation_id: str, summary: str, description: str, body: Json | None) -> Json:
+    op: Json = {
+        "tags": ["certificates"],
+        "operationId": operation_id,
+        "summary": summary,
+        "description": description,
+        "parameters": [{"name": "serial", "in": "path", "required": True, "schema": {"type": "string"},
+                        "description": "hex; case and a `0x` prefix do not matter"}],
+        "responses": {
+            "200": {"description": "the certificate as it is now, with its status history",
+                    "content": _json(_ref("CertificateDetail"))},
+            "400": _resp("BadInput"),
+            "401": _resp("Unauthorized"),
+            "404": _resp("NotFound"),
+            "409": _problem_response("the certificate's status does not allow this change (`conflict`)",
+                                     _example_problem(409, "conflict", "conflict",
+                                                      "certificate 2f0c5a9e is revoked; it cannot be held")),
+            "500": _resp("Internal"),
+            "503": _resp("Unavailable"),
+        },
+    }
+    empty: Json = {"type": "object", "additionalProperties": False, "maxProperties": 0}
+    schema = body if body is not None else empty
+    op["requestBody"] = {"required": False, "content": _json(schema)}
+    return op
+
+
 def _search_operation() -> Json:
     def param(name: str, description: str, schema: Json | None = None) -> Json:
         return {"name": name, "in": "query", "required": False, "schema": schema or {"type": "string"},
@@ -774,9 +802,48 @@ def _admin_paths() -> Json:
                             "schema": {"type": "string", "examples": ["2f0c5a9e1b7d44c3a08e6f1d2c3b4a59"]},
                             "description": "hex; case and a `0x` prefix do not matter"}],
             "responses": {
-                "200": {"description": "the certificate with its status history", "content": _json(_ref("CertificateDetail"))},
+                "200": {"description": "the certificate with its status history",
+                        "content": _json(_ref("CertificateDetail"))},
                 "401": _resp("Unauthorized"),
                 "404": _resp("NotFound"),
+                "500": _resp("Internal"),
+                "503": _resp("Unavailable"),
+            },
+        }},
+        "/api/v1/certificates/{serial}/hold": {"post": _status_operation(
+            "holdCertificate", "Hold (挂失)",
+            "Suspends a good certificate: listed on the CRL with reason certificateHold (RFC 5280 §5.3.1) "
+            "until released. A new CRL is published at once; OCSP answers it on the next request. No body, "
+            "or an empty JSON object.", None)},
+        "/api/v1/certificates/{serial}/release": {"post": _status_operation(
+            "releaseCertificate", "Release a hold (解挂)",
+            "A held certificate is good again and leaves the next CRL (published at once). No body, or an "
+            "empty JSON object.", None)},
+        "/api/v1/certificates/{serial}/revoke": {"post": _status_operation(
+            "revokeCertificate", "Revoke for good",
+            "From good or on hold; a revoked certificate cannot be held, released or revoked again (409). "
+            "`reason` (default unspecified) and `invalidity_date` (RFC 5280 §5.3.2: when the key was "
+            "compromised, not in the future) are optional. keyCompromise also blocks the key for ever.",
+            {"type": "object", "additionalProperties": False, "properties": {
+                "reason": {"enum": list(REVOKE_REASONS)},
+                "invalidity_date": {"type": "string", "format": "date-time",
+                                    "examples": ["2026-11-22T08:00:00Z"]}}})},
+        "/api/v1/crls": {"post": {
+            "tags": ["certificates"],
+            "operationId": "publishCrl",
+            "summary": "Publish a CRL now",
+            "description": "The issuing CA's full CRL (or the root's with `?ca=root`), its number one higher.",
+            "parameters": [{"name": "ca", "in": "query", "required": False,
+                            "schema": {"enum": ["issuing", "root"], "default": "issuing"}}],
+            "responses": {
+                "201": {"description": "published", "content": _json({
+                    "type": "object", "additionalProperties": False,
+                    "required": ["ca", "number", "this_update", "next_update", "entries"],
+                    "properties": {"ca": {"enum": ["issuing", "root"]}, "number": {"type": "integer"},
+                                   "this_update": _time("thisUpdate"), "next_update": _time("nextUpdate"),
+                                   "entries": {"type": "integer"}}})},
+                "400": _resp("BadInput"),
+                "401": _resp("Unauthorized"),
                 "500": _resp("Internal"),
                 "503": _resp("Unavailable"),
             },

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from ca.certquery import STATUSES, CertificateQuery, Cursor, current_status
+from helpers import software_csr
 from pkicore.errors import ErrorKind, PkiError
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -149,19 +150,6 @@ def test_current_status_of_a_record() -> None:
 
 # --- through the CLI and the admin API, on certificates the CA issued --------------------
 
-def _software_csr(subject: str) -> bytes:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject), x509.NameAttribute(
-        NameOID.ORGANIZATION_NAME, "udun tests"), x509.NameAttribute(NameOID.COUNTRY_NAME, "CN")])
-    return x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256()).public_bytes(
-        serialization.Encoding.PEM)
-
-
 ADMIN = {"Authorization": "Bearer udun-test-admin-key-0123456789abcdef"}
 
 
@@ -173,7 +161,7 @@ def issued(admin_client, ca) -> tuple[str, dict[str, str]]:  # type: ignore[no-u
     tag = f"search-{uuid.uuid4().hex[:10]}"
     serials = {}
     for name in ("good", "held", "revoked"):
-        resp = admin_client.post("/api/v1/certificates", data=_software_csr(f"{tag} {name}"), headers=ADMIN)
+        resp = admin_client.post("/api/v1/certificates", data=software_csr(f"{tag} {name}"), headers=ADMIN)
         assert resp.status_code == 201, resp.get_json()
         serials[name] = resp.get_json()["serial"]
     revocation = Revocation(ca)
