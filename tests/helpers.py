@@ -75,15 +75,16 @@ def home_env(env: dict[str, str]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_server(home: Path, workers: int = 2,
-                   extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`udun serve` (gunicorn) on a free loopback port; (base URL, process). It gets no CA
-    PIN: the bank-facing server needs only the online token's (secrets/online.pin)."""
+def running_server(home: Path, workers: int = 2, extra_env: dict[str, str] | None = None,
+                   command: str = "serve") -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`udun serve` (gunicorn; or ``command``, e.g. serve-ocsp) on a free loopback port;
+    (base URL, process). It gets no CA PIN: the bank-facing server needs only the online
+    token's (secrets/online.pin)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "UDUN_CA_PIN"}
     env.update({"UDUN_HOME": str(home), **(extra_env or {})})
     env = home_env(env)
-    proc = subprocess.Popen([sys.executable, "-m", "udun.cli", "serve", "--port", str(port), "--workers",
+    proc = subprocess.Popen([sys.executable, "-m", "udun.cli", command, "--port", str(port), "--workers",
                              str(workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"

@@ -1,0 +1,172 @@
+"""`udun serve-ocsp` (webapi.ocspfront): OCSP on a keep-alive HTTP/1.1 front, two worker
+processes on one port. The answers are the bank-facing server's (same WSGI path), kept
+alive over one connection, checked by `openssl ocsp`; what the front cannot take is a clean
+HTTP error, never a hang; a hold made on the CA is answered on the next request; SIGTERM
+stops every worker."""
+from __future__ import annotations
+
+import base64
+import http.client
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import pytest
+from asn1crypto import ocsp, x509
+
+from helpers import openssl, running_server, software_csr, stop_process
+from pkicore.ocsp import build_request
+
+
+@pytest.fixture(scope="module")
+def front(home: Path, ca) -> Iterator[tuple[str, int, object]]:  # type: ignore[no-untyped-def]
+    ca.issuer()                                    # the CA is initialised before the server starts
+    with running_server(home, command="serve-ocsp") as (base, proc):
+        parts = urlsplit(base)
+        yield parts.hostname or "127.0.0.1", parts.port or 80, proc
+
+
+def _cert(ca, admin_client) -> x509.Certificate:  # type: ignore[no-untyped-def]
+    resp = admin_client.post("/api/v1/certificates", data=software_csr(f"front-{os.urandom(5).hex()}"),
+                             headers={"Authorization": "Bearer udun-test-admin-key-0123456789abcdef"})
+    assert resp.status_code == 201, resp.get_json()
+    return x509.Certificate.load(ca.get(resp.get_json()["serial"]).der)
+
+
+def _status(der: bytes) -> tuple[str, str | None]:
+    answer = ocsp.OCSPResponse.load(der)
+    status = answer["response_status"].native
+    if status != "successful":
+        return status, None
+    single = answer.basic_ocsp_response["tbs_response_data"]["responses"][0]
+    return status, single["cert_status"].name
+
+
+def test_answers_over_one_kept_connection(front, ca, admin_client) -> None:  # type: ignore[no-untyped-def]
+    host, port, _ = front
+    cert, issuer = _cert(ca, admin_client), x509.Certificate.load(ca.chain_der()[0])
+    cached, nonced = build_request(cert, issuer), build_request(cert, issuer, os.urandom(16))
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    sockets = set()
+    for i in range(6):
+        body = cached if i % 2 == 0 else nonced
+        conn.request("POST", "/ocsp", body=body, headers={"Content-Type": "application/ocsp-request",
+                                                           "X-Request-ID": f"front-test-{i:04d}"})
+        resp = conn.getresponse()
+        data = resp.read()
+        sockets.add(id(conn.sock))
+        assert resp.status == 200 and resp.getheader("Content-Type") == "application/ocsp-response"
+        assert resp.getheader("X-Request-ID") == f"front-test-{i:04d}"
+        assert _status(data) == ("successful", "good"), i
+        assert resp.getheader("Connection") != "close"
+        if body is nonced:
+            assert resp.getheader("Cache-Control") == "no-store"
+    assert len(sockets) == 1 and conn.sock is not None            # one TCP connection for all six
+    get = "/ocsp/" + quote(base64.b64encode(cached).decode(), safe="")
+    conn.request("GET", get)
+    resp = conn.getresponse()
+    assert resp.status == 200 and _status(resp.read()) == ("successful", "good")
+    assert resp.getheader("Cache-Control").startswith("public, max-age=") and resp.getheader("ETag")
+    conn.request("GET", "/healthz", headers={"Connection": "close"})
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.read() == b'{"status":"ok"}' and resp.getheader("Connection") == "close"
+    conn.close()
+
+
+def test_openssl_ocsp_accepts_the_answer(front, ca, admin_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from asn1crypto import pem
+
+    host, port, _ = front
+    cert = _cert(ca, admin_client)
+    (tmp_path / "cert.pem").write_bytes(pem.armor("CERTIFICATE", cert.dump()))
+    (tmp_path / "issuer.pem").write_bytes(pem.armor("CERTIFICATE", ca.chain_der()[0]))
+    (tmp_path / "chain.pem").write_bytes(b"".join(pem.armor("CERTIFICATE", d) for d in ca.chain_der()))
+    out = openssl("ocsp", "-issuer", str(tmp_path / "issuer.pem"), "-cert", str(tmp_path / "cert.pem"),
+                  "-url", f"http://{host}:{port}/ocsp", "-CAfile", str(tmp_path / "chain.pem"))
+    assert out.returncode == 0, out.stderr
+    assert b"Response verify OK" in out.stderr + out.stdout and b": good" in out.stdout
+
+
+def test_a_hold_is_answered_on_the_next_request(front, ca, admin_client) -> None:  # type: ignore[no-untyped-def]
+    from ca.revocation import Revocation
+
+    host, port, _ = front
+    cert, issuer = _cert(ca, admin_client), x509.Certificate.load(ca.chain_der()[0])
+    request = build_request(cert, issuer)
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    for _ in range(3):                                    # both workers have it cached by now, likely
+        conn.request("POST", "/ocsp", body=request)
+        assert _status(conn.getresponse().read()) == ("successful", "good")
+    Revocation(ca).hold(format(cert.serial_number, "x"), actor="test")
+    for _ in range(4):                                    # whichever worker answers: the new status
+        fresh = http.client.HTTPConnection(host, port, timeout=10)
+        fresh.request("POST", "/ocsp", body=request)
+        assert _status(fresh.getresponse().read()) == ("successful", "revoked")
+        fresh.close()
+    conn.request("POST", "/ocsp", body=request)            # the kept connection too
+    assert _status(conn.getresponse().read()) == ("successful", "revoked")
+    conn.close()
+
+
+def _raw(host: str, port: int, data: bytes) -> bytes:
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(data)
+        chunks = []
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def test_what_the_front_cannot_take(front) -> None:  # type: ignore[no-untyped-def]
+    host, port, _ = front
+    assert _raw(host, port, b"NOT HTTP AT ALL\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    chunked = _raw(host, port, b"POST /ocsp HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               b"5\r\nhello\r\n0\r\n\r\n")
+    assert chunked.startswith(b"HTTP/1.1 411 ") and b"length-required" in chunked
+    huge = _raw(host, port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+    assert huge.startswith(b"HTTP/1.1 431 ")
+    other = _raw(host, port, b"POST /api/v1/verify HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                             b"Connection: close\r\n\r\n{}")
+    assert other.startswith(b"HTTP/1.1 404 ") and b"application/problem+json" in other
+    big = b"x" * (70 * 1024)                              # over 64 KiB: answered as an empty request
+    answer = _raw(host, port, b"POST /ocsp HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: "
+                              + str(len(big)).encode() + b"\r\n\r\n" + big)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert _status(answer.split(b"\r\n\r\n", 1)[1]) == ("malformed_request", None)
+    junk = _raw(host, port, b"POST /ocsp HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 4\r\n\r\njunk")
+    assert _status(junk.split(b"\r\n\r\n", 1)[1]) == ("malformed_request", None)
+    # A client that opens a connection and says nothing holds nothing for long: the server
+    # still answers others meanwhile.
+    with socket.create_connection((host, port), timeout=10):
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().status == 200
+        conn.close()
+
+
+def test_sigterm_stops_every_worker(home: Path, ca) -> None:  # type: ignore[no-untyped-def]
+    with running_server(home, command="serve-ocsp") as (_base, proc):
+        children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        assert len(children) == 2
+        stop_process(proc)
+        assert proc.returncode == 0
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{c}").exists() and "zombie" not in Path(f"/proc/{c}/status").read_text().lower()
+                  for c in children):
+            assert time.monotonic() < deadline, "a worker outlived its parent"
+            time.sleep(0.1)
+
+
+def test_pipelined_requests_are_answered_in_order(front) -> None:  # type: ignore[no-untyped-def]
+    host, port, _ = front
+    two = (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-ID: pipelined-0001\r\n\r\n"
+           b"GET /nowhere HTTP/1.1\r\nHost: x\r\nX-Request-ID: pipelined-0002\r\nConnection: close\r\n\r\n")
+    answer = _raw(host, port, two)
+    first, second = answer.index(b"HTTP/1.1 200 "), answer.index(b"HTTP/1.1 404 ")
+    assert first == 0 and second > first
+    assert answer.index(b"pipelined-0001") < second < answer.index(b"pipelined-0002")
