@@ -129,7 +129,10 @@ cfssl_ocspserve_c8             the same request form (POST, one SHA-1 CertID, no
                                and written out by `cfssl ocspdump`, held in memory; runs
                                alternating with udun's; the sample answer checked alike
 cfssl_ocspserve_c8_errors      answers not counted plus socket errors, warm-up included
-ocsp_cached_vs_cfssl_ratio     ocsp_cached_c8 / cfssl_ocspserve_c8 (target >= 1)
+ocsp_front_cached_c8           the same load against `udun serve-ocsp` (the keep-alive asyncio
+                               front, one process per core; webapi/ocspfront.py), runs
+                               alternating with cfssl's; answers checked alike
+ocsp_cached_vs_cfssl_ratio     ocsp_front_cached_c8 / cfssl_ocspserve_c8 (target >= 1)
 ocsp_nonce_c8                  the same with a fresh 16-octet nonce in every request, so every
                                answer is signed on the CA token: wrk rotates through 1000
                                pre-built requests (Lua `request`); a sample of answers is checked
@@ -146,7 +149,11 @@ openssl_ocsp_nonce_c8          the same nonce requests (1000 pre-built, each its
                                before sending a request, and answers nobody after (openssl
                                issues 23934 and 31129), which wrk's end of run causes
 openssl_ocsp_nonce_c8_errors   answers not counted plus socket errors, warm-up included
-ocsp_nonce_vs_openssl_ratio    ocsp_nonce_c8 / openssl_ocsp_nonce_c8 (target >= 0.5)
+ocsp_front_nonce_c8            the nonce load against `udun serve-ocsp`, runs alternating with
+                               openssl's (whose responders are stopped before each udun run:
+                               left over, they spin and take a core)
+ocsp_front_c8_errors           answers not counted plus socket errors in both front figures
+ocsp_nonce_vs_openssl_ratio    ocsp_front_nonce_c8 / openssl_ocsp_nonce_c8 (target >= 0.5)
 ocsp_c8_errors                 answers not counted plus socket errors in both udun OCSP
                                figures, warm-up included (should be 0)
 tsa_c8                         resp/s when 8 clients POST RFC 3161 requests to /tsa, each with a
