@@ -88,6 +88,15 @@ class RawDb:
             return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
         return moment
 
+    def moment(self, value: Any) -> datetime | None:
+        """A DateTime column's value as read by the driver, as an aware UTC datetime (SQLite
+        hands back ``when``'s text; psycopg an aware datetime)."""
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return datetime.fromisoformat(value + "+00:00")
+        return cast(datetime, value).astimezone(timezone.utc)
+
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:

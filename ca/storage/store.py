@@ -487,12 +487,12 @@ class Store:
 
     @translated
     def status_of(self, serial: str) -> tuple[int, str, str, datetime | None, str | None] | None:
-        """(authority id, state, status, revoked at, reason) — what OCSP needs, nothing more."""
-        with self.engine.connect() as conn:
-            row = conn.execute(_READ_STATUS, {"s": serial.lower()}).first()
+        """(authority id, state, status, revoked at, reason) — what OCSP needs, nothing more
+        (raw path: every OCSP answer that is signed for its request reads it)."""
+        row = self.raw.one(_READ_STATUS, {"s": serial.lower()})
         if row is None:
             return None
-        return row[0], row[1], row[2], opt_utc(row[3]), row[4]
+        return row[0], row[1], row[2], self.raw.moment(row[3]), row[4]
 
     def counter(self, name: str) -> int:
         """A shared counter's value (read on every OCSP answer and verification: raw path);
