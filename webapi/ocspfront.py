@@ -27,6 +27,7 @@ import signal
 import socket
 import sys
 from typing import Any, Callable, Iterable
+from urllib.parse import unquote_to_bytes
 
 import httptools
 
@@ -66,7 +67,13 @@ def make_app(responder: Any) -> WsgiApp:
 
 
 class _Connection(asyncio.Protocol):
-    """One client connection: requests parsed as they come, answered in order."""
+    """One client connection: requests parsed as they come, answered in order.
+
+    One deadline per request, not reset by reads: a request (head and body) must arrive
+    within IDLE_SECONDS of the connection or of the previous answer, however slowly it is
+    sent. The head is counted as it arrives (httptools hands a header over only once it is
+    complete), so a client cannot grow one without bound.
+    """
 
     def __init__(self, app: WsgiApp, port: int) -> None:
         self.app = app
@@ -74,16 +81,17 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.served = 0
-        self.idle: asyncio.TimerHandle | None = None
+        self.deadline: asyncio.TimerHandle | None = None
+        self.in_head = True                   # between a message's start and its headers' end
+        self.head_bytes = 0
+        self.answered_early = False           # this message was answered before its body came
         self._reset()
 
     def _reset(self) -> None:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.head_size = 0
         self.body = bytearray()
         self.too_big = False
-        self.chunked = False
 
     # --- asyncio ----------------------------------------------------------------
 
@@ -94,28 +102,28 @@ class _Connection(asyncio.Protocol):
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.idle is not None:
-            self.idle.cancel()
+        if self.deadline is not None:
+            self.deadline.cancel()
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
         if self.transport is None:
             return
-        self._arm()
+        if self.in_head:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._refuse(400, "bad-input", "no protocol upgrades here")
         except httptools.HttpParserError:
-            if self.head_size > MAX_HEAD:
-                self._refuse(431, "too-large", f"the request line and headers are over {MAX_HEAD} bytes")
-            else:
-                self._refuse(400, "bad-input", "not an HTTP/1.1 request")
+            self._refuse(400, "bad-input", "not an HTTP/1.1 request")
+        if self.transport is not None and self.in_head and self.head_bytes > MAX_HEAD:
+            self._refuse(431, "too-large", f"the request line and headers are over {MAX_HEAD} bytes")
 
     def _arm(self) -> None:
-        if self.idle is not None:
-            self.idle.cancel()
-        self.idle = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._close)
+        if self.deadline is not None:
+            self.deadline.cancel()
+        self.deadline = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._close)
 
     def _close(self) -> None:
         if self.transport is not None:
@@ -124,76 +132,115 @@ class _Connection(asyncio.Protocol):
 
     # --- httptools callbacks ----------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        self.in_head, self.head_bytes, self.answered_early = True, 0, False
+
     def on_url(self, url: bytes) -> None:
         self.url += url
-        self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
-        self._count(len(name) + len(value) + 4)
-        if name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
-            self.chunked = True
 
-    def _count(self, size: int) -> None:
-        self.head_size += size
-        if self.head_size > MAX_HEAD:
-            raise httptools.HttpParserError("headers too large")
-
-    def on_body(self, body: bytes) -> None:
-        if self.too_big or self.chunked:
-            return
-        if len(self.body) + len(body) > MAX_BODY:
-            self.too_big, self.body = True, bytearray()      # answered as an empty request
-            return
-        self.body += body
-
-    def on_message_complete(self) -> None:
+    def on_headers_complete(self) -> None:
+        self.in_head = False
         if self.transport is None:
             return
-        if self.chunked:
+        if len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) > MAX_HEAD:
+            self._refuse(431, "too-large", f"the request line and headers are over {MAX_HEAD} bytes")
+            return
+        if self.parser.should_upgrade():
+            self._refuse(400, "bad-input", "no protocol upgrades here")
+            return
+        fields = {name.lower(): value for name, value in self.headers}
+        if b"chunked" in fields.get(b"transfer-encoding", b"").lower():
             self._refuse(411, "length-required", "send the request with Content-Length, not chunked")
             return
+        length = fields.get(b"content-length", b"0").strip()
+        if not length.isdigit():
+            self._refuse(400, "bad-input", "Content-Length is not a number")
+            return
+        if int(length) > MAX_BODY:
+            # Answered as an empty request (as under gunicorn), without reading the body:
+            # then the connection ends.
+            self.too_big, self.answered_early = True, True
+            self._respond(keep=False)
+            return
+        if fields.get(b"expect", b"").lower() == b"100-continue":
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        if not self.too_big:
+            self.body += body
+
+    def on_message_complete(self) -> None:
+        if self.transport is None or self.answered_early:
+            return
         self.served += 1
-        keep = self.parser.should_keep_alive() and self.served < MAX_REQUESTS
-        status, headers, body = self._call()
+        self._respond(keep=self.parser.should_keep_alive() and self.served < MAX_REQUESTS)
+
+    def _respond(self, keep: bool) -> None:
+        assert self.transport is not None
+        version = self.parser.get_http_version()
+        method = self.parser.get_method()
+        status, headers, body = self._call(version, method)
         head = [f"HTTP/1.1 {status}\r\n".encode()]
         head += [f"{k}: {v}\r\n".encode("latin-1") for k, v in headers]
-        head.append(b"\r\n" if keep else b"Connection: close\r\n\r\n")
-        self.transport.write(b"".join(head) + body)
-        self._reset()
         if not keep:
+            head.append(b"Connection: close\r\n")
+        elif version == "1.0":                           # HTTP/1.0 closes unless told otherwise
+            head.append(b"Connection: keep-alive\r\n")
+        head.append(b"\r\n")
+        self.transport.write(b"".join(head) + (b"" if method == b"HEAD" else body))
+        self._reset()
+        if keep:
+            self._arm()                                  # the next request's deadline
+        else:
             self._close()
 
     # --- the WSGI call ----------------------------------------------------------------
 
-    def _call(self) -> tuple[str, list[tuple[str, str]], bytes]:
-        parsed = httptools.parse_url(self.url)
+    def _call(self, version: str, method: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
+        try:
+            parsed = httptools.parse_url(self.url)
+            path, query = unquote_to_bytes(parsed.path or b"/"), parsed.query or b""
+        except httptools.HttpParserInvalidURLError:
+            path, query = b"/", b""
+        body = b"" if self.too_big else bytes(self.body)
         environ: dict[str, Any] = {
-            "REQUEST_METHOD": self.parser.get_method().decode("latin-1"),
-            "PATH_INFO": parsed.path.decode("latin-1"),
-            "QUERY_STRING": (parsed.query or b"").decode("latin-1"),
-            "SERVER_NAME": "udun", "SERVER_PORT": self.port, "SERVER_PROTOCOL": "HTTP/1.1",
-            "REMOTE_ADDR": self.remote, "CONTENT_LENGTH": str(len(self.body)),
-            "wsgi.input": io.BytesIO(bytes(self.body)), "wsgi.errors": sys.stderr, "wsgi.url_scheme": "http",
+            "REQUEST_METHOD": method.decode("latin-1"), "SCRIPT_NAME": "",
+            "PATH_INFO": path.decode("latin-1"),          # PEP 3333: bytes as latin-1, as gunicorn
+            "QUERY_STRING": query.decode("latin-1"),
+            "SERVER_NAME": "udun", "SERVER_PORT": self.port, "SERVER_PROTOCOL": f"HTTP/{version}",
+            "REMOTE_ADDR": self.remote,
+            "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr, "wsgi.url_scheme": "http",
             "wsgi.version": (1, 0), "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False,
         }
         for name, value in self.headers:
-            key = name.decode("latin-1").upper().replace("-", "_")
-            if key not in ("CONTENT_LENGTH", "CONTENT_TYPE"):
-                key = "HTTP_" + key
-            environ[key] = value.decode("latin-1")
+            text = name.decode("latin-1")
+            if "_" in text:                               # as gunicorn: X_Foo would pass for X-Foo
+                continue
+            key = text.upper().replace("-", "_")
+            if key in ("CONTENT_LENGTH", "CONTENT_TYPE"):
+                environ[key] = value.decode("latin-1")
+                continue
+            key = "HTTP_" + key
+            new = value.decode("latin-1")
+            environ[key] = f"{environ[key]},{new}" if key in environ else new
+        environ["CONTENT_LENGTH"] = str(len(body))        # what was read, whatever the header said
         answer: list[Any] = ["500 Internal Server Error", []]
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
             answer[0], answer[1] = status, headers
 
         try:
-            body = b"".join(self.app(environ, start_response))
+            out = b"".join(self.app(environ, start_response))
         except Exception:  # noqa: BLE001  never a traceback to the client
-            body = _problem(500, "internal", "the server failed; the error was logged")
+            import logging
+            logging.getLogger("udun.ocspfront").exception("the OCSP front's app failed")
+            out = _problem(500, "internal", "the server failed; the error was logged")
             answer[:] = ["500 Internal Server Error", [("Content-Type", "application/problem+json"),
-                                                      ("Content-Length", str(len(body)))]]
-        return answer[0], answer[1], body
+                                                      ("Content-Length", str(len(out)))]]
+        return answer[0], answer[1], out
 
     def _refuse(self, status: int, code: str, detail: str) -> None:
         """An answer to what cannot be parsed or served; the connection ends."""
@@ -216,8 +263,25 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+STOP_GRACE_SECONDS = 30
+
+
+def _die_with_parent() -> None:
+    """Linux: this worker gets SIGTERM when the parent dies, however it dies (SIGKILL, OOM):
+    no orphaned worker keeps the port (SO_REUSEPORT would let a restarted set bind beside it)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def run_worker(host: str, port: int, make: Callable[[], WsgiApp]) -> None:
-    """One process: its own socket on the shared port, its own app (PKCS#11 after fork)."""
+    """One process: its own socket on the shared port, its own app (PKCS#11 after fork).
+    SIGTERM and SIGINT are blocked on entry (run() forks with them blocked) and unblocked
+    once the loop handles them."""
     app = make()
 
     async def main() -> None:
@@ -228,8 +292,9 @@ def run_worker(host: str, port: int, make: Callable[[], WsgiApp]) -> None:
             if not stop.done():
                 stop.set_result(None)
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in _STOP_SIGNALS:
             loop.add_signal_handler(sig, done)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         server = await loop.create_server(lambda: _Connection(app, port), sock=listen(host, port))
         async with server:
             await stop
@@ -238,15 +303,22 @@ def run_worker(host: str, port: int, make: Callable[[], WsgiApp]) -> None:
 
 
 def run(host: str, port: int, workers: int, make: Callable[[], WsgiApp]) -> None:
-    """``workers`` processes (forked; each makes its app after the fork); SIGTERM or SIGINT
-    stops them all; a worker that dies takes the others down (a supervisor restarts it all)."""
+    """``workers`` processes (forked; each makes its app after the fork). SIGTERM or SIGINT
+    stops them all (SIGKILL after STOP_GRACE_SECONDS). A worker that ends when it was not
+    asked to takes the others down and the exit status is 1, so that a supervisor
+    (systemd Restart=on-failure) starts the whole set again."""
     listen(host, port).close()              # a taken port fails here, once, before any fork
+    parent = os.getpid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)    # no signal between the forks
     children: list[int] = []
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
+                _die_with_parent()
+                if os.getppid() != parent:     # the parent died before the line above
+                    os._exit(1)
                 run_worker(host, port, make)
             except BaseException:  # noqa: BLE001  the reason is logged; the parent ends the rest
                 import logging
@@ -255,25 +327,35 @@ def run(host: str, port: int, workers: int, make: Callable[[], WsgiApp]) -> None
             finally:
                 os._exit(code)
         children.append(pid)
+    stopping = False
 
-    def forward(signum: int, _frame: object) -> None:
+    def signal_all(sig: int) -> None:
         for child in children:
             try:
-                os.kill(child, signal.SIGTERM)
+                os.kill(child, sig)
             except ProcessLookupError:
                 pass
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    def stop(_signum: int = 0, _frame: object = None) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            signal_all(signal.SIGTERM)
+            signal.alarm(STOP_GRACE_SECONDS)
+
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, stop)
+    signal.signal(signal.SIGALRM, lambda _s, _f: signal_all(signal.SIGKILL))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     status = 0
     while children:
         try:
-            pid, code = os.wait()
+            pid, _code = os.wait()
         except ChildProcessError:
             break
         if pid in children:
             children.remove(pid)
-            if code != 0 and children:
+            if not stopping:                    # nobody asked it to end
                 status = 1
-                forward(signal.SIGTERM, None)
+                stop()
     sys.exit(status)

@@ -170,3 +170,68 @@ def test_pipelined_requests_are_answered_in_order(front) -> None:  # type: ignor
     first, second = answer.index(b"HTTP/1.1 200 "), answer.index(b"HTTP/1.1 404 ")
     assert first == 0 and second > first
     assert answer.index(b"pipelined-0001") < second < answer.index(b"pipelined-0002")
+
+
+def test_a_client_cannot_grow_or_garble_a_connection(front) -> None:  # type: ignore[no-untyped-def]
+    """A header that never ends is cut at 16 KiB (431); a body over 64 KiB is not read (the
+    answer comes at once, then the connection ends); HEAD has no body (the next answer on
+    the connection is not garbled); an Upgrade gets one answer; HTTP/1.0 keep-alive is said."""
+    host, port, _ = front
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        try:
+            for _ in range(64):                           # 2 MiB of one header, never finished
+                s.sendall(b"a" * 32_768)
+        except (BrokenPipeError, ConnectionResetError):
+            pass                                          # the server had answered and closed
+        assert s.recv(65536).startswith(b"HTTP/1.1 431 ")
+    started = time.monotonic()
+    answer = _raw(host, port, b"POST /ocsp HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\nxx")
+    assert answer.startswith(b"HTTP/1.1 200 ") and time.monotonic() - started < 5
+    assert _status(answer.split(b"\r\n\r\n", 1)[1]) == ("malformed_request", None)
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request("HEAD", "/nowhere")
+    head = conn.getresponse()
+    assert head.status == 404 and head.read() == b""
+    conn.request("GET", "/healthz")
+    assert conn.getresponse().read() == b'{"status":"ok"}'        # not the HEAD's body
+    conn.close()
+    upgrade = _raw(host, port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    assert upgrade.count(b"HTTP/1.1 ") == 1 and upgrade.startswith(b"HTTP/1.1 400 ")
+    old = _raw(host, port, b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.0\r\n\r\n")
+    assert old.count(b"HTTP/1.1 200 ") == 2 and b"Connection: keep-alive" in old
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _gone(pids: list[int], seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if Path(f"/proc/{p}").exists()
+                 and "(zombie)" not in Path(f"/proc/{p}/status").read_text()]
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_dead_worker_stops_the_set_with_status_1(home: Path, ca) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    with running_server(home, command="serve-ocsp") as (_base, proc):
+        workers = _children(proc.pid)
+        os.kill(workers[0], signal.SIGKILL)
+        assert proc.wait(timeout=30) == 1                 # a supervisor restarts the whole set
+        assert _gone(workers)
+
+
+def test_workers_end_with_their_parent(home: Path, ca) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    with running_server(home, command="serve-ocsp") as (_base, proc):
+        workers = _children(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)                 # no chance to stop them itself
+        proc.wait(timeout=30)
+        assert _gone(workers), "a worker outlived its killed parent"
