@@ -102,7 +102,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Server:
+class Server(procs.ServerProcess):
     """`udun serve` as a subprocess, stopped on exit of the `with` block whatever happens."""
 
     def __init__(self, port: int, log_path: Path, env: dict[str, str] | None = None, *, command: str = "serve",
@@ -152,12 +152,6 @@ class Server:
                 time.sleep(0.2)
         raise RuntimeError(f"udun {self.command} did not answer {self.health_path} within {seconds:.0f}s: {self.tail()}")
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
     def pid_list(self) -> list[int | None]:
         """The gunicorn master (its workers are its children): a procs.Group's roots."""
         return [self.pid()]
@@ -172,16 +166,6 @@ class Server:
             if seconds is not None:
                 out[pid] = seconds
         return out
-
-    def tail(self, lines: int = 5) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return " | ".join(text[-lines:])
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

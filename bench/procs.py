@@ -241,7 +241,35 @@ class CpuMeter:
 
 # --- peer servers --------------------------------------------------------------------
 
-class PeerProcess:
+class ServerProcess:
+    """What udun's servers (bench/http_load.Server) and the peers' share: a subprocess whose
+    output goes to ``log_path``, stopped by ``stop()`` on leaving the `with` block."""
+
+    proc: subprocess.Popen[bytes] | None
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def tail(self, lines: int = 5) -> str:
+        """The last lines of its log, on one line (for error messages)."""
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(text[-lines:])
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class PeerProcess(ServerProcess):
     """A peer's server (cfssl, openssl ocsp) as a subprocess in a session of its own,
     stopped with its whole process group on exit of the `with` block whatever happens.
 
@@ -300,24 +328,8 @@ class PeerProcess:
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not answer within {seconds:.0f}s: {self.tail()}")
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
     def worker_cpu(self) -> dict[int, float]:
         return tree_cpu(self.pid())
-
-    def tail(self, lines: int = 5) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return " | ".join(text[-lines:])
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
