@@ -159,6 +159,47 @@ def tsa_tokens(ca: Any, seconds_each: float, rounds: int) -> list[Figure]:
             ("tsa_token_fastder_speedup", f / r if r else 0.0, "ratio")]
 
 
+def ocsp_answers(ca: Any, seconds_each: float, rounds: int) -> list[Figure]:
+    """Nonced OCSP answers/s in process with the CA's delegated responder key (online token,
+    P-256): pkicore.fastder's fast path (what the responder sends) against cryptography's
+    OCSPResponseBuilder it is tested against, alternating; both include the token signature.
+    Why the OCSP part of pkicore.fastder exists: the gap between these two figures."""
+    import os
+    import secrets
+
+    from asn1crypto import x509 as asn1x509
+    from cryptography.x509 import ocsp as cocsp
+
+    from ca.delegated import DelegatedKey
+    from pkicore import ocsp
+
+    d = DelegatedKey(ca, "ocsp", "OCSP responder").current()
+    issuing = ca.chain_der()[0]
+    factory = ocsp.ResponseFactory(d.key, d.scheme, d.cert.dump(), [issuing])
+    name_hash, key_hash = ocsp.issuer_hashes(asn1x509.Certificate.load(issuing), "sha1")
+
+    def answer() -> ocsp.Answer:
+        return ocsp.Answer(ocsp.CertQuery("sha1", name_hash, key_hash, secrets.randbits(120) | 1), "good")
+
+    def fast() -> bytes:
+        now = _now().replace(microsecond=0)
+        return factory.response(answer(), os.urandom(16), now, now, produced_at=now)
+
+    def reference() -> bytes:
+        now = _now().replace(microsecond=0)
+        return factory.reference_response(answer(), os.urandom(16), now, now)
+
+    for build in (fast, reference):      # both make answers that parse and carry a nonce
+        if cocsp.load_der_ocsp_response(build()).response_status is not cocsp.OCSPResponseStatus.SUCCESSFUL:
+            raise RuntimeError(f"{build.__name__} made an unsuccessful OCSP answer")
+    t = interleaved({"fast": fast, "reference": reference}, seconds_each, rounds)
+    f, r = t["fast"].rate, t["reference"].rate
+    log(f"OCSP answers: fast path {t['fast'].ops} in {t['fast'].seconds:.1f}s, "
+        f"builder {t['reference'].ops} in {t['reference'].seconds:.1f}s")
+    return [("ocsp_answer_fastder", f, "resp/s"), ("ocsp_answer_builder", r, "resp/s"),
+            ("ocsp_answer_fastder_speedup", f / r if r else 0.0, "ratio")]
+
+
 def _now() -> Any:
     from datetime import UTC, datetime
 

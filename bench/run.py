@@ -78,6 +78,12 @@ tsa_token_fastder              tokens/s built and signed in process by pkicore.f
 tsa_token_asn1crypto           the same through the asn1crypto declarative builder the fast path
                                is tested against byte for byte, alternating with it in 6 rounds
 tsa_token_fastder_speedup      fast path / asn1crypto: why pkicore.fastder exists (issue 10)
+ocsp_answer_fastder            nonced OCSP answers/s built and signed in process by pkicore.fastder
+                               (what the responder sends) with the CA's delegated responder key
+                               on the online token, a fresh serial and nonce each; 6 s
+ocsp_answer_builder            the same through cryptography's OCSPResponseBuilder the fast path
+                               is tested against byte for byte, alternating with it in 6 rounds
+ocsp_answer_fastder_speedup    fast path / builder: why pkicore.fastder has an OCSP part (issue 11)
 http_verify_evidence_c8        req/s answered 200 with status TOTAL_PASSED and an evidence_id by
                                `udun serve` (gunicorn, one worker per core) when 8 concurrent
                                clients POST DISTINCT signed payments to /api/v1/verify over
@@ -361,6 +367,8 @@ def _measure(report: Report, fx: Any, work: Path, args: argparse.Namespace) -> N
         report.run("issuance", lambda: figures.issuance(fx.ca, fx.csr_der, 5 * s))
         report.run("TSA tokens in process, fast path vs asn1crypto",
                    lambda: figures.tsa_tokens(fx.ca, 6 * s, 6))
+        report.run("nonced OCSP answers in process, fast path vs cryptography's builder",
+                   lambda: figures.ocsp_answers(fx.ca, 6 * s, 6))
     wrk = None if args.no_wrk else http_load.find_wrk()
     cfssl = peers.setup_cfssl(report, work, os.environ["UDUN_BASE_URL"]) if "peers" in only else None
     # Before the server figures: cfssl's OCSP responses are signed for what it issued here.

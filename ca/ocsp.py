@@ -10,7 +10,6 @@ cached answers are still served.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections import OrderedDict
@@ -19,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from asn1crypto import x509
-from cryptography import x509 as cx509
 
 from ca.delegated import CANNOT_SIGN, Delegated, DelegatedKey
 from ca.directory import CaDirectory
@@ -31,12 +29,6 @@ from pkicore.pathstatus import StatusSource
 
 CACHE_MARGIN = timedelta(minutes=5)     # re-sign a cached answer this long before its nextUpdate
 RESPONDER_NAME = "ocsp"
-
-
-@functools.lru_cache(maxsize=8)
-def _certificate(der: bytes) -> cx509.Certificate:
-    """The responder's and the issuing CA's certificates as cryptography objects (few, renewed rarely)."""
-    return cx509.load_der_x509_certificate(der)
 
 
 @dataclass(frozen=True)
@@ -64,7 +56,11 @@ class Responder:
         self._cache_version = -1
         self._requests: OrderedDict[bytes, OcspResult] = OrderedDict()   # the same nonce-less request bytes
         self._cache_size = ca.settings.ocsp_cache_size
-        self._hashes: dict[tuple[bytes, str], tuple[bytes, bytes]] = {}
+        self._hashes: dict[str, tuple[bytes, bytes]] = {}
+        self._issuing_der = b""
+        # The answer factory of the current responder key (its constant DER encoded once);
+        # made again when DelegatedKey hands out another Delegated (renewal, token back).
+        self._factory: tuple[Delegated, ocspmod.ResponseFactory] | None = None
         self._lock = threading.Lock()
 
     def responder(self) -> Delegated:
@@ -73,8 +69,16 @@ class Responder:
 
     def issuing(self) -> x509.Certificate:
         if self._issuing is None:
-            self._issuing = x509.Certificate.load(self.ca.authority("issuing").cert_der)
+            self._issuing_der = self.ca.authority("issuing").cert_der
+            self._issuing = x509.Certificate.load(self._issuing_der)
         return self._issuing
+
+    def _answers(self, r: Delegated) -> ocspmod.ResponseFactory:
+        made = self._factory
+        if made is None or made[0] is not r:
+            self.issuing()
+            made = self._factory = (r, ocspmod.ResponseFactory(r.key, r.scheme, r.cert.dump(), [self._issuing_der]))
+        return made[1]
 
     # --- answering -----------------------------------------------------------------
 
@@ -122,8 +126,7 @@ class Responder:
         r = self.responder()
         now = self.ca.clock().replace(microsecond=0)
         next_update = now + timedelta(minutes=self.ca.settings.ocsp_minutes)
-        der = ocspmod.build_response(r.key, r.scheme, _certificate(r.cert.dump()), [_certificate(issuing.dump())],
-                                     answer, req.nonce, this_update=now, next_update=next_update)
+        der = self._answers(r).response(answer, req.nonce, this_update=now, next_update=next_update, produced_at=now)
         cacheable = cacheable and answer.status != "unknown"
         result = OcspResult(der, next_update if cacheable else None, now)
         if cacheable:
@@ -132,11 +135,10 @@ class Responder:
         return result
 
     def _issuer_hashes(self, issuing: x509.Certificate, hash_name: str) -> tuple[bytes, bytes]:
-        """The issuing CA's CertID hashes, computed once per hash algorithm."""
-        key = (issuing.dump(), hash_name)
-        hashes = self._hashes.get(key)
+        """The issuing CA's CertID hashes (loaded once per responder), computed once per hash algorithm."""
+        hashes = self._hashes.get(hash_name)
         if hashes is None:
-            hashes = self._hashes[key] = ocspmod.issuer_hashes(issuing, hash_name)
+            hashes = self._hashes[hash_name] = ocspmod.issuer_hashes(issuing, hash_name)
         return hashes
 
     def _status(self, q: CertQuery, issuing_id: int) -> Answer:

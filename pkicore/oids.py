@@ -29,6 +29,10 @@ ID_KP_DOCUMENT_SIGNING = "1.3.6.1.5.5.7.3.36"                # RFC 9336 §3.1 id
 ANY_POLICY = "2.5.29.32.0"                                   # RFC 5280 §4.2.1.4 anyPolicy
 ID_CE_AUTHORITY_KEY_IDENTIFIER = "2.5.29.35"                 # RFC 5280 §4.2.1.1
 
+# --- OCSP (RFC 6960) ----------------------------------------------------------------------
+ID_PKIX_OCSP_BASIC = "1.3.6.1.5.5.7.48.1.1"                  # RFC 6960 §4.2.1 id-pkix-ocsp-basic
+ID_PKIX_OCSP_NONCE = "1.3.6.1.5.5.7.48.1.2"                  # RFC 6960 §4.4.1, RFC 8954 §2.1
+
 # --- keys, digests and signatures -------------------------------------------------------
 ID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"                       # RFC 5480 §2.1.1 id-ecPublicKey
 RSA_ENCRYPTION = "1.2.840.113549.1.1.1"                      # RFC 8017 App. C rsaEncryption
