@@ -10,7 +10,8 @@ connections over them). HTTP parsing is httptools (llhttp, Node.js's parser).
 
 Each request goes through the same WSGI path as under gunicorn: webapi.observability's
 Observed (request id, metrics, the JSON access line) around webapi.ocsp_wsgi's OcspFastPath
-(the answer, its caching headers), so both servers answer byte for byte alike. Anything but
+(the answer, its caching headers), so both servers answer byte for byte alike. The access
+lines of one turn of the loop are written together (observability.batch_access_lines). Anything but
 POST /ocsp, GET /ocsp/{request} and GET /healthz is a 404.
 
 Limits (a client cannot hold memory or a connection for long): request line and headers
@@ -294,12 +295,16 @@ def run_worker(host: str, port: int, make: Callable[[], WsgiApp]) -> None:
 
         for sig in _STOP_SIGNALS:
             loop.add_signal_handler(sig, done)
+        obs.batch_access_lines(loop.call_soon)          # one log write per turn of the loop
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         server = await loop.create_server(lambda: _Connection(app, port), sock=listen(host, port))
         async with server:
             await stop
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        obs.flush_access_lines()
 
 
 def run(host: str, port: int, workers: int, make: Callable[[], WsgiApp]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import os
 import socket
 import time
@@ -74,6 +75,18 @@ def test_answers_over_one_kept_connection(front, ca, admin_client) -> None:  # t
     resp = conn.getresponse()
     assert resp.status == 200 and resp.read() == b'{"status":"ok"}' and resp.getheader("Connection") == "close"
     conn.close()
+    # One access line a request, written by the worker a turn of its loop at a time.
+    wanted = {f"front-test-{i:04d}" for i in range(6)}
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [json.loads(line) for line in Path(os.environ["UDUN_LOG_FILE"]).read_text("utf-8").splitlines()]
+        mine = [e for e in lines if e.get("request_id") in wanted and e["logger"] == "udun.access"]
+        if len(mine) >= len(wanted) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert sorted(e["request_id"] for e in mine) == sorted(wanted)
+    assert {(e["route"], e["status"], e["method"]) for e in mine} == {("/ocsp", 200, "POST")}
+    assert all(e["pid"] != os.getpid() and e["bytes"] > 0 for e in mine)
 
 
 def test_openssl_ocsp_accepts_the_answer(front, ca, admin_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
