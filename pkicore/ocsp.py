@@ -188,16 +188,24 @@ class ResponseFactory:
                  produced_at: datetime) -> bytes:
         """The OCSPResponse for ``answer``: no nextUpdate for an unknown serial, the nonce
         echoed (RFC 8954), the revocation reason unless unspecified (RFC 5280 §5.3.1)."""
+        return self.signed(self.to_be_signed(answer, nonce, this_update, next_update, produced_at))
+
+    def to_be_signed(self, answer: Answer, nonce: bytes | None, this_update: datetime, next_update: datetime,
+                     produced_at: datetime) -> bytes:
+        """The ResponseData of ``response`` (what ``signed`` signs; several can be signed in a row)."""
         q = answer.query
         revoked = answer.status == "revoked"
         reason = answer.reason if revoked and answer.reason != "unspecified" else None
-        data = fastder.ocsp_response_data(
+        return fastder.ocsp_response_data(
             self._template, hash_name=q.hash_name, issuer_name_hash=q.issuer_name_hash,
             issuer_key_hash=q.issuer_key_hash, serial=q.serial, status=answer.status,
             revoked_at=answer.revoked_at if revoked else None, reason=reason, this_update=this_update,
             next_update=None if answer.status == "unknown" else next_update, produced_at=produced_at, nonce=nonce)
-        signature = self._signer.sign_digest(hashlib.sha256(data).digest(), self._scheme)
-        return fastder.ocsp_response(self._template, data, signature)
+
+    def signed(self, response_data: bytes) -> bytes:
+        """The OCSPResponse of a ResponseData from ``to_be_signed``, signed by the responder key."""
+        signature = self._signer.sign_digest(hashlib.sha256(response_data).digest(), self._scheme)
+        return fastder.ocsp_response(self._template, response_data, signature)
 
     def reference_response(self, answer: Answer, nonce: bytes | None, this_update: datetime,
                            next_update: datetime) -> bytes:

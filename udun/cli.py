@@ -242,7 +242,7 @@ def serve_ocsp_cmd(host: str, port: int, workers: int | None) -> None:
     from ca.ocsp import Responder
     from pkicore.errors import ErrorKind as Kind
     from webapi.observability import configure_logging, watch_pool
-    from webapi.ocspfront import WsgiApp, make_app, run
+    from webapi.ocspfront import Front, make_app, run
 
     s = settings()
     ca = CaDirectory.open(s)
@@ -255,7 +255,7 @@ def serve_ocsp_cmd(host: str, port: int, workers: int | None) -> None:
              "tryLater until it is back)")
     token.finalize_before_fork()    # each worker initialises the module and logs in after fork
 
-    def make() -> WsgiApp:
+    def make() -> Front:
         configure_logging(s)
         directory = CaDirectory.open(s, migrate_schema=False)
         watch_pool(directory.store.engine)

@@ -253,3 +253,60 @@ def test_answer_cache_is_bounded_and_keeps_no_unknown_serials(ca, enrolled) -> N
     for serial in known:
         small.respond(_request(ca, serial, None))
     assert len(small._cache) == 2 and len(small._requests) == 2
+
+
+def _nonce_of(der: bytes) -> bytes | None:
+    exts = ocsp.OCSPResponse.load(der).basic_ocsp_response["tbs_response_data"]["response_extensions"]
+    return {e["extn_id"].native: e["extn_value"].parsed.native for e in exts or []}.get("nonce")
+
+
+def test_a_batch_signs_the_nonced_requests_ahead(ca, enrolled) -> None:  # type: ignore[no-untyped-def]
+    """Responder.batch (udun serve-ocsp's turn of the loop): the nonced requests answered
+    ahead, each its own answer with its own nonce; the rest (cached, garbage, a foreign
+    issuer, an unknown serial) answered as alone; nothing kept after the block."""
+    from ca.ocsp import Responder
+
+    responder = Responder(ca)
+    serial = int(enrolled["user-ec"].serial, 16)
+    nonces = [os.urandom(16) for _ in range(3)]
+    nonced = [_request(ca, serial, n) for n in nonces]
+    rogue = x509.Certificate.load(make_root(SoftwareKey()))
+    others = [_request(ca, serial, None), b"garbage", _request(ca, 12345, os.urandom(8), issuer=rogue),
+              _request(ca, 0x7777777777777777, b"unknown-serial")]
+    with responder.batch([*nonced, nonced[0], *others]):
+        assert sorted(responder._prepared) == sorted([*nonced, others[3]])      # signed ahead
+        answers = [responder.respond(d).der for d in [*nonced, nonced[0], *others]]
+        assert not responder._prepared
+    assert [_nonce_of(a) for a in answers[:4]] == [*nonces, nonces[0]]          # the repeat signed again
+    assert answers[0] != answers[3]
+    for a in answers[:4]:
+        single = ocsp.OCSPResponse.load(a).basic_ocsp_response["tbs_response_data"]["responses"][0]
+        assert single["cert_status"].name == "good" and single["cert_id"]["serial_number"].native == serial
+    assert [_status_of(a) for a in answers[4:]] == ["successful", "malformed_request", "unauthorized", "successful"]
+    assert _nonce_of(answers[4]) is None and _nonce_of(answers[7]) == b"unknown-serial"
+
+
+def test_a_batch_whose_token_fails_leaves_the_rest_to_respond(ca, enrolled, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The responder key failing mid-batch (its token away): what was signed is handed out,
+    the rest answered one by one as before (tryLater while the key cannot sign)."""
+    from ca.ocsp import Responder
+    from pkicore import ocsp as ocspmod
+    from pkicore.errors import ErrorKind, PkiError
+
+    responder = Responder(ca)
+    serial = int(enrolled["user-ec"].serial, 16)
+    nonced = [_request(ca, serial, os.urandom(16)) for _ in range(3)]
+    real = ocspmod.ResponseFactory.signed
+    calls: list[bytes] = []
+
+    def second_fails(self, data: bytes) -> bytes:  # type: ignore[no-untyped-def]
+        calls.append(data)
+        if len(calls) >= 2:
+            raise PkiError(ErrorKind.UNAVAILABLE, "the token is away (injected)")
+        return real(self, data)
+
+    monkeypatch.setattr(ocspmod.ResponseFactory, "signed", second_fails)
+    with responder.batch(nonced):
+        assert list(responder._prepared) == nonced[:1]
+        statuses = [_status_of(responder.respond(d).der) for d in nonced]
+    assert statuses == ["successful", "try_later", "try_later"]

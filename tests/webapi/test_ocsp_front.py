@@ -185,6 +185,31 @@ def test_pipelined_requests_are_answered_in_order(front) -> None:  # type: ignor
     assert answer.index(b"pipelined-0001") < second < answer.index(b"pipelined-0002")
 
 
+def test_pipelined_ocsp_answers_keep_their_order(front, ca, admin_client) -> None:  # type: ignore[no-untyped-def]
+    """Requests read in one turn are answered together (nonced ones signed in a row), each
+    connection's answers in the order asked, a refusal after the answers before it."""
+    host, port, _ = front
+    cert, issuer = _cert(ca, admin_client), x509.Certificate.load(ca.chain_der()[0])
+    nonces = [os.urandom(16) for _ in range(4)]
+    bodies = [build_request(cert, issuer, n) for n in nonces[:2]] + [build_request(cert, issuer)] + \
+        [build_request(cert, issuer, n) for n in nonces[2:]]
+    wire = b"".join(b"POST /ocsp HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(b) + b for b in bodies)
+    answer = _raw(host, port, wire + b"NOT HTTP\r\n\r\n")
+    statuses, echoed = [], []
+    while answer:
+        head, rest = answer.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        length = int(next(v for k, _, v in (line.partition(b":") for line in lines[1:]) if k.lower() == b"content-length"))
+        body, answer = rest[:length], rest[length:]
+        statuses.append(lines[0][len(b"HTTP/1.1 "):][:3])
+        if statuses[-1] == b"200":
+            assert _status(body) == ("successful", "good")
+            resp = ocsp.OCSPResponse.load(body)
+            echoed.append(resp.nonce_value.native if resp.nonce_value is not None else None)
+    assert statuses == [b"200"] * 5 + [b"400"]
+    assert echoed == [nonces[0], nonces[1], None, nonces[2], nonces[3]]
+
+
 def test_a_client_cannot_grow_or_garble_a_connection(front) -> None:  # type: ignore[no-untyped-def]
     """A header that never ends is cut at 16 KiB (431); a body over 64 KiB is not read (the
     answer comes at once, then the connection ends); HEAD has no body (the next answer on
