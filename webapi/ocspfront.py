@@ -36,6 +36,7 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
+from pkicore.errors import ErrorKind, PkiError
 from webapi import observability as obs
 from webapi.ocsp_wsgi import MAX_BODY, OcspFastPath
 
@@ -390,7 +391,10 @@ def run(host: str, port: int, workers: int, make: Callable[[], Front]) -> None:
     stops them all (SIGKILL after STOP_GRACE_SECONDS). A worker that ends when it was not
     asked to takes the others down and the exit status is 1, so that a supervisor
     (systemd Restart=on-failure) starts the whole set again."""
-    listen(host, port).close()              # a taken port fails here, once, before any fork
+    try:
+        listen(host, port).close()          # a taken port fails here, once, before any fork
+    except OSError as e:
+        raise PkiError(ErrorKind.CONFLICT, f"cannot listen on {host}:{port}: {e.strerror or e}") from e
     parent = os.getpid()
     signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)    # no signal between the forks
     children: list[int] = []

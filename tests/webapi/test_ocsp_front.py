@@ -273,3 +273,16 @@ def test_workers_end_with_their_parent(home: Path, ca) -> None:  # type: ignore[
         os.kill(proc.pid, signal.SIGKILL)                 # no chance to stop them itself
         proc.wait(timeout=30)
         assert _gone(workers), "a worker outlived its killed parent"
+
+
+def test_a_taken_port_is_a_clear_error(home: Path, ca) -> None:  # type: ignore[no-untyped-def]
+    from helpers import udun
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = udun("serve-ocsp", "--port", str(port), env={"UDUN_HOME": str(home)})
+    err = proc.stderr.decode()
+    assert proc.returncode == 2
+    assert f"error [conflict]: cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
