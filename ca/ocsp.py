@@ -178,7 +178,11 @@ class Responder:
 
     def _prepare(self, requests: Sequence[bytes]) -> dict[bytes, OcspResult]:
         staged: list[tuple[bytes, ocspmod.ParsedRequest, _Staged]] = []
+        with self._lock:
+            cached = {der for der in requests if der in self._requests}
         for der in dict.fromkeys(requests):               # a repeated request: answered once here
+            if der in cached:                             # pre-signed: respond() finds it unparsed
+                continue
             try:
                 req = ocspmod.parse_request(der)
                 if req.nonce is not None:                 # the others are pre-signed and cached

@@ -32,6 +32,7 @@ when a general-purpose DER helper elsewhere does.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -156,7 +157,7 @@ class OcspTemplate:
     responder_id: bytes              # ResponderID, byKey [2] EXPLICIT (RFC 6960 §4.2.2.3)
     signature_algorithm: bytes       # BasicOCSPResponse.signatureAlgorithm
     certificates: bytes              # the Certificate DER of the responder and its chain, concatenated
-    cert_id_algorithms: tuple[tuple[str, bytes], ...]   # (hash name, CertID hashAlgorithm DER)
+    cert_id_algorithms: Mapping[str, bytes]   # hash name -> CertID hashAlgorithm DER
 
 
 def _ocsp_time(moment: datetime) -> bytes:
@@ -172,7 +173,7 @@ def ocsp_response_data(t: OcspTemplate, *, hash_name: str, issuer_name_hash: byt
 
     ``reason`` is left out of RevokedInfo when None; the caller leaves out "unspecified"
     (RFC 5280 §5.3.1 says to)."""
-    algorithm = dict(t.cert_id_algorithms)[hash_name]
+    algorithm = t.cert_id_algorithms[hash_name]
     cert_id = _tlv(_SEQUENCE, algorithm + _tlv(_OCTET_STRING, issuer_name_hash)
                    + _tlv(_OCTET_STRING, issuer_key_hash) + _integer(serial))
     if status == "good":

@@ -179,8 +179,8 @@ class ResponseFactory:
             signature_algorithm=algos.SignedDigestAlgorithm({"algorithm": signature_algorithm}).dump(),
             certificates=b"".join((responder_cert_der, *chain_der)),
             # CertID's hashAlgorithm with NULL parameters, as cryptography writes it
-            cert_id_algorithms=tuple((name, algos.DigestAlgorithm({"algorithm": name, "parameters": core.Null()}).dump())
-                                     for name in _HASHES))
+            cert_id_algorithms={name: algos.DigestAlgorithm({"algorithm": name, "parameters": core.Null()}).dump()
+                                for name in _HASHES})
         self._reference = (cx509.load_der_x509_certificate(responder_cert_der),
                            [cx509.load_der_x509_certificate(c) for c in chain_der])
 

@@ -37,5 +37,9 @@ def require_key(key: str | None) -> Response | None:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     # RFC 9110 §11.1: the scheme name is case-insensitive.
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key.encode()):
-        return problem(401, "unauthorized", "unauthorized", "a valid admin API key is required")
+        resp = problem(401, "unauthorized", "unauthorized", "a valid admin API key is required")
+        # RFC 9110 §11.6.1: a 401 names the scheme it wants; RFC 6750 §3: invalid_token
+        # when a token was sent and did not match.
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="udun"' + (', error="invalid_token"' if given else "")
+        return resp
     return None

@@ -232,21 +232,37 @@ class _AccessBatch:
     def flush(self) -> None:
         if not self.lines:
             return
-        text = "\n".join(self.lines) + "\n"
-        self.lines.clear()
+        lines, self.lines = self.lines, []
         h = self.handler
         h.acquire()
         try:
-            if h.stream is not None:                   # None: a FileHandler closed (it reopens on emit)
-                h.stream.write(text)
-                h.flush()
-        except OSError:
+            if h.stream is None:                       # a FileHandler closed: emit() opens it again
+                h.stream = h._open()  # type: ignore[attr-defined]
+            # Writes of at most PIPE_BUF octets, each flushed on its own: on a pipe or socket
+            # (journald, a container's stdout) shared by the workers a larger write may be
+            # interleaved with another worker's mid-line; up to PIPE_BUF it is whole (POSIX).
+            chunk: list[str] = []
+            size = 0
+            for line in lines:
+                # A line with other than ASCII (a path, say) goes alone: its encoded size
+                # depends on the stream's encoding.
+                n = len(line) + 1 if line.isascii() else _WRITE_MAX
+                if chunk and size + n > _WRITE_MAX:
+                    h.stream.write("\n".join(chunk) + "\n")
+                    h.stream.flush()
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += n
+            h.stream.write("\n".join(chunk) + "\n")
+            h.stream.flush()
+        except (OSError, ValueError):
             pass                                       # as logging's handleError: a log write never fails a request
         finally:
             h.release()
 
 
 ACCESS_BATCH_MAX = 256
+_WRITE_MAX = 4096          # octets a write, PIPE_BUF on Linux (POSIX: at least 512)
 _batch: _AccessBatch | None = None
 _pid = os.getpid()
 os.register_at_fork(after_in_child=lambda: globals().update(_pid=os.getpid()))
@@ -262,8 +278,10 @@ def batch_access_lines(schedule: Callable[[Callable[[], None]], object]) -> bool
     ours = [h for h in logging.getLogger().handlers if hasattr(h, "_udun_target")]
     plain = all(not lg.handlers and not lg.filters and lg.propagate
                 for lg in (access_log, logging.getLogger("udun")))
-    if (len(ours) != 1 or len(logging.getLogger().handlers) != 1 or not plain
-            or not isinstance(ours[0], logging.StreamHandler) or not access_log.isEnabledFor(logging.INFO)):
+    root = logging.getLogger()
+    if (len(ours) != 1 or len(root.handlers) != 1 or not plain or root.filters or access_log.disabled
+            or not isinstance(ours[0], logging.StreamHandler) or ours[0].level > logging.INFO
+            or not access_log.isEnabledFor(logging.INFO)):
         return False
     _batch = _AccessBatch(ours[0], schedule)
     return True

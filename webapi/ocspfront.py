@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import io
 import json
+import logging
 import os
 import signal
 import socket
@@ -81,6 +82,14 @@ def make_app(responder: Any) -> Front:
 
 
 @dataclass(frozen=True)
+class _Raw:
+    """Bytes written as they are: a refusal (then the connection ends) or 100 Continue."""
+
+    data: bytes
+    close: bool
+
+
+@dataclass(frozen=True)
 class _Request:
     """One request as read: answered in the next turn of the loop."""
 
@@ -105,9 +114,9 @@ class _Turn:
                  batch: Callable[[Sequence[bytes]], contextlib.AbstractContextManager[None]]) -> None:
         self.loop = loop
         self.batch = batch
-        self.items: list[tuple[_Connection, _Request | bytes]] = []
+        self.items: list[tuple[_Connection, _Request | _Raw]] = []
 
-    def add(self, conn: _Connection, item: _Request | bytes) -> None:
+    def add(self, conn: _Connection, item: _Request | _Raw) -> None:
         if not self.items:
             self.loop.call_soon(self.run)
         self.items.append((conn, item))
@@ -115,11 +124,20 @@ class _Turn:
 
     def run(self) -> None:
         items, self.items = self.items, []
-        bodies = [i.body for _c, i in items if isinstance(i, _Request) and i.method == b"POST" and i.body]
-        with self.batch(bodies):
+        bodies = [i.body for c, i in items if isinstance(i, _Request) and c.transport is not None
+                  and i.method == b"POST" and i.body and i.url.split(b"?", 1)[0] == b"/ocsp"]
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(self.batch(bodies))
+            except Exception:  # noqa: BLE001  each request is then answered on its own
+                logging.getLogger("udun.ocspfront").exception("answering a turn together failed")
             for conn, item in items:
                 conn.queued -= 1
-                conn.deliver(item)
+                try:
+                    conn.deliver(item)
+                except Exception:  # noqa: BLE001  one connection's failure is not the others'
+                    logging.getLogger("udun.ocspfront").exception("an answer of the OCSP front failed")
+                    conn._close()
 
 
 class _Connection(asyncio.Protocol):
@@ -224,8 +242,8 @@ class _Connection(asyncio.Protocol):
             self.too_big, self.answered_early = True, True
             self._answer(keep=False)
             return
-        if fields.get(b"expect", b"").lower() == b"100-continue" and not self.queued:
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if fields.get(b"expect", b"").lower() == b"100-continue":
+            self._send(_Raw(b"HTTP/1.1 100 Continue\r\n\r\n", close=False))
 
     def on_body(self, body: bytes) -> None:
         if not self.too_big:
@@ -244,18 +262,33 @@ class _Connection(asyncio.Protocol):
         self._reset()
         if not keep:
             self.closing = True
+        if self.deadline is not None:
+            # Read in full: no deadline while it waits (a deadline due in this very turn
+            # would close the connection unanswered); deliver() arms the next one.
+            self.deadline.cancel()
+            self.deadline = None
         if self.turn is None:
             self.deliver(req)
         else:
             self.turn.add(self, req)
 
-    def deliver(self, item: _Request | bytes) -> None:
-        """Write an answer (or a refusal's bytes, after which the connection ends)."""
+    def _send(self, item: _Raw) -> None:
+        """Bytes to write now, or behind this connection's answers still waiting."""
+        if self.queued and self.turn is not None:
+            self.turn.add(self, item)
+        else:
+            self.deliver(item)
+
+    def deliver(self, item: _Request | _Raw) -> None:
+        """Write an answer, a refusal (after which the connection ends) or 100 Continue."""
         if self.transport is None:
             return
-        if isinstance(item, bytes):
-            self.transport.write(item)
-            self._close()
+        if isinstance(item, _Raw):
+            self.transport.write(item.data)
+            if item.close:
+                self._close()
+            elif not self.queued and self.deadline is None:
+                self._arm()                              # the deadline of the request it continues
             return
         status, headers, body = self._call(item)
         head = [f"HTTP/1.1 {status}\r\n".encode()]
@@ -310,7 +343,6 @@ class _Connection(asyncio.Protocol):
         try:
             out = b"".join(self.app(environ, start_response))
         except Exception:  # noqa: BLE001  never a traceback to the client
-            import logging
             logging.getLogger("udun.ocspfront").exception("the OCSP front's app failed")
             out = _problem(500, "internal", "the server failed; the error was logged")
             answer[:] = ["500 Internal Server Error", [("Content-Type", "application/problem+json"),
@@ -325,10 +357,7 @@ class _Connection(asyncio.Protocol):
         body = _problem(status, code, detail)
         answer = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: application/problem+json\r\n"
                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
-        if self.queued and self.turn is not None:
-            self.turn.add(self, answer)
-        else:
-            self.deliver(answer)
+        self._send(_Raw(answer, close=True))
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -408,7 +437,6 @@ def run(host: str, port: int, workers: int, make: Callable[[], Front]) -> None:
                     os._exit(1)
                 run_worker(host, port, make)
             except BaseException:  # noqa: BLE001  the reason is logged; the parent ends the rest
-                import logging
                 logging.getLogger("udun.ocspfront").exception("OCSP worker failed")
                 code = 1
             finally:

@@ -146,9 +146,10 @@ def _common_responses() -> Json:
             "malformed request: code `bad-input` (or `bad-transaction`, `bad-csr`, `unsupported`), with the "
             "`field` at fault when there is one",
             _example_problem(400, "bad-input", "bad input", "cms is not valid base64", field="cms")),
-        "Unauthorized": _problem_response(
+        "Unauthorized": {**_problem_response(
             "no or wrong admin API key (`Authorization: Bearer KEY`, RFC 6750; the scheme is case-insensitive)",
             _example_problem(401, "unauthorized", "unauthorized", "a valid admin API key is required")),
+            "headers": {"WWW-Authenticate": _hdr("WwwAuthenticate")}},
         "NotFound": _problem_response(
             "no such resource", _example_problem(404, "not-found", "not found", "no such evidence record")),
         "TooLarge": _problem_response(
@@ -173,6 +174,8 @@ def _common_headers() -> Json:
         "Expires": _header("HTTP date after which the answer is stale"),
         "LastModified": _header("HTTP date: the thisUpdate of the CRL or OCSP answer"),
         "RetryAfter": _header("seconds until the token is looked for again (RFC 9110 §10.2.3)"),
+        "WwwAuthenticate": _header('the scheme wanted: Bearer realm="udun", with error="invalid_token" when a '
+                                   "key was sent and did not match (RFC 9110 §11.6.1, RFC 6750 §3)", required=True),
     }
 
 

@@ -101,3 +101,38 @@ def test_no_batching_past_another_handler(settings) -> None:  # type: ignore[no-
             assert not obs.batch_access_lines(lambda f: None)
         finally:
             obs.access_log.removeFilter(keep)
+
+
+class _Recorder:
+    """A stream that keeps each flushed write apart (what a pipe's reader would see)."""
+
+    def __init__(self) -> None:
+        self.pending = ""
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.writes.append(self.pending)
+            self.pending = ""
+
+
+def test_writes_stay_within_pipe_buf() -> None:
+    """Several workers share stderr (a pipe under systemd or a container): each write is at
+    most PIPE_BUF octets of whole lines, so no two workers' lines interleave mid-line; a
+    line with other than ASCII is written alone."""
+    stream = _Recorder()
+    batch = obs._AccessBatch(logging.StreamHandler(stream), lambda f: None)  # type: ignore[arg-type]
+    fields = [{"request_id": f"pipe-{i:04d}", "path": "/ocsp" if i != 7 else "/证书", "status": 200}
+              for i in range(60)]
+    for f in fields:
+        batch.add(f)
+    batch.flush()
+    assert len(stream.writes) > 2 and not stream.pending
+    assert all(len(w.encode()) <= 4096 and w.endswith("\n") for w in stream.writes)
+    lines = [json.loads(line) for w in stream.writes for line in w.splitlines()]
+    assert [e["request_id"] for e in lines] == [f["request_id"] for f in fields]
+    assert [w for w in stream.writes if "证书" in w] == [w for w in stream.writes if w.count("\n") == 1 and "证书" in w]

@@ -90,6 +90,8 @@ def test_every_status_route_needs_the_key(admin_client, ca) -> None:  # type: ig
         for headers in ({}, {"Authorization": "Bearer wrong-key-wrong-key-wrong-key-0000"}):
             resp = admin_client.post(f"/api/v1/certificates/{serial}/{route}", headers=headers, json={})
             assert resp.status_code == 401, (route, resp.get_json())
+            assert resp.headers["WWW-Authenticate"] == ('Bearer realm="udun"' + (', error="invalid_token"'
+                                                                                 if headers else ""))
     assert admin_client.post("/api/v1/crls").status_code == 401
     assert ca.get(serial).status == "good" and ca.latest_crl("issuing").number == crl_before
 

@@ -286,3 +286,89 @@ def test_a_taken_port_is_a_clear_error(home: Path, ca) -> None:  # type: ignore[
     err = proc.stderr.decode()
     assert proc.returncode == 2
     assert f"error [conflict]: cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+# --- the turn, in process (webapi.ocspfront._Turn over a loopback listener) ------------------
+
+def _tiny_app(environ, start_response):  # type: ignore[no-untyped-def]
+    if environ["PATH_INFO"] == "/bad":
+        start_response("200 OK", [("X-Bad", "\u20ac")])         # not latin-1: writing this answer fails
+        return [b"x"]
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+
+
+def _in_turns(check) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import contextlib
+
+    from webapi import ocspfront
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        turn = ocspfront._Turn(loop, lambda bodies: contextlib.nullcontext())
+        conns: list[ocspfront._Connection] = []
+
+        def make() -> ocspfront._Connection:
+            conns.append(ocspfront._Connection(_tiny_app, 0, turn))
+            return conns[-1]
+
+        server = await loop.create_server(make, "127.0.0.1", 0)
+        async with server:
+            await check(server.sockets[0].getsockname()[1], conns)
+
+    asyncio.run(main())
+
+
+def test_a_request_read_as_its_deadline_falls_is_answered(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Read in the turn in which the connection's deadline is due: answered, not dropped."""
+    import asyncio
+
+    from webapi import ocspfront
+
+    monkeypatch.setattr(ocspfront, "IDLE_SECONDS", 0.3)
+
+    async def check(port: int, conns: list) -> None:  # type: ignore[type-arg]
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            await asyncio.sleep(0.05)                       # accepted: the deadline is armed
+            time.sleep(0.15)
+            s.sendall(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")   # in full, before the deadline
+            time.sleep(0.3)                                 # the loop busy past it (a batch being signed)
+            await asyncio.sleep(0.2)
+            assert s.recv(100) == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    _in_turns(check)
+
+
+def test_one_failing_answer_leaves_the_turn_to_the_others() -> None:
+    """An answer that cannot be written ends its own connection; the rest of the turn is
+    answered, and 100 Continue behind a waiting answer still comes, after it."""
+    import asyncio
+
+    async def check(port: int, conns: list) -> None:  # type: ignore[type-arg]
+        ra, wa = await asyncio.open_connection("127.0.0.1", port)
+        rb, wb = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.sleep(0.05)
+        wa.write(b"GET /bad HTTP/1.1\r\nHost: x\r\n\r\n")
+        wb.write(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\nGET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await wa.drain()
+        await wb.drain()
+        assert await asyncio.wait_for(ra.read(), 5) == b""                      # closed, unanswered
+        assert (await asyncio.wait_for(rb.read(), 5)).count(b"HTTP/1.1 200 OK") == 2
+        rc, wc = await asyncio.open_connection("127.0.0.1", port)
+        wc.write(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n"
+                 b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+        await wc.drain()
+        got = b""
+        while b"100 Continue" not in got:
+            got += await asyncio.wait_for(rc.read(1000), 5)
+        assert got.index(b"200 OK") < got.index(b"100 Continue")
+        wc.write(b"abc")
+        await wc.drain()
+        while got.count(b"200 OK") < 2:
+            got += await asyncio.wait_for(rc.read(1000), 5)
+        for w in (wa, wb, wc):
+            w.close()
+        assert [c.queued for c in conns] == [0, 0, 0]
+
+    _in_turns(check)
