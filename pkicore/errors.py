@@ -22,6 +22,7 @@ class ErrorKind(enum.Enum):
     PIN = "pin-incorrect"                 # wrong PIN or PIN locked
     NOT_INITIALISED = "not-initialised"   # CA not set up yet
     UNSUPPORTED = "unsupported"           # algorithm or feature we do not support
+    MEDIA_TYPE = "unsupported-media-type"  # the body's Content-Type is none the endpoint reads
     UNAVAILABLE = "unavailable"           # a service we need (database, token) failed: retry later
     INTERNAL = "internal"                 # a bug or an environment failure
 

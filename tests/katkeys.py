@@ -105,3 +105,16 @@ def kat_rsa_key() -> Any:
 
 def der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
+
+
+def delegated_cert(issuer_key: Any, issuer: x509.Certificate, key: Any, cn: str, serial: int,
+                   purpose: x509.ObjectIdentifier, purpose_critical: bool) -> bytes:
+    """An end-entity certificate for ``key`` with one extended key usage (a TSA's
+    timeStamping, RFC 3161 §2.3; an OCSP responder's OCSPSigning, RFC 6960 §4.2.2.2)."""
+    return der(x509.CertificateBuilder().subject_name(name(cn)).issuer_name(issuer.subject)
+               .public_key(key.public_key()).serial_number(serial)
+               .not_valid_before(VALID_FROM).not_valid_after(VALID_FROM + timedelta(days=3650))
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+               .add_extension(x509.ExtendedKeyUsage([purpose]), critical=purpose_critical)
+               .sign(issuer_key, hashes.SHA256()))

@@ -45,7 +45,7 @@ def signed_payment(req: Request) -> tuple[bytes, bytes | None]:
         cms = _b64(body.get("cms"), "cms")
         content = _b64(body["content"], "content") if body.get("content") is not None else None
         return cms, content
-    raise PkiError(ErrorKind.BAD_INPUT,
+    raise PkiError(ErrorKind.MEDIA_TYPE,
                    "send the CMS as application/pkcs7-mime (DER) or JSON {\"cms\": base64, \"content\": base64}")
 
 
@@ -55,7 +55,7 @@ def json_object(req: Request, fields: tuple[str, ...]) -> dict[str, Any]:
     if not data.strip():
         return {}
     if req.mimetype != "application/json":
-        raise PkiError(ErrorKind.BAD_INPUT, "send the body as application/json")
+        raise PkiError(ErrorKind.MEDIA_TYPE, "send the body as application/json")
     try:
         body = json.loads(data)
     except (ValueError, RecursionError):

@@ -152,6 +152,9 @@ def _common_responses() -> Json:
             "headers": {"WWW-Authenticate": _hdr("WwwAuthenticate")}},
         "NotFound": _problem_response(
             "no such resource", _example_problem(404, "not-found", "not found", "no such evidence record")),
+        "MediaType": _problem_response(
+            "the body's Content-Type is none this endpoint reads (RFC 9110 §15.5.16)",
+            _example_problem(415, "unsupported-media-type", "media type", "send the body as application/json")),
         "TooLarge": _problem_response(
             "the body is larger than this service accepts",
             _example_problem(413, "too-large", "Request Entity Too Large", "The data value transmitted exceeds "
@@ -431,8 +434,8 @@ def _verify_operation() -> Json:
             "signature is time-stamped and the evidence stored in one transaction before the answer, which then "
             "carries `evidence_id` and `time_stamp`. A payment that fails is a 200 report, not an error. "
             "The body is the DER CMS (any of the CMS media types; attached content only) or JSON with base64 "
-            "`cms` and, for a detached signature, `content`. Any other media type is a 400 `bad-input` (not a "
-            "415). At most 1 MiB."),
+            "`cms` and, for a detached signature, `content`. Any other media type is a 415 "
+            "`unsupported-media-type`. At most 1 MiB."),
         "requestBody": {
             "required": True,
             "content": {
@@ -452,6 +455,7 @@ def _verify_operation() -> Json:
                     "content": _json(_ref("VerificationReport"), {"passed": {"value": _report_example()}})},
             "400": _resp("BadInput"),
             "413": _resp("TooLarge"),
+            "415": _resp("MediaType"),
             "500": _resp("Internal"),
             "503": _resp("Unavailable"),
         },
@@ -722,6 +726,7 @@ def _status_operation(operation_id: str, summary: str, description: str, body: J
             "409": _problem_response("the certificate's status does not allow this change (`conflict`)",
                                      _example_problem(409, "conflict", "conflict",
                                                       "certificate 2f0c5a9e is revoked; it cannot be held")),
+            "415": _resp("MediaType"),
             "500": _resp("Internal"),
             "503": _resp("Unavailable"),
         },
@@ -847,6 +852,7 @@ def _admin_paths() -> Json:
                                    "entries": {"type": "integer"}}})},
                 "400": _resp("BadInput"),
                 "401": _resp("Unauthorized"),
+                "415": _resp("MediaType"),
                 "500": _resp("Internal"),
                 "503": _resp("Unavailable"),
             },

@@ -21,6 +21,7 @@ STATUS = {
     ErrorKind.BAD_TRANSACTION: 400,
     ErrorKind.BAD_CSR: 400,
     ErrorKind.UNSUPPORTED: 400,
+    ErrorKind.MEDIA_TYPE: 415,      # RFC 9110 §15.5.16
     ErrorKind.POLICY: 422,
     ErrorKind.NOT_FOUND: 404,
     ErrorKind.CONFLICT: 409,

@@ -33,6 +33,9 @@ def _private_home(home: Path) -> None:
         pass                                  # a home we do not own: left as it is
 
 
+PG_CONNECT_SECONDS = 10
+
+
 def make_engine(settings: Settings) -> Engine:
     """An engine for UDUN_DATABASE_URL (SQLite under UDUN_HOME by default)."""
     url = settings.database_url
@@ -47,8 +50,15 @@ def make_engine(settings: Settings) -> Engine:
                 os.chmod(path, 0o600)
             except OSError:
                 pass                          # not ours to create here: the engine will say why
+    kwargs: dict[str, Any] = {}
     try:
-        engine = create_engine(url, future=True)
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            # libpq waits for ever by default: a server that accepts and never answers (a
+            # half-dead host, a firewall dropping replies) would hang every request. The
+            # URL's own ?connect_timeout= wins.
+            kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_SECONDS}
+        engine = create_engine(parsed, future=True, **kwargs)
     except Exception as e:
         raise PkiError(ErrorKind.BAD_INPUT, f"UDUN_DATABASE_URL is not usable: {type(e).__name__}") from e
     if engine.dialect.name == "sqlite":

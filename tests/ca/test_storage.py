@@ -124,3 +124,32 @@ def test_a_taken_authority_name_is_a_conflict(ca) -> None:  # type: ignore[no-un
         ca.store.add_authorities([NewAuthority("issuing", "t", b"\x01", "ec-p256", issuing.subject,
                                                issuing.cert_der, now)], now)
     assert err.value.kind is ErrorKind.CONFLICT and err.value.message == "the CA is initialised already"
+
+
+def test_a_postgresql_server_that_never_answers_is_unavailable_not_a_hang(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A server that takes the connection and says nothing: the connect gives up after
+    PG_CONNECT_SECONDS (libpq would wait for ever), the store says the database is away."""
+    import socket
+    import time
+    from dataclasses import replace
+
+    from ca.storage import engine as engine_mod
+    from ca.storage.store import Store
+    from config.settings import load_settings
+
+    monkeypatch.setattr(engine_mod, "PG_CONNECT_SECONDS", 1)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        settings = replace(load_settings(), database_url=f"postgresql+psycopg://udun@127.0.0.1:{port}/udun")
+        store = Store(engine_mod.make_engine(settings))
+        started = time.monotonic()
+        with pytest.raises(PkiError) as err:
+            store.counter("status_version")
+        assert err.value.kind is ErrorKind.UNAVAILABLE and time.monotonic() - started < 10
+        store.raw.close()
+        store.engine.dispose()
+    own = engine_mod.make_engine(replace(settings, database_url=settings.database_url + "?connect_timeout=3"))
+    assert own.url.query["connect_timeout"] == "3"          # the operator's value is kept
+    own.dispose()

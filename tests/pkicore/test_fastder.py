@@ -23,14 +23,13 @@ import pytest
 from asn1crypto import cms, core, pem
 from asn1crypto import tsp as asn1tsp
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # tests/helpers.py when run as a script
 from helpers import openssl, write  # noqa: E402
 import katkeys  # noqa: E402
-from katkeys import VALID_FROM, Signer, kat_rsa_key  # noqa: E402
+from katkeys import Signer, kat_rsa_key  # noqa: E402
 from katkeys import der as _der  # noqa: E402
 
 from pkicore import fastder, tsp  # noqa: E402
@@ -45,14 +44,8 @@ WHEN = datetime(2026, 11, 22, 10, 0, 0, 250_000, tzinfo=UTC)
 
 def _tsa_cert(root_key: Any, root: x509.Certificate, key: Any) -> bytes:
     """A TSA certificate: timeStamping the only, critical, extended key usage (RFC 3161 §2.3)."""
-    cert = (x509.CertificateBuilder().subject_name(katkeys.name("Test TSA")).issuer_name(root.subject)
-            .public_key(key.public_key()).serial_number(0x0FEDCBA987654321)
-            .not_valid_before(VALID_FROM).not_valid_after(VALID_FROM + timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
-            .sign(root_key, hashes.SHA256()))
-    return cert.public_bytes(serialization.Encoding.DER)
+    return katkeys.delegated_cert(root_key, root, key, "Test TSA", 0x0FEDCBA987654321,
+                                  ExtendedKeyUsageOID.TIME_STAMPING, purpose_critical=True)
 
 
 @dataclass(frozen=True)

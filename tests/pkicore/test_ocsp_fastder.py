@@ -28,7 +28,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # tests/helpers.py when run as a script
 import katkeys  # noqa: E402
 from helpers import openssl, write  # noqa: E402
-from katkeys import VALID_FROM, Signer, der, kat_rsa_key  # noqa: E402
+from katkeys import Signer, der, kat_rsa_key  # noqa: E402
 
 from pkicore import fastder, ocsp  # noqa: E402
 from pkicore.algorithms import KeyType, SigScheme, default_scheme  # noqa: E402
@@ -41,13 +41,8 @@ REVOKED_AT = datetime(2026, 11, 20, 8, 30, 15, 123_456, tzinfo=UTC)    # microse
 
 def _responder_cert(ca_key: Any, ca: x509.Certificate, key: Any) -> bytes:
     """A delegated responder certificate: id-kp-OCSPSigning (RFC 6960 §4.2.2.2)."""
-    return der(x509.CertificateBuilder().subject_name(katkeys.name("Test OCSP responder")).issuer_name(ca.subject)
-               .public_key(key.public_key()).serial_number(0x0BADC0FFEE)
-               .not_valid_before(VALID_FROM).not_valid_after(VALID_FROM + timedelta(days=3650))
-               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
-               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
-               .sign(ca_key, hashes.SHA256()))
+    return katkeys.delegated_cert(ca_key, ca, key, "Test OCSP responder", 0x0BADC0FFEE,
+                                  ExtendedKeyUsageOID.OCSP_SIGNING, purpose_critical=False)
 
 
 class Responder:

@@ -65,13 +65,19 @@ def test_bad_json_bodies_are_400_with_field(client, kwargs, field: str) -> None:
     (b"\x30\x80\x06\x09", "application/pkcs7-mime"),     # truncated indefinite length
     (b"{not json", "application/json"),
     (b"[1, 2]", "application/json"),
-    (b"hello", "text/plain"),
 ])
 def test_malformed_bodies_are_400_never_500(client, data: bytes, ctype: str) -> None:  # type: ignore[no-untyped-def]
     resp = client.post("/api/v1/verify", data=data, content_type=ctype)
     assert resp.status_code == 400, resp.get_data()
     assert resp.mimetype == "application/problem+json"
     assert "Traceback" not in resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", ""])
+def test_a_body_of_another_media_type_is_415(client, ctype: str) -> None:  # type: ignore[no-untyped-def]
+    resp = client.post("/api/v1/verify", data=b"hello", content_type=ctype)
+    assert resp.status_code == 415 and resp.mimetype == "application/problem+json"     # RFC 9110 §15.5.16
+    assert resp.get_json()["code"] == "unsupported-media-type"
 
 
 @pytest.mark.parametrize("body, ctype", [
