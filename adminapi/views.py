@@ -71,6 +71,7 @@ def issue() -> Response:
     rec = ca.issue(load_csr_bytes(body), profile, requester="api")
     resp = jsonify(certificate_json(rec, ca.clock()))
     resp.status_code = 201
+    resp.headers["Location"] = f"/api/v1/certificates/{rec.serial}"     # RFC 9110 §15.3.2
     return resp
 
 

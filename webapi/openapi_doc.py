@@ -177,6 +177,8 @@ def _common_headers() -> Json:
         "Expires": _header("HTTP date after which the answer is stale"),
         "LastModified": _header("HTTP date: the thisUpdate of the CRL or OCSP answer"),
         "RetryAfter": _header("seconds until the token is looked for again (RFC 9110 §10.2.3)"),
+        "Location": _header("the new certificate's URL, GET /api/v1/certificates/{serial} (RFC 9110 §10.2.2)",
+                            required=True),
         "WwwAuthenticate": _header('the scheme wanted: Bearer realm="udun", with error="invalid_token" when a '
                                    "key was sent and did not match (RFC 9110 §11.6.1, RFC 6750 §3)", required=True),
     }
@@ -789,7 +791,8 @@ def _admin_paths() -> Json:
                 "application/pkcs10": {"schema": csr}, "application/x-pem-file": {"schema": csr},
                 "application/octet-stream": {"schema": csr}}},
             "responses": {
-                "201": {"description": "issued", "content": _json(_ref("Certificate"))},
+                "201": {"description": "issued", "content": _json(_ref("Certificate")),
+                        "headers": {"Location": _hdr("Location")}},
                 "400": _resp("BadInput"),
                 "401": _resp("Unauthorized"),
                 "413": _resp("TooLarge"),

@@ -148,7 +148,8 @@ def test_admin_issue_and_show(admin_client, settings) -> None:  # type: ignore[n
     assert resp.status_code == 201, resp.get_json()
     body = resp.get_json()
     assert body["state"] == "issued" and body["certificate_pem"].startswith("-----BEGIN CERTIFICATE-----")
-    shown = client.get(f"/api/v1/certificates/{body['serial']}", headers=auth).get_json()
+    assert resp.headers["Location"] == f"/api/v1/certificates/{body['serial']}"
+    shown = client.get(resp.headers["Location"], headers=auth).get_json()
     assert shown["serial"] == body["serial"] and shown["subject"] == body["subject"]
     assert client.get("/api/v1/certificates/00ff", headers=auth).status_code == 404
 
