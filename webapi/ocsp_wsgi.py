@@ -19,6 +19,7 @@ from urllib.parse import unquote
 from ca.ocsp import OcspResult, Responder
 from pkicore import ocsp as ocspmod
 from webapi import observability as obs
+from webapi.bodies import wsgi_body
 
 MAX_BODY = 64 * 1024
 StartResponse = Callable[..., Any]
@@ -62,11 +63,7 @@ class OcspFastPath:
         method = environ.get("REQUEST_METHOD", "")
         if path == "/ocsp" and method == "POST":
             environ[obs.ROUTE] = obs.OCSP_POST_ROUTE
-            try:
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            body = environ["wsgi.input"].read(length) if 0 < length <= MAX_BODY else b""
+            body, _too_large = wsgi_body(environ, MAX_BODY)       # too large: answered as empty
             return self._answer(body, False, start_response)
         if path.startswith("/ocsp/") and method == "GET":
             environ[obs.ROUTE] = obs.OCSP_GET_ROUTE

@@ -16,6 +16,7 @@ from asn1crypto import tsp as asn1tsp
 from ca.tsa import TimeStampAuthority, TsaReply
 from pkicore import tsp
 from webapi import observability as obs
+from webapi.bodies import wsgi_body
 
 MAX_BODY = 16 * 1024             # a TimeStampReq is a hash and a few fields
 StartResponse = Callable[..., Any]
@@ -45,20 +46,16 @@ class TsaFastPath:
         if environ.get("PATH_INFO") != "/tsa" or environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
         environ[obs.ROUTE] = obs.TSA_ROUTE
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = -1
-        if 0 < length <= MAX_BODY:
-            body = environ["wsgi.input"].read(length)
+        body, too_large = wsgi_body(environ, MAX_BODY)
+        if body:
             try:
                 reply = self.tsa().reply(body)
             except Exception:  # noqa: BLE001  e.g. no CA here: a refusal, never an HTTP 500
                 reply = TsaReply(tsp.rejection("system_failure", "the time-stamp authority is not available"))
             obs.count_tsa(*_outcome(reply.der))
         else:
-            fail = "bad_request" if length > MAX_BODY else "bad_data_format"
-            text = f"a time-stamp request is at most {MAX_BODY} bytes" if length > MAX_BODY else \
+            fail = "bad_request" if too_large else "bad_data_format"
+            text = f"a time-stamp request is at most {MAX_BODY} bytes" if too_large else \
                 "send a DER TimeStampReq as the body"
             reply = TsaReply(tsp.rejection(fail, text))
             obs.count_tsa("rejection", fail)

@@ -310,3 +310,36 @@ def test_a_batch_whose_token_fails_leaves_the_rest_to_respond(ca, enrolled, monk
         assert list(responder._prepared) == nonced[:1]
         statuses = [_status_of(responder.respond(d).der) for d in nonced]
     assert statuses == ["successful", "try_later", "try_later"]
+
+
+def test_chunked_bodies_are_read_by_the_fast_paths(ca, server: str, enrolled) -> None:  # type: ignore[no-untyped-def]
+    """OCSP and TSA requests sent chunked (no Content-Length) through gunicorn are read and
+    answered; a chunked body over the limit is refused as one over it by Content-Length."""
+    import http.client
+
+    from asn1crypto import tsp as asn1tsp
+
+    host = urllib.parse.urlsplit(server)
+    nonce = os.urandom(16)
+    query = asn1tsp.TimeStampReq({"version": 1, "message_imprint": {
+        "hash_algorithm": {"algorithm": "sha256"}, "hashed_message": b"\x11" * 32}, "cert_req": True}).dump()
+
+    def post(path: str, body: bytes, ctype: str) -> bytes:
+        conn = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
+        try:
+            conn.request("POST", path, body=iter([body[:10], body[10:]]), encode_chunked=True,
+                         headers={"Content-Type": ctype})
+            resp = conn.getresponse()
+            assert resp.status == 200
+            return resp.read()
+        finally:
+            conn.close()
+
+    der = post("/ocsp", _request(ca, int(enrolled["user-ec"].serial, 16), nonce), "application/ocsp-request")
+    assert _status_of(der) == "successful" and _nonce_of(der) == nonce
+    assert _status_of(post("/ocsp", b"\x30" * (70 * 1024), "application/ocsp-request")) == "malformed_request"
+    stamped = asn1tsp.TimeStampResp.load(post("/tsa", query, "application/timestamp-query"))
+    assert stamped["status"]["status"].native == "granted"
+    refused = post("/tsa", b"\x30" * (70 * 1024), "application/timestamp-query")
+    status = asn1tsp.PKIStatusInfo.load(refused[2:])                 # TimeStampResp {status} alone
+    assert status["status"].native == "rejection" and status["fail_info"].native == {"bad_request"}
