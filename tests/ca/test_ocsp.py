@@ -343,3 +343,16 @@ def test_chunked_bodies_are_read_by_the_fast_paths(ca, server: str, enrolled) ->
     refused = post("/tsa", b"\x30" * (70 * 1024), "application/timestamp-query")
     status = asn1tsp.PKIStatusInfo.load(refused[2:])                 # TimeStampResp {status} alone
     assert status["status"].native == "rejection" and status["fail_info"].native == {"bad_request"}
+
+
+def test_a_batch_signs_at_most_batch_max_ahead(ca, enrolled) -> None:  # type: ignore[no-untyped-def]
+    from ca import ocsp as ocsp_mod
+    from ca.ocsp import Responder
+
+    responder = Responder(ca)
+    serial = int(enrolled["user-ec"].serial, 16)
+    nonces = [os.urandom(16) for _ in range(ocsp_mod.BATCH_MAX + 5)]
+    requests = [_request(ca, serial, n) for n in nonces]
+    with responder.batch(requests):
+        assert len(responder._prepared) == ocsp_mod.BATCH_MAX
+        assert [_nonce_of(responder.respond(r).der) for r in requests] == nonces   # the rest one by one
