@@ -235,8 +235,19 @@ def serve_ocsp_cmd(host: str, port: int, workers: int | None) -> None:
     The same answers as `udun serve`'s /ocsp, several times faster for clients that keep
     their connection: point the certificates' OCSP URL (or your proxy's /ocsp) here. Holds
     the online token's PIN only (the delegated OCSP key), like `udun serve`. Plain HTTP, as
-    RFC 5019 expects of OCSP (the answers are signed).
+    RFC 5019 expects of OCSP (the answers are signed). GET /metrics sums every process's
+    counts (firewall it to your scraper, as on `udun serve`).
     """
+    from udun.server import MetricsDir
+
+    metrics = MetricsDir.create()   # before any metric exists: the workers' values go to its files
+    try:
+        _serve_ocsp(host, port, workers)
+    finally:
+        metrics.remove()
+
+
+def _serve_ocsp(host: str, port: int, workers: int | None) -> None:
     from ca.delegated import DelegatedKey
     from ca.directory import CaDirectory
     from ca.ocsp import Responder

@@ -13,8 +13,9 @@ Observed (request id, metrics, the JSON access line) around webapi.ocsp_wsgi's O
 (the answer, its caching headers), so both servers answer byte for byte alike. What one
 turn of the loop reads is answered at the start of the next, together: the nonced OCSP
 requests signed in a row (ca.ocsp.Responder.batch), the access lines written at once
-(observability.batch_access_lines). Anything but POST /ocsp, GET /ocsp/{request} and
-GET /healthz is a 404.
+(observability.batch_access_lines). Anything but POST /ocsp, GET /ocsp/{request},
+GET /healthz and GET /metrics (Prometheus, every worker's counts: udun.server.MetricsDir)
+is a 404.
 
 Limits (a client cannot hold memory or a connection for long): request line and headers
 16 KiB, body 64 KiB (above: answered as an empty request, like the WSGI path), no chunked
@@ -55,14 +56,21 @@ def _problem(status: int, code: str, detail: str) -> bytes:
 
 
 def _not_here(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    """What OcspFastPath hands on: /healthz (liveness), else 404."""
+    """What OcspFastPath hands on: /healthz (liveness), /metrics (every worker's), else 404."""
     if environ["PATH_INFO"] == "/healthz" and environ["REQUEST_METHOD"] == "GET":
         environ[obs.ROUTE] = "/healthz"
         body = b'{"status":"ok"}'
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                                   ("Cache-Control", "no-store")])
         return [body]
-    body = _problem(404, "not-found", "this server answers OCSP only: POST /ocsp, GET /ocsp/{request}")
+    if environ["PATH_INFO"] == "/metrics" and environ["REQUEST_METHOD"] == "GET":
+        environ[obs.ROUTE] = "/metrics"
+        body, media_type = obs.metrics_body()
+        start_response("200 OK", [("Content-Type", media_type), ("Content-Length", str(len(body))),
+                                  ("Cache-Control", "no-store")])
+        return [body]
+    body = _problem(404, "not-found", "this server answers OCSP only: POST /ocsp, GET /ocsp/{request} "
+                                      "(and GET /healthz, GET /metrics)")
     start_response("404 Not Found", [("Content-Type", "application/problem+json"),
                                      ("Content-Length", str(len(body)))])
     return [body]

@@ -372,3 +372,31 @@ def test_one_failing_answer_leaves_the_turn_to_the_others() -> None:
         assert [c.queued for c in conns] == [0, 0, 0]
 
     _in_turns(check)
+
+
+def test_metrics_sum_every_worker(front, ca, admin_client) -> None:  # type: ignore[no-untyped-def]
+    """GET /metrics on serve-ocsp: the OCSP counts of both workers (connections land on
+    either), one scrape after another adding up to what was asked in between."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    host, port, _ = front
+
+    def signed() -> float:
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("Content-Type", "").startswith("text/plain")
+        text = resp.read().decode()
+        conn.close()
+        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name == "udun_ocsp_responses_total" and s.labels.get("source") == "signed")
+
+    cert, issuer = _cert(ca, admin_client), x509.Certificate.load(ca.chain_der()[0])
+    before = signed()
+    for _ in range(12):                                   # new connections: both workers take some
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn.request("POST", "/ocsp", body=build_request(cert, issuer, os.urandom(16)),
+                     headers={"Content-Type": "application/ocsp-request"})
+        assert _status(conn.getresponse().read()) == ("successful", "good")
+        conn.close()
+    assert signed() == before + 12
