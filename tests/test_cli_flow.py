@@ -64,6 +64,12 @@ def test_full_cli_flow(flow: Flow) -> None:
     token_serial = token_show.split("(serial ")[1].split(")")[0]
     assert token_show == flow.run("token", "show", "--serial", token_serial).stdout.decode()
     assert flow.run("token", "show", ok=False).returncode == 2                  # neither --label nor --serial
+    shown = json.loads(flow.run("token", "show", "--label", "alice", "--json").stdout)
+    assert shown["label"] == "alice" and shown["serial"] == token_serial
+    assert [(k["type"], k["sensitive"], k["extractable"]) for k in shown["keys"]] == [("ec-p256", True, False)]
+    assert serial in [c["serial"] for c in shown["certificates"]]
+    listed = [json.loads(line) for line in flow.run("token", "list", "--json").stdout.decode().splitlines()]
+    assert {"label": "alice", "serial": token_serial} in [{k: t[k] for k in ("label", "serial")} for t in listed]
 
     (h / "tx.json").write_text(json.dumps(SAMPLE, ensure_ascii=False, indent=2), encoding="utf-8")
     signed = flow.run("sign", "--label", "alice", "tx.json", "-o", "tx.p7s", input=b"y\n")

@@ -1,7 +1,9 @@
 """`udun evidence ...`: export and check evidence bundles of verified payments."""
 from __future__ import annotations
 
+import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -19,14 +21,24 @@ def evidence_group() -> None:
 
 @evidence_group.command("list")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
-def evidence_list(limit: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON lines (one record a line) instead of a table.")
+def evidence_list(limit: int, as_json: bool) -> None:
     """The newest evidence records: id, receipt time, signer serial, tx_id."""
     from ca.authority import CertificateAuthority
     from ca.storage.evidence import EvidenceStore
 
     ca = CertificateAuthority.open(settings())
     for evidence_id, received, serial, tx_id in EvidenceStore(ca.store).ids(limit):
-        click.echo(f"{evidence_id}  {received:%Y-%m-%d %H:%M:%S}Z  {serial}  {tx_id}")
+        if as_json:
+            click.echo(json.dumps({"evidence_id": evidence_id, "received_at": _rfc3339(received),
+                                   "signer_serial": serial, "tx_id": tx_id}, ensure_ascii=False))
+        else:
+            click.echo(f"{evidence_id}  {received:%Y-%m-%d %H:%M:%S}Z  {serial}  {tx_id}")
+
+
+def _rfc3339(moment: datetime) -> str:
+    """UTC with Z, as `ca list --json` and the admin API write times."""
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 @evidence_group.command("export")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from typing import Callable
 
 import click
@@ -43,13 +44,18 @@ def token_init(label: str) -> None:
 
 
 @token_group.command("list")
-def token_list() -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON lines (one token a line) instead of a table.")
+def token_list(as_json: bool) -> None:
     """Tokens the PKCS#11 module offers."""
     found = token.list_tokens(settings())
     if not found:
         info("no initialised token")
     for t in found:
-        click.echo(f"{t.label:32} serial {t.serial:18} {t.manufacturer} {t.model}")
+        if as_json:
+            click.echo(json.dumps({"label": t.label, "serial": t.serial, "manufacturer": t.manufacturer,
+                                   "model": t.model}, ensure_ascii=False))
+        else:
+            click.echo(f"{t.label:32} serial {t.serial:18} {t.manufacturer} {t.model}")
 
 
 @token_group.command("keygen")
@@ -84,9 +90,15 @@ def token_import(token: tokens.TokenRef, cert: str) -> None:
 
 @token_group.command("show")
 @token_ref
-def token_show(token: tokens.TokenRef) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON: label, serial, keys (id, type, protection flags), certificates.")
+def token_show(token: tokens.TokenRef, as_json: bool) -> None:
     """Keys (with their protection flags) and certificates on the token."""
     rep = tokens.show(settings(), token, user_pin())
+    if as_json:
+        click.echo(json.dumps({"label": rep.label, "serial": rep.serial, "keys": rep.keys,
+                               "certificates": rep.certificates}, ensure_ascii=False, indent=2))
+        return
     click.echo(f"token {rep.label} (serial {rep.serial})")
     for k in rep.keys:
         flags = "sensitive" if k["sensitive"] else "NOT SENSITIVE"
