@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from ca.policy import load_csr_bytes
+from pkicore.clock import rfc3339
 from pkicore.errors import ErrorKind, PkiError
 from ca.certquery import SEARCH_PARAMETERS, CertificateQuery, detail
 from ca.revocation import Revocation
@@ -156,11 +157,8 @@ def crl_now() -> Response:
         raise PkiError(ErrorKind.BAD_INPUT, "ca is issuing or root", field="ca")
     json_object(request, ())
     rec = _revocation().publish(which)
-    resp = jsonify({"ca": which, "number": rec.number, "this_update": _z(rec.this_update),
-                    "next_update": _z(rec.next_update), "entries": rec.entries})
+    resp = jsonify({"ca": which, "number": rec.number, "this_update": rfc3339(rec.this_update),
+                    "next_update": rfc3339(rec.next_update), "entries": rec.entries})
     resp.status_code = 201
     return resp
 
-
-def _z(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")

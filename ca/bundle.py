@@ -54,6 +54,7 @@ from ca.tsa import TimeStampAuthority
 from pkicore import cms_view, tsp
 from pkicore.oids import RECORDS_POLICY
 from pkicore.bundle_check import FORMAT, ca_status_name
+from pkicore.clock import rfc3339
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.names import rfc4514
 from pkicore.pathval import is_self_signed, load_certs, pem_certs
@@ -294,7 +295,7 @@ def build(rec: EvidenceRecord, tsa: TimeStampAuthority, exported_at: datetime, b
     tsa_certs = {hashlib.sha256(token.tsa_cert_der or tsa.certificate()).hexdigest(),
                  hashlib.sha256(tsa.certificate()).hexdigest()}
     manifest = {
-        "format": FORMAT, "evidence_id": rec.id, "exported_at": exported_at.isoformat().replace("+00:00", "Z"),
+        "format": FORMAT, "evidence_id": rec.id, "exported_at": rfc3339(exported_at),
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
         "tsa_certificates": sorted(tsa_certs),
     }

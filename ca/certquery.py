@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from pkicore.clock import rfc3339
 from pkicore.errors import ErrorKind, PkiError
 
 if TYPE_CHECKING:          # the CLI imports this module for its option lists: keep it light
@@ -42,7 +43,7 @@ def current_status(rec: CertRecord, now: datetime) -> str:
 
 
 def _z(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
+    return rfc3339(moment) if moment is not None else None
 
 
 def summary(rec: CertRecord, now: datetime) -> dict[str, Any]:

@@ -132,7 +132,8 @@ class Responder:
             hit = self._cached(req.queries[0])
             if hit is not None:
                 return hit
-        return self._finish(req, self._stage(req), None)
+        staged = self._stage(req)
+        return self._finish(req, staged, staged.factory.signed(staged.data))
 
     def _stage(self, req: ocspmod.ParsedRequest) -> _Staged:
         """The status looked up and the ResponseData made: everything but the signature."""
@@ -149,9 +150,9 @@ class Responder:
         data = factory.to_be_signed(answer, req.nonce, this_update=now, next_update=next_update, produced_at=now)
         return _Staged(factory, data, now, next_update, req.nonce is None and answer.status != "unknown")
 
-    def _finish(self, req: ocspmod.ParsedRequest, staged: _Staged, der: bytes | None) -> OcspResult:
-        result = OcspResult(der if der is not None else staged.factory.signed(staged.data),
-                            staged.next_update if staged.cacheable else None, staged.now)
+    def _finish(self, req: ocspmod.ParsedRequest, staged: _Staged, der: bytes) -> OcspResult:
+        """The result of a staged answer signed as ``der``; cached when it may be."""
+        result = OcspResult(der, staged.next_update if staged.cacheable else None, staged.now)
         if staged.cacheable:
             with self._lock:
                 _put(self._cache, self._key(req.queries[0]), result, self._cache_size)

@@ -27,7 +27,7 @@ from pkicore.cms_view import (DIGESTS, ID_CMS_ALGORITHM_PROTECTION, ID_CONTENT_T
                               SignerView, view)
 from pkicore.der import DerError
 from pkicore.errors import PkiError
-from pkicore.clock import Clock, system_clock
+from pkicore.clock import Clock, rfc3339, system_clock
 from pkicore.pathval import ChainValidator, PathCert, check_period
 from pkicore.report import Check, Report, Sub, conclude
 from pkicore.pathstatus import PathStatus, StatusCache, StatusInfo, StatusSource
@@ -65,8 +65,8 @@ def _parse_cert(der_bytes: bytes) -> SignerCert:
         "subject": c.subject.rfc4514_string(),
         "issuer": c.issuer.rfc4514_string(),
         "serial": format(c.serial_number, "x"),
-        "not_before": c.not_valid_before_utc.isoformat().replace("+00:00", "Z"),
-        "not_after": c.not_valid_after_utc.isoformat().replace("+00:00", "Z"),
+        "not_before": rfc3339(c.not_valid_before_utc),
+        "not_after": rfc3339(c.not_valid_after_utc),
         "certificate_sha256": hashlib.sha256(der_bytes).hexdigest(),
     }
     return SignerCert(

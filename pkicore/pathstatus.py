@@ -19,6 +19,7 @@ from typing import Any, Callable
 from asn1crypto import crl as asn1crl
 from asn1crypto import ocsp, x509
 
+from pkicore.clock import rfc3339
 from pkicore.names import rfc4514 as _rfc4514
 from pkicore.validation import Inputs, Outcome, validate
 
@@ -46,7 +47,7 @@ class StatusInfo:
 
     def to_json(self, now: datetime) -> dict[str, Any]:
         def t(v: datetime | None) -> str | None:
-            return v.isoformat().replace("+00:00", "Z") if v else None
+            return rfc3339(v) if v else None
         return {
             "certificate": self.subject, "serial": self.serial, "position": self.position,
             "source": self.source, "status": self.status, "this_update": t(self.this_update),

@@ -8,6 +8,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from pkicore.clock import rfc3339
 
 
 class Status(enum.Enum):
@@ -128,7 +129,7 @@ class Report:
             "sub_indication": self.sub_indication.value if self.sub_indication else None,
             "message": self.message,
             "signer": self.signer,
-            "signing_time": self.signing_time.isoformat().replace("+00:00", "Z") if self.signing_time else None,
+            "signing_time": rfc3339(self.signing_time) if self.signing_time else None,
             "transaction": self.transaction,
             "revocation": self.revocation,
             "statuses": list(self.statuses),

@@ -39,6 +39,7 @@ from pyhanko_certvalidator.policy_decl import (LEGACY_POLICY_MAP, NO_REVOCATION,
 from pkicore import oids
 from pkicore.names import rfc4514 as _rfc4514
 from pkicore.algpolicy import LEGACY, STRICT, AlgorithmPolicy
+from pkicore.clock import rfc3339
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.report import Sub
 from pkicore.sigverify import VALIDATOR, UdunSignatureValidator
@@ -177,7 +178,7 @@ class Outcome:
             "rule": self.rule, "failing_certificate": self.failing.to_json() if self.failing else None,
             "path": [_rfc4514(x509.Certificate.load(d).subject) for d in self.path],
             "user_constrained_policy_set": list(self.policies),
-            "revoked_at": self.revoked_at.isoformat().replace("+00:00", "Z") if self.revoked_at else None,
+            "revoked_at": rfc3339(self.revoked_at) if self.revoked_at else None,
             "reason": self.reason,
         }
 

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 
-from pkicore.clock import system_clock
+from pkicore.clock import rfc3339, system_clock
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import load_certs
 from udun.common import info, read_input, settings, write_output
@@ -30,15 +29,10 @@ def evidence_list(limit: int, as_json: bool) -> None:
     ca = CertificateAuthority.open(settings())
     for evidence_id, received, serial, tx_id in EvidenceStore(ca.store).ids(limit):
         if as_json:
-            click.echo(json.dumps({"evidence_id": evidence_id, "received_at": _rfc3339(received),
+            click.echo(json.dumps({"evidence_id": evidence_id, "received_at": rfc3339(received),
                                    "signer_serial": serial, "tx_id": tx_id}, ensure_ascii=False))
         else:
             click.echo(f"{evidence_id}  {received:%Y-%m-%d %H:%M:%S}Z  {serial}  {tx_id}")
-
-
-def _rfc3339(moment: datetime) -> str:
-    """UTC with Z, as `ca list --json` and the admin API write times."""
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 @evidence_group.command("export")

@@ -275,10 +275,10 @@ def batch_access_lines(schedule: Callable[[Callable[[], None]], object]) -> bool
     set-up, no other handler or filter on the way): else lines keep going through logging.
     True when batching is on; ``flush_access_lines`` writes what is pending (at exit)."""
     global _batch
-    ours = [h for h in logging.getLogger().handlers if hasattr(h, "_udun_target")]
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if hasattr(h, "_udun_target")]
     plain = all(not lg.handlers and not lg.filters and lg.propagate
                 for lg in (access_log, logging.getLogger("udun")))
-    root = logging.getLogger()
     if (len(ours) != 1 or len(root.handlers) != 1 or not plain or root.filters or access_log.disabled
             or not isinstance(ours[0], logging.StreamHandler) or ours[0].level > logging.INFO
             or not access_log.isEnabledFor(logging.INFO)):

@@ -42,6 +42,7 @@ from pkicore.errors import ErrorKind, PkiError
 from webapi import observability as obs
 from webapi.ocsp_wsgi import MAX_BODY, OcspFastPath
 
+_log = logging.getLogger("udun.ocspfront")
 MAX_HEAD = 16 * 1024
 MAX_REQUESTS = 100
 IDLE_SECONDS = 15.0
@@ -138,13 +139,13 @@ class _Turn:
             try:
                 stack.enter_context(self.batch(bodies))
             except Exception:  # noqa: BLE001  each request is then answered on its own
-                logging.getLogger("udun.ocspfront").exception("answering a turn together failed")
+                _log.exception("answering a turn together failed")
             for conn, item in items:
                 conn.queued -= 1
                 try:
                     conn.deliver(item)
                 except Exception:  # noqa: BLE001  one connection's failure is not the others'
-                    logging.getLogger("udun.ocspfront").exception("an answer of the OCSP front failed")
+                    _log.exception("an answer of the OCSP front failed")
                     conn._close()
 
 
@@ -351,7 +352,7 @@ class _Connection(asyncio.Protocol):
         try:
             out = b"".join(self.app(environ, start_response))
         except Exception:  # noqa: BLE001  never a traceback to the client
-            logging.getLogger("udun.ocspfront").exception("the OCSP front's app failed")
+            _log.exception("the OCSP front's app failed")
             out = _problem(500, "internal", "the server failed; the error was logged")
             answer[:] = ["500 Internal Server Error", [("Content-Type", "application/problem+json"),
                                                       ("Content-Length", str(len(out)))]]
@@ -445,7 +446,7 @@ def run(host: str, port: int, workers: int, make: Callable[[], Front]) -> None:
                     os._exit(1)
                 run_worker(host, port, make)
             except BaseException:  # noqa: BLE001  the reason is logged; the parent ends the rest
-                logging.getLogger("udun.ocspfront").exception("OCSP worker failed")
+                _log.exception("OCSP worker failed")
                 code = 1
             finally:
                 os._exit(code)

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from flask import Blueprint, Response, current_app, jsonify
 
 from ca.storage.migrate import schema_state
+from pkicore.clock import rfc3339
 from pkicore.errors import ErrorKind, PkiError
 from webapi.observability import metrics_body
 
@@ -81,7 +82,7 @@ def _readiness() -> dict[str, dict[str, Any]]:
     ca = services._ca()
 
     def delegated(d: Any) -> dict[str, Any]:
-        return {"not_after": d.not_after.isoformat().replace("+00:00", "Z")}
+        return {"not_after": rfc3339(d.not_after)}
 
     return {
         "schema": _check("schema", lambda: schema_check(ca.store.engine)),

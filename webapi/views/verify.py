@@ -4,6 +4,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from webapi.bodies import signed_payment
 from webapi.observability import count_verification
+from pkicore.clock import rfc3339
 
 bp = Blueprint("verify", __name__, url_prefix="/api/v1")
 
@@ -20,7 +21,7 @@ def verify() -> Response:
 @bp.post("/challenges")
 def challenge() -> Response:
     value, expires = current_app.extensions["udun"].evidence().new_challenge()
-    resp = jsonify({"challenge": value, "expires_at": expires.isoformat().replace("+00:00", "Z")})
+    resp = jsonify({"challenge": value, "expires_at": rfc3339(expires)})
     resp.status_code = 201
     resp.headers["Cache-Control"] = "no-store"
     return resp
