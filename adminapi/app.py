@@ -8,7 +8,7 @@ from flask import Flask
 from ca.authority import CertificateAuthority
 from config.settings import Settings, load_settings
 from webapi import problems
-from webapi.auth import checked_key
+from webapi.auth import checked_key, deny_undeclared
 from webapi.observability import Observed, configure_logging, tag_flask_route, watch_pool
 
 MAX_BODY = 64 * 1024
@@ -30,11 +30,13 @@ def create_admin_app(settings: Settings | None = None, *, ca: CertificateAuthori
     app.extensions["udun-admin"] = {"ca": ca, "key": key}
     problems.register(app)
     app.before_request(tag_flask_route)            # app-wide: before the blueprint's key check
+    app.before_request(deny_undeclared)
     watch_pool(ca.store.engine)
-    from adminapi import views
+    from adminapi import banks, views
     from webapi.views import apidoc
 
     app.register_blueprint(views.bp)
+    app.register_blueprint(banks.bp)
     app.register_blueprint(apidoc.admin_bp)
     app.wsgi_app = Observed(app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -17,7 +17,7 @@ from ca.storage.store import CertRecord
 from pkicore.crlbuild import REVOKE_REASONS
 from webapi.bodies import json_object
 from webapi.presenters import certificate_json
-from webapi.auth import require_key
+from webapi.auth import admin_only, require_key
 from webapi.views.health import _check, answer, live, metrics_response, schema_check
 
 bp = Blueprint("admin", __name__)
@@ -37,17 +37,20 @@ def require_admin() -> Response | None:
 
 
 @bp.get("/healthz")
+@admin_only
 def healthz() -> Response:
     """Liveness: the process answers (no database, no token)."""
     return live()
 
 
 @bp.get("/metrics")
+@admin_only
 def metrics() -> Response:
     return metrics_response()
 
 
 @bp.get("/readyz")
+@admin_only
 def readyz() -> Response:
     """The database answers at this udun's schema revision, the CA is initialised and its
     issuing key can be opened on its token (with the CA PIN): issuance can be served."""
@@ -63,6 +66,7 @@ def readyz() -> Response:
 
 
 @bp.post("/api/v1/certificates")
+@admin_only
 def issue() -> Response:
     profile = request.args.get("profile", "client")
     body = request.get_data(cache=False)
@@ -77,6 +81,7 @@ def issue() -> Response:
 
 
 @bp.get("/api/v1/certificates")
+@admin_only
 def search() -> Response:
     """Certificates by subject text, serial prefix, status, profile, issued / expiring
     between; newest first, ``limit`` a page, ``next_cursor`` for the next one."""
@@ -92,6 +97,7 @@ def search() -> Response:
 
 
 @bp.get("/api/v1/certificates/<serial>")
+@admin_only
 def show(serial: str) -> Response:
     """One certificate with its whole status history."""
     return _shown(_ctx()["ca"].get(serial))
@@ -116,6 +122,7 @@ def _serial(serial: str) -> str:
 
 
 @bp.post("/api/v1/certificates/<serial>/hold")
+@admin_only
 def hold(serial: str) -> Response:
     """Suspend (挂失, certificateHold); a new CRL is published at once."""
     json_object(request, ())
@@ -123,6 +130,7 @@ def hold(serial: str) -> Response:
 
 
 @bp.post("/api/v1/certificates/<serial>/release")
+@admin_only
 def release(serial: str) -> Response:
     """Release a hold (解挂); a new CRL is published at once."""
     json_object(request, ())
@@ -130,6 +138,7 @@ def release(serial: str) -> Response:
 
 
 @bp.post("/api/v1/certificates/<serial>/revoke")
+@admin_only
 def revoke(serial: str) -> Response:
     """Revoke for good: ``{"reason": RFC 5280 name, "invalidity_date": RFC 3339}``, both optional."""
     body = json_object(request, ("reason", "invalidity_date"))
@@ -150,6 +159,7 @@ def revoke(serial: str) -> Response:
 
 
 @bp.post("/api/v1/crls")
+@admin_only
 def crl_now() -> Response:
     """Publish the issuing CA's CRL now (``?ca=root`` for the root's)."""
     which = request.args.get("ca", "issuing")

@@ -55,7 +55,7 @@ end
 all = nil
 """
 
-SCRIPT = READ_RECORDS + r"""local headers = {["Content-Type"] = "%(ctype)s"}
+SCRIPT = READ_RECORDS + r"""local headers = {["Content-Type"] = "%(ctype)s", ["Authorization"] = "Bearer %(key)s"}
 local n = 0
 local seen, kept = 0, 0
 exhausted = 0
@@ -91,8 +91,9 @@ end
 """
 
 
-def _post(base: str, body: bytes) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(base + VERIFY_PATH, data=body, headers={"Content-Type": CONTENT_TYPE})
+def _post(base: str, body: bytes, key: str) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(base + VERIFY_PATH, data=body, headers={"Content-Type": CONTENT_TYPE,
+                                                                         "Authorization": f"Bearer {key}"})
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, dict(json.loads(resp.read()))
@@ -106,7 +107,8 @@ def _describe(answer: dict[str, Any]) -> str:
 
 @dataclass
 class EvidenceLoad:
-    """The evidence figure against one running server (started with ``admin_key``).
+    """The evidence figure against one running server, as the bank whose key is ``bank_key``
+    (scopes verify and evidence:read).
 
     ``tag`` tells apart the loads of one bench run (SQLite, PostgreSQL, each of three
     nodes): their files in ``work`` and the figure's name (``http_verify_evidence_c8``
@@ -116,7 +118,7 @@ class EvidenceLoad:
     work: Path
     maker: PaymentMaker
     root_der: bytes
-    admin_key: str
+    bank_key: str
     wrk: str | None
     clients: int = 8
     tag: str = ""
@@ -137,7 +139,7 @@ class EvidenceLoad:
         suffix = f"-{self.tag}" if self.tag else ""
         body_path = self.work / f"evidence-bodies{suffix}.bin"
         script = self.work / f"evidence{suffix}.lua"
-        script.write_text(SCRIPT % {"body": json.dumps(str(body_path)), "ctype": CONTENT_TYPE,
+        script.write_text(SCRIPT % {"body": json.dumps(str(body_path)), "ctype": CONTENT_TYPE, "key": self.bank_key,
                                     "every": SAMPLE_EVERY, "keep": SAMPLE_KEEP} + WRK_TAIL)
 
         def prepare(secs: float) -> None:
@@ -184,12 +186,12 @@ class EvidenceLoad:
     def _check_first(self) -> None:
         """One payment passes with evidence and a time-stamp; sent again it is REPLAYED."""
         (body,) = self.maker.batch(1)
-        status, first = _post(self.server.base, body)
+        status, first = _post(self.server.base, body, self.bank_key)
         if status != 200 or first.get("status") != "TOTAL_PASSED" or not str(first.get("evidence_id")).startswith("ev_"):
             raise RuntimeError(f"the server does not keep evidence for a fresh payment: HTTP {status} {_describe(first)}")
         if not first.get("time_stamp"):
             raise RuntimeError("the answer carries no time_stamp")
-        status, again = _post(self.server.base, body)
+        status, again = _post(self.server.base, body, self.bank_key)
         if again.get("status") == "TOTAL_PASSED" or again.get("sub_indication") != "REPLAYED":
             raise RuntimeError(f"the same payment sent twice was not refused as REPLAYED: HTTP {status} {_describe(again)}")
         log(f"evidence: a fresh payment got {first['evidence_id']} (time-stamp serial "
@@ -197,7 +199,7 @@ class EvidenceLoad:
 
     def _fetch(self, evidence_id: str) -> bytes:
         req = urllib.request.Request(f"{self.server.base}/api/v1/evidence/{evidence_id}",
-                                     headers={"Authorization": f"Bearer {self.admin_key}"})
+                                     headers={"Authorization": f"Bearer {self.bank_key}"})
         with urllib.request.urlopen(req, timeout=60) as resp:
             if resp.headers.get_content_type() != "application/zip":
                 raise RuntimeError(f"evidence {evidence_id}: {resp.headers.get('Content-Type')}, not a zip")

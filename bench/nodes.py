@@ -63,6 +63,7 @@ class PgSite:
     cert_der: bytes
     chain_der: list[bytes]     # issuing CA, root
     pg: Postgres | None = None
+    bank_key: str = ""         # the bench bank's key on this database (verify, evidence:read)
     _maker: Any = None
 
     def postgres_cpu(self) -> dict[int, float]:
@@ -94,12 +95,13 @@ class PgSite:
         chain = [der for _, _, der in pem.unarmor((work / "pg-chain.pem").read_bytes(), multiple=True)]
         log(f"PostgreSQL home: CA initialised by `udun ca init`, client certificate issued ({len(chain)} CA "
             f"certificates in the chain)")
-        return cls(home, url, bytes(cert[0]), [bytes(c) for c in chain], pg)
+        _cli(env, "bank", "add", "bench")
+        key = _cli(env, "bank", "key", "add", "bench", "--scope", "verify", "--scope", "evidence:read").strip()
+        return cls(home, url, bytes(cert[0]), [bytes(c) for c in chain], pg, key)
 
-    def server(self, home: Path, name: str, log_dir: Path, admin_key: str) -> Server:
+    def server(self, home: Path, name: str, log_dir: Path) -> Server:
         """`udun serve` (default workers: one per core) in ``home`` on this site's database."""
-        return Server(free_port(), log_dir / f"{name}.log",
-                      env=home_env(home, self.database_url, {"UDUN_ADMIN_API_KEY": admin_key}))
+        return Server(free_port(), log_dir / f"{name}.log", env=home_env(home, self.database_url))
 
 
 # --- node homes: tests/tokencopy.py (a copy of the online token and online.pin, nothing
@@ -214,7 +216,6 @@ class ThreeNodes:
     pg: Postgres
     work: Path
     maker: object               # bench/payments.PaymentMaker for the site's certificate
-    admin_key: str
     wrk: str | None
     clients: int = 8            # per node: each gets the load the one-node figure gives its node
 
@@ -223,11 +224,11 @@ class ThreeNodes:
         log("three nodes: homes made (each a copy of the online token and online.pin only)")
         root = self.site.chain_der[-1]
         with contextlib.ExitStack() as stack:
-            servers = [stack.enter_context(self.site.server(h, f"node{i}", self.work, self.admin_key))
+            servers = [stack.enter_context(self.site.server(h, f"node{i}", self.work))
                        for i, h in enumerate(homes, 1)]
             masters = [s.pid() for s in servers]
             log("three nodes: " + ", ".join(f"node{i} on {s.base}" for i, s in enumerate(servers, 1)))
-            loads = [EvidenceLoad(s, self.work, self.maker, root, self.admin_key, self.wrk,  # type: ignore[arg-type]
+            loads = [EvidenceLoad(s, self.work, self.maker, root, self.site.bank_key, self.wrk,  # type: ignore[arg-type]
                                   clients=self.clients, tag=f"node{i}", label=f"node{i}")
                      for i, s in enumerate(servers, 1)]
             sides = [load.side() for load in loads]

@@ -419,25 +419,25 @@ def _server_figures(report: Report, fx: Any, work: Path, args: argparse.Namespac
                     cfssl: Any, site: Any) -> None:
     """One `udun serve` (SQLite) for the evidence, OCSP and TSA figures, and beside it one
     on PostgreSQL for the evidence pair; stopped at the end whatever happens."""
-    import secrets
-
     from bench import evidence_load, http_load, payments, peers, tsa_load
+    from ca.banks import Banks
 
     s = args.scale
     only = args.only
-    admin_key = secrets.token_urlsafe(24)
+    banks = Banks(fx.ca.store, fx.ca.clock)
+    banks.add("bench", "the bench's bank", actor="bench")
+    bank_key = banks.issue_key("bench", ["verify", "evidence:read"], actor="bench").text
     root_der = fx.chain_der[-1]
     log(f"starting udun serve (load average {os.getloadavg()[0]:.2f})")
     try:
-        with http_load.Server(http_load.free_port(), work / "server.log",
-                              env={"UDUN_ADMIN_API_KEY": admin_key}) as server:
+        with http_load.Server(http_load.free_port(), work / "server.log") as server:
             log(f"server healthy on {server.base} ({os.cpu_count()} workers)")
             if only & {"server", "postgres"}:
                 maker = payments.PaymentMaker(fx.ec_key, fx.cert_der, fx.chain_der)
-                sqlite = evidence_load.EvidenceLoad(server, work, maker, root_der, admin_key, wrk, clients=8,
+                sqlite = evidence_load.EvidenceLoad(server, work, maker, root_der, bank_key, wrk, clients=8,
                                                     label="sqlite")
                 if "postgres" in only:
-                    _evidence_pair(report, fx, work, wrk, s, sqlite, site, admin_key)
+                    _evidence_pair(report, fx, work, wrk, s, sqlite, site)
                 else:
                     report.run("HTTP verify with evidence, 8 clients, distinct payments",
                                lambda: sqlite.figure(10 * s, 3 * s, segments=5))
@@ -451,8 +451,7 @@ def _server_figures(report: Report, fx: Any, work: Path, args: argparse.Namespac
         report.fail("server", e)
 
 
-def _evidence_pair(report: Report, fx: Any, work: Path, wrk: str | None, s: float, sqlite: Any, site: Any,
-                   admin_key: str) -> None:
+def _evidence_pair(report: Report, fx: Any, work: Path, wrk: str | None, s: float, sqlite: Any, site: Any) -> None:
     """http_verify_evidence_c8 on SQLite and on PostgreSQL, runs alternating."""
     import contextlib
 
@@ -461,9 +460,9 @@ def _evidence_pair(report: Report, fx: Any, work: Path, wrk: str | None, s: floa
     def pg_side(stack: contextlib.ExitStack) -> Any:
         if site is None:
             raise RuntimeError("no PostgreSQL home (see the set-up error above)")
-        server = stack.enter_context(site.server(site.home, "server-postgresql", work, admin_key))
+        server = stack.enter_context(site.server(site.home, "server-postgresql", work))
         log(f"udun serve on PostgreSQL healthy on {server.base}")
-        loads["postgresql"] = evidence_load.EvidenceLoad(server, work, site.maker(fx), site.chain_der[-1], admin_key,
+        loads["postgresql"] = evidence_load.EvidenceLoad(server, work, site.maker(fx), site.chain_der[-1], site.bank_key,
                                                          wrk, clients=8, tag="postgresql", label="postgresql")
         side = loads["postgresql"].side()
         side.also["PostgreSQL"] = site.postgres_cpu
@@ -486,12 +485,10 @@ def _evidence_pair(report: Report, fx: Any, work: Path, wrk: str | None, s: floa
 
 def _nodes(report: Report, fx: Any, work: Path, args: argparse.Namespace, wrk: str | None, pg: Any,
            site: Any) -> None:
-    import secrets
-
     from bench.nodes import ThreeNodes
 
     s = args.scale
-    three = ThreeNodes(site, pg, work, site.maker(fx), secrets.token_urlsafe(24), wrk)
+    three = ThreeNodes(site, pg, work, site.maker(fx), wrk)
     report.run("three udun serve nodes on one PostgreSQL, 8 clients each",
                lambda: three.figures(10 * s, 3 * s, 5, report.values.get("http_verify_evidence_c8_postgresql")))
 

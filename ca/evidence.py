@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from ca.banks import Principal
 from ca.directory import CaDirectory
 from ca.storage.evidence import ChallengeRefused, EvidenceStore, Replayed, spki_sha256
 from ca.tsa import Stamp, TimeStampAuthority
@@ -110,50 +111,60 @@ class EvidenceService:
         self.verifier = verifier
         self.tsa = tsa
         self.store = EvidenceStore(ca.store)
+        self._unowned: bool | None = None         # records from before banks exist (asked once)
 
-    def verify(self, cms: bytes, content: bytes | None = None) -> Outcome:
-        """Verify; store evidence when the payment holds. PkiError only for non-CMS input
-        or when the evidence cannot be stored (then no evidence is claimed)."""
+    def verify(self, bank: Principal, cms: bytes, content: bytes | None = None) -> Outcome:
+        """Verify for ``bank``; store evidence (the bank's) when the payment holds. PkiError
+        only for non-CMS input or when the evidence cannot be stored (then no evidence is
+        claimed)."""
         received = self.ca.clock()
         with self.ca.store.one_read_per_counter():      # one status version for the whole path
             report = self.verifier.verify(cms, content)
         first = None
         if report.passed:
-            report, first = self._payment_rules(report, received)
+            report, first = self._payment_rules(bank, report, received)
         if not report.passed:
             self.store.audit_only(self._subject(report), _audit_details(report, cms, first_evidence_id=first),
-                                  received)
+                                  received, bank.actor)
             return Outcome(report, first_evidence_id=first)
         try:
-            return self._record(report, cms, received)
+            return self._record(bank, report, cms, received)
         except PkiError as e:
             # No evidence: the answer is an error, and the audit log still says why.
             failed = {**_audit_details(report, cms), "status": "ERROR", "error": e.kind.value}
             try:
-                self.store.audit_only(self._subject(report), failed, received)
+                self.store.audit_only(self._subject(report), failed, received, bank.actor)
             except PkiError:
                 pass                              # the database itself is down: nothing to add to
             raise
 
     # --- payment rules after the signature holds ---------------------------------------
 
-    def _payment_rules(self, report: Report, now: datetime) -> tuple[Report, str | None]:
+    def _payment_rules(self, bank: Principal, report: Report, now: datetime) -> tuple[Report, str | None]:
         """The bank's challenge (a read before any signing is spent); the report, and the
         first evidence id when it is a replay. Replays of challenge-less payments are found
         by the record's unique index (``_record``): no extra query on the common path.
-        A replay is the same tx_id signed by the same public key, whichever of the key's
-        certificates (a renewal of the same key) signed it."""
+        A replay is the same tx_id signed by the same public key and verified by the same
+        bank, whichever of the key's certificates (a renewal of the same key) signed it."""
         assert report.transaction is not None and report.signer is not None
+        if self._unowned is None:
+            self._unowned = self.store.has_unowned_records()
+        if self._unowned:
+            # A payment accepted before banks (migration 0010) stays spent for every bank:
+            # those records are in no bank's unique index, so read them first.
+            first = self.store.first_record(None, self._signer_key(report), report.transaction["tx_id"])
+            if first is not None:
+                return _replayed(report, first), first
         challenge = report.transaction.get("challenge")
         if challenge is None:
             if self.ca.settings.require_challenge:
                 return refuse(report, "challenge", "this server requires a bank challenge in every payment",
                               Sub.CHALLENGE_REQUIRED), None
             return report, None
-        first = self.store.first_record(self._signer_key(report), report.transaction["tx_id"])
+        first = self.store.first_record(bank.bank_id, self._signer_key(report), report.transaction["tx_id"])
         if first is not None:              # a replay names the first record, not the used challenge
             return _replayed(report, first), first
-        why = self.store.challenge_state(challenge, now)
+        why = self.store.challenge_state(challenge, bank.bank_id, now)
         if why is not None:
             return refuse(report, "challenge", why.detail, why.sub), None
         return report, None
@@ -174,7 +185,7 @@ class EvidenceService:
 
     # --- the record --------------------------------------------------------------------
 
-    def _record(self, report: Report, cms: bytes, received: datetime) -> Outcome:
+    def _record(self, bank: Principal, report: Report, cms: bytes, received: datetime) -> Outcome:
         assert report.transaction is not None and report.signer is not None and report.content is not None
         if report.revocation_data is None:
             # Verified without revocation data (a verifier with no status source): nothing
@@ -198,18 +209,19 @@ class EvidenceService:
             "time_stamp": stamp.token, "chain": pem_certs(report.chain_der), "revocation_kind": kind,
             "revocation": data, "report": answer,
             "ca_revocation": report.ca_revocation_data,     # the CAs' status, issuing CA first
+            "bank_id": bank.bank_id,
         }
         audit = _audit_details(report, cms, evidence_id=evidence_id, time_stamp_serial=format(stamp.serial, "x"))
         try:
-            self.store.record(row, report.transaction.get("challenge"), audit, received)
+            self.store.record(row, report.transaction.get("challenge"), audit, received, bank.actor)
         except Replayed as r:                       # this key's tx_id is stored already
             replayed = _replayed(report, r.first_id)
             self.store.audit_only(self._subject(report), _audit_details(replayed, cms, first_evidence_id=r.first_id),
-                                  received)
+                                  received, bank.actor)
             return Outcome(replayed, first_evidence_id=r.first_id)
         except ChallengeRefused as c:               # lost a race for the challenge
             refused = refuse(report, "challenge", c.detail, c.sub)
-            self.store.audit_only(self._subject(report), _audit_details(refused, cms), received)
+            self.store.audit_only(self._subject(report), _audit_details(refused, cms), received, bank.actor)
             return Outcome(refused)
         except PkiError as e:
             raise PkiError(ErrorKind.UNAVAILABLE, "the evidence record could not be stored; no evidence was "
@@ -218,10 +230,10 @@ class EvidenceService:
 
     # --- challenges --------------------------------------------------------------------
 
-    def new_challenge(self) -> tuple[str, datetime]:
-        """A single-use challenge and when it expires."""
+    def new_challenge(self, bank: Principal) -> tuple[str, datetime]:
+        """A single-use challenge for ``bank``'s next payment, and when it expires."""
         now = self.ca.clock()
         value = secrets.token_urlsafe(24)          # 32 characters, 192 bits
         expires = now + timedelta(seconds=self.ca.settings.challenge_seconds)
-        self.store.add_challenge(value, now, expires)
+        self.store.add_challenge(value, bank.bank_id, now, expires)
         return value, expires

@@ -17,6 +17,8 @@ class ErrorKind(enum.Enum):
     BAD_CSR = "bad-csr"                   # CSR malformed or proof of possession fails
     POLICY = "policy-rejected"            # the request breaks the profile / policy
     NOT_FOUND = "not-found"               # certificate, token or key does not exist
+    UNAUTHORIZED = "unauthorized"         # no credential, or one that is not valid (now)
+    FORBIDDEN = "forbidden"               # a valid credential without the right to do this
     CONFLICT = "conflict"                 # the thing exists already / state forbids it
     TOKEN = "token-error"                 # PKCS#11 token failure
     PIN = "pin-incorrect"                 # wrong PIN or PIN locked

@@ -163,11 +163,28 @@ def verifier(ca, settings):  # type: ignore[no-untyped-def]
 def app(settings, ca, verifier):  # type: ignore[no-untyped-def]
     from webapi import create_app
 
-    return create_app(settings, ca=ca, verifier=verifier, admin_api_key="udun-test-admin-key-0123456789abcdef")
+    return create_app(settings, ca=ca, verifier=verifier)
+
+
+@pytest.fixture(scope="session")
+def bank_key(ca) -> str:  # type: ignore[no-untyped-def]
+    """The API key (every scope) of the session's bank, "testbank"."""
+    from helpers import bank_key as new_key
+
+    return new_key(ca.store, ca.clock)
 
 
 @pytest.fixture()
-def client(app):  # type: ignore[no-untyped-def]
+def client(app, bank_key):  # type: ignore[no-untyped-def]
+    """The bank-facing API as the session's bank: every request carries its key."""
+    c = app.test_client()
+    c.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {bank_key}"
+    return c
+
+
+@pytest.fixture()
+def anon_client(app):  # type: ignore[no-untyped-def]
+    """The bank-facing API with no credential."""
     return app.test_client()
 
 

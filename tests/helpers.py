@@ -220,3 +220,32 @@ def lint(path: Path) -> subprocess.CompletedProcess[str]:
     """pkilint's RFC 5280 certificate linter at WARNING and above (exit code = findings)."""
     return subprocess.run([LINTER, "lint", "-s", "WARNING", str(path)], capture_output=True, text=True,
                           timeout=120, check=False)
+
+
+def bank_key(store: Any, clock: Any, bank: str = "testbank", scopes: tuple[str, ...] | None = None) -> str:
+    """A new API key of ``bank`` (registered on first use), with every scope unless named:
+    what a test's bank sends as ``Authorization: Bearer ...``."""
+    from ca.banks import SCOPES, Banks
+    from pkicore.errors import PkiError
+
+    banks = Banks(store, clock)
+    try:
+        banks.bank(bank)
+    except PkiError:
+        banks.add(bank, f"{bank} (tests)", actor="pytest")
+    return banks.issue_key(bank, scopes or tuple(SCOPES), actor="pytest").text
+
+
+def home_bank_key(home: Path, bank: str = "testbank", scopes: tuple[str, ...] | None = None) -> str:
+    """``bank_key`` in another UDUN_HOME's database (a server a test started on it)."""
+    from ca.directory import CaDirectory
+    from config.settings import load_settings
+
+    env = home_env({**os.environ, "UDUN_HOME": str(home)})
+    ca = CaDirectory.open(load_settings({k: v for k, v in env.items() if k.startswith("UDUN_")}),
+                          migrate_schema=False)
+    try:
+        return bank_key(ca.store, ca.clock, bank, scopes)
+    finally:
+        ca.store.raw.close()
+        ca.store.engine.dispose()

@@ -3,7 +3,8 @@
 conftest points UDUN_LOG_FILE of the run (in-process apps and every `udun` subprocess
 that inherits the environment) at one file; at the end of the run this module looks in
 every line for the secrets the run used: the test PINs, every PIN file a home of the run
-wrote (CA and online-token PINs are random per home), the admin API keys and every payment
+wrote (CA and online-token PINs are random per home), the admin API keys, any bank API key
+(by its shape) and every payment
 account number written in the tests and the demo, and private-key PEM. A hit fails the run.
 """
 from __future__ import annotations
@@ -21,6 +22,8 @@ _ACCOUNT = re.compile(r'"account"\s*:\s*"([^"]+)"')
 _KEY = re.compile(r'(?:ADMIN_API_KEY"?\s*[:=]\s*|admin_api_key\s*=\s*|_KEY\s*=\s*)"([^"]+)"')
 _SOURCES = ("tests/**/*.py", "udun/demo.py", "bench/*.py")
 _ALWAYS = ("PRIVATE KEY-----",)
+# A bank API key's text (ca.banks): random per run, so found by its shape; its id alone may be logged.
+_BANK_KEY = re.compile(r"udun_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")
 
 
 @dataclass(frozen=True)
@@ -62,4 +65,6 @@ def scan(log: Path, secrets: dict[str, str]) -> tuple[int, list[Leak]]:
             for secret, what in secrets.items():
                 if secret in line:
                     leaks.append(Leak(n, what))
+            if _BANK_KEY.search(line):
+                leaks.append(Leak(n, "bank API key"))
     return n, leaks

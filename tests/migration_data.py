@@ -35,6 +35,7 @@ SEEDED: dict[str, str] = {
     "0006": "+ evidence keyed by the signer's key (no replay across certificates any more)",
     "0007": "+ delegated keys, one of them destroyed",
     "0008": "the same rows (0008 changes an index only)",
+    "0009": "the same rows (0009 changes PostgreSQL's column compression only)",
 }
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
@@ -180,15 +181,17 @@ def _evidence(w: World, rev: str, known: list[str]) -> list[dict[str, Any]]:
                      "revocation": b"\x30\x03rsp",
                      "report": json.dumps({"conclusion": "TOTAL_PASSED", "evidence_id": eid}),
                      "ca_revocation": json.dumps([["crl", "MAA="]]) if eid != "ev_2" else None,
-                     "signer_spki_sha256": f"{key_hash}#{eid}" if eid == "ev_0" else key_hash})
+                     "signer_spki_sha256": f"{key_hash}#{eid}" if eid == "ev_0" else key_hash,
+                     "bank_id": None})          # 0010: records from before it belong to no bank
     return rows
 
 
 def _challenges() -> list[dict[str, Any]]:
     return [{"value": "c" * 43, "created_at": T0, "expires_at": T0 + timedelta(minutes=5),
-             "used_at": T0 + timedelta(minutes=1), "evidence_id": "ev_1"},
+             "used_at": T0 + timedelta(minutes=1), "evidence_id": "ev_1",
+             "bank_id": None},
             {"value": "d" * 43, "created_at": T0, "expires_at": T0 + timedelta(minutes=5), "used_at": None,
-             "evidence_id": None}]
+             "evidence_id": None, "bank_id": None}]
 
 
 def audit_entries() -> list[Any]:
@@ -260,13 +263,16 @@ def _rows(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]
         "audit_checkpoints": _audit_checkpoints(),
         "blocked_keys": _blocked_keys(w),
         "delegated_keys": _delegated_keys(w, rev, known),
+        "banks": [],                  # 0010 makes them, empty
+        "bank_keys": [],
     }
 
 
 # Which revision makes each table: a database seeded before it has none of its rows.
 MADE_BY = {"authorities": "0001", "certificates": "0001", "status_events": "0002", "counters": "0002",
            "crls": "0002", "evidence": "0003", "challenges": "0003", "audit_log": "0003",
-           "audit_checkpoints": "0003", "blocked_keys": "0005", "delegated_keys": "0007"}
+           "audit_checkpoints": "0003", "blocked_keys": "0005", "delegated_keys": "0007",
+           "banks": "0010", "bank_keys": "0010"}
 
 
 def expected(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]]:

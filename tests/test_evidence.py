@@ -17,7 +17,6 @@ import pytest
 
 from helpers import PIN, SoftwareKey, now, running_server, sample_tx, udun, write
 
-ADMIN = {"Authorization": "Bearer udun-test-admin-key-0123456789abcdef"}
 
 
 def _verify(client, cms: bytes) -> dict:  # type: ignore[no-untyped-def,type-arg]
@@ -27,7 +26,7 @@ def _verify(client, cms: bytes) -> dict:  # type: ignore[no-untyped-def,type-arg
 
 
 def _bundle(client, evidence_id: str) -> bytes:  # type: ignore[no-untyped-def]
-    resp = client.get(f"/api/v1/evidence/{evidence_id}", headers=ADMIN)
+    resp = client.get(f"/api/v1/evidence/{evidence_id}")
     assert resp.status_code == 200 and resp.mimetype == "application/zip"
     return resp.get_data()  # type: ignore[no-any-return]
 
@@ -46,10 +45,11 @@ def _rezip(members: dict[str, bytes]) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def stored(settings, enrolled, app) -> tuple[dict, bytes]:  # type: ignore[no-untyped-def,type-arg]
+def stored(settings, enrolled, app, bank_key) -> tuple[dict, bytes]:  # type: ignore[no-untyped-def,type-arg]
     from signer.signing import sign_transaction
 
     client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {bank_key}"
     cms = sign_transaction(settings, "user-ec", PIN, sample_tx())
     answer = _verify(client, cms)
     assert answer["status"] == "TOTAL_PASSED" and answer["evidence_id"].startswith("ev_")
@@ -311,9 +311,9 @@ def test_a_record_from_before_the_cas_status_was_kept(settings, enrolled, client
     assert verdict.ok, verdict.problems
 
 
-def test_evidence_needs_the_admin_key_and_unknown_is_404(client) -> None:  # type: ignore[no-untyped-def]
-    assert client.get("/api/v1/evidence/ev_nothing").status_code == 401
-    resp = client.get("/api/v1/evidence/ev_nothing", headers=ADMIN)
+def test_evidence_needs_a_bank_key_and_unknown_is_404(client, anon_client) -> None:  # type: ignore[no-untyped-def]
+    assert anon_client.get("/api/v1/evidence/ev_nothing").status_code == 401
+    resp = client.get("/api/v1/evidence/ev_nothing")
     assert resp.status_code == 404 and resp.get_json()["code"] == "not-found"
 
 
@@ -375,7 +375,10 @@ def test_challenges_single_use_and_expiry(ca, client) -> None:  # type: ignore[n
     assert pay("A" * 32)["sub_indication"] == "CHALLENGE_UNKNOWN"
     from ca.storage.evidence import EvidenceStore
 
-    EvidenceStore(ca.store).add_challenge("expired-challenge-0001", now() - timedelta(minutes=10),
+    from ca.banks import Banks
+
+    bank_id = Banks(ca.store, ca.clock).bank("testbank").id
+    EvidenceStore(ca.store).add_challenge("expired-challenge-0001", bank_id, now() - timedelta(minutes=10),
                                           now() - timedelta(minutes=5))
     assert pay("expired-challenge-0001")["sub_indication"] == "CHALLENGE_EXPIRED"
 
@@ -388,7 +391,7 @@ class _Clock:
         return self.moment
 
 
-def test_evidence_outlives_revocation_and_expiry(settings, ca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_evidence_outlives_revocation_and_expiry(settings, ca, bank_key, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Acceptance 3, with an injected clock shared by the CA, the TSA and the verifier."""
     from ca.authority import CertificateAuthority
     from ca.ocsp import Responder, status_source
@@ -407,7 +410,8 @@ def test_evidence_outlives_revocation_and_expiry(settings, ca, tmp_path: Path) -
     jobs.current("root")
     verifier = Verifier(ChainValidator(TrustStore.from_certs(ca.chain_der())), clock=clock,
                         status=status_source(Responder(later)), signing_window=timedelta(minutes=5))
-    client = create_app(settings, ca=later, verifier=verifier, admin_api_key="udun-test-admin-key-0123456789abcdef").test_client()
+    client = create_app(settings, ca=later, verifier=verifier).test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {bank_key}"
     key = SoftwareKey()
     rec = later.issue(build_csr(key, parse_name("CN=Time Traveller,O=udun tests,C=CN")))
     try:
@@ -448,7 +452,7 @@ def _pem(der: bytes) -> bytes:
     return pem.armor("CERTIFICATE", der)  # type: ignore[no-any-return]
 
 
-def test_same_payment_at_the_same_moment_from_two_servers(ca, home: Path, enrolled, settings) -> None:  # type: ignore[no-untyped-def]
+def test_same_payment_at_the_same_moment_from_two_servers(ca, home: Path, enrolled, settings, bank_key) -> None:  # type: ignore[no-untyped-def]
     """Two server processes get the same payments at the same moment: one record each."""
     from ca.storage.evidence import EvidenceStore
     from signer.signing import sign_transaction
@@ -462,7 +466,8 @@ def test_same_payment_at_the_same_moment_from_two_servers(ca, home: Path, enroll
 
             def post(base: str, body: bytes = cms) -> None:
                 req = urllib.request.Request(f"{base}/api/v1/verify", data=body,
-                                             headers={"Content-Type": "application/pkcs7-mime"})
+                                             headers={"Content-Type": "application/pkcs7-mime",
+                                                      "Authorization": f"Bearer {bank_key}"})
                 barrier.wait()
                 with urllib.request.urlopen(req, timeout=60) as resp:
                     answers.append(json.loads(resp.read()))

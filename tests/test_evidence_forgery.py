@@ -16,9 +16,6 @@ from datetime import timedelta
 
 from helpers import SoftwareKey, issue_with, make_root, now, sample_tx
 
-ADMIN = {"Authorization": "Bearer udun-test-admin-key-0123456789abcdef"}
-
-
 def _verify_api(client, cms: bytes) -> dict:  # type: ignore[no-untyped-def,type-arg]
     r = client.post("/api/v1/verify", data=cms, content_type="application/pkcs7-mime")
     assert r.status_code == 200, r.get_data()
@@ -26,7 +23,7 @@ def _verify_api(client, cms: bytes) -> dict:  # type: ignore[no-untyped-def,type
 
 
 def _bundle(client, eid: str) -> tuple[bytes, str, dict[str, bytes]]:  # type: ignore[no-untyped-def]
-    r = client.get(f"/api/v1/evidence/{eid}", headers=ADMIN)
+    r = client.get(f"/api/v1/evidence/{eid}")
     assert r.status_code == 200
     data = r.get_data()
     with zipfile.ZipFile(io.BytesIO(data)) as z:
@@ -43,7 +40,7 @@ def _rezip(folder: str, files: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
-def test_a_tsa_of_another_trusted_ca_makes_no_evidence(settings, ca, app, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_tsa_of_another_trusted_ca_makes_no_evidence(bank_key, settings, ca, app, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from asn1crypto import pem, x509
 
     from ca import profiles
@@ -58,6 +55,7 @@ def test_a_tsa_of_another_trusted_ca_makes_no_evidence(settings, ca, app, tmp_pa
     from pkicore.x509build import build_csr, key_identifier, parse_name
 
     client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {bank_key}"
     key = SoftwareKey()
     rec = ca.issue(build_csr(key, parse_name("CN=Victim Customer,O=udun tests,C=CN")), "client", requester="pytest")
     ans = _verify_api(client, sign_data(key, rec.der, ca.chain_der(), sample_tx().canonical_bytes(),
@@ -112,12 +110,13 @@ def test_a_tsa_of_another_trusted_ca_makes_no_evidence(settings, ca, app, tmp_pa
     assert both.returncode == 2 and b"tsa" in both.stderr.lower(), both.stderr   # two roots: name one
 
 
-def test_a_local_entry_the_directory_does_not_list_is_refused(settings, enrolled, app, ca) -> None:  # type: ignore[no-untyped-def]
+def test_a_local_entry_the_directory_does_not_list_is_refused(bank_key, settings, enrolled, app, ca) -> None:  # type: ignore[no-untyped-def]
     from helpers import PIN
     from pkicore.bundle_check import verify_bundle
     from signer.signing import sign_transaction
 
     client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {bank_key}"
     ans = _verify_api(client, sign_transaction(settings, "user-ec", PIN, sample_tx()))
     data, folder, f = _bundle(client, ans["evidence_id"])
     assert verify_bundle(data, ca.chain_der()[1:], now()).ok

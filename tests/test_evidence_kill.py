@@ -17,7 +17,7 @@ from helpers import PIN, running_server, sample_tx, udun
 CLIENTS = 4
 
 
-def test_sigkill_during_verify_load_loses_nothing(ca, home: Path, enrolled, settings) -> None:  # type: ignore[no-untyped-def]
+def test_sigkill_during_verify_load_loses_nothing(ca, home: Path, enrolled, settings, bank_key) -> None:  # type: ignore[no-untyped-def]
     from pkicore.bundle_check import verify_bundle
     from pkicore.clock import system_clock
     from signer.signing import sign_transaction
@@ -26,13 +26,13 @@ def test_sigkill_during_verify_load_loses_nothing(ca, home: Path, enrolled, sett
     received: list[str] = []          # evidence ids the clients were given
     errors: list[str] = []
     lock = threading.Lock()
-    env = {"UDUN_ADMIN_API_KEY": "kill-test-key-0123456789abcdef-0123456789"}
+    auth = {"Authorization": f"Bearer {bank_key}"}
 
-    with running_server(home, workers=2, extra_env=env) as (base, proc):
+    with running_server(home, workers=2) as (base, proc):
         def client(share: list[bytes]) -> None:
             for cms in share:
                 req = urllib.request.Request(f"{base}/api/v1/verify", data=cms,
-                                             headers={"Content-Type": "application/pkcs7-mime"})
+                                             headers={"Content-Type": "application/pkcs7-mime", **auth})
                 try:
                     with urllib.request.urlopen(req, timeout=30) as resp:
                         answer = json.loads(resp.read())
@@ -57,10 +57,10 @@ def test_sigkill_during_verify_load_loses_nothing(ca, home: Path, enrolled, sett
     assert len(received) >= 40 and errors, (len(received), errors)
     assert len(received) < len(payments)                     # killed in the middle, not after
 
-    with running_server(home, workers=2, extra_env=env) as (base, _):
+    with running_server(home, workers=2) as (base, _):
         for evidence_id in received:
             req = urllib.request.Request(f"{base}/api/v1/evidence/{evidence_id}",
-                                         headers={"Authorization": "Bearer kill-test-key-0123456789abcdef-0123456789"})
+                                         headers=auth)
             with urllib.request.urlopen(req, timeout=30) as resp:
                 verdict = verify_bundle(resp.read(), ca.chain_der()[1:], system_clock())
             assert verdict.ok, (evidence_id, verdict.problems)

@@ -50,6 +50,7 @@ class Home(CliHome):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, PIN, SO_PIN)
+        self.bank_key = ""                 # the bank's API key, made through the CLI
 
     def payment(self, name: str) -> bytes:
         return (self.path / f"{name}.p7s").read_bytes()
@@ -79,6 +80,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     h.run("ca", "issue", "req.pem", "-o", "cert.pem")
     h.run("ca", "chain", "-o", "chain.pem")
     h.run("token", "import", "--label", "dora", "cert.pem")
+    h.run("bank", "add", "hsm-bank")
+    h.bank_key = h.run("bank", "key", "add", "hsm-bank", "--scope", "verify").stdout.decode().strip()
     for name in ("away-start", "before", "during", "node"):
         (h.path / f"{name}.json").write_text(json.dumps({**SAMPLE, "tx_id": f"hsm-{name}-0001"}, ensure_ascii=False),
                                              encoding="utf-8")
@@ -116,6 +119,7 @@ class Server:
     base: str
     proc: subprocess.Popen[bytes]
     stderr: Path
+    bank_key: str
 
     def errors(self) -> str:
         return self.stderr.read_text(errors="replace")
@@ -135,7 +139,7 @@ def serving(home: Home, workers: int = 2, extra_env: dict[str, str] | None = Non
         proc = subprocess.Popen([sys.executable, "-m", "udun.cli", "serve", "--port", str(port), "--workers",
                                  str(workers)], env=home_env(env), stdout=subprocess.DEVNULL, stderr=err,
                                 start_new_session=True)
-    server = Server(f"http://127.0.0.1:{port}", proc, err_path)
+    server = Server(f"http://127.0.0.1:{port}", proc, err_path, home.bank_key)
     deadline = time.monotonic() + START_SECONDS
     try:
         while True:
@@ -164,8 +168,10 @@ class Reply:
         return dict(json.loads(self.body))
 
 
-def request(url: str, data: bytes | None = None, content_type: str | None = None) -> Reply:
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": content_type} if content_type else {})
+def request(url: str, data: bytes | None = None, content_type: str | None = None,
+            headers: dict[str, str] | None = None) -> Reply:
+    req = urllib.request.Request(url, data=data, headers={**({"Content-Type": content_type} if content_type else {}),
+                                                          **(headers or {})})
     started = time.monotonic()
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
@@ -221,7 +227,8 @@ def tsa(server: Server) -> tuple[Reply, str, str]:
 
 
 def verify(server: Server, cms: bytes) -> Reply:
-    return request(f"{server.base}/api/v1/verify", cms, "application/pkcs7-mime")
+    return request(f"{server.base}/api/v1/verify", cms, "application/pkcs7-mime",
+                   {"Authorization": f"Bearer {server.bank_key}"})
 
 
 def assert_unavailable_tsa(server: Server) -> None:

@@ -24,7 +24,6 @@ from opensslca import CrlServer, OpenSslCa
 PIN = "multi-ca-pin-4417"
 SO_PIN = "multi-ca-so-pin-2290"
 CA_PIN = "multi-ca-ca-pin-8812"
-ADMIN_KEY = "multi-ca-admin-key-0123456789abcdef-01234"
 
 
 class World:
@@ -112,27 +111,28 @@ def _pem_crl(der: bytes) -> bytes:
     return pem.armor("X509 CRL", der)
 
 
-def _post(base: str, body: bytes) -> dict[str, Any]:
+def _post(base: str, body: bytes, auth: dict[str, str]) -> dict[str, Any]:
     req = urllib.request.Request(f"{base}/api/v1/verify", data=body,
-                                 headers={"Content-Type": "application/pkcs7-mime"})
+                                 headers={"Content-Type": "application/pkcs7-mime", **auth})
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())  # type: ignore[no-any-return]
 
 
 def test_api_and_evidence_under_several_trusted_cas(world: World) -> None:
     payments = {label: world.sign(label, f"{label}-api").read_bytes() for label in ("bob", "carol", "eve")}
+    world.run("bank", "add", "multi-bank")
+    auth = {"Authorization": "Bearer " + world.run("bank", "key", "add", "multi-bank").stdout.decode().strip()}
     with running_server(world.home, workers=1,
-                        extra_env={"UDUN_TRUST_FILE": str(world.home / "trust.pem"),
-                                   "UDUN_ADMIN_API_KEY": ADMIN_KEY}) as (base, _proc):
-        good = _post(base, payments["bob"])
+                        extra_env={"UDUN_TRUST_FILE": str(world.home / "trust.pem")}) as (base, _proc):
+        good = _post(base, payments["bob"], auth)
         assert good["status"] == "TOTAL_PASSED" and good["evidence_id"], good
         assert [s["status"] for s in good["statuses"]] == ["good", "good"]
-        revoked = _post(base, payments["carol"])
+        revoked = _post(base, payments["carol"], auth)
         assert (revoked["sub_indication"], revoked.get("evidence_id")) == ("REVOKED", None), revoked
-        stranger = _post(base, payments["eve"])
+        stranger = _post(base, payments["eve"], auth)
         assert stranger["sub_indication"] == "NO_CERTIFICATE_CHAIN_FOUND", stranger
         req = urllib.request.Request(f"{base}/api/v1/evidence/{good['evidence_id']}",
-                                     headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+                                     headers=auth)
         with urllib.request.urlopen(req, timeout=30) as resp:
             bundle = write(world.home / "bob.zip", resp.read())
     checked = world.run("evidence", "verify", str(bundle), "--trust", "trust.pem", ok=False)

@@ -273,18 +273,27 @@ def test_migration_0006_fills_the_key_and_keeps_existing_replays(ca, old_db: sa.
     assert uniques.get("uq_evidence_spki_tx") == ["signer_spki_sha256", "tx_id"]
     assert "uq_evidence_signer_tx" not in uniques
 
-    # The running code on the migrated schema: T1 of key k is ev_a1, whichever certificate.
+    # The running code, at the head (replay records per bank since 0010): among the records
+    # from before banks, T1 of key k is ev_a1, whichever certificate.
+    _migrate(old_db, "head")
     store = EvidenceStore(Store(old_db))
-    assert store.first_record(kk, "T1") == "ev_a1" and store.first_record(kk, "T2") == "ev_a3"
-    new = {**row("ev_e1", k2, "T1", 20), "signer_spki_sha256": kk,
-           "ca_revocation": [("crl", b"\x30\x00")]}
+    assert store.first_record(None, kk, "T1") == "ev_a1" and store.first_record(None, kk, "T2") == "ev_a3"
+    assert store.has_unowned_records()
+    with old_db.begin() as conn:
+        conn.execute(sa.text("INSERT INTO banks (id, name, display_name, created_at) VALUES (1, 'b', 'B', :t)"),
+                     {"t": now()})
+    # A bank's records: one tx_id per key, whichever of its certificates signed it.
+    new = {**row("ev_e1", k2, "T3", 20), "signer_spki_sha256": kk, "ca_revocation": [("crl", b"\x30\x00")],
+           "bank_id": 1}
+    store.record(new, None, {"evidence_id": "ev_e1"}, now(), "pytest")
     with pytest.raises(Replayed) as replayed:
-        store.record(new, None, {"evidence_id": "ev_e1"}, now())
-    assert replayed.value.first_id == "ev_a1"
-    store.record({**new, "tx_id": "T3"}, None, {"evidence_id": "ev_e1"}, now())
-    assert store.first_record(kk, "T3") == "ev_e1"
+        store.record({**row("ev_e2", k3, "T3", 21), "signer_spki_sha256": kk, "ca_revocation": [], "bank_id": 1},
+                     None, {"evidence_id": "ev_e2"}, now(), "pytest")
+    assert replayed.value.first_id == "ev_e1"
+    assert store.first_record(1, kk, "T3") == "ev_e1"
     with old_db.connect() as conn, pytest.raises(sa.exc.IntegrityError):
-        conn.execute(sa.text("UPDATE evidence SET signer_spki_sha256 = :k WHERE id = 'ev_a2'"), {"k": kk})
+        conn.execute(sa.text("UPDATE evidence SET signer_spki_sha256 = :k, tx_id = 'T3', bank_id = 1 "
+                             "WHERE id = 'ev_a2'"), {"k": kk})
 
     # Down again: the old constraint is back (and holds); up again: the same values.
     _migrate(old_db, "0005", down=True)

@@ -19,7 +19,6 @@ from helpers import SAMPLE, CliHome, SoftwareKey, home_env, openssl, running_ser
 
 PIN = "ctx-user-pin-5511"
 SO_PIN = "ctx-so-pin-90817"
-ADMIN_KEY = "ctx-admin-key-0123456789abcdef-0123456789"
 
 
 class Home(CliHome):
@@ -44,6 +43,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
                                      encoding="utf-8")
     h.run("sign", "--label", "dora", "tx2.json", "-o", "tx2.p7s", "--yes")
     h.run("ca", "chain", "-o", "chain.pem")
+    h.run("bank", "add", "ctx-bank")
+    h.run("bank", "key", "add", "ctx-bank", "-o", "bank.key")
     return h
 
 
@@ -61,14 +62,14 @@ def test_serve_works_with_no_ca_pin_anywhere(home: Home, tmp_path: Path) -> None
     kept = ca_pin.read_bytes()
     ca_pin.unlink()                       # the CA PIN file is gone, UDUN_CA_PIN is unset
     try:
-        env = {"UDUN_ADMIN_API_KEY": ADMIN_KEY, "UDUN_CA_PIN": ""}
-        with running_server(home.path, workers=1, extra_env=env) as (base, _proc):
+        auth = {"Authorization": f"Bearer {(home.path / 'bank.key').read_text().strip()}"}
+        with running_server(home.path, workers=1, extra_env={"UDUN_CA_PIN": ""}) as (base, _proc):
             status, body = _get(f"{base}/api/v1/verify", (home.path / "tx.p7s").read_bytes(),
-                                {"Content-Type": "application/pkcs7-mime"})
+                                {"Content-Type": "application/pkcs7-mime", **auth})
             answer = json.loads(body)
             assert status == 200 and answer["status"] == "TOTAL_PASSED", answer
             status, bundle = _get(f"{base}/api/v1/evidence/{answer['evidence_id']}",
-                                  headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+                                  headers=auth)
             assert status == 200 and bundle[:2] == b"PK"
             for path in ("/crl/issuing-ca.crl", "/crl/root-ca.crl", "/ca/issuing-ca.crt", "/ca/root-ca.crt"):
                 status, der = _get(base + path)
@@ -89,7 +90,7 @@ def test_serve_works_with_no_ca_pin_anywhere(home: Home, tmp_path: Path) -> None
             assert b"Status: Granted" in text.stdout, text.stdout + text.stderr
         # The same without the server: a fresh bank-facing app in a process of its own holds
         # sessions on the online token only, never on the CA's tokens.
-        probe = subprocess.run([sys.executable, "-c", _PROBE, str(home.path / "tx2.p7s")],
+        probe = subprocess.run([sys.executable, "-c", _PROBE, str(home.path / "tx2.p7s"), str(home.path / "bank.key")],
                                env=home_env({**os.environ, **home.env, "UDUN_CA_PIN": ""}), capture_output=True,
                                timeout=120, check=False)
         assert probe.returncode == 0, probe.stderr
@@ -110,6 +111,7 @@ from pkicore.ocsp import build_request
 from asn1crypto import x509
 app = create_app()
 c = app.test_client()
+c.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + open(sys.argv[2]).read().strip()
 v = c.post("/api/v1/verify", data=open(sys.argv[1], "rb").read(), content_type="application/pkcs7-mime")
 ca = CaDirectory.open(__import__("config.settings").settings.load_settings(), migrate_schema=False)
 issuing = x509.Certificate.load(ca.chain_der()[0])

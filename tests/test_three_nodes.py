@@ -89,8 +89,8 @@ def _http(url: str, data: bytes | None = None, headers: dict[str, str] | None = 
         return e.code, e.read()
 
 
-def _verify(node: Node, cms: bytes) -> dict[str, Any]:
-    status, body = _http(f"{node.base}/api/v1/verify", cms, {"Content-Type": "application/pkcs7-mime"})
+def _verify(node: Node, cms: bytes, auth: dict[str, str]) -> dict[str, Any]:
+    status, body = _http(f"{node.base}/api/v1/verify", cms, {"Content-Type": "application/pkcs7-mime", **auth})
     assert status == 200, (node.name, status, body[:500])
     return json.loads(body)  # type: ignore[no-any-return]
 
@@ -115,6 +115,7 @@ class Cluster:
     sign: Callable[[str, int], list[Payment]]
     alice: cx509.Certificate            # the certificate the status test holds
     bob: cx509.Certificate              # the load's signer, never held
+    auth: dict[str, str]                # the bank's Authorization header (its key, made by the CLI)
 
     def run(self, home: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
         """`udun ARGS` where the CA key is, on the shared database."""
@@ -185,7 +186,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, settings: Any) -> Iterator
         with ThreadPoolExecutor(NODES + 2) as pool:
             admin_futures = [pool.submit(start, running_admin(h, ADMIN_KEY, db_url)) for h in (ca_home, admin_home)]
             node_futures = [pool.submit(start, running_node(f"node-{i}", h, db_url, NODE_WORKERS,
-                                                            {"UDUN_ADMIN_API_KEY": ADMIN_KEY}))
+                                                            {}))
                             for i, h in enumerate(node_homes)]
             admins = [f.result() for f in admin_futures]
             nodes = [f.result() for f in node_futures]
@@ -206,7 +207,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, settings: Any) -> Iterator
 
         db = _engine(db_url)
         stack.callback(db.dispose)
-        yield Cluster(ca_home, db_url, db, nodes, [*admins], issuing, root, sign, alice, bob)
+        made = udun("bank", "add", "three-nodes", env={"UDUN_HOME": str(ca_home), "UDUN_DATABASE_URL": db_url},
+                    cwd=ca_home)
+        assert made.returncode == 0, made.stderr
+        key = udun("bank", "key", "add", "three-nodes", env={"UDUN_HOME": str(ca_home), "UDUN_DATABASE_URL": db_url},
+                   cwd=ca_home)
+        assert key.returncode == 0, key.stderr
+        auth = {"Authorization": f"Bearer {key.stdout.decode().strip()}"}
+        yield Cluster(ca_home, db_url, db, nodes, [*admins], issuing, root, sign, alice, bob, auth)
 
 
 # --- 1. serials and CRL numbers -------------------------------------------------------------
@@ -323,7 +331,7 @@ def test_one_payment_at_every_node_at_once_is_recorded_once(cluster: Cluster) ->
     def send_all(node: Node) -> None:
         for p in payments:
             barrier.wait()                     # every node gets this payment at the same moment
-            answers[p.tx_id][node.name] = _verify(node, p.cms)
+            answers[p.tx_id][node.name] = _verify(node, p.cms, cluster.auth)
 
     with ThreadPoolExecutor(NODES) as pool:
         for done in [pool.submit(send_all, n) for n in cluster.nodes]:
@@ -420,6 +428,7 @@ class Load:
     nodes: list[Node]
     payments: list[Payment]
     clients: int
+    auth: dict[str, str]
     sent: list[Sent] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     changed: threading.Condition = field(default_factory=threading.Condition)
@@ -432,7 +441,7 @@ class Load:
             s = Sent(p.tx_id, node.name, time.monotonic(), 0.0)
             try:
                 s.http_status, body = _http(f"{node.base}/api/v1/verify", p.cms,
-                                            {"Content-Type": "application/pkcs7-mime"})
+                                            {"Content-Type": "application/pkcs7-mime", **self.auth})
                 s.answer = json.loads(body)
             except _CONNECTION_ERRORS as e:       # a killed node: refused, reset or cut off
                 s.error = type(e).__name__
@@ -476,19 +485,19 @@ def test_status_change_reaches_every_node_at_once(cluster: Cluster) -> None:
     alice = cluster.sign("n3-alice", 3 * NODES)
     before, during, after = alice[:NODES], alice[NODES:2 * NODES], alice[2 * NODES:]
     cached_request = _ocsp_request(cluster.alice, cluster.issuing, nonce=False)
-    background = Load(cluster.nodes, cluster.sign("n3-bob", 60), clients=2)
+    background = Load(cluster.nodes, cluster.sign("n3-bob", 60), clients=2, auth=cluster.auth)
 
     with background.running():
         for node, p in zip(cluster.nodes, before):
             assert set(_ocsp_round(cluster, node, cached_request)) == {"good"}, node.name   # caches warm
-            assert _verify(node, p.cms)["status"] == "TOTAL_PASSED"
+            assert _verify(node, p.cms, cluster.auth)["status"] == "TOTAL_PASSED"
 
         cluster.run(cluster.ca_home, "ca", "hold", serial)             # committed when it returns
         held_at = time.monotonic()
         for node, p in zip(cluster.nodes, during):
             # Within the bound (immediately): the first answers after the change, no retry.
             assert _ocsp_round(cluster, node, cached_request) == ["on_hold"] * OCSP_REQUESTS_AFTER_CHANGE, node.name
-            refused = _verify(node, p.cms)
+            refused = _verify(node, p.cms, cluster.auth)
             assert (refused["status"], refused["sub_indication"], refused["evidence_id"]) == \
                 ("INDETERMINATE", "TRY_LATER", None), refused
         print(f"every node on hold within {time.monotonic() - held_at:.2f} s of `ca hold` returning")
@@ -497,8 +506,8 @@ def test_status_change_reaches_every_node_at_once(cluster: Cluster) -> None:
         for node, p, q in zip(cluster.nodes, during, after):
             assert _ocsp_round(cluster, node, cached_request) == ["good"] * OCSP_REQUESTS_AFTER_CHANGE, node.name
             # Refused while held, so never recorded: the same payment passes now.
-            assert _verify(node, p.cms)["status"] == "TOTAL_PASSED"
-            assert _verify(node, q.cms)["status"] == "TOTAL_PASSED"
+            assert _verify(node, p.cms, cluster.auth)["status"] == "TOTAL_PASSED"
+            assert _verify(node, q.cms, cluster.auth)["status"] == "TOTAL_PASSED"
 
     # The other signer's payments went on passing on every node throughout.
     assert background.sent and all(s.http_status == 200 and s.answer and s.answer["status"] == "TOTAL_PASSED"
@@ -513,7 +522,7 @@ def test_sigkill_of_one_node_mid_load_loses_nothing_answered(cluster: Cluster) -
 
     payments = cluster.sign("n3-bob", KILL_PAYMENTS)
     victim, live = cluster.nodes[-1], cluster.nodes[:-1]
-    load = Load(cluster.nodes, payments, CLIENTS)
+    load = Load(cluster.nodes, payments, CLIENTS, cluster.auth)
     with load.running(to_the_end=True):
         load.wait_answered(KILL_AFTER)
         killed_at = time.monotonic()
@@ -545,7 +554,7 @@ def test_sigkill_of_one_node_mid_load_loses_nothing_answered(cluster: Cluster) -
     for s in [s for s in before_kill if s.node == victim.name][:3]:
         assert s.answer
         status, bundle = _http(f"{live[0].base}/api/v1/evidence/{s.answer['evidence_id']}",
-                               headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+                               headers=cluster.auth)
         assert status == 200
         verdict = verify_bundle(bundle, roots, system_clock())
         assert verdict.ok, verdict.problems
@@ -557,7 +566,7 @@ def test_sigkill_of_one_node_mid_load_loses_nothing_answered(cluster: Cluster) -
     unanswered = [p for p in payments if p.tx_id not in set(ids.values())]
     resubmitted: list[str] = []
     for p in unanswered:
-        again = _verify(live[0], p.cms)
+        again = _verify(live[0], p.cms, cluster.auth)
         resubmitted.append(again["sub_indication"] or again["status"])
         if again["status"] == "TOTAL_PASSED":
             assert again["evidence_id"]

@@ -17,6 +17,7 @@ from pkicore.pathval import ChainValidator, TrustStore, load_certs, load_crls
 from pkicore.report import Check, Sub, conclude
 from pkicore.pathstatus import StatusSource
 from udun.cli_audit import audit_group
+from udun.cli_bank import bank_group
 from udun.cli_ca import ca_group
 from udun.cli_cert import cert_group
 from udun.cli_db import db_group
@@ -41,6 +42,7 @@ cli.add_command(ca_group)
 cli.add_command(token_group)
 cli.add_command(cert_group)
 cli.add_command(evidence_group)
+cli.add_command(bank_group)
 cli.add_command(audit_group)
 cli.add_command(tsa_group)
 cli.add_command(db_group)
@@ -184,10 +186,7 @@ def serve_cmd(host: str, port: int, workers: int | None) -> None:
     from webapi.app import trust_store
 
     # Fail here, with one clear line, rather than in every worker after fork.
-    from webapi.auth import checked_key
-
     s = settings()
-    checked_key(os.environ.get("UDUN_ADMIN_API_KEY"), required=False)
     ca = CaDirectory.open(s)
     trust_store(s, ca, str(s.trust_file) if s.trust_file else None)
     for warning in check_at_start(ca):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -41,8 +40,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/pkcs7-mime"})
+def _post(url: str, body: bytes, bank_key: str) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/pkcs7-mime",
+                                                          "Authorization": f"Bearer {bank_key}"})
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, json.loads(resp.read())
@@ -139,18 +139,26 @@ def run(keep: bool = False) -> int:
 
         _step(8, f"Starting the bank-facing API (gunicorn) on {base}: it holds the online token's PIN only, "
                  "never the CA's.")
-        admin_key = secrets.token_urlsafe(33)        # lets the demo fetch the evidence bundle
         server_env = {k: v for k, v in os.environ.items() if k != "UDUN_CA_PIN"}
         server = subprocess.Popen(
             [sys.executable, "-c", "from udun.cli import main; main()", "serve", "--port", str(port),
              "--workers", "1"],
-            env={**server_env, "UDUN_ADMIN_API_KEY": admin_key}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         wait_healthy(base, server)
         print("     healthy")
+        from ca.banks import Banks
+
+        print("     The operator registers the bank and gives it an API key (udun bank add / udun bank key add):")
+        banks = Banks(ca.store, ca.clock)
+        banks.add("demo-bank", "udun demo bank", actor="demo")
+        issued = banks.issue_key("demo-bank", actor="demo")
+        bank_key = issued.text
+        print(f"     bank demo-bank, key {issued.record.id} (scopes {' '.join(issued.record.scopes)}; shown to "
+              "the bank once, kept only as a scrypt hash)")
 
         _step(9, "The bank POSTs the signed payment to /api/v1/verify:")
-        status, report = _post(f"{base}/api/v1/verify", cms)
+        status, report = _post(f"{base}/api/v1/verify", cms, bank_key)
         _show_report(status, report)
         evidence_id = report.get("evidence_id")
         good = status == 200 and report.get("status") == "TOTAL_PASSED" and bool(evidence_id)
@@ -158,14 +166,14 @@ def run(keep: bool = False) -> int:
               f"{(report.get('time_stamp') or {}).get('gen_time')}")
 
         _step(10, "Someone sends the same signed payment again (a replay):")
-        status, report = _post(f"{base}/api/v1/verify", cms)
+        status, report = _post(f"{base}/api/v1/verify", cms, bank_key)
         _show_report(status, report)
         replay = report.get("sub_indication") == "REPLAYED" and report.get("first_evidence_id") == evidence_id
 
         _step(11, "Someone changes one byte of the signed payment (the amount 1234.50 -> 9234.50):")
         tampered = cms.replace(b'"amount":"1234.50"', b'"amount":"9234.50"', 1)
         assert tampered != cms
-        status, report = _post(f"{base}/api/v1/verify", tampered)
+        status, report = _post(f"{base}/api/v1/verify", tampered, bank_key)
         _show_report(status, report)
         bad = status == 200 and report.get("status") == "TOTAL_FAILED" and report.get("sub_indication") == "HASH_FAILURE"
 
@@ -173,7 +181,7 @@ def run(keep: bool = False) -> int:
         bundle_ok = False
         if evidence_id:
             req = urllib.request.Request(f"{base}/api/v1/evidence/{evidence_id}",
-                                         headers={"Authorization": f"Bearer {admin_key}"})
+                                         headers={"Authorization": f"Bearer {bank_key}"})
             with urllib.request.urlopen(req, timeout=30) as resp:
                 bundle = resp.read()
             path = home / f"{evidence_id}.zip"

@@ -12,6 +12,7 @@ from datetime import timedelta
 from flask import Flask
 
 from ca import bundle as bundles
+from ca.banks import Banks
 from ca.delegates import screened
 from ca.directory import CaDirectory
 from ca.evidence import EvidenceService
@@ -24,7 +25,7 @@ from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import ChainValidator, TrustStore, load_certs
 from webapi import problems, scheduler
 from webapi.observability import Observed, configure_logging, tag_flask_route, watch_pool
-from webapi.auth import checked_key
+from webapi.auth import deny_undeclared
 from webapi.ocsp_wsgi import OcspFastPath
 from webapi.tsa_wsgi import TsaFastPath
 
@@ -38,10 +39,10 @@ class Services:
     settings: Settings
     verifier: Verifier
     ca: CaDirectory | None
-    admin_api_key: str | None
     _responder: Responder | None = None
     _tsa: TimeStampAuthority | None = None
     _evidence: EvidenceService | None = None
+    _banks: Banks | None = None
 
     def _ca(self) -> CaDirectory:
         if self.ca is None:
@@ -63,9 +64,16 @@ class Services:
             self._evidence = EvidenceService(self._ca(), self.verifier, self.tsa())
         return self._evidence
 
-    def bundle(self, evidence_id: str) -> bytes:
-        """The zip bundle of one evidence record."""
-        return bundles.export(self._ca(), self.tsa(), evidence_id)
+    def banks(self) -> Banks:
+        """The bank keys (one per worker: it caches which key texts passed the slow hash)."""
+        if self._banks is None:
+            ca = self._ca()
+            self._banks = Banks(ca.store, ca.clock)
+        return self._banks
+
+    def bundle(self, evidence_id: str, bank_id: int) -> bytes:
+        """The zip bundle of one of the bank's evidence records."""
+        return bundles.export(self._ca(), self.tsa(), evidence_id, bank_id)
 
 
 def trust_store(settings: Settings, ca: CaDirectory | None, trust_file: str | None) -> TrustStore:
@@ -83,13 +91,10 @@ def trust_store(settings: Settings, ca: CaDirectory | None, trust_file: str | No
 
 def create_app(settings: Settings | None = None, *, verifier: Verifier | None = None,
                ca: CaDirectory | None = None, trust_file: str | None = None,
-               admin_api_key: str | None = None, schedule_checkpoints: bool = False) -> Flask:
+               schedule_checkpoints: bool = False) -> Flask:
     """Build the API. Arguments override the environment (tests inject them)."""
-    import os
-
     settings = settings or load_settings()
     trust_file = trust_file or (str(settings.trust_file) if settings.trust_file else None)
-    admin_api_key = checked_key(admin_api_key or os.environ.get("UDUN_ADMIN_API_KEY"), required=False)
     if ca is None:
         ca = CaDirectory.open(settings, migrate_schema=False)
     responder = Responder(ca)
@@ -100,15 +105,16 @@ def create_app(settings: Settings | None = None, *, verifier: Verifier | None = 
         verifier = Verifier(ChainValidator(trust_store(settings, ca, trust_file)), status=source,
                             signing_window=timedelta(minutes=settings.signing_window_minutes))
 
-    configure_logging(settings, redact=[admin_api_key])
+    configure_logging(settings)
     app = Flask("udun")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.config["JSON_AS_ASCII"] = False
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["udun"] = Services(settings, verifier, ca, admin_api_key, _responder=responder)
+    app.extensions["udun"] = Services(settings, verifier, ca, _responder=responder)
     problems.register(app)
     app.before_request(tag_flask_route)            # app-wide: the route label of every Flask request
+    app.before_request(deny_undeclared)
     watch_pool(ca.store.engine)
 
     from webapi.views import apidoc, evidence, health, status, verify

@@ -1,19 +1,87 @@
-"""The API key that guards evidence reads here and every admin route (adminapi).
+"""Who may call a route: banks by their API keys (ca.banks), the admin API by its key.
 
-Issue 12 replaces it with per-bank credentials; until then one key, checked at start-up:
-at least 32 characters and no white space around it (a key read from a file with its
-newline could otherwise never match a bearer token).
+Deny by default: every view of both apps is declared ``public`` or ``bank_route(scope)``
+(or sits behind the admin blueprint's key check); tests/webapi/test_permissions.py fails on
+a route that is neither. Bearer tokens are RFC 6750's; a 401 names the scheme it wants
+(RFC 9110 §11.6.1), a 403 the scope that was missing (RFC 6750 §3.1).
+
+The admin key is one key until operators have their own identities (issue 12), checked at
+start-up: at least 32 characters and no white space around it (a key read from a file
+with its newline could otherwise never match a bearer token).
 """
 from __future__ import annotations
 
+import functools
 import hmac
+from typing import Any, Callable, TypeVar
 
-from flask import Response, request
+from flask import Response, current_app, g, request
 
 from pkicore.errors import ErrorKind, PkiError
 from webapi.problems import problem
 
 MIN_KEY_CHARS = 32
+PERMISSION = "udun_permission"          # the attribute every view carries (the route-permission test)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def public(view: F) -> F:
+    """Declare a view open to anyone (OCSP, CRLs, CA certificates, TSA, health)."""
+    setattr(view, PERMISSION, "public")
+    return view
+
+
+def admin_only(view: F) -> F:
+    """Declare a view of the admin API: the admin key (the blueprint checks it first)."""
+    setattr(view, PERMISSION, "admin")
+    return view
+
+
+def deny_undeclared() -> Response | None:
+    """App-wide, before every view: one that declares no permission is refused (a route
+    added without thought is closed, not open)."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is not None and not hasattr(view, PERMISSION):
+        return problem(403, "forbidden", "forbidden", "this route declares no permission")
+    return None
+
+
+def bearer() -> str | None:
+    """The request's bearer token (RFC 6750 §2.1; the scheme name is case-insensitive,
+    RFC 9110 §11.1), or None."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return (given.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def _challenged(e: PkiError, scope: str, sent: bool) -> Response:
+    status = 401 if e.kind is ErrorKind.UNAUTHORIZED else 403
+    resp = problem(status, e.kind.value, e.kind.value, e.message)
+    if status == 401:
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="udun"' + (', error="invalid_token"' if sent else "")
+    else:
+        resp.headers["WWW-Authenticate"] = f'Bearer realm="udun", error="insufficient_scope", scope="{scope}"'
+    return resp
+
+
+def bank_route(scope: str) -> Callable[[F], F]:
+    """The view runs only for a valid bank key with ``scope``; the bank is ``flask.g.bank``
+    (a ca.banks.Principal). Checked before the body is read: an unauthenticated request
+    costs one key lookup and writes nothing."""
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            token = bearer()
+            try:
+                g.bank = current_app.extensions["udun"].banks().authenticate(token, scope)
+            except PkiError as e:
+                if e.kind not in (ErrorKind.UNAUTHORIZED, ErrorKind.FORBIDDEN):
+                    raise
+                return _challenged(e, scope, token is not None)
+            return view(*args, **kwargs)
+
+        setattr(wrapper, PERMISSION, f"bank:{scope}")
+        return wrapper  # type: ignore[return-value]
+    return decorate
 
 
 def checked_key(raw: str | None, *, required: bool) -> str | None:

@@ -49,8 +49,15 @@ def signed_payment(req: Request) -> tuple[bytes, bytes | None]:
                    "send the CMS as application/pkcs7-mime (DER) or JSON {\"cms\": base64, \"content\": base64}")
 
 
-def json_object(req: Request, fields: tuple[str, ...]) -> dict[str, Any]:
-    """An optional JSON object body with only ``fields`` (an empty body is ``{}``)."""
+# What a field of a JSON object body may hold besides null (json_object's ``kinds``).
+_KINDS = {"string": (lambda v: isinstance(v, str), "a string"),
+          "integer": (lambda v: type(v) is int, "an integer"),      # not a bool
+          "strings": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings")}
+
+
+def json_object(req: Request, fields: tuple[str, ...], kinds: dict[str, str] | None = None) -> dict[str, Any]:
+    """An optional JSON object body with only ``fields`` (an empty body is ``{}``), each a
+    string or null unless ``kinds`` names another of _KINDS for it."""
     data = req.get_data(cache=False)
     if not data.strip():
         return {}
@@ -67,8 +74,9 @@ def json_object(req: Request, fields: tuple[str, ...]) -> dict[str, Any]:
         raise PkiError(ErrorKind.BAD_INPUT, f"unknown field {unknown[0]}; known: {', '.join(fields)}",
                        field=unknown[0])
     for name, value in body.items():
-        if value is not None and not isinstance(value, str):
-            raise PkiError(ErrorKind.BAD_INPUT, f"{name} is a string", field=name)
+        ok, what = _KINDS[(kinds or {}).get(name, "string")]
+        if value is not None and not ok(value):
+            raise PkiError(ErrorKind.BAD_INPUT, f"{name} is {what}", field=name)
     return body
 
 

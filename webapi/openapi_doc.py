@@ -13,7 +13,6 @@ Schemas are JSON Schema 2020-12, OpenAPI 3.1's dialect.
 from __future__ import annotations
 
 import importlib.metadata
-from typing import TypeAlias
 
 from ca.certquery import MAX_LIMIT, STATUSES
 from ca.profiles import DELEGATED, REQUESTABLE
@@ -21,11 +20,22 @@ from pkicore.crlbuild import REVOKE_REASONS
 from pkicore.errors import ErrorKind
 from pkicore.report import Status, Sub
 
-JsonValue: TypeAlias = "str | int | float | bool | None | list[JsonValue] | dict[str, JsonValue]"
-Json: TypeAlias = dict[str, JsonValue]
+from webapi import openapi_banks as banks_doc
+from webapi.openapi_banks import bank_key_scheme, bank_responses, secured
+from webapi.openapi_parts import Json, JsonValue
+from webapi.openapi_parts import binary as _binary
+from webapi.openapi_parts import example_problem as _example_problem
+from webapi.openapi_parts import hdr as _hdr
+from webapi.openapi_parts import header as _header
+from webapi.openapi_parts import hex_string as _hex
+from webapi.openapi_parts import json_body as _json
+from webapi.openapi_parts import or_null as _or_null
+from webapi.openapi_parts import problem_response as _problem_response
+from webapi.openapi_parts import ref as _ref
+from webapi.openapi_parts import resp as _resp
+from webapi.openapi_parts import date_time as _time
 
 OPENAPI = "3.1.0"
-PROBLEM_TYPE = "application/problem+json"       # RFC 9457 §3
 PROMETHEUS_TYPE = "text/plain; version=0.0.4"   # the Prometheus text exposition format
 
 # Codes webapi.problems gives Werkzeug's HTTP errors (its _HTTP_CODES, and "http-error" for
@@ -40,62 +50,6 @@ def package_version() -> str:
         return importlib.metadata.version("udun")
     except importlib.metadata.PackageNotFoundError:   # a checkout run without `pip install -e`
         return "0.0.0+unknown"
-
-
-# --- small builders ------------------------------------------------------------------
-
-
-def _ref(name: str) -> Json:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _or_null(schema: Json) -> Json:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def _binary(description: str) -> Json:
-    return {"type": "string", "format": "binary", "description": description}
-
-
-def _time(description: str, nullable: bool = False) -> Json:
-    return {"type": ["string", "null"] if nullable else "string", "format": "date-time",
-            "description": description}
-
-
-def _hex(description: str, length: int | None = None) -> Json:
-    pattern = f"^[0-9a-f]{{{length}}}$" if length else "^[0-9a-f]+$"
-    return {"type": "string", "pattern": pattern, "description": description}
-
-
-def _json(schema: Json, examples: Json | None = None) -> Json:
-    media: Json = {"schema": schema}
-    if examples:
-        media["examples"] = examples
-    return {"application/json": media}
-
-
-def _header(description: str, required: bool = False) -> Json:
-    return {"description": description, "required": required, "schema": {"type": "string"}}
-
-
-def _hdr(name: str) -> Json:
-    return {"$ref": f"#/components/headers/{name}"}
-
-
-def _resp(name: str) -> Json:
-    return {"$ref": f"#/components/responses/{name}"}
-
-
-def _problem_response(description: str, example: Json) -> Json:
-    return {"description": description,
-            "content": {PROBLEM_TYPE: {"schema": _ref("Problem"), "examples": {"problem": {"value": example}}}}}
-
-
-def _example_problem(status: int, code: str, title: str, detail: str, **extra: str) -> Json:
-    body: Json = {"type": f"urn:udun:problem:{code}", "code": code, "title": title, "status": status,
-                  "detail": detail}
-    body.update(extra)
-    return body
 
 
 # --- shared components -----------------------------------------------------------------
@@ -470,31 +424,30 @@ def _bank_paths() -> Json:
                       "schema": {"enum": ["issuing-ca", "root-ca"]},
                       "description": "`issuing-ca` (client certificates' CRL) or `root-ca` (the issuing CA's)"}
     return {
-        "/api/v1/verify": {"post": _verify_operation()},
-        "/api/v1/challenges": {"post": {
+        "/api/v1/verify": {"post": secured(_verify_operation(), "verify")},
+        "/api/v1/challenges": {"post": secured({
             "tags": ["verification"],
             "operationId": "newChallenge",
             "summary": "A single-use bank challenge",
             "description": "A value the next payment carries in its `challenge` field (required in every "
-                           "payment when UDUN_REQUIRE_CHALLENGE is set); usable once, until `expires_at`. "
-                           "No request body.",
+                           "payment when UDUN_REQUIRE_CHALLENGE is set); usable once, until `expires_at`, "
+                           "and only in a payment this bank verifies. No request body.",
             "responses": {
                 "201": {"description": "a new challenge", "headers": {"Cache-Control": _hdr("CacheControl")},
                         "content": _json(_ref("Challenge"))},
                 "500": _resp("Internal"),
                 "503": _resp("Unavailable"),
             },
-        }},
-        "/api/v1/evidence/{evidence_id}": {"get": {
+        }, "challenges")},
+        "/api/v1/evidence/{evidence_id}": {"get": secured({
             "tags": ["evidence"],
             "operationId": "getEvidenceBundle",
             "summary": "The evidence bundle of a verified payment",
             "description": "A zip: the payment, the CMS as received and time-stamped (CAdES-T), the time-stamp "
                            "token, the certificates and revocation data the verdict used, the report, a "
                            "time-stamped manifest and a README with the OpenSSL commands that check it offline "
-                           "(`udun evidence verify` does the same). Needs the admin API key; 403 when this "
-                           "server has none configured.",
-            "security": [{"adminKey": []}],
+                           "(`udun evidence verify` does the same). Only the bank's own records: another "
+                           "bank's is a 404, as a missing one.",
             "parameters": [{"name": "evidence_id", "in": "path", "required": True,
                             "schema": {"type": "string", "examples": ["ev_019a8c2f4b10" + "0" * 20]},
                             "description": "the `evidence_id` of a TOTAL_PASSED report"}],
@@ -504,15 +457,11 @@ def _bank_paths() -> Json:
                                     "Content-Disposition": _header("attachment; filename=\"{evidence_id}.zip\"",
                                                                    required=True)},
                         "content": {"application/zip": {"schema": _binary("the zip bundle")}}},
-                "401": _resp("Unauthorized"),
-                "403": _problem_response("the admin API is disabled on this server (UDUN_ADMIN_API_KEY unset)",
-                                         _example_problem(403, "forbidden", "admin API disabled",
-                                                          "set UDUN_ADMIN_API_KEY to enable it")),
                 "404": _resp("NotFound"),
                 "500": _resp("Internal"),
                 "503": _resp("Unavailable"),
             },
-        }},
+        }, "evidence:read")},
         "/crl/{name}.crl": {"get": {
             "tags": ["status"],
             "operationId": "getCrl",
@@ -644,11 +593,11 @@ def bank_document() -> Json:
         "paths": _bank_paths(),
         "components": {
             "schemas": _bank_schemas(),
-            "responses": _common_responses(),
+            "responses": {**_common_responses(), **bank_responses()},
             "headers": _common_headers(),
             "parameters": {"IfNoneMatch": {"name": "If-None-Match", "in": "header", "required": False,
                                            "schema": {"type": "string"}}},
-            "securitySchemes": {"adminKey": _admin_key_scheme()},
+            "securitySchemes": {"bankKey": bank_key_scheme()},
         },
     }
 
@@ -670,6 +619,7 @@ def _admin_schemas() -> Json:
         "AdminHealth": {"type": "object", "additionalProperties": False, "required": ["status"],
                         "properties": {"status": {"const": "ok"}}},
         "Readiness": _readiness_schema(),
+        **banks_doc.admin_schemas(),
     }
 
 
@@ -894,10 +844,11 @@ def admin_document() -> Json:
         },
         "tags": [
             {"name": "certificates", "description": "issuance and records"},
+            {"name": "banks", "description": "the banks that call the verify API, and their API keys"},
             {"name": "operations", "description": "health, readiness, metrics, this document"},
         ],
         "security": [{"adminKey": []}],
-        "paths": _admin_paths(),
+        "paths": {**_admin_paths(), **banks_doc.admin_paths()},
         "components": {
             "schemas": _admin_schemas(),
             "responses": _common_responses(),

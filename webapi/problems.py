@@ -23,6 +23,8 @@ STATUS = {
     ErrorKind.UNSUPPORTED: 400,
     ErrorKind.MEDIA_TYPE: 415,      # RFC 9110 §15.5.16
     ErrorKind.POLICY: 422,
+    ErrorKind.UNAUTHORIZED: 401,
+    ErrorKind.FORBIDDEN: 403,
     ErrorKind.NOT_FOUND: 404,
     ErrorKind.CONFLICT: 409,
     ErrorKind.PIN: 503,             # the server's own token PIN is wrong: an operator problem

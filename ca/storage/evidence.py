@@ -103,12 +103,18 @@ _ch = _challenges.c
 # The verify API's transaction (raw driver path): every column of the record, then the challenge.
 INSERT_EVIDENCE = insert(_evidence).values({c: bindparam(c.key) for c in _evidence.c})
 USE_CHALLENGE = (update(_challenges)
-                 .where(_ch.value == bindparam("v"), _ch.used_at.is_(None), _ch.expires_at > bindparam("now"))
+                 .where(_ch.value == bindparam("v"), _ch.bank_id == bindparam("b"), _ch.used_at.is_(None),
+                        _ch.expires_at > bindparam("now"))
                  .values(used_at=bindparam("now"), evidence_id=bindparam("eid")))
-# Replay protection (migration 0006): one payment (tx_id) per signer public key, whichever
-# of the key's certificates signed it; the unique index uq_evidence_spki_tx enforces it.
-_FIRST = select(_e.id).where(_e.signer_spki_sha256 == bindparam("k"), _e.tx_id == bindparam("t"))
-_READ_CHALLENGE = select(_ch.expires_at, _ch.used_at).where(_ch.value == bindparam("v"))
+# Replay protection (migrations 0006, 0010): one payment (tx_id) per signer public key and
+# bank, whichever of the key's certificates signed it; the unique index
+# uq_evidence_bank_spki_tx enforces it. A NULL bank (records from before 0010) is its own case.
+_FIRST = select(_e.id).where(_e.bank_id == bindparam("b"), _e.signer_spki_sha256 == bindparam("k"),
+                             _e.tx_id == bindparam("t"))
+_FIRST_NO_BANK = select(_e.id).where(_e.bank_id.is_(None), _e.signer_spki_sha256 == bindparam("k"),
+                                     _e.tx_id == bindparam("t"))
+# Another bank's challenge reads as unknown: a bank learns nothing of the others'.
+_READ_CHALLENGE = select(_ch.expires_at, _ch.used_at).where(_ch.value == bindparam("v"), _ch.bank_id == bindparam("b"))
 
 
 class EvidenceStore:
@@ -119,19 +125,31 @@ class EvidenceStore:
         self.raw = store.raw
 
     @translated
-    def first_record(self, signer_spki_sha256: str, tx_id: str) -> str | None:
-        """The evidence_id already stored for this tx_id signed by this key (``spki_sha256``
-        of any of its certificates), if any."""
+    def first_record(self, bank_id: int | None, signer_spki_sha256: str, tx_id: str) -> str | None:
+        """The evidence_id the bank already stored for this tx_id signed by this key
+        (``spki_sha256`` of any of its certificates), if any; ``bank_id`` None: among the
+        records from before banks (migration 0010)."""
         with self.engine.connect() as conn:
-            return cast("str | None", conn.execute(_FIRST, {"k": signer_spki_sha256, "t": tx_id}).scalar())
+            query = _FIRST if bank_id is not None else _FIRST_NO_BANK
+            return cast("str | None", conn.execute(query, {"b": bank_id, "k": signer_spki_sha256,
+                                                           "t": tx_id}).scalar())
 
     @translated
-    def record(self, row: dict[str, Any], challenge: str | None, audit: dict[str, Any], now: datetime) -> None:
+    def has_unowned_records(self) -> bool:
+        """Whether records from before banks (migration 0010, bank NULL) exist. None are
+        written after it, so a process asks once."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(_e.id).where(_e.bank_id.is_(None)).limit(1)).first() is not None
+
+    @translated
+    def record(self, row: dict[str, Any], challenge: str | None, audit: dict[str, Any], now: datetime,
+               actor: str) -> None:
         """Store the record, use up its challenge and append the audit entry: all or none.
 
         ``row["ca_revocation"]``: the CA certificates' (kind, DER) pieces, issuing CA first;
-        ``row["signer_spki_sha256"]``: ``spki_sha256`` of the signer certificate.
-        Raises Replayed when the tx_id is stored already for the signer's key, under this
+        ``row["signer_spki_sha256"]``: ``spki_sha256`` of the signer certificate;
+        ``row["bank_id"]``: the bank whose call it is (its challenge, its replay records).
+        Raises Replayed when the bank stored the tx_id already for the signer's key, under this
         certificate or another one of the same key (the unique index decides, so two
         processes racing with one payment store it once), ChallengeRefused when the
         challenge cannot be used.
@@ -142,32 +160,34 @@ class EvidenceStore:
                 db.execute(cur, INSERT_EVIDENCE, {**row, "received_at": db.when(row["received_at"]),
                                                   "ca_revocation": encode_pieces(row["ca_revocation"])})
                 if challenge is not None:
-                    db.execute(cur, USE_CHALLENGE, {"v": challenge, "now": db.when(now), "eid": row["id"]})
+                    db.execute(cur, USE_CHALLENGE, {"v": challenge, "b": row["bank_id"], "now": db.when(now),
+                                                    "eid": row["id"]})
                     if cur.rowcount != 1:
-                        raise self._why_refused(challenge, now)
-                append_raw(db, cur, action="verify", actor="api", subject=row["id"], details=audit, now=now)
+                        raise self._why_refused(challenge, row["bank_id"], now)
+                append_raw(db, cur, action="verify", actor=actor, subject=row["id"], details=audit, now=now)
         except db.dbapi.IntegrityError as e:
-            first = self.first_record(row["signer_spki_sha256"], row["tx_id"])
+            first = self.first_record(row["bank_id"], row["signer_spki_sha256"], row["tx_id"])
             if first is None:       # the conflict was something else: not a replay
                 raise PkiError(ErrorKind.UNAVAILABLE, "the evidence record could not be stored") from e
             raise Replayed(first) from e
 
-    def _why_refused(self, challenge: str, now: datetime) -> ChallengeRefused:
+    def _why_refused(self, challenge: str, bank_id: int, now: datetime) -> ChallengeRefused:
         """Read outside the failed transaction (it is rolled back anyway)."""
-        return self.challenge_state(challenge, now) or \
+        return self.challenge_state(challenge, bank_id, now) or \
             ChallengeRefused(Sub.CHALLENGE_USED, "the payment's challenge was used already")
 
     @translated
-    def audit_only(self, subject: str, details: dict[str, Any], now: datetime) -> None:
+    def audit_only(self, subject: str, details: dict[str, Any], now: datetime, actor: str) -> None:
         """A verification that stored no evidence still goes into the audit log."""
         with self.engine.begin() as conn:
-            append(conn, action="verify", actor="api", subject=subject, details=details, now=now)
+            append(conn, action="verify", actor=actor, subject=subject, details=details, now=now)
 
     @translated
-    def get(self, evidence_id: str) -> EvidenceRecord:
+    def get(self, evidence_id: str, bank_id: int | None = None) -> EvidenceRecord:
+        """One record; with ``bank_id``, only that bank's (another bank's reads as missing)."""
         with self.engine.connect() as conn:
             r = conn.execute(select(_evidence).where(_e.id == evidence_id)).first()
-        if r is None:
+        if r is None or (bank_id is not None and r._mapping["bank_id"] != bank_id):
             raise PkiError(ErrorKind.NOT_FOUND, f"no evidence record {evidence_id}")
         m = r._mapping
         return EvidenceRecord(
@@ -199,23 +219,24 @@ class EvidenceStore:
     # --- challenges -----------------------------------------------------------------
 
     @translated
-    def add_challenge(self, value: str, now: datetime, expires_at: datetime) -> None:
-        """Store a new challenge; unused ones that expired a day ago are dropped on the way."""
+    def add_challenge(self, value: str, bank_id: int, now: datetime, expires_at: datetime) -> None:
+        """Store a new challenge of a bank; unused ones that expired a day ago are dropped on the way."""
         with self.engine.begin() as conn:
-            conn.execute(insert(_challenges), {"value": value, "created_at": now, "expires_at": expires_at})
+            conn.execute(insert(_challenges), {"value": value, "bank_id": bank_id, "created_at": now,
+                                               "expires_at": expires_at})
             conn.execute(delete(_challenges).where(_ch.used_at.is_(None), _ch.expires_at < now - timedelta(days=1)))
 
     @translated
-    def challenge_state(self, value: str, now: datetime) -> ChallengeRefused | None:
-        """Why a challenge cannot be used now, or None when it can (a read-only pre-check)."""
+    def challenge_state(self, value: str, bank_id: int, now: datetime) -> ChallengeRefused | None:
+        """Why the bank's challenge cannot be used now, or None when it can (a read-only pre-check)."""
         with self.engine.connect() as conn:
-            return _refusal(conn.execute(_READ_CHALLENGE, {"v": value}).first(), now)
+            return _refusal(conn.execute(_READ_CHALLENGE, {"v": value, "b": bank_id}).first(), now)
 
 
 def _refusal(found: Any, now: datetime) -> ChallengeRefused | None:
     """Why a challenge row (expires_at, used_at), or its absence, refuses use at ``now``."""
     if found is None:
-        return ChallengeRefused(Sub.CHALLENGE_UNKNOWN, "the payment's challenge was not issued by this server")
+        return ChallengeRefused(Sub.CHALLENGE_UNKNOWN, "the payment's challenge was not issued to this bank by this server")
     if found[1] is not None:
         return ChallengeRefused(Sub.CHALLENGE_USED, "the payment's challenge was used already")
     if utc(found[0]) <= now:

@@ -1,4 +1,4 @@
-"""The schema at the head revision (0009), stated once: every table as a SQLAlchemy Core Table.
+"""The schema at the head revision (0010), stated once: every table as a SQLAlchemy Core Table.
 
 The Alembic migrations (ca/migrations) make it; tests/ca/test_storage.py checks that they
 agree. Every statement of the stores is built from these objects, the raw driver path's
@@ -96,6 +96,30 @@ crls = Table(
     UniqueConstraint("authority_id", "number", name="uq_crls_authority_number"),
 )
 
+# A bank (relying party) calling the verify API, by its handle (0010).
+banks = Table(
+    "banks", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),        # lowercase handle: icbc, ccb-sh
+    Column("display_name", Text, nullable=False),
+    _time("created_at"),
+    _time("disabled_at", nullable=True),                            # every key refused while set
+)
+
+# A bank's API key (0010): the id is part of the key's text, the secret only as a slow hash
+# (pkicore.slowhash); scopes space-separated (ca.banks.SCOPES).
+bank_keys = Table(
+    "bank_keys", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("bank_id", Integer, ForeignKey("banks.id"), nullable=False, index=True),
+    Column("hash", String(256), nullable=False),
+    Column("scopes", String(256), nullable=False),
+    _time("created_at"),
+    _time("expires_at", nullable=True),
+    _time("revoked_at", nullable=True),
+    Column("replaced_by", String(32), nullable=True),              # the key a rotation made
+)
+
 # What a bank needs in a dispute: the signed payment and everything that proved it.
 evidence = Table(
     "evidence", metadata,
@@ -118,7 +142,11 @@ evidence = Table(
     # Replay protection (0006): one payment (tx_id) per signer public key, whichever of the
     # key's certificates signed it; SHA-256 hex of the canonical SPKI DER (or 0006's fallbacks).
     Column("signer_spki_sha256", String(128), nullable=False),
-    UniqueConstraint("signer_spki_sha256", "tx_id", name="uq_evidence_spki_tx"),
+    # The bank whose verify call stored it (0010): only that bank reads it, and replay is
+    # per bank (another bank's submission of a payment does not burn its tx_id). NULL in
+    # records stored before 0010, which no bank reads.
+    Column("bank_id", Integer, ForeignKey("banks.id", name="fk_evidence_bank"), nullable=True),
+    UniqueConstraint("bank_id", "signer_spki_sha256", "tx_id", name="uq_evidence_bank_spki_tx"),
 )
 
 # A single-use challenge a bank asked for, to be carried inside a signed payment.
@@ -129,6 +157,8 @@ challenges = Table(
     _time("expires_at"),
     _time("used_at", nullable=True),
     Column("evidence_id", String(40), nullable=True),
+    # The bank that asked for it (0010): only its payments may use it (NULL before 0010: none).
+    Column("bank_id", Integer, ForeignKey("banks.id", name="fk_challenges_bank"), nullable=True),
 )
 
 # One audit log entry; ``hash`` covers every field and ``prev_hash`` (ca.auditlog).

@@ -92,17 +92,19 @@ def test_a_new_counter_bumped_at_once_counts_every_bump(empty_db: sa.Engine) -> 
 
 def test_a_challenge_is_used_once_whoever_races(empty_db: sa.Engine) -> None:
     from ca.storage.evidence import USE_CHALLENGE
-    from ca.storage.schema import challenges
+    from ca.storage.schema import banks, challenges
 
     engine = _migrated(empty_db)
     now = datetime.now(timezone.utc)
     with engine.begin() as conn:
-        conn.execute(sa.insert(challenges), {"value": "c" * 43, "created_at": now,
+        conn.execute(sa.insert(banks), {"id": 7, "name": "race", "display_name": "Race", "created_at": now})
+        conn.execute(sa.insert(challenges), {"value": "c" * 43, "created_at": now, "bank_id": 7,
                                              "expires_at": now + timedelta(minutes=5)})
 
     def work(i: int) -> int:
         with engine.begin() as conn:
-            return int(conn.execute(USE_CHALLENGE, {"v": "c" * 43, "now": now, "eid": f"ev_{i}"}).rowcount)
+            return int(conn.execute(USE_CHALLENGE, {"v": "c" * 43, "b": 7, "now": now,
+                                                    "eid": f"ev_{i}"}).rowcount)
 
     assert sorted(_together(work)) == [0] * (THREADS - 1) + [1]
     with engine.connect() as conn:

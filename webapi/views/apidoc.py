@@ -13,6 +13,7 @@ from typing import Callable
 from flask import Blueprint, Response, request
 
 from webapi.openapi_doc import Json, admin_document, bank_document
+from webapi.auth import public
 
 bp = Blueprint("apidoc", __name__)              # the bank-facing API's document (udun serve)
 admin_bp = Blueprint("admin_apidoc", __name__)  # the admin API's document (udun serve-admin)
@@ -39,6 +40,7 @@ def _serve(build: Callable[[], Json]) -> Response:
 
 
 @bp.get("/openapi.json")
+@public
 def bank_openapi() -> Response:
     return _serve(bank_document)
 
@@ -46,5 +48,6 @@ def bank_openapi() -> Response:
 # Outside adminapi.views' blueprint, so its before_request (the admin key) does not apply:
 # the document describes the API and reveals no data.
 @admin_bp.get("/openapi.json")
+@public
 def admin_openapi() -> Response:
     return _serve(admin_document)

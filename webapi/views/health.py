@@ -15,6 +15,7 @@ from ca.storage.migrate import schema_state
 from pkicore.clock import rfc3339
 from pkicore.errors import ErrorKind, PkiError
 from webapi.observability import metrics_body
+from webapi.auth import public
 
 bp = Blueprint("health", __name__)
 _log = logging.getLogger("udun.health")
@@ -60,16 +61,19 @@ def metrics_response() -> Response:
 
 
 @bp.get("/healthz")
+@public
 def healthz() -> Response:
     return live()
 
 
 @bp.get("/readyz")
+@public
 def readyz() -> Response:
     return answer(_readiness())
 
 
 @bp.get("/metrics")
+@public
 def metrics() -> Response:
     # No key on the bank-facing port (a Prometheus scraper has none to give): the counts
     # say how busy the CA is and nothing of any payment, but firewall the route (or the

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from flask import Blueprint, Response, current_app, request
 
 from pkicore.errors import ErrorKind, PkiError
+from webapi.auth import public
 
 bp = Blueprint("status", __name__)
 
@@ -16,6 +17,7 @@ _CRLS = {"issuing-ca": "issuing", "root-ca": "root"}
 
 
 @bp.get("/crl/<name>.crl")
+@public
 def crl(name: str) -> Response:
     """The current full CRL, DER, cacheable until its nextUpdate (RFC 5019 §6 style headers)."""
     which = _CRLS.get(name)
@@ -35,6 +37,7 @@ def crl(name: str) -> Response:
 
 
 @bp.get("/ca/<name>.crt")
+@public
 def ca_certificate(name: str) -> Response:
     """AIA caIssuers (RFC 5280 §4.2.2.1): a DER certificate, application/pkix-cert."""
     chain = current_app.extensions["udun"]._ca().chain_der()

@@ -1,0 +1,113 @@
+"""Bank administration behind the admin API key: banks, their API keys (issue, rotate,
+revoke), disable and enable. A new key's text is in the 201 answer only (no-store)."""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from adminapi.views import require_admin
+from ca.banks import DEFAULT_DAYS, DEFAULT_SCOPES, Banks, NewKey, bank_json, key_json
+from pkicore.errors import ErrorKind, PkiError
+from webapi.auth import admin_only
+from webapi.bodies import json_object
+
+bp = Blueprint("admin_banks", __name__, url_prefix="/api/v1")
+API_ACTOR = "api"          # as adminapi.views: one shared key, no identity behind it yet
+
+
+def _banks() -> Banks:
+    ctx: dict[str, Any] = current_app.extensions["udun-admin"]
+    if "banks" not in ctx:
+        ca = ctx["ca"]
+        ctx["banks"] = Banks(ca.store, ca.clock)
+    return ctx["banks"]  # type: ignore[no-any-return]
+
+
+bp.before_request(require_admin)                   # the admin key, as every admin route
+
+
+def _days(body: dict[str, Any]) -> int | None:
+    """``days``: absent is the default, null is a key that never expires."""
+    return body["days"] if "days" in body else DEFAULT_DAYS
+
+
+def _created(payload: dict[str, Any], location: str) -> Response:
+    resp = jsonify(payload)
+    resp.status_code = 201
+    resp.headers["Location"] = location
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _new_key(new: NewKey) -> Response:
+    return _created({**key_json(new.record, _banks().clock()), "key": new.text},
+                    f"/api/v1/banks/{new.record.bank}")
+
+
+@bp.get("/banks")
+@admin_only
+def banks() -> Response:
+    return jsonify({"items": [bank_json(b) for b in _banks().all()]})
+
+
+@bp.post("/banks")
+@admin_only
+def add_bank() -> Response:
+    body = json_object(request, ("name", "display_name"))
+    if not body.get("name"):
+        raise PkiError(ErrorKind.BAD_INPUT, "name is required", field="name")
+    bank = _banks().add(body["name"], body.get("display_name"), actor=API_ACTOR)
+    return _created(bank_json(bank), f"/api/v1/banks/{bank.name}")
+
+
+@bp.get("/banks/<name>")
+@admin_only
+def show_bank(name: str) -> Response:
+    b = _banks()
+    now = b.clock()
+    return jsonify({**bank_json(b.bank(name)), "keys": [key_json(k, now) for k in b.keys(name)]})
+
+
+@bp.post("/banks/<name>/disable")
+@admin_only
+def disable_bank(name: str) -> Response:
+    json_object(request, ())
+    return jsonify(bank_json(_banks().set_disabled(name, True, actor=API_ACTOR)))
+
+
+@bp.post("/banks/<name>/enable")
+@admin_only
+def enable_bank(name: str) -> Response:
+    json_object(request, ())
+    return jsonify(bank_json(_banks().set_disabled(name, False, actor=API_ACTOR)))
+
+
+@bp.post("/banks/<name>/keys")
+@admin_only
+def add_key(name: str) -> Response:
+    """``{"scopes": [...], "days": N | null}``, both optional."""
+    body = json_object(request, ("scopes", "days"), {"scopes": "strings", "days": "integer"})
+    scopes = body.get("scopes") or list(DEFAULT_SCOPES)
+    return _new_key(_banks().issue_key(name, scopes, _days(body), actor=API_ACTOR))
+
+
+@bp.post("/bank-keys/<key_id>/rotate")
+@admin_only
+def rotate_key(key_id: str) -> Response:
+    """``{"grace_hours": 0-720 (24), "days": N | null}``: a new key, the old one ends after the grace."""
+    body = json_object(request, ("grace_hours", "days"), {"grace_hours": "integer", "days": "integer"})
+    grace = body.get("grace_hours")
+    grace = 24 if grace is None else grace
+    if not 0 <= grace <= 720:
+        raise PkiError(ErrorKind.BAD_INPUT, "grace_hours is 0 to 720", field="grace_hours")
+    return _new_key(_banks().rotate_key(key_id, timedelta(hours=grace), _days(body), actor=API_ACTOR))
+
+
+@bp.post("/bank-keys/<key_id>/revoke")
+@admin_only
+def revoke_key(key_id: str) -> Response:
+    json_object(request, ())
+    b = _banks()
+    return jsonify(key_json(b.revoke_key(key_id, actor=API_ACTOR), b.clock()))

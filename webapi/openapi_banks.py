@@ -1,0 +1,136 @@
+"""The OpenAPI parts about banks: the bank key scheme and its 401/403 answers on the bank
+routes (`udun serve`), and bank administration on the admin API (`udun serve-admin`).
+Scopes come from ca.banks.SCOPES, so the document cannot drift from what a key may hold."""
+from __future__ import annotations
+
+from ca.banks import DEFAULT_DAYS, DEFAULT_SCOPES, MAX_DAYS, SCOPES
+from webapi.openapi_parts import Json, date_time, example_problem, hdr, header, json_body, problem_response, ref, resp
+
+KEY_PATTERN = "^udun_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$"
+
+
+def bank_key_scheme() -> Json:
+    scopes = "; ".join(f"`{name}`: {what}" for name, what in SCOPES.items())
+    return {"type": "http", "scheme": "bearer",
+            "description": "A bank's API key (`udun bank key add`, or POST /api/v1/banks/{name}/keys on the admin "
+                           f"API) as an RFC 6750 bearer token. Each route needs one scope: {scopes}."}
+
+
+def bank_responses() -> Json:
+    """401 and 403 of a bank route (components/responses)."""
+    return {
+        "BankUnauthorized": {**problem_response(
+            "no bank API key, or one that is not valid now (unknown, revoked, expired, its bank disabled); "
+            "nothing was read or stored",
+            example_problem(401, "unauthorized", "unauthorized", "the API key is not valid")),
+            "headers": {"WWW-Authenticate": hdr("WwwAuthenticate")}},
+        "BankForbidden": {**problem_response(
+            "the key is valid but lacks this route's scope (RFC 6750 §3.1 insufficient_scope)",
+            example_problem(403, "forbidden", "forbidden", "this key does not have the 'verify' scope")),
+            "headers": {"WWW-Authenticate": hdr("WwwAuthenticate")}},
+    }
+
+
+def secured(operation: Json, scope: str) -> Json:
+    """A bank route's operation with its scope, and the 401 and 403 it can answer."""
+    responses = dict(operation["responses"])  # type: ignore[arg-type]
+    responses.update({"401": resp("BankUnauthorized"), "403": resp("BankForbidden")})
+    return {**operation, "security": [{"bankKey": [scope]}], "responses": responses,
+            "description": f"{operation['description']} Needs a bank API key with the `{scope}` scope."}
+
+
+# --- the admin API ------------------------------------------------------------------------
+
+def admin_schemas() -> Json:
+    bank: Json = {"type": "object", "additionalProperties": False,
+                  "required": ["name", "display_name", "created_at", "disabled_at", "state"],
+                  "properties": {"name": {"type": "string", "pattern": "^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"},
+                                 "display_name": {"type": "string"}, "created_at": date_time("registered"),
+                                 "disabled_at": date_time("every key refused since", nullable=True),
+                                 "state": {"enum": ["enabled", "disabled"]}}}
+    key: Json = {"type": "object", "additionalProperties": False,
+                 "required": ["key_id", "bank", "scopes", "state", "created_at", "expires_at", "revoked_at",
+                              "replaced_by"],
+                 "properties": {"key_id": {"type": "string", "pattern": "^[0-9a-f]{16}$"}, "bank": {"type": "string"},
+                                "scopes": {"type": "array", "items": {"enum": list(SCOPES)}},
+                                "state": {"enum": ["active", "expired", "revoked", "bank-disabled"]},
+                                "created_at": date_time("made"),
+                                "expires_at": date_time("refused from then on; null: never", nullable=True),
+                                "revoked_at": date_time("revoked", nullable=True),
+                                "replaced_by": {"type": ["string", "null"], "description": "the key a rotation made"}}}
+    new_key: Json = {**key, "required": [*key["required"], "key"],  # type: ignore[misc]
+                     "properties": {**key["properties"],  # type: ignore[dict-item]
+                                    "key": {"type": "string", "pattern": KEY_PATTERN,
+                                            "description": "the key itself: in this answer only, never again"}}}
+    return {
+        "Bank": bank, "BankKey": key, "NewBankKey": new_key,
+        "BankDetail": {**bank, "required": [*bank["required"], "keys"],  # type: ignore[misc]
+                       "properties": {**bank["properties"],  # type: ignore[dict-item]
+                                      "keys": {"type": "array", "items": ref("BankKey")}}},
+        "BankList": {"type": "object", "additionalProperties": False, "required": ["items"],
+                     "properties": {"items": {"type": "array", "items": ref("Bank")}}},
+    }
+
+
+def _op(operation_id: str, summary: str, description: str, ok: str, schema: str, *, status: str = "200",
+        body: Json | None = None, conflict: str | None = None, path: tuple[str, str] | None = None) -> Json:
+    answer: Json = {"description": ok, "content": json_body(ref(schema))}
+    if status == "201":
+        answer["headers"] = {"Location": header("the new bank's URL", required=True)}
+    responses: Json = {status: answer, "401": resp("Unauthorized"), "500": resp("Internal"),
+                       "503": resp("Unavailable")}
+    if body is not None or operation_id.startswith(("disable", "enable", "revoke")):
+        responses.update({"400": resp("BadInput"), "415": resp("MediaType")})
+    if path is not None:
+        responses["404"] = resp("NotFound")
+    if conflict:
+        responses["409"] = problem_response(conflict, example_problem(409, "conflict", "conflict", conflict))
+    op: Json = {"tags": ["banks"], "operationId": operation_id, "summary": summary, "description": description,
+                "responses": responses}
+    if path is not None:
+        op["parameters"] = [{"name": path[0], "in": "path", "required": True, "schema": {"type": "string"},
+                             "description": path[1]}]
+    if body is not None or operation_id.startswith(("disable", "enable", "revoke")):
+        op["requestBody"] = {"required": body is not None and operation_id == "addBank",
+                             "content": json_body(body or {"type": "object", "additionalProperties": False,
+                                                           "maxProperties": 0})}
+    return op
+
+
+def admin_paths() -> Json:
+    days: Json = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_DAYS, "default": DEFAULT_DAYS,
+                  "description": "days until the key expires; null: never"}
+    name = ("name", "the bank's name")
+    key_id = ("key_id", "the key's id (the hex after `udun_`)")
+    return {
+        "/api/v1/banks": {
+            "get": _op("listBanks", "Every bank", "By name.", "the banks", "BankList"),
+            "post": _op("addBank", "Register a bank", "A bank is a relying party that calls the verify API; give "
+                        "it a key next.", "registered", "Bank", status="201",
+                        body={"type": "object", "additionalProperties": False, "required": ["name"],
+                              "properties": {"name": {"type": "string"}, "display_name": {"type": "string"}}},
+                        conflict="a bank named icbc exists already")},
+        "/api/v1/banks/{name}": {"get": _op("showBank", "One bank with its keys", "Never a key itself: udun keeps "
+                                            "only a slow hash.", "the bank", "BankDetail", path=name)},
+        "/api/v1/banks/{name}/disable": {"post": _op(
+            "disableBank", "Disable a bank", "Every key of the bank is refused from the next request on.",
+            "disabled", "Bank", path=name, conflict="bank icbc is disabled already")},
+        "/api/v1/banks/{name}/enable": {"post": _op(
+            "enableBank", "Enable a bank again", "Its unrevoked, unexpired keys work again.", "enabled", "Bank",
+            path=name, conflict="bank icbc is enabled already")},
+        "/api/v1/banks/{name}/keys": {"post": _op(
+            "addBankKey", "A new API key for a bank", "The key is in this answer only (Cache-Control: no-store).",
+            "the new key", "NewBankKey", status="201", path=name,
+            body={"type": "object", "additionalProperties": False, "properties": {
+                "scopes": {"type": "array", "items": {"enum": list(SCOPES)}, "default": list(DEFAULT_SCOPES)},
+                "days": days}})},
+        "/api/v1/bank-keys/{key_id}/rotate": {"post": _op(
+            "rotateBankKey", "Rotate a key", "A new key with the old one's scopes; the old key ends after "
+            "`grace_hours` (or at its own expiry, if sooner).", "the new key", "NewBankKey", status="201",
+            path=key_id, conflict="key 0f3a9c2e7b1d4a55 is revoked: issue a new key instead",
+            body={"type": "object", "additionalProperties": False, "properties": {
+                "grace_hours": {"type": "integer", "minimum": 0, "maximum": 720, "default": 24}, "days": days}})},
+        "/api/v1/bank-keys/{key_id}/revoke": {"post": _op(
+            "revokeBankKey", "Revoke a key", "Refused from the next request on, on every node.", "revoked",
+            "BankKey", path=key_id, conflict="key 0f3a9c2e7b1d4a55 is revoked already")},
+    }
