@@ -182,16 +182,31 @@ def _evidence(w: World, rev: str, known: list[str]) -> list[dict[str, Any]]:
                      "report": json.dumps({"conclusion": "TOTAL_PASSED", "evidence_id": eid}),
                      "ca_revocation": json.dumps([["crl", "MAA="]]) if eid != "ev_2" else None,
                      "signer_spki_sha256": f"{key_hash}#{eid}" if eid == "ev_0" else key_hash,
-                     "bank_id": None})          # 0010: records from before it belong to no bank
+                     # 0010: records from before it belong to no bank; from it on, a bank's
+                     "bank_id": 1 if since(rev, "0010", known) else None})
     return rows
 
 
-def _challenges() -> list[dict[str, Any]]:
+def _challenges(rev: str, known: list[str]) -> list[dict[str, Any]]:
+    bank = 1 if since(rev, "0010", known) else None
     return [{"value": "c" * 43, "created_at": T0, "expires_at": T0 + timedelta(minutes=5),
-             "used_at": T0 + timedelta(minutes=1), "evidence_id": "ev_1",
-             "bank_id": None},
+             "used_at": T0 + timedelta(minutes=1), "evidence_id": "ev_1", "bank_id": bank},
             {"value": "d" * 43, "created_at": T0, "expires_at": T0 + timedelta(minutes=5), "used_at": None,
-             "evidence_id": None, "bank_id": None}]
+             "evidence_id": None, "bank_id": bank}]
+
+
+def _banks(rev: str, known: list[str]) -> list[dict[str, Any]]:
+    if not since(rev, "0010", known):
+        return []
+    return [{"id": 1, "name": "seed-bank", "display_name": "种子银行", "created_at": T0, "disabled_at": None}]
+
+
+def _bank_keys(rev: str, known: list[str]) -> list[dict[str, Any]]:
+    if not since(rev, "0010", known):
+        return []
+    return [{"id": "0123456789abcdef", "bank_id": 1, "hash": "scrypt$16384$8$1$c2FsdA$aGFzaA",
+             "scopes": "verify challenges", "created_at": T0, "expires_at": T0 + timedelta(days=365),
+             "revoked_at": None, "replaced_by": None}]
 
 
 def audit_entries() -> list[Any]:
@@ -258,13 +273,13 @@ def _rows(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]
         "counters": _counters(),
         "crls": _crls(w),
         "evidence": _evidence(w, rev, known),
-        "challenges": _challenges(),
+        "challenges": _challenges(rev, known),
         "audit_log": _audit_log(),
         "audit_checkpoints": _audit_checkpoints(),
         "blocked_keys": _blocked_keys(w),
         "delegated_keys": _delegated_keys(w, rev, known),
-        "banks": [],                  # 0010 makes them, empty
-        "bank_keys": [],
+        "banks": _banks(rev, known),            # 0010 makes them
+        "bank_keys": _bank_keys(rev, known),
     }
 
 
