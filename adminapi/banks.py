@@ -29,8 +29,13 @@ bp.before_request(require_admin)                   # the admin key, as every adm
 
 
 def _days(body: dict[str, Any]) -> int | None:
-    """``days``: absent is the default, null is a key that never expires."""
-    return body["days"] if "days" in body else DEFAULT_DAYS
+    """``days`` (absent or null: the default), or no expiry with ``"never_expires": true``
+    (said in words: a client that writes unset fields as null must not get such a key)."""
+    if body.get("never_expires"):
+        if body.get("days") is not None:
+            raise PkiError(ErrorKind.BAD_INPUT, "days or never_expires, not both", field="never_expires")
+        return None
+    return DEFAULT_DAYS if body.get("days") is None else int(body["days"])
 
 
 def _created(payload: dict[str, Any], location: str) -> Response:
@@ -87,17 +92,20 @@ def enable_bank(name: str) -> Response:
 @bp.post("/banks/<name>/keys")
 @admin_only
 def add_key(name: str) -> Response:
-    """``{"scopes": [...], "days": N | null}``, both optional."""
-    body = json_object(request, ("scopes", "days"), {"scopes": "strings", "days": "integer"})
-    scopes = body.get("scopes") or list(DEFAULT_SCOPES)
+    """``{"scopes": [...], "days": N, "never_expires": false}``, all optional."""
+    body = json_object(request, ("scopes", "days", "never_expires"),
+                       {"scopes": "strings", "days": "integer", "never_expires": "boolean"})
+    scopes = list(DEFAULT_SCOPES) if body.get("scopes") is None else body["scopes"]     # [] is refused
     return _new_key(_banks().issue_key(name, scopes, _days(body), actor=API_ACTOR))
 
 
 @bp.post("/bank-keys/<key_id>/rotate")
 @admin_only
 def rotate_key(key_id: str) -> Response:
-    """``{"grace_hours": 0-720 (24), "days": N | null}``: a new key, the old one ends after the grace."""
-    body = json_object(request, ("grace_hours", "days"), {"grace_hours": "integer", "days": "integer"})
+    """``{"grace_hours": 0-720 (24), "days": N, "never_expires": false}``: a new key, the old
+    one ends after the grace period."""
+    body = json_object(request, ("grace_hours", "days", "never_expires"),
+                       {"grace_hours": "integer", "days": "integer", "never_expires": "boolean"})
     grace = body.get("grace_hours")
     grace = 24 if grace is None else grace
     if not 0 <= grace <= 720:

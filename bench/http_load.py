@@ -102,6 +102,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+UNLIMITED = {"UDUN_RATE_LIMIT_PER_ADDRESS": "0", "UDUN_RATE_LIMIT_PER_KEY": "0"}
+
+
 class Server(procs.ServerProcess):
     """`udun serve` as a subprocess, stopped on exit of the `with` block whatever happens."""
 
@@ -111,7 +114,9 @@ class Server(procs.ServerProcess):
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = log_path
-        self.env = {**os.environ, **(env or {})}
+        # The rate limits off: every client here is 127.0.0.1, at rates a limit exists to
+        # refuse, and the peers measured beside udun have none (README "Performance").
+        self.env = {**os.environ, **UNLIMITED, **(env or {})}
         self.command = command            # "serve" (bank-facing) or "serve-admin" (issuance)
         self.workers = workers            # None: udun's default, one per core
         self.health_path = health_path

@@ -23,6 +23,7 @@ from ca.storage.banks import BankKeyRecord, BankRecord, BankStore
 from ca.storage.store import Store
 from pkicore.clock import Clock, rfc3339
 from pkicore.errors import ErrorKind, PkiError
+from pkicore.ratelimit import Limiter, Rate
 from pkicore.slowhash import check_secret, hash_secret
 
 # What a bank key may be allowed to do; every bank route names one (webapi.auth).
@@ -39,6 +40,10 @@ PREFIX = "udun_"
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 _KEY = re.compile(r"udun_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 _CACHE_MAX = 4096
+# Slow-hash checks of one key id a process makes for texts it has not verified before: a
+# legitimate key needs one per worker (then it is cached); anyone naming a known key id
+# with wrong secrets gets at most this many ~40 ms scrypt runs out of a worker.
+SLOW_CHECKS = Rate(10, 60)
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ class Banks:
         self.store = BankStore(store)
         self.clock = clock
         self._verified: OrderedDict[str, tuple[str, str]] = OrderedDict()   # key id -> (sha256 of text, hash)
+        self._slow = Limiter(SLOW_CHECKS)
 
     # --- administration -------------------------------------------------------------
 
@@ -145,6 +151,9 @@ class Banks:
             raise PkiError(ErrorKind.NOT_FOUND, f"no bank key {key_id}")
         if key_state(old, now) in ("revoked", "expired"):
             raise PkiError(ErrorKind.CONFLICT, f"key {key_id} is {key_state(old, now)}: issue a new key instead")
+        if old.replaced_by is not None:
+            raise PkiError(ErrorKind.CONFLICT, f"key {key_id} was rotated already (to {old.replaced_by}): rotate "
+                                               "that one")
         ends = now + grace
         if old.expires_at is not None:
             ends = min(ends, old.expires_at)
@@ -167,7 +176,8 @@ class Banks:
     def authenticate(self, text: str | None, scope: str) -> Principal:
         """The bank behind a bearer key text, allowed ``scope``; PkiError UNAUTHORIZED when
         there is no valid key (which check failed is said only to the key's holder: after
-        the secret matched), FORBIDDEN when the key lacks the scope."""
+        the secret matched), FORBIDDEN when the key lacks the scope, RATE_LIMITED when this
+        process checked too many new texts for the key id (SLOW_CHECKS)."""
         if not text:
             raise _unauthorized("a bank API key is required (Authorization: Bearer udun_...)")
         found = _KEY.fullmatch(text)
@@ -186,6 +196,11 @@ class Banks:
         if self._verified.get(key.id) == (fingerprint, key.hash):
             self._verified.move_to_end(key.id)
             return True
+        wait = self._slow.wait(key.id)
+        if wait:
+            retry = max(1, int(wait) + 1)
+            raise PkiError(ErrorKind.RATE_LIMITED, f"too many new texts for key {key.id} in this process; retry "
+                           f"after {retry} s", retry_after=retry)
         if not check_secret(text, key.hash):
             return False
         self._verified[key.id] = (fingerprint, key.hash)

@@ -192,13 +192,13 @@ def readme(rec: EvidenceRecord, gen_time: datetime, detached: bool, revocation: 
     return "\n".join(lines)
 
 
-def export(ca: CaDirectory, tsa: TimeStampAuthority, evidence_id: str, bank_id: int | None = None) -> bytes:
-    """The bundle of the evidence record ``evidence_id`` (NOT_FOUND if there is none); with
-    ``bank_id``, only of that bank's records (another bank's is NOT_FOUND too)."""
+def export(ca: CaDirectory, tsa: TimeStampAuthority, evidence_id: str, *, bank_id: int | None) -> bytes:
+    """The bundle of the evidence record ``evidence_id`` (NOT_FOUND if there is none) of the
+    bank ``bank_id`` (another bank's is NOT_FOUND too); None: any bank's (operators)."""
     if not evidence_id.isascii() or len(evidence_id) > 40:
         raise PkiError(ErrorKind.NOT_FOUND, "no such evidence record")
     store = EvidenceStore(ca.store)
-    rec = store.get(evidence_id, bank_id)
+    rec = store.get(evidence_id, bank_id=bank_id)
     backfilled = rec.ca_revocation is None
     return build(legacy_ca_status(ca, store, rec), tsa, ca.clock(), backfilled=backfilled)
 

@@ -29,7 +29,7 @@ def record_problems(ca: CaDirectory, bundle: bytes, verdict: BundleVerdict) -> l
     """What the CA's record says against a bundle that passed the offline checks."""
     problems: list[str] = []
     try:
-        rec = EvidenceStore(ca.store).get(verdict.evidence_id)
+        rec = EvidenceStore(ca.store).get(verdict.evidence_id, bank_id=None)      # the CA side: any bank's
     except PkiError:
         rec = None
     with zipfile.ZipFile(io.BytesIO(bundle)) as z:

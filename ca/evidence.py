@@ -235,5 +235,5 @@ class EvidenceService:
         now = self.ca.clock()
         value = secrets.token_urlsafe(24)          # 32 characters, 192 bits
         expires = now + timedelta(seconds=self.ca.settings.challenge_seconds)
-        self.store.add_challenge(value, bank.bank_id, now, expires)
+        self.store.add_challenge(value, bank.bank_id, now, expires, self.ca.settings.challenge_quota)
         return value, expires

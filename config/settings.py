@@ -3,6 +3,7 @@ settings). The environment wins over the file; see README "Configuration file"."
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Mapping, cast
@@ -38,6 +39,10 @@ class Settings:
     signing_window_minutes: int = 5      # a payment's signingTime must lie this close to our clock
     require_challenge: bool = False      # every payment must carry a bank challenge
     challenge_seconds: int = 300         # how long a challenge stays usable
+    challenge_quota: int = 10_000        # open (unused, unexpired) challenges a bank may hold
+    # Rate limits of `udun serve`, per worker process (webapi.ratelimit): "N/second|minute|hour" or "0".
+    rate_limit_per_address: str = "1000/second"
+    rate_limit_per_key: str = "500/second"
     audit_checkpoint_minutes: int = 10   # how often a server signs a checkpoint of the audit log
     # The online token: the delegated OCSP responder and TSA keys, with a PIN of its own.
     # The bank-facing server (`udun serve`) holds this PIN and never the CA's.
@@ -149,6 +154,18 @@ def _int(src: _Source, name: str, default: int, low: int, high: int) -> int:
     if not low <= value <= high:
         raise PkiError(ErrorKind.BAD_INPUT, f"{src.where(name)} must be a whole number from {low} to {high}")
     return value
+
+
+_RATE = re.compile(r"0|off|[1-9]\d{0,8}/(?:second|minute|hour)")
+
+
+def _rate(src: _Source, name: str, default: str) -> str:
+    """A rate limit as webapi.ratelimit.Rate reads it: ``100/second``, ``6000/minute``, ``0``."""
+    raw = (src.get(name) or default).strip().lower().replace(" ", "")
+    if not _RATE.fullmatch(raw):
+        raise PkiError(ErrorKind.BAD_INPUT, f"{src.where(name)} is a rate such as 100/second, 6000/minute or 0 "
+                                            "(no limit)")
+    return raw
 
 
 def _oid(src: _Source) -> str:
@@ -285,6 +302,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         signing_window_minutes=_int(src, "UDUN_SIGNING_WINDOW_MINUTES", 5, 1, 24 * 60),
         require_challenge=_flag(src, "UDUN_REQUIRE_CHALLENGE"),
         challenge_seconds=_int(src, "UDUN_CHALLENGE_SECONDS", 300, 10, 24 * 3600),
+        challenge_quota=_int(src, "UDUN_CHALLENGE_QUOTA", 10_000, 1, 10_000_000),
+        rate_limit_per_address=_rate(src, "UDUN_RATE_LIMIT_PER_ADDRESS", "1000/second"),
+        rate_limit_per_key=_rate(src, "UDUN_RATE_LIMIT_PER_KEY", "500/second"),
         audit_checkpoint_minutes=_int(src, "UDUN_AUDIT_CHECKPOINT_MINUTES", 10, 1, 24 * 60),
         trust_file=src.path("UDUN_TRUST_FILE"),
         tls_cert=tls_cert,

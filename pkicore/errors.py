@@ -25,6 +25,7 @@ class ErrorKind(enum.Enum):
     NOT_INITIALISED = "not-initialised"   # CA not set up yet
     UNSUPPORTED = "unsupported"           # algorithm or feature we do not support
     MEDIA_TYPE = "unsupported-media-type"  # the body's Content-Type is none the endpoint reads
+    RATE_LIMITED = "too-many-requests"    # over a rate limit or quota: retry after a while
     UNAVAILABLE = "unavailable"           # a service we need (database, token) failed: retry later
     INTERNAL = "internal"                 # a bug or an environment failure
 
@@ -32,11 +33,13 @@ class ErrorKind(enum.Enum):
 class PkiError(Exception):
     """The one exception type udun raises across layer boundaries."""
 
-    def __init__(self, kind: ErrorKind, message: str, *, field: str | None = None) -> None:
+    def __init__(self, kind: ErrorKind, message: str, *, field: str | None = None,
+                 retry_after: int | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.field = field
+        self.retry_after = retry_after          # seconds (RATE_LIMITED, UNAVAILABLE): Retry-After
 
     def __str__(self) -> str:
         return f"{self.kind.value}: {self.message}"

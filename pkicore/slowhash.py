@@ -43,6 +43,8 @@ def check_secret(secret: str, stored: str) -> bool:
         if scheme != "scrypt" or not (2 <= n_ <= _MAX_N and 1 <= r_ <= 32 and 1 <= p_ <= 4):
             return False
         expected = _unb64(digest)
+        if len(expected) < 16:                   # a damaged row must not match 1 secret in 256
+            return False
         got = hashlib.scrypt(secret.encode(), salt=_unb64(salt), n=n_, r=r_, p=p_, dklen=len(expected),
                              maxmem=256 * 1024 * 1024)
     except (ValueError, TypeError):

@@ -25,6 +25,10 @@ for _var in ("UDUN_DATABASE_URL", "UDUN_CA_PIN", "UDUN_PIN", "UDUN_SO_PIN", "UDU
              "UDUN_TRUST_FILE", "UDUN_ADMIN_API_KEY", "SOFTHSM2_CONF", "UDUN_CONFIG", "UDUN_TLS_CERT",
              "UDUN_TLS_KEY", "UDUN_TLS_CLIENT_CA", "UDUN_TLS_CLIENT_AUTH", "UDUN_GUNICORN_CONFIG"):
     os.environ.pop(_var, None)
+# Every in-process client is 127.0.0.1, and tests go as fast as they can: the session's apps
+# and servers run without rate limits. tests/webapi/test_ratelimit.py sets its own, and
+# checks the defaults on a server of its own.
+os.environ["UDUN_RATE_LIMIT_PER_ADDRESS"] = os.environ["UDUN_RATE_LIMIT_PER_KEY"] = "0"
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402

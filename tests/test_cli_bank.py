@@ -75,3 +75,21 @@ def test_bank_cli_errors_are_one_line_with_their_code() -> None:
     assert bad_scope.returncode == 2 and b"Invalid value for '--scope'" in bad_scope.stderr
     helped = udun("bank", "key", "add", "--help")
     assert helped.returncode == 0 and b"evidence:read" in helped.stdout
+
+
+def test_a_key_that_cannot_be_handed_out_is_revoked(tmp_path: Path) -> None:
+    """stdout is a full disk: the key was made, nobody got its text, so it is revoked."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers import home_env
+
+    name = f"full-{uuid.uuid4().hex[:8]}"
+    _ok("bank", "add", name)
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([sys.executable, "-m", "udun.cli", "bank", "key", "add", name], stdout=full,
+                              stderr=subprocess.PIPE, env=home_env(dict(os.environ)), timeout=60, check=False)
+    assert proc.returncode == 2 and b"it was revoked" in proc.stderr, proc.stderr
+    keys = [json.loads(line) for line in _ok("bank", "key", "list", name, "--json").splitlines()]
+    assert [k["state"] for k in keys] == ["revoked"]

@@ -146,7 +146,7 @@ def test_the_record_keeps_the_issuing_cas_status(stored, ca) -> None:  # type: i
     from ca.storage.evidence import EvidenceStore
 
     answer, _ = stored
-    rec = EvidenceStore(ca.store).get(answer["evidence_id"])
+    rec = EvidenceStore(ca.store).get(answer["evidence_id"], bank_id=None)
     assert rec.ca_revocation is not None and [kind for kind, _ in rec.ca_revocation] == ["crl"]
     issuer = asn1crl.CertificateList.load(rec.ca_revocation[0][1])["tbs_cert_list"]["issuer"]
     assert issuer.human_friendly == "Common Name: udun Root CA, Organization: udun"
@@ -379,7 +379,7 @@ def test_challenges_single_use_and_expiry(ca, client) -> None:  # type: ignore[n
 
     bank_id = Banks(ca.store, ca.clock).bank("testbank").id
     EvidenceStore(ca.store).add_challenge("expired-challenge-0001", bank_id, now() - timedelta(minutes=10),
-                                          now() - timedelta(minutes=5))
+                                          now() - timedelta(minutes=5), quota=10)
     assert pay("expired-challenge-0001")["sub_indication"] == "CHALLENGE_EXPIRED"
 
 

@@ -260,7 +260,7 @@ rec = ca.issue_delegated(build_csr(key, names.build([("organization_name", "Mall
 rogue = Delegated(key, default_scheme(key.key_type), x509.Certificate.load(rec.der), rec.not_after)
 tsa = TimeStampAuthority(ca)
 tsa._key.current = lambda: rogue
-real = EvidenceStore(ca.store).get(sys.argv[1])
+real = EvidenceStore(ca.store).get(sys.argv[1], bank_id=None)
 stamp = tsa.stamp(tsp.signature_time_stamp_imprint(cms_view.view(real.cms).signers[0].signature))
 new_id = "ev_" + secrets.token_hex(16)
 forged = dataclasses.replace(real, id=new_id, time_stamp=stamp.token, report=real.report.replace(real.id, new_id),

@@ -5,6 +5,7 @@ a slow hash: give it to the bank over a channel you trust, and rotate rather tha
 """
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -52,12 +53,20 @@ def _hand_out(make: Callable[[], NewKey], out: str | None) -> NewKey:
             os.unlink(out)  # type: ignore[arg-type]
         raise
     rec = new.record
-    if fd is not None:
-        with os.fdopen(fd, "w") as f:
-            f.write(new.text + "\n")
-        info(f"key {rec.id} of {rec.bank} written to {out} (0600)")
-    else:
-        click.echo(new.text)
+    try:
+        if fd is not None:
+            with os.fdopen(fd, "w") as f:
+                f.write(new.text + "\n")
+            info(f"key {rec.id} of {rec.bank} written to {out} (0600)")
+        else:
+            click.echo(new.text)
+    except OSError as e:
+        # Nobody holds the text: the key must not stay usable, nor a half-written file.
+        _banks().revoke_key(rec.id, actor=_actor())
+        if out:
+            with contextlib.suppress(OSError):
+                os.unlink(out)
+        raise PkiError(ErrorKind.BAD_INPUT, f"could not hand out key {rec.id} ({e.strerror}); it was revoked") from e
     expiry = f"expires {rec.expires_at:%Y-%m-%d %H:%M}Z" if rec.expires_at else "never expires"
     info(f"key {rec.id}: scopes {' '.join(rec.scopes)}; {expiry}. It is shown only now: udun keeps a hash.")
     return new

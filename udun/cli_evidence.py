@@ -45,7 +45,7 @@ def evidence_export(evidence_id: str, out: str | None) -> None:
     from ca.tsa import TimeStampAuthority
 
     ca = CertificateAuthority.open(settings())
-    data = bundle.export(ca, TimeStampAuthority(ca), evidence_id)
+    data = bundle.export(ca, TimeStampAuthority(ca), evidence_id, bank_id=None)      # an operator: any bank's
     path = out or f"{evidence_id}.zip"
     write_output(path, data)
     info(f"wrote {path} ({len(data)} bytes); unzip it and follow README.txt, or: udun evidence verify {path}")

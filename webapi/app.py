@@ -23,10 +23,12 @@ from config.settings import Settings, load_settings
 from pkicore.cms_verify import Verifier
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import ChainValidator, TrustStore, load_certs
+from pkicore.ratelimit import Limiter, Rate
 from webapi import problems, scheduler
 from webapi.observability import Observed, configure_logging, tag_flask_route, watch_pool
 from webapi.auth import deny_undeclared
 from webapi.ocsp_wsgi import OcspFastPath
+from webapi.ratelimit import RateLimited
 from webapi.tsa_wsgi import TsaFastPath
 
 MAX_BODY = 1024 * 1024
@@ -43,6 +45,17 @@ class Services:
     _tsa: TimeStampAuthority | None = None
     _evidence: EvidenceService | None = None
     _banks: Banks | None = None
+    _key_limiter: Limiter | None = None
+    key_rate: Rate | None = None
+
+    def key_wait(self, key_id: str) -> float:
+        """Seconds a bank key must wait (UDUN_RATE_LIMIT_PER_KEY), 0.0 when it may go now."""
+        if self._key_limiter is None:
+            self.key_rate = Rate.parse(self.settings.rate_limit_per_key, "UDUN_RATE_LIMIT_PER_KEY")
+            if self.key_rate is None:
+                return 0.0
+            self._key_limiter = Limiter(self.key_rate)
+        return self._key_limiter.wait(key_id)
 
     def _ca(self) -> CaDirectory:
         if self.ca is None:
@@ -73,7 +86,7 @@ class Services:
 
     def bundle(self, evidence_id: str, bank_id: int) -> bytes:
         """The zip bundle of one of the bank's evidence records."""
-        return bundles.export(self._ca(), self.tsa(), evidence_id, bank_id)
+        return bundles.export(self._ca(), self.tsa(), evidence_id, bank_id=bank_id)
 
 
 def trust_store(settings: Settings, ca: CaDirectory | None, trust_file: str | None) -> TrustStore:
@@ -117,16 +130,20 @@ def create_app(settings: Settings | None = None, *, verifier: Verifier | None = 
     app.before_request(deny_undeclared)
     watch_pool(ca.store.engine)
 
-    from webapi.views import apidoc, evidence, health, status, verify
+    from webapi.views import apidoc, certificates, evidence, health, status, verify
 
     app.register_blueprint(health.bp)
     app.register_blueprint(verify.bp)
     app.register_blueprint(status.bp)
     app.register_blueprint(evidence.bp)
+    app.register_blueprint(certificates.bp)
     app.register_blueprint(apidoc.bp)
     services = app.extensions["udun"]
     app.wsgi_app = OcspFastPath(app.wsgi_app, services.responder)  # type: ignore[method-assign]
     app.wsgi_app = TsaFastPath(app.wsgi_app, services.tsa)  # type: ignore[method-assign]
+    # Before anything is parsed, the fast paths too; inside Observed, so refusals are counted.
+    app.wsgi_app = RateLimited(  # type: ignore[method-assign]
+        app.wsgi_app, Rate.parse(settings.rate_limit_per_address, "UDUN_RATE_LIMIT_PER_ADDRESS"))
     # Outermost, around the fast paths too: one id, count and log line for every request.
     app.wsgi_app = Observed(app.wsgi_app)  # type: ignore[method-assign]
     if schedule_checkpoints:

@@ -19,6 +19,7 @@ from flask import Response, current_app, g, request
 
 from pkicore.errors import ErrorKind, PkiError
 from webapi.problems import problem
+from webapi.ratelimit import retry_seconds
 
 MIN_KEY_CHARS = 32
 PERMISSION = "udun_permission"          # the attribute every view carries (the route-permission test)
@@ -71,12 +72,17 @@ def bank_route(scope: str) -> Callable[[F], F]:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             token = bearer()
+            services = current_app.extensions["udun"]
             try:
-                g.bank = current_app.extensions["udun"].banks().authenticate(token, scope)
+                g.bank = services.banks().authenticate(token, scope)
             except PkiError as e:
                 if e.kind not in (ErrorKind.UNAUTHORIZED, ErrorKind.FORBIDDEN):
                     raise
                 return _challenged(e, scope, token is not None)
+            wait = services.key_wait(g.bank.key_id)          # counted only once the key was checked
+            if wait:
+                raise PkiError(ErrorKind.RATE_LIMITED, f"more than {services.key_rate} with this API key; retry "
+                               f"after {retry_seconds(wait)} s", retry_after=retry_seconds(wait))
             return view(*args, **kwargs)
 
         setattr(wrapper, PERMISSION, f"bank:{scope}")

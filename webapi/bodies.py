@@ -52,6 +52,7 @@ def signed_payment(req: Request) -> tuple[bytes, bytes | None]:
 # What a field of a JSON object body may hold besides null (json_object's ``kinds``).
 _KINDS = {"string": (lambda v: isinstance(v, str), "a string"),
           "integer": (lambda v: type(v) is int, "an integer"),      # not a bool
+          "boolean": (lambda v: isinstance(v, bool), "true or false"),
           "strings": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings")}
 
 

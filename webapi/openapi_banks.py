@@ -39,6 +39,23 @@ def secured(operation: Json, scope: str) -> Json:
             "description": f"{operation['description']} Needs a bank API key with the `{scope}` scope."}
 
 
+def bank_certificate_schema() -> Json:
+    """GET /api/v1/certificates/{serial} on `udun serve` (webapi.views.certificates)."""
+    from ca.certquery import STATUSES
+
+    when: Json = {"type": ["string", "null"], "format": "date-time"}
+    return {"type": "object", "additionalProperties": False,
+            "required": ["serial", "status", "profile", "subject", "not_before", "not_after", "revoked_at",
+                         "revocation_reason", "invalidity_date", "certificate_pem"],
+            "properties": {"serial": {"type": "string", "pattern": "^[0-9a-f]+$"}, "status": {"enum": list(STATUSES)},
+                           "profile": {"type": "string"}, "subject": {"type": "string"},
+                           "not_before": date_time("notBefore"), "not_after": date_time("notAfter"),
+                           "revoked_at": {**when, "description": "revocation or hold time"},
+                           "revocation_reason": {"type": ["string", "null"]},
+                           "invalidity_date": {**when, "description": "RFC 5280 §5.3.2"},
+                           "certificate_pem": {"type": "string"}}}
+
+
 # --- the admin API ------------------------------------------------------------------------
 
 def admin_schemas() -> Json:
@@ -99,7 +116,8 @@ def _op(operation_id: str, summary: str, description: str, ok: str, schema: str,
 
 def admin_paths() -> Json:
     days: Json = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_DAYS, "default": DEFAULT_DAYS,
-                  "description": "days until the key expires; null: never"}
+                  "description": "days until the key expires (null: the default)"}
+    never: Json = {"type": "boolean", "default": False, "description": "no expiry (instead of days)"}
     name = ("name", "the bank's name")
     key_id = ("key_id", "the key's id (the hex after `udun_`)")
     return {
@@ -122,14 +140,16 @@ def admin_paths() -> Json:
             "addBankKey", "A new API key for a bank", "The key is in this answer only (Cache-Control: no-store).",
             "the new key", "NewBankKey", status="201", path=name,
             body={"type": "object", "additionalProperties": False, "properties": {
-                "scopes": {"type": "array", "items": {"enum": list(SCOPES)}, "default": list(DEFAULT_SCOPES)},
-                "days": days}})},
+                "scopes": {"type": "array", "items": {"enum": list(SCOPES)}, "minItems": 1,
+                           "default": list(DEFAULT_SCOPES)},
+                "days": days, "never_expires": never}})},
         "/api/v1/bank-keys/{key_id}/rotate": {"post": _op(
             "rotateBankKey", "Rotate a key", "A new key with the old one's scopes; the old key ends after "
             "`grace_hours` (or at its own expiry, if sooner).", "the new key", "NewBankKey", status="201",
             path=key_id, conflict="key 0f3a9c2e7b1d4a55 is revoked: issue a new key instead",
             body={"type": "object", "additionalProperties": False, "properties": {
-                "grace_hours": {"type": "integer", "minimum": 0, "maximum": 720, "default": 24}, "days": days}})},
+                "grace_hours": {"type": "integer", "minimum": 0, "maximum": 720, "default": 24}, "days": days,
+                "never_expires": never}})},
         "/api/v1/bank-keys/{key_id}/revoke": {"post": _op(
             "revokeBankKey", "Revoke a key", "Refused from the next request on, on every node.", "revoked",
             "BankKey", path=key_id, conflict="key 0f3a9c2e7b1d4a55 is revoked already")},

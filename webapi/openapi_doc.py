@@ -118,6 +118,12 @@ def _common_responses() -> Json:
             "`pin-incorrect`): retry later",
             _example_problem(503, "unavailable", "unavailable", "the evidence record could not be stored; no "
                                                                 "evidence was kept, submit the payment again")),
+        "TooManyRequests": {**_problem_response(
+            "over a rate limit (UDUN_RATE_LIMIT_PER_ADDRESS, UDUN_RATE_LIMIT_PER_KEY, per worker) or the open "
+            "challenge quota (UDUN_CHALLENGE_QUOTA); retry after Retry-After seconds (RFC 6585 §4)",
+            _example_problem(429, "too-many-requests", "too many requests",
+                             "more than 1000/second from this address; retry after 1 s")),
+            "headers": {"Retry-After": _hdr("RetryAfter")}},
         "Internal": _problem_response(
             "a bug; the error was logged, the answer says no more",
             _example_problem(500, "internal", "internal error", "the server failed; the error was logged")),
@@ -373,6 +379,7 @@ def _bank_schemas() -> Json:
         },
         "Health": {"type": "object", "additionalProperties": False, "required": ["status"],
                    "properties": {"status": {"const": "ok"}}},
+        "BankCertificate": banks_doc.bank_certificate_schema(),
         "Readiness": _readiness_schema(),
     }
 
@@ -462,6 +469,22 @@ def _bank_paths() -> Json:
                 "503": _resp("Unavailable"),
             },
         }, "evidence:read")},
+        "/api/v1/certificates/{serial}": {"get": secured({
+            "tags": ["status"],
+            "operationId": "getCertificate",
+            "summary": "One certificate and its status",
+            "description": "A certificate the CA issued, by serial (no search: a bank learns nothing of other "
+                           "customers), with its current status. Intents that never became a certificate are "
+                           "404, as unknown serials.",
+            "parameters": [{"name": "serial", "in": "path", "required": True, "schema": {"type": "string"},
+                            "description": "hex; case and a `0x` prefix do not matter"}],
+            "responses": {
+                "200": {"description": "the certificate", "content": _json(_ref("BankCertificate"))},
+                "404": _resp("NotFound"),
+                "500": _resp("Internal"),
+                "503": _resp("Unavailable"),
+            },
+        }, "certificates:read")},
         "/crl/{name}.crl": {"get": {
             "tags": ["status"],
             "operationId": "getCrl",
@@ -570,6 +593,16 @@ def _bank_paths() -> Json:
     }
 
 
+def _rate_limited(paths: Json) -> Json:
+    """Every route of `udun serve` can answer 429 (webapi.ratelimit sits in front of them all)."""
+    for operations in paths.values():
+        assert isinstance(operations, dict)
+        for operation in operations.values():
+            assert isinstance(operation, dict) and isinstance(operation["responses"], dict)
+            operation["responses"]["429"] = _resp("TooManyRequests")
+    return paths
+
+
 def bank_document() -> Json:
     """The OpenAPI document of the bank-facing API (`udun serve`)."""
     return {
@@ -590,7 +623,7 @@ def bank_document() -> Json:
             {"name": "time-stamping", "description": "RFC 3161"},
             {"name": "operations", "description": "health, readiness, metrics, this document"},
         ],
-        "paths": _bank_paths(),
+        "paths": _rate_limited(_bank_paths()),
         "components": {
             "schemas": _bank_schemas(),
             "responses": {**_common_responses(), **bank_responses()},

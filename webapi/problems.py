@@ -22,6 +22,7 @@ STATUS = {
     ErrorKind.BAD_CSR: 400,
     ErrorKind.UNSUPPORTED: 400,
     ErrorKind.MEDIA_TYPE: 415,      # RFC 9110 §15.5.16
+    ErrorKind.RATE_LIMITED: 429,    # RFC 6585 §4
     ErrorKind.POLICY: 422,
     ErrorKind.UNAUTHORIZED: 401,
     ErrorKind.FORBIDDEN: 403,
@@ -35,7 +36,7 @@ STATUS = {
 }
 
 _HTTP_CODES = {400: "bad-input", 401: "unauthorized", 403: "forbidden", 404: "not-found",
-               405: "method-not-allowed", 413: "too-large", 415: "unsupported-media-type"}
+               405: "method-not-allowed", 413: "too-large", 415: "unsupported-media-type", 429: "too-many-requests"}
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response:
@@ -56,7 +57,10 @@ def register(app: Flask) -> None:
         extra = {"field": e.field} if e.field else {}
         if status >= 500:
             log.error("request failed: %s", e.message, extra={"fields": {"code": e.kind.value, "status": status}})
-        return problem(status, e.kind.value, e.kind.name.replace("_", " ").lower(), e.message, **extra)
+        resp = problem(status, e.kind.value, e.kind.name.replace("_", " ").lower(), e.message, **extra)
+        if e.retry_after is not None:
+            resp.headers["Retry-After"] = str(e.retry_after)        # RFC 9110 §10.2.3
+        return resp
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException) -> Response:

@@ -96,9 +96,14 @@ class BankStore:
         """Disable (every key of the bank refused at once) or enable again."""
         with self.engine.begin() as conn:
             bank = self._bank_in(conn, name)
+            already = PkiError(ErrorKind.CONFLICT, f"bank {name!r} is {'disabled' if disabled else 'enabled'} already")
             if (bank.disabled_at is not None) == disabled:
-                raise PkiError(ErrorKind.CONFLICT, f"bank {name!r} is {'disabled' if disabled else 'enabled'} already")
-            conn.execute(update(_banks).where(_b.id == bank.id).values(disabled_at=now if disabled else None))
+                raise already
+            done = conn.execute(update(_banks).where(
+                _b.id == bank.id, _b.disabled_at.is_(None) if disabled else _b.disabled_at.is_not(None))
+                .values(disabled_at=now if disabled else None))
+            if done.rowcount != 1:                 # a concurrent call did it first
+                raise already
             append(conn, action="bank-disable" if disabled else "bank-enable", actor=actor, subject=f"bank/{name}",
                    details={}, now=now)
             return self._bank_in(conn, name)
@@ -113,10 +118,11 @@ class BankStore:
             details: dict[str, Any] = {"scopes": row["scopes"], "expires_at": _text(row["expires_at"])}
             if replaces is not None:
                 done = conn.execute(update(_keys).where(_k.id == replaces, _k.bank_id == bank.id,
-                                                        _k.revoked_at.is_(None))
+                                                        _k.revoked_at.is_(None), _k.replaced_by.is_(None))
                                     .values(expires_at=old_expires_at, replaced_by=row["id"]))
                 if done.rowcount != 1:
-                    raise PkiError(ErrorKind.CONFLICT, f"key {replaces} was revoked meanwhile; nothing rotated")
+                    raise PkiError(ErrorKind.CONFLICT, f"key {replaces} was revoked or rotated meanwhile; "
+                                                       "nothing rotated")
                 details.update(replaces=replaces, old_expires_at=_text(old_expires_at))
             append(conn, action="bank-key-rotate" if replaces else "bank-key-add", actor=actor,
                    subject=f"bank/{bank_name}/key/{row['id']}", details=details, now=now)
@@ -141,9 +147,9 @@ class BankStore:
             row = conn.execute(_KEYS.where(_k.id == key_id)).first()
             if row is None:
                 raise PkiError(ErrorKind.NOT_FOUND, f"no bank key {key_id}")
-            if row[7] is not None:
+            done = conn.execute(update(_keys).where(_k.id == key_id, _k.revoked_at.is_(None)).values(revoked_at=now))
+            if done.rowcount != 1:                 # revoked before, or by a concurrent call
                 raise PkiError(ErrorKind.CONFLICT, f"key {key_id} is revoked already")
-            conn.execute(update(_keys).where(_k.id == key_id).values(revoked_at=now))
             append(conn, action="bank-key-revoke", actor=actor, subject=f"bank/{row[2]}/key/{key_id}",
                    details={}, now=now)
             return _key(conn.execute(_KEYS.where(_k.id == key_id)).one())

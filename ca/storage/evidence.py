@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from asn1crypto import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from ca.storage.audit import append, append_raw
 from ca.storage.errors import translated
@@ -183,8 +183,9 @@ class EvidenceStore:
             append(conn, action="verify", actor=actor, subject=subject, details=details, now=now)
 
     @translated
-    def get(self, evidence_id: str, bank_id: int | None = None) -> EvidenceRecord:
-        """One record; with ``bank_id``, only that bank's (another bank's reads as missing)."""
+    def get(self, evidence_id: str, *, bank_id: int | None) -> EvidenceRecord:
+        """One record of the bank ``bank_id`` (another bank's reads as missing); None: any
+        bank's, for operators only (the CLI), never for a bank-facing route."""
         with self.engine.connect() as conn:
             r = conn.execute(select(_evidence).where(_e.id == evidence_id)).first()
         if r is None or (bank_id is not None and r._mapping["bank_id"] != bank_id):
@@ -219,9 +220,19 @@ class EvidenceStore:
     # --- challenges -----------------------------------------------------------------
 
     @translated
-    def add_challenge(self, value: str, bank_id: int, now: datetime, expires_at: datetime) -> None:
-        """Store a new challenge of a bank; unused ones that expired a day ago are dropped on the way."""
+    def add_challenge(self, value: str, bank_id: int, now: datetime, expires_at: datetime, quota: int) -> None:
+        """Store a new challenge of a bank; unused ones that expired a day ago are dropped on the
+        way. RATE_LIMITED when the bank has ``quota`` open (unused, unexpired) ones already
+        (checked, then inserted: concurrent calls may pass it by a few; it bounds storage)."""
         with self.engine.begin() as conn:
+            open_now = conn.execute(select(func.count()).select_from(_challenges).where(
+                _ch.bank_id == bank_id, _ch.expires_at > now, _ch.used_at.is_(None))).scalar() or 0
+            if open_now >= quota:
+                soonest = conn.execute(select(func.min(_ch.expires_at)).where(
+                    _ch.bank_id == bank_id, _ch.expires_at > now, _ch.used_at.is_(None))).scalar()
+                wait = max(1, int((utc(soonest) - now).total_seconds()) + 1) if soonest is not None else 1
+                raise PkiError(ErrorKind.RATE_LIMITED, f"this bank has {open_now} open challenges, the most "
+                               "UDUN_CHALLENGE_QUOTA allows: use or let some expire first", retry_after=wait)
             conn.execute(insert(_challenges), {"value": value, "bank_id": bank_id, "created_at": now,
                                                "expires_at": expires_at})
             conn.execute(delete(_challenges).where(_ch.used_at.is_(None), _ch.expires_at < now - timedelta(days=1)))

@@ -159,6 +159,7 @@ challenges = Table(
     Column("evidence_id", String(40), nullable=True),
     # The bank that asked for it (0010): only its payments may use it (NULL before 0010: none).
     Column("bank_id", Integer, ForeignKey("banks.id", name="fk_challenges_bank"), nullable=True),
+    Index("ix_challenges_bank_expires", "bank_id", "expires_at"),      # 0010: the open-challenge quota
 )
 
 # One audit log entry; ``hash`` covers every field and ``prev_hash`` (ca.auditlog).

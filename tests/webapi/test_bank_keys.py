@@ -253,12 +253,18 @@ def _size(ca) -> tuple[dict[str, int], int]:  # type: ignore[no-untyped-def]
     return rows, size
 
 
-def test_a_flood_of_anonymous_requests_leaves_the_database_as_it_was(app, ca, settings, enrolled) -> None:  # type: ignore[no-untyped-def]
+def test_a_flood_of_anonymous_requests_leaves_the_database_as_it_was(settings, ca, verifier, enrolled) -> None:  # type: ignore[no-untyped-def]
     """10,000 calls without a valid key (none, garbage, a well-formed key of no bank) to the
-    three bank routes: every one 401, not one row or page more (issue 12's flood test; the
-    429 half comes with the rate limits)."""
+    three bank routes, from one address, with a rate limit: each is a 401 or, past the
+    limit, a 429; not one row or page more (issue 12's flood test)."""
+    import dataclasses
+
+    from webapi import create_app
+
+    limited = create_app(dataclasses.replace(settings, rate_limit_per_address="3000/minute"), ca=ca,
+                         verifier=verifier)
     cms = _signed(settings)
-    anonymous, garbage, unknown = _as(app, None), _as(app, "x" * 60), _as(app, "udun_00000000deadbeef_" + "Q" * 43)
+    anonymous, garbage, unknown = (_as(limited, k) for k in (None, "x" * 60, "udun_00000000deadbeef_" + "Q" * 43))
     before = _size(ca)
     statuses: dict[int, int] = {}
     for i in range(10_000):
@@ -273,5 +279,38 @@ def test_a_flood_of_anonymous_requests_leaves_the_database_as_it_was(app, ca, se
         else:
             resp = client.post("/api/v1/verify", json={"cms": "AAAA"})
         statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
-    assert statuses == {401: 10_000}
+        if resp.status_code == 429:
+            assert int(resp.headers["Retry-After"]) >= 1 and resp.get_json()["code"] == "too-many-requests"
+    assert set(statuses) == {401, 429} and statuses[401] >= 3000 and statuses[429] >= 1, statuses
     assert _size(ca) == before
+
+
+def test_a_bank_looks_up_a_certificate_by_serial_with_its_scope(app, ca, enrolled) -> None:  # type: ignore[no-untyped-def]
+    user = enrolled["user-ec"]
+    reader = _as(app, _key(ca, "cert-bank", "certificates:read"))
+    shown = reader.get(f"/api/v1/certificates/{user.serial.upper()}")
+    assert shown.status_code == 200, shown.get_json()
+    body = shown.get_json()
+    assert body["serial"] == user.serial and body["status"] == "good" and "requester" not in body
+    assert body["certificate_pem"].startswith("-----BEGIN CERTIFICATE-----")
+    assert reader.get("/api/v1/certificates/00ff00ff").status_code == 404
+    assert _as(app, _key(ca, "cert-bank", "verify")).get(f"/api/v1/certificates/{user.serial}").status_code == 403
+    assert _as(app, None).get(f"/api/v1/certificates/{user.serial}").status_code == 401
+
+
+def test_keys_never_expire_only_when_said_and_rotate_once(admin_client, ca) -> None:  # type: ignore[no-untyped-def]
+    name = f"exp-{uuid.uuid4().hex[:8]}"
+    assert admin_client.post("/api/v1/banks", headers=ADMIN, json={"name": name}).status_code == 201
+    nulls = admin_client.post(f"/api/v1/banks/{name}/keys", headers=ADMIN, json={"days": None, "scopes": None})
+    assert nulls.status_code == 201 and nulls.get_json()["expires_at"] is not None      # null: the default
+    forever = admin_client.post(f"/api/v1/banks/{name}/keys", headers=ADMIN, json={"never_expires": True})
+    assert forever.status_code == 201 and forever.get_json()["expires_at"] is None
+    for bad, field in (({"scopes": []}, "scopes"), ({"never_expires": "yes"}, "never_expires"),
+                       ({"never_expires": True, "days": 3}, "never_expires")):
+        resp = admin_client.post(f"/api/v1/banks/{name}/keys", headers=ADMIN, json=bad)
+        assert resp.status_code == 400 and resp.get_json()["field"] == field, (bad, resp.get_json())
+    key_id = nulls.get_json()["key_id"]
+    first = admin_client.post(f"/api/v1/bank-keys/{key_id}/rotate", headers=ADMIN, json={})
+    assert first.status_code == 201
+    again = admin_client.post(f"/api/v1/bank-keys/{key_id}/rotate", headers=ADMIN, json={})
+    assert again.status_code == 409 and first.get_json()["key_id"] in again.get_json()["detail"]

@@ -48,6 +48,7 @@ def upgrade() -> None:
     with op.batch_alter_table("challenges") as batch:
         batch.add_column(sa.Column("bank_id", sa.Integer, nullable=True))
         batch.create_foreign_key("fk_challenges_bank", "banks", ["bank_id"], ["id"])
+        batch.create_index("ix_challenges_bank_expires", ["bank_id", "expires_at"])
 
 
 def downgrade() -> None:
@@ -61,6 +62,7 @@ def downgrade() -> None:
         raise RuntimeError(f"cannot downgrade below 0010: tx_id {twice[0]} of one signer key was verified by "
                            "more than one bank, which revision 0009 cannot hold; no evidence was dropped")
     with op.batch_alter_table("challenges") as batch:
+        batch.drop_index("ix_challenges_bank_expires")
         batch.drop_constraint("fk_challenges_bank", type_="foreignkey")
         batch.drop_column("bank_id")
     with op.batch_alter_table("evidence") as batch:
