@@ -32,11 +32,12 @@ def create_admin_app(settings: Settings | None = None, *, ca: CertificateAuthori
     app.before_request(tag_flask_route)            # app-wide: before the blueprint's key check
     app.before_request(deny_undeclared)
     watch_pool(ca.store.engine)
-    from adminapi import banks, views
+    from adminapi import banks, evidence, views
     from webapi.views import apidoc
 
     app.register_blueprint(views.bp)
     app.register_blueprint(banks.bp)
+    app.register_blueprint(evidence.bp)
     app.register_blueprint(apidoc.admin_bp)
     app.wsgi_app = Observed(app.wsgi_app)  # type: ignore[method-assign]
     return app

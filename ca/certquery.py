@@ -77,7 +77,7 @@ def _bad(field: str, message: str) -> PkiError:
     return PkiError(ErrorKind.BAD_INPUT, message, field=field)
 
 
-def _time(field: str, value: str | datetime | None) -> datetime | None:
+def query_time(field: str, value: str | datetime | None) -> datetime | None:
     """An RFC 3339 time or a date (midnight UTC); without a zone, UTC."""
     if value is None or value == "":
         return None
@@ -90,6 +90,19 @@ def _time(field: str, value: str | datetime | None) -> datetime | None:
             raise _bad(field, f"{field} must be a date (2026-12-31) or an RFC 3339 time "
                               "(2026-12-31T08:00:00Z)") from None
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def page_limit(limit: int | str | None, most: int, default: int = 100) -> int:
+    """A page size from text (a query parameter, a CLI option): 1 to ``most``."""
+    if limit is None or limit == "":
+        return default
+    try:
+        count = int(limit)
+    except ValueError:
+        raise _bad("limit", f"limit is a whole number from 1 to {most}") from None
+    if not 1 <= count <= most:
+        raise _bad("limit", f"limit is a whole number from 1 to {most}")
+    return count
 
 
 @dataclass(frozen=True)
@@ -152,18 +165,10 @@ class CertificateQuery:
 
         if profile is not None and profile not in PROFILES:
             raise _bad("profile", f"profile is one of {', '.join(PROFILES)}")
-        if limit is None or limit == "":
-            count = 100
-        else:
-            try:
-                count = int(limit)
-            except ValueError:
-                raise _bad("limit", f"limit is a whole number from 1 to {MAX_LIMIT}") from None
-            if not 1 <= count <= MAX_LIMIT:
-                raise _bad("limit", f"limit is a whole number from 1 to {MAX_LIMIT}")
-        q = cls(subject or None, serial or None, status, profile, _time("issued_after", issued_after),
-                _time("issued_before", issued_before), _time("expiring_after", expiring_after),
-                _time("expiring_before", expiring_before), count, Cursor.decode(cursor) if cursor else None)
+        count = page_limit(limit, MAX_LIMIT)
+        q = cls(subject or None, serial or None, status, profile, query_time("issued_after", issued_after),
+                query_time("issued_before", issued_before), query_time("expiring_after", expiring_after),
+                query_time("expiring_before", expiring_before), count, Cursor.decode(cursor) if cursor else None)
         for low, high, name in ((q.issued_after, q.issued_before, "issued"),
                                 (q.expiring_after, q.expiring_before, "expiring")):
             if low is not None and high is not None and high <= low:

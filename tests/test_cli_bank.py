@@ -93,3 +93,28 @@ def test_a_key_that_cannot_be_handed_out_is_revoked(tmp_path: Path) -> None:
     assert proc.returncode == 2 and b"it was revoked" in proc.stderr, proc.stderr
     keys = [json.loads(line) for line in _ok("bank", "key", "list", name, "--json").splitlines()]
     assert [k["state"] for k in keys] == ["revoked"]
+
+
+def test_evidence_list_filters_by_bank(app, settings, enrolled) -> None:  # type: ignore[no-untyped-def]
+    from helpers import PIN, sample_tx
+    from signer.signing import sign_transaction
+
+    name = f"list-{uuid.uuid4().hex[:8]}"
+    _ok("bank", "add", name)
+    key = _ok("bank", "key", "add", name).strip()
+    client = app.test_client()
+    ids = []
+    for _ in range(3):
+        cms = sign_transaction(settings, "user-ec", PIN, sample_tx())
+        answer = client.post("/api/v1/verify", data=cms, content_type="application/pkcs7-mime",
+                             headers={"Authorization": f"Bearer {key}"}).get_json()
+        ids.append(answer["evidence_id"])
+    proc = udun("evidence", "list", "--bank", name, "--limit", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    listed = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert [r["evidence_id"] for r in listed] == ids[::-1][:2] and {r["bank"] for r in listed} == {name}
+    cursor = proc.stderr.decode().split("--cursor ")[1].split()[0]
+    last = udun("evidence", "list", "--bank", name, "--cursor", cursor)
+    assert last.returncode == 0 and last.stdout.decode().split()[0] == ids[0] and b"--cursor" not in last.stderr
+    bad = udun("evidence", "list", "--received-after", "tomorrow")
+    assert bad.returncode == 2 and b"error [bad-input]: received_after must be a date" in bad.stderr

@@ -495,7 +495,7 @@ def test_cli_list_export_and_verify(stored, tmp_path: Path) -> None:  # type: ig
     as_json = udun("evidence", "list", "--limit", "10000", "--json")
     records = [json.loads(line) for line in as_json.stdout.decode().splitlines()]
     mine = next(r for r in records if r["evidence_id"] == evidence_id)
-    assert set(mine) == {"evidence_id", "received_at", "signer_serial", "tx_id"}
+    assert set(mine) == {"evidence_id", "received_at", "bank", "signer_serial", "tx_id"} and mine["bank"] == "testbank"
     assert mine["received_at"].endswith("Z") and mine["tx_id"] and mine["signer_serial"]
     out = tmp_path / "exported.zip"
     proc = udun("evidence", "export", evidence_id, "-o", str(out))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pkicore.clock import rfc3339, system_clock
+from pkicore.clock import system_clock
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import load_certs
 from udun.common import info, read_input, settings, write_output
@@ -19,20 +19,33 @@ def evidence_group() -> None:
 
 
 @evidence_group.command("list")
+@click.option("--bank", metavar="NAME", help="Only this bank's records.")
+@click.option("--tx-id", metavar="TX", help="Only this tx_id.")
+@click.option("--signer-serial", metavar="HEX", help="Only payments signed under this certificate.")
+@click.option("--received-after", metavar="TIME", help="Received at or after (2026-12-31 or RFC 3339).")
+@click.option("--received-before", metavar="TIME", help="Received before.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--cursor", metavar="ID", help="Continue after the page that printed it.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines (one record a line) instead of a table.")
-def evidence_list(limit: int, as_json: bool) -> None:
-    """The newest evidence records: id, receipt time, signer serial, tx_id."""
+def evidence_list(bank: str | None, tx_id: str | None, signer_serial: str | None, received_after: str | None,
+                  received_before: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
+    """Evidence records, newest first: id, receipt time, bank, signer serial, tx_id. Filters
+    combine; the same as GET /api/v1/evidence on the admin API. A next page's --cursor is
+    printed on stderr."""
     from ca.authority import CertificateAuthority
+    from ca.evidencequery import EvidenceQuery, summary_json
     from ca.storage.evidence import EvidenceStore
 
-    ca = CertificateAuthority.open(settings())
-    for evidence_id, received, serial, tx_id in EvidenceStore(ca.store).ids(limit):
+    q = EvidenceQuery.build(bank=bank, tx_id=tx_id, signer_serial=signer_serial, received_after=received_after,
+                            received_before=received_before, limit=limit, cursor=cursor)
+    page = EvidenceStore(CertificateAuthority.open(settings()).store).search(q, bank_id=None)
+    for s in page.items:
         if as_json:
-            click.echo(json.dumps({"evidence_id": evidence_id, "received_at": rfc3339(received),
-                                   "signer_serial": serial, "tx_id": tx_id}, ensure_ascii=False))
+            click.echo(json.dumps(summary_json(s), ensure_ascii=False))
         else:
-            click.echo(f"{evidence_id}  {received:%Y-%m-%d %H:%M:%S}Z  {serial}  {tx_id}")
+            click.echo(f"{s.id}  {s.received_at:%Y-%m-%d %H:%M:%S}Z  {s.bank or '-'}  {s.signer_serial}  {s.tx_id}")
+    if page.next_cursor:
+        info(f"more: --cursor {page.next_cursor}")
 
 
 @evidence_group.command("export")

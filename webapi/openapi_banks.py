@@ -4,7 +4,7 @@ Scopes come from ca.banks.SCOPES, so the document cannot drift from what a key m
 from __future__ import annotations
 
 from ca.banks import DEFAULT_DAYS, DEFAULT_SCOPES, MAX_DAYS, SCOPES
-from webapi.openapi_parts import Json, date_time, example_problem, hdr, header, json_body, problem_response, ref, resp
+from webapi.openapi_parts import Json, JsonValue, date_time, example_problem, hdr, header, json_body, problem_response, ref, resp
 
 KEY_PATTERN = "^udun_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$"
 
@@ -56,6 +56,44 @@ def bank_certificate_schema() -> Json:
                            "certificate_pem": {"type": "string"}}}
 
 
+def evidence_page_schema() -> Json:
+    item: Json = {"type": "object", "additionalProperties": False,
+                  "required": ["evidence_id", "received_at", "bank", "signer_serial", "tx_id"],
+                  "properties": {"evidence_id": {"type": "string", "pattern": "^ev_[0-9a-f]{32}$"},
+                                 "received_at": date_time("when the verify call came"),
+                                 "bank": {"type": ["string", "null"],
+                                          "description": "the bank whose call stored it; null: from before banks"},
+                                 "signer_serial": {"type": "string"}, "tx_id": {"type": "string"}}}
+    return {"type": "object", "additionalProperties": False, "required": ["items", "next_cursor"],
+            "properties": {"items": {"type": "array", "items": item},
+                           "next_cursor": {"type": ["string", "null"],
+                                           "description": "pass as `cursor` for the next page; null: the last"}}}
+
+
+def evidence_search_operation(operator: bool) -> Json:
+    def param(name: str, description: str) -> Json:
+        return {"name": name, "in": "query", "required": False, "schema": {"type": "string"},
+                "description": description}
+
+    params: list[JsonValue] = [param("tx_id", "exactly this tx_id"), param("signer_serial", "signed under this certificate (hex)"),
+              param("received_after", "received at or after (a date or RFC 3339)"),
+              param("received_before", "received before"),
+              {"name": "limit", "in": "query", "required": False,
+               "schema": {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 100}},
+              param("cursor", "`next_cursor` of the page before")]
+    if operator:
+        params.insert(0, param("bank", "only this bank's records"))
+    return {"tags": ["evidence"], "operationId": "searchEvidence",
+            "summary": "Find evidence records" + ("" if operator else " of this bank"),
+            "description": ("Every bank's records, newest first; the same as `udun evidence list`." if operator else
+                            "This bank's own records only, newest first.") +
+                           " Filters combine (AND); an unknown parameter or a bad value is a 400 naming the `field`.",
+            "parameters": params,
+            "responses": {"200": {"description": "a page", "content": json_body(ref("EvidencePage"))},
+                          "400": resp("BadInput"), "401": resp("Unauthorized"), "500": resp("Internal"),
+                          "503": resp("Unavailable")}}
+
+
 # --- the admin API ------------------------------------------------------------------------
 
 def admin_schemas() -> Json:
@@ -84,6 +122,7 @@ def admin_schemas() -> Json:
         "BankDetail": {**bank, "required": [*bank["required"], "keys"],  # type: ignore[misc]
                        "properties": {**bank["properties"],  # type: ignore[dict-item]
                                       "keys": {"type": "array", "items": ref("BankKey")}}},
+        "EvidencePage": evidence_page_schema(),
         "BankList": {"type": "object", "additionalProperties": False, "required": ["items"],
                      "properties": {"items": {"type": "array", "items": ref("Bank")}}},
     }
@@ -121,6 +160,7 @@ def admin_paths() -> Json:
     name = ("name", "the bank's name")
     key_id = ("key_id", "the key's id (the hex after `udun_`)")
     return {
+        "/api/v1/evidence": {"get": evidence_search_operation(operator=True)},
         "/api/v1/banks": {
             "get": _op("listBanks", "Every bank", "By name.", "the banks", "BankList"),
             "post": _op("addBank", "Register a bank", "A bank is a relying party that calls the verify API; give "

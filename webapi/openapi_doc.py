@@ -380,6 +380,7 @@ def _bank_schemas() -> Json:
         "Health": {"type": "object", "additionalProperties": False, "required": ["status"],
                    "properties": {"status": {"const": "ok"}}},
         "BankCertificate": banks_doc.bank_certificate_schema(),
+        "EvidencePage": banks_doc.evidence_page_schema(),
         "Readiness": _readiness_schema(),
     }
 
@@ -469,6 +470,7 @@ def _bank_paths() -> Json:
                 "503": _resp("Unavailable"),
             },
         }, "evidence:read")},
+        "/api/v1/evidence": {"get": secured(banks_doc.evidence_search_operation(operator=False), "evidence:read")},
         "/api/v1/certificates/{serial}": {"get": secured({
             "tags": ["status"],
             "operationId": "getCertificate",
@@ -878,6 +880,7 @@ def admin_document() -> Json:
         "tags": [
             {"name": "certificates", "description": "issuance and records"},
             {"name": "banks", "description": "the banks that call the verify API, and their API keys"},
+            {"name": "evidence", "description": "evidence records of verified payments, every bank's"},
             {"name": "operations", "description": "health, readiness, metrics, this document"},
         ],
         "security": [{"adminKey": []}],

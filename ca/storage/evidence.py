@@ -22,6 +22,8 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from ca.storage.audit import append, append_raw
 from ca.storage.errors import translated
+from ca.evidencequery import EvidencePage, EvidenceQuery, EvidenceSummary
+from ca.storage.schema import banks as _banks
 from ca.storage.schema import challenges as _challenges
 from ca.storage.schema import crls as _crls
 from ca.storage.schema import evidence as _evidence
@@ -207,6 +209,35 @@ class EvidenceStore:
         if r is None or utc(r[1]) < moment:
             return None
         return cast(bytes, r[0])
+
+    @translated
+    def search(self, q: EvidenceQuery, *, bank_id: int | None) -> EvidencePage:
+        """A page of ``q``, of the bank ``bank_id`` only (a bank's query: ``q.bank`` is not
+        looked at), or with None of any bank, ``q.bank`` naming one (operators). Keyset
+        paging on the id, newest first."""
+        where: list[Any] = []
+        if bank_id is not None:
+            where.append(_e.bank_id == bank_id)
+        elif q.bank is not None:
+            where.append(_banks.c.name == q.bank)
+        if q.tx_id is not None:
+            where.append(_e.tx_id == q.tx_id)
+        if q.signer_serial is not None:
+            where.append(_e.signer_serial == q.signer_serial)
+        if q.received_after is not None:
+            where.append(_e.received_at >= q.received_after)
+        if q.received_before is not None:
+            where.append(_e.received_at < q.received_before)
+        if q.before_id is not None:
+            where.append(_e.id < q.before_id)
+        stmt = (select(_e.id, _e.received_at, _banks.c.name, _e.signer_serial, _e.tx_id)
+                .select_from(_evidence.outerjoin(_banks, _banks.c.id == _e.bank_id))
+                .where(*where).order_by(_e.id.desc()).limit(q.limit + 1))
+        with self.engine.connect() as conn:
+            rows = [EvidenceSummary(r[0], utc(r[1]), r[2], r[3], r[4]) for r in conn.execute(stmt)]
+        more = len(rows) > q.limit
+        items = tuple(rows[:q.limit])
+        return EvidencePage(items, items[-1].id if more else None)
 
     @translated
     def ids(self, limit: int = 100) -> list[tuple[str, datetime, str, str]]:

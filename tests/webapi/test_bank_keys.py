@@ -314,3 +314,34 @@ def test_keys_never_expire_only_when_said_and_rotate_once(admin_client, ca) -> N
     assert first.status_code == 201
     again = admin_client.post(f"/api/v1/bank-keys/{key_id}/rotate", headers=ADMIN, json={})
     assert again.status_code == 409 and first.get_json()["key_id"] in again.get_json()["detail"]
+
+
+# --- finding evidence -------------------------------------------------------------------------
+
+def test_a_bank_finds_only_its_own_evidence(app, admin_client, ca, settings, enrolled) -> None:  # type: ignore[no-untyped-def]
+    from signer.signing import sign_transaction
+
+    mine, theirs = _as(app, _key(ca, "find-a")), _as(app, _key(ca, "find-b"))
+    tx = sample_tx()
+    cms = sign_transaction(settings, "user-ec", PIN, tx)
+    at_a = [_verify(mine, cms).get_json()] + [_verify(mine, _signed(settings)).get_json() for _ in range(2)]
+    at_b = _verify(theirs, cms).get_json()                            # the same payment, at another bank
+    assert all(a["status"] == "TOTAL_PASSED" for a in [*at_a, at_b])
+    page = mine.get("/api/v1/evidence?limit=2").get_json()
+    assert [i["evidence_id"] for i in page["items"]] == [a["evidence_id"] for a in reversed(at_a)][:2]
+    rest = mine.get(f"/api/v1/evidence?limit=2&cursor={page['next_cursor']}").get_json()
+    assert [i["evidence_id"] for i in rest["items"]] == [at_a[0]["evidence_id"]] and rest["next_cursor"] is None
+    by_tx = mine.get(f"/api/v1/evidence?tx_id={tx.tx_id}").get_json()["items"]
+    assert [(i["evidence_id"], i["bank"]) for i in by_tx] == [(at_a[0]["evidence_id"], "find-a")]
+    for bad, field in (("bank=find-b", "bank"), ("limit=0", "limit"), ("signer_serial=xyz", "signer_serial"),
+                       ("received_after=2026-12-02&received_before=2026-12-01", "received_before"),
+                       ("cursor=ev_nope", "cursor")):
+        resp = mine.get(f"/api/v1/evidence?{bad}")
+        assert resp.status_code == 400 and resp.get_json()["field"] == field, (bad, resp.get_json())
+    assert _as(app, None).get("/api/v1/evidence").status_code == 401
+    # Operators see every bank's, and may name one.
+    assert admin_client.get("/api/v1/evidence").status_code == 401
+    both = admin_client.get(f"/api/v1/evidence?tx_id={tx.tx_id}", headers=ADMIN).get_json()["items"]
+    assert sorted(i["bank"] for i in both) == ["find-a", "find-b"]
+    only_b = admin_client.get(f"/api/v1/evidence?tx_id={tx.tx_id}&bank=find-b", headers=ADMIN).get_json()["items"]
+    assert [i["evidence_id"] for i in only_b] == [at_b["evidence_id"]]
