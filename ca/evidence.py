@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -111,7 +112,9 @@ class EvidenceService:
         self.verifier = verifier
         self.tsa = tsa
         self.store = EvidenceStore(ca.store)
-        self._unowned: bool | None = None         # records from before banks exist (asked once)
+        # Whether records from before banks exist: True stays True (they are never deleted);
+        # False is asked again after a minute (a node of an older udun may still write some).
+        self._unowned: tuple[bool, float] | None = None
 
     def verify(self, bank: Principal, cms: bytes, content: bytes | None = None) -> Outcome:
         """Verify for ``bank``; store evidence (the bank's) when the payment holds. PkiError
@@ -147,9 +150,9 @@ class EvidenceService:
         A replay is the same tx_id signed by the same public key and verified by the same
         bank, whichever of the key's certificates (a renewal of the same key) signed it."""
         assert report.transaction is not None and report.signer is not None
-        if self._unowned is None:
-            self._unowned = self.store.has_unowned_records()
-        if self._unowned:
+        if self._unowned is None or (not self._unowned[0] and time.monotonic() - self._unowned[1] > 60):
+            self._unowned = (self.store.has_unowned_records(), time.monotonic())
+        if self._unowned[0]:
             # A payment accepted before banks (migration 0010) stays spent for every bank:
             # those records are in no bank's unique index, so read them first.
             first = self.store.first_record(None, self._signer_key(report), report.transaction["tx_id"])

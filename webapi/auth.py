@@ -1,8 +1,8 @@
 """Who may call a route: banks by their API keys (ca.banks), the admin API by its key.
 
-Deny by default: every view of both apps is declared ``public`` or ``bank_route(scope)``
-(or sits behind the admin blueprint's key check); tests/webapi/test_permissions.py fails on
-a route that is neither. Bearer tokens are RFC 6750's; a 401 names the scheme it wants
+Deny by default: every view of both apps is declared ``public``, ``bank_route(scope)`` or
+``admin_only``; one that is not is refused (``deny_undeclared``), and
+tests/webapi/test_permissions.py fails on it. Bearer tokens are RFC 6750's; a 401 names the scheme it wants
 (RFC 9110 §11.6.1), a 403 the scope that was missing (RFC 6750 §3.1).
 
 The admin key is one key until operators have their own identities (issue 12), checked at
@@ -33,9 +33,15 @@ def public(view: F) -> F:
 
 
 def admin_only(view: F) -> F:
-    """Declare a view of the admin API: the admin key (the blueprint checks it first)."""
-    setattr(view, PERMISSION, "admin")
-    return view
+    """A view of the admin API: the admin key, checked here as well as by the blueprint (a
+    view declared admin_only on a blueprint without the check is still closed)."""
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        denied = require_key(current_app.extensions["udun-admin"]["key"])
+        return denied if denied is not None else view(*args, **kwargs)
+
+    setattr(wrapper, PERMISSION, "admin")
+    return wrapper  # type: ignore[return-value]
 
 
 def deny_undeclared() -> Response | None:

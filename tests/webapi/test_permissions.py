@@ -68,3 +68,20 @@ def test_a_route_added_without_a_declaration_is_refused(settings, ca, verifier) 
     app.add_url_rule("/api/v1/forgotten", "forgotten", lambda: "open")
     resp = app.test_client().get("/api/v1/forgotten")
     assert resp.status_code == 403 and resp.get_json()["detail"] == "this route declares no permission"
+
+
+def test_admin_only_checks_the_key_itself(settings, ca) -> None:  # type: ignore[no-untyped-def]
+    """A view declared admin_only on a blueprint that forgot the key check is still closed."""
+    from flask import Blueprint
+
+    from adminapi import create_admin_app
+    from webapi.auth import admin_only
+
+    app = create_admin_app(settings, ca=ca, admin_api_key="udun-test-admin-key-0123456789abcdef")
+    loose = Blueprint("loose", __name__)
+    loose.add_url_rule("/api/v1/loose", "loose", admin_only(lambda: "admin data"))
+    app.register_blueprint(loose)
+    client = app.test_client()
+    denied = client.get("/api/v1/loose")
+    assert denied.status_code == 401 and b"admin data" not in denied.get_data()
+    assert client.get("/api/v1/loose", headers=ADMIN).get_data() == b"admin data"
