@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from adminapi.views import require_admin
-from ca.banks import DEFAULT_DAYS, DEFAULT_SCOPES, Banks, NewKey, bank_json, key_json
+from ca.banks import DEFAULT_DAYS, DEFAULT_SCOPES, Banks, NewKey, bank_json, cert_json, key_json
 from pkicore.errors import ErrorKind, PkiError
 from webapi.auth import admin_only
 from webapi.bodies import json_object
@@ -72,7 +72,8 @@ def add_bank() -> Response:
 def show_bank(name: str) -> Response:
     b = _banks()
     now = b.clock()
-    return jsonify({**bank_json(b.bank(name)), "keys": [key_json(k, now) for k in b.keys(name)]})
+    return jsonify({**bank_json(b.bank(name)), "keys": [key_json(k, now) for k in b.keys(name)],
+                    "certificates": [cert_json(c, now) for c in b.certs.of_bank(name)]})
 
 
 @bp.post("/banks/<name>/disable")
@@ -97,6 +98,28 @@ def add_key(name: str) -> Response:
                        {"scopes": "strings", "days": "integer", "never_expires": "boolean"})
     scopes = list(DEFAULT_SCOPES) if body.get("scopes") is None else body["scopes"]     # [] is refused
     return _new_key(_banks().issue_key(name, scopes, _days(body), actor=API_ACTOR))
+
+
+@bp.post("/banks/<name>/certificates")
+@admin_only
+def add_cert(name: str) -> Response:
+    """``{"certificate_pem": "-----BEGIN CERTIFICATE-----...", "scopes": [...]}``: a TLS client
+    certificate of the bank (udun serve with UDUN_TLS_CLIENT_AUTH)."""
+    body = json_object(request, ("certificate_pem", "scopes"), {"scopes": "strings"})
+    if not body.get("certificate_pem"):
+        raise PkiError(ErrorKind.BAD_INPUT, "certificate_pem is required", field="certificate_pem")
+    scopes = list(DEFAULT_SCOPES) if body.get("scopes") is None else body["scopes"]
+    b = _banks()
+    rec = b.add_cert(name, body["certificate_pem"].encode(), scopes, actor=API_ACTOR)
+    return _created(cert_json(rec, b.clock()), f"/api/v1/banks/{name}")
+
+
+@bp.post("/bank-certificates/<sha256>/remove")
+@admin_only
+def remove_cert(sha256: str) -> Response:
+    json_object(request, ())
+    b = _banks()
+    return jsonify(cert_json(b.remove_cert(sha256, actor=API_ACTOR), b.clock()))
 
 
 @bp.post("/bank-keys/<key_id>/rotate")

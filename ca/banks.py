@@ -19,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ca.storage.banks import BankKeyRecord, BankRecord, BankStore
+from ca.storage.banks import BankCertRecord, BankCertStore, BankKeyRecord, BankRecord, BankStore
 from ca.storage.store import Store
 from pkicore.clock import Clock, rfc3339
 from pkicore.errors import ErrorKind, PkiError
@@ -110,6 +110,7 @@ class Banks:
 
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store = BankStore(store)
+        self.certs = BankCertStore(store)
         self.clock = clock
         self._verified: OrderedDict[str, tuple[str, str]] = OrderedDict()   # key id -> (sha256 of text, hash)
         self._slow = Limiter(SLOW_CHECKS)
@@ -164,6 +165,29 @@ class Banks:
         self._verified.pop(key_id, None)
         return self.store.revoke_key(key_id, self.clock(), actor)
 
+    def add_cert(self, bank: str, data: bytes, scopes: tuple[str, ...] | list[str] = DEFAULT_SCOPES, *,
+                 actor: str) -> BankCertRecord:
+        """Register a TLS client certificate (PEM or DER) of ``bank``: a request over TLS that
+        presents it (verified against UDUN_TLS_CLIENT_CA by the server) is that bank's."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+
+        try:
+            cert = x509.load_pem_x509_certificate(data) if data.lstrip().startswith(b"-----") \
+                else x509.load_der_x509_certificate(data)
+        except ValueError as e:
+            raise PkiError(ErrorKind.BAD_INPUT, "not a certificate (PEM or DER)", field="certificate") from e
+        now = self.clock()
+        if cert.not_valid_after_utc <= now:
+            raise PkiError(ErrorKind.BAD_INPUT, "the certificate has expired", field="certificate")
+        return self.certs.add(bank, {"cert_sha256": cert.fingerprint(hashes.SHA256()).hex(),
+                                     "subject": cert.subject.rfc4514_string(),
+                                     "scopes": " ".join(checked_scopes(scopes)),
+                                     "not_after": cert.not_valid_after_utc}, now, actor)
+
+    def remove_cert(self, sha256: str, *, actor: str) -> BankCertRecord:
+        return self.certs.remove(sha256.lower().replace(":", ""), self.clock(), actor)
+
     @staticmethod
     def _new(now: datetime, scopes: tuple[str, ...], days: int | None) -> tuple[str, str, dict[str, object]]:
         key_id = secrets.token_hex(8)
@@ -173,13 +197,21 @@ class Banks:
 
     # --- requests -------------------------------------------------------------------
 
-    def authenticate(self, text: str | None, scope: str) -> Principal:
+    def authenticate(self, text: str | None, scope: str, client_cert: str | None = None) -> Principal:
         """The bank behind a bearer key text, allowed ``scope``; PkiError UNAUTHORIZED when
         there is no valid key (which check failed is said only to the key's holder: after
         the secret matched), FORBIDDEN when the key lacks the scope, RATE_LIMITED when this
-        process checked too many new texts for the key id (SLOW_CHECKS)."""
+        process checked too many new texts for the key id (SLOW_CHECKS).
+
+        ``client_cert``: the SHA-256 (hex) of the TLS client certificate the server verified.
+        Without a key, a registered one is the credential; with a key, one registered to
+        another bank refuses the request (a key stolen from one bank is not usable from
+        another bank's connection)."""
+        cert = self.certs.get(client_cert) if client_cert else None
         if not text:
-            raise _unauthorized("a bank API key is required (Authorization: Bearer udun_...)")
+            if cert is not None:
+                return self._by_cert(cert, scope)
+            raise _unauthorized("a bank API key or client certificate is required (Authorization: Bearer udun_...)")
         found = _KEY.fullmatch(text)
         key = self.store.key(found.group(1)) if found else None
         if key is None or not self._secret_ok(key, text):
@@ -187,9 +219,22 @@ class Banks:
         state = key_state(key, self.clock())
         if state != "active":
             raise _unauthorized(f"the API key is {state}" if state != "bank-disabled" else "the bank is disabled")
+        if cert is not None and cert.removed_at is None and cert.bank_id != key.bank_id:
+            raise _unauthorized("the TLS client certificate belongs to another bank than the API key")
         if scope not in key.scopes:
             raise PkiError(ErrorKind.FORBIDDEN, f"this key does not have the {scope!r} scope")
         return Principal(key.bank_id, key.bank, key.id, frozenset(key.scopes))
+
+    def _by_cert(self, cert: BankCertRecord, scope: str) -> Principal:
+        if cert.removed_at is not None:
+            raise _unauthorized("the client certificate was removed from its bank")
+        if cert.bank_disabled_at is not None:
+            raise _unauthorized("the bank is disabled")
+        if cert.not_after <= self.clock():
+            raise _unauthorized("the client certificate is expired")
+        if scope not in cert.scopes:
+            raise PkiError(ErrorKind.FORBIDDEN, f"this client certificate does not have the {scope!r} scope")
+        return Principal(cert.bank_id, cert.bank, f"cert-{cert.sha256[:16]}", frozenset(cert.scopes))
 
     def _secret_ok(self, key: BankKeyRecord, text: str) -> bool:
         fingerprint = hashlib.sha256(text.encode()).hexdigest()
@@ -218,6 +263,14 @@ def _when(moment: datetime | None) -> str | None:
 def bank_json(bank: BankRecord) -> dict[str, object]:
     return {"name": bank.name, "display_name": bank.display_name, "created_at": rfc3339(bank.created_at),
             "disabled_at": _when(bank.disabled_at), "state": "disabled" if bank.disabled_at else "enabled"}
+
+
+def cert_json(cert: BankCertRecord, now: datetime) -> dict[str, object]:
+    state = "removed" if cert.removed_at else "expired" if cert.not_after <= now else \
+        "bank-disabled" if cert.bank_disabled_at else "active"
+    return {"sha256": cert.sha256, "bank": cert.bank, "subject": cert.subject, "scopes": list(cert.scopes),
+            "state": state, "not_after": rfc3339(cert.not_after), "created_at": rfc3339(cert.created_at),
+            "removed_at": _when(cert.removed_at)}
 
 
 def key_json(key: BankKeyRecord, now: datetime) -> dict[str, object]:

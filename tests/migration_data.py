@@ -201,6 +201,13 @@ def _banks(rev: str, known: list[str]) -> list[dict[str, Any]]:
     return [{"id": 1, "name": "seed-bank", "display_name": "种子银行", "created_at": T0, "disabled_at": None}]
 
 
+def _bank_certs(rev: str, known: list[str]) -> list[dict[str, Any]]:
+    if not since(rev, "0010", known):
+        return []
+    return [{"cert_sha256": "ab" * 32, "bank_id": 1, "subject": "CN=seed bank client,O=种子银行",
+             "scopes": "verify", "not_after": T0 + timedelta(days=365), "created_at": T0, "removed_at": None}]
+
+
 def _bank_keys(rev: str, known: list[str]) -> list[dict[str, Any]]:
     if not since(rev, "0010", known):
         return []
@@ -280,6 +287,7 @@ def _rows(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]
         "delegated_keys": _delegated_keys(w, rev, known),
         "banks": _banks(rev, known),            # 0010 makes them
         "bank_keys": _bank_keys(rev, known),
+        "bank_certs": _bank_certs(rev, known),
     }
 
 
@@ -287,7 +295,7 @@ def _rows(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]
 MADE_BY = {"authorities": "0001", "certificates": "0001", "status_events": "0002", "counters": "0002",
            "crls": "0002", "evidence": "0003", "challenges": "0003", "audit_log": "0003",
            "audit_checkpoints": "0003", "blocked_keys": "0005", "delegated_keys": "0007",
-           "banks": "0010", "bank_keys": "0010"}
+           "banks": "0010", "bank_keys": "0010", "bank_certs": "0010"}
 
 
 def expected(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -448,3 +448,38 @@ def test_locked_names_are_gunicorn_settings() -> None:
     from udun import server
 
     assert set(server.LOCKED) <= set(Config().settings)
+
+
+def _post(port: int, ctx: ssl.SSLContext, path: str, headers: dict[str, str] | None = None) -> int:
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+    try:
+        conn.request("POST", path, body=b"", headers=headers or {})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def test_a_bank_authenticated_by_its_client_certificate(ca, home: Path, pki: Pki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12 point 1: a registered client certificate is the bank's credential (no key);
+    with another bank's key it is refused; removed, it no longer works."""
+    from helpers import bank_key, udun
+
+    name = f"tls-{os.urandom(4).hex()}"
+    assert udun("bank", "add", name).returncode == 0
+    added = udun("bank", "cert", "add", name, str(pki.bank_cert), "--scope", "challenges")
+    assert added.returncode == 0, added.stderr
+    sha = x509.load_pem_x509_certificate(pki.bank_cert.read_bytes()).fingerprint(hashes.SHA256()).hex()
+    other_key = bank_key(ca.store, ca.clock, f"{name}-other")
+    env = _tls_env(pki, UDUN_TLS_CLIENT_CA=str(pki.bank_ca), UDUN_TLS_CLIENT_AUTH="optional")
+    bank, anonymous = _client(pki, pki.bank_cert, pki.bank_key), _client(pki)
+    with tls_server(home, env, anonymous, tmp_path) as server:
+        assert _post(server.port, bank, "/api/v1/challenges") == 201
+        assert _post(server.port, anonymous, "/api/v1/challenges") == 401
+        assert _post(server.port, bank, "/api/v1/verify") == 403                    # its scopes only
+        stolen = {"Authorization": f"Bearer {other_key}"}
+        assert _post(server.port, bank, "/api/v1/challenges", stolen) == 401         # another bank's key
+        assert _post(server.port, anonymous, "/api/v1/challenges", stolen) == 201    # that key alone: its bank
+        assert udun("bank", "cert", "remove", sha).returncode == 0
+        assert _post(server.port, bank, "/api/v1/challenges") == 401

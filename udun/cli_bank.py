@@ -187,3 +187,46 @@ def key_revoke(key_id: str) -> None:
     """Refuse KEY_ID from the next request on, on every node."""
     rec = _banks().revoke_key(key_id, actor=_actor())
     info(f"key {rec.id} of {rec.bank} revoked")
+
+
+@bank_group.group("cert")
+def cert_group() -> None:
+    """A bank's TLS client certificates: a credential of their own on `udun serve` with
+    UDUN_TLS_CLIENT_AUTH (and, beside an API key, bound to its bank)."""
+
+
+@cert_group.command("add")
+@click.argument("bank")
+@click.argument("certificate", metavar="CERT.pem")
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(list(SCOPES)),
+              help=f"What the certificate may do (repeat; default: {' '.join(DEFAULT_SCOPES)}).")
+def cert_add(bank: str, certificate: str, scopes: tuple[str, ...]) -> None:
+    """Register BANK's client certificate (PEM or DER; its chain must lead to UDUN_TLS_CLIENT_CA)."""
+    from udun.common import read_input
+
+    rec = _banks().add_cert(bank, read_input(certificate, "certificate"), scopes or DEFAULT_SCOPES, actor=_actor())
+    info(f"certificate {rec.sha256} ({rec.subject}) of {rec.bank}: scopes {' '.join(rec.scopes)}, "
+         f"until {rec.not_after:%Y-%m-%d}")
+
+
+@cert_group.command("list")
+@click.argument("bank")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines (one certificate a line) instead of a table.")
+def cert_list(bank: str, as_json: bool) -> None:
+    """BANK's client certificates: SHA-256, state, subject, scopes."""
+    from ca.banks import cert_json
+
+    banks = _banks()
+    now = banks.clock()
+    for c in banks.certs.of_bank(bank):
+        shown = cert_json(c, now)
+        click.echo(json.dumps(shown, ensure_ascii=False) if as_json else
+                   f"{c.sha256}  {shown['state']:13} {' '.join(c.scopes):40} {c.subject}")
+
+
+@cert_group.command("remove")
+@click.argument("sha256")
+def cert_remove(sha256: str) -> None:
+    """Stop accepting the certificate with this SHA-256 (hex, colons allowed), on every node."""
+    rec = _banks().remove_cert(sha256, actor=_actor())
+    info(f"certificate {rec.sha256} of {rec.bank} removed")

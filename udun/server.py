@@ -28,6 +28,7 @@ from gunicorn.workers.sync import SyncWorker
 
 from config.settings import Settings, load_settings
 from pkicore.errors import ErrorKind, PkiError
+from webapi.peer import ENV_CLIENT_ISSUER, ENV_CLIENT_SERIAL, ENV_CLIENT_SHA256, ENV_CLIENT_SUBJECT
 
 _TLS_REASON = "TLS comes from UDUN_TLS_CERT, UDUN_TLS_KEY, UDUN_TLS_CLIENT_CA and UDUN_TLS_CLIENT_AUTH " \
               "(checked at start, TLS 1.2 at least, only the named client CAs)"
@@ -50,12 +51,6 @@ LOCKED: Mapping[str, str] = MappingProxyType({
                                       "suppress_ragged_eofs")},
 })
 
-# The verified client certificate, in every request's WSGI environ (Flask: request.environ).
-# Names with dots cannot come from a client: headers arrive as HTTP_*.
-ENV_CLIENT_SUBJECT = "udun.tls.client_subject"
-ENV_CLIENT_ISSUER = "udun.tls.client_issuer"
-ENV_CLIENT_SERIAL = "udun.tls.client_serial"
-ENV_CLIENT_SHA256 = "udun.tls.client_sha256"
 
 _CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 

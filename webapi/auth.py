@@ -18,6 +18,7 @@ from typing import Any, Callable, TypeVar
 from flask import Response, current_app, g, request
 
 from pkicore.errors import ErrorKind, PkiError
+from webapi.peer import ENV_CLIENT_SHA256
 from webapi.problems import problem
 from webapi.ratelimit import retry_seconds
 
@@ -80,7 +81,7 @@ def bank_route(scope: str) -> Callable[[F], F]:
             token = bearer()
             services = current_app.extensions["udun"]
             try:
-                g.bank = services.banks().authenticate(token, scope)
+                g.bank = services.banks().authenticate(token, scope, request.environ.get(ENV_CLIENT_SHA256))
             except PkiError as e:
                 if e.kind not in (ErrorKind.UNAUTHORIZED, ErrorKind.FORBIDDEN):
                     raise

@@ -117,11 +117,21 @@ def admin_schemas() -> Json:
                      "properties": {**key["properties"],  # type: ignore[dict-item]
                                     "key": {"type": "string", "pattern": KEY_PATTERN,
                                             "description": "the key itself: in this answer only, never again"}}}
+    cert: Json = {"type": "object", "additionalProperties": False,
+                  "required": ["sha256", "bank", "subject", "scopes", "state", "not_after", "created_at", "removed_at"],
+                  "properties": {"sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "bank": {"type": "string"},
+                                 "subject": {"type": "string"},
+                                 "scopes": {"type": "array", "items": {"enum": list(SCOPES)}},
+                                 "state": {"enum": ["active", "expired", "removed", "bank-disabled"]},
+                                 "not_after": date_time("the certificate's notAfter"),
+                                 "created_at": date_time("registered"),
+                                 "removed_at": date_time("refused since", nullable=True)}}
     return {
-        "Bank": bank, "BankKey": key, "NewBankKey": new_key,
-        "BankDetail": {**bank, "required": [*bank["required"], "keys"],  # type: ignore[misc]
+        "Bank": bank, "BankKey": key, "NewBankKey": new_key, "BankCertificate": cert,
+        "BankDetail": {**bank, "required": [*bank["required"], "keys", "certificates"],  # type: ignore[misc]
                        "properties": {**bank["properties"],  # type: ignore[dict-item]
-                                      "keys": {"type": "array", "items": ref("BankKey")}}},
+                                      "keys": {"type": "array", "items": ref("BankKey")},
+                                      "certificates": {"type": "array", "items": ref("BankCertificate")}}},
         "EvidencePage": evidence_page_schema(),
         "BankList": {"type": "object", "additionalProperties": False, "required": ["items"],
                      "properties": {"items": {"type": "array", "items": ref("Bank")}}},
@@ -135,7 +145,7 @@ def _op(operation_id: str, summary: str, description: str, ok: str, schema: str,
         answer["headers"] = {"Location": header("the new bank's URL", required=True)}
     responses: Json = {status: answer, "401": resp("Unauthorized"), "500": resp("Internal"),
                        "503": resp("Unavailable")}
-    if body is not None or operation_id.startswith(("disable", "enable", "revoke")):
+    if body is not None or operation_id.startswith(("disable", "enable", "revoke", "remove")):
         responses.update({"400": resp("BadInput"), "415": resp("MediaType")})
     if path is not None:
         responses["404"] = resp("NotFound")
@@ -146,8 +156,8 @@ def _op(operation_id: str, summary: str, description: str, ok: str, schema: str,
     if path is not None:
         op["parameters"] = [{"name": path[0], "in": "path", "required": True, "schema": {"type": "string"},
                              "description": path[1]}]
-    if body is not None or operation_id.startswith(("disable", "enable", "revoke")):
-        op["requestBody"] = {"required": body is not None and operation_id == "addBank",
+    if body is not None or operation_id.startswith(("disable", "enable", "revoke", "remove")):
+        op["requestBody"] = {"required": body is not None and "required" in body,
                              "content": json_body(body or {"type": "object", "additionalProperties": False,
                                                            "maxProperties": 0})}
     return op
@@ -183,6 +193,20 @@ def admin_paths() -> Json:
                 "scopes": {"type": "array", "items": {"enum": list(SCOPES)}, "minItems": 1,
                            "default": list(DEFAULT_SCOPES)},
                 "days": days, "never_expires": never}})},
+        "/api/v1/banks/{name}/certificates": {"post": _op(
+            "addBankCertificate", "Register a TLS client certificate of a bank",
+            "On `udun serve` with UDUN_TLS_CLIENT_AUTH, a request presenting it (verified against "
+            "UDUN_TLS_CLIENT_CA) is this bank's, with these scopes; beside another bank's API key it is refused.",
+            "registered", "BankCertificate", status="201", path=name,
+            conflict="this certificate is registered already (udun bank cert list)",
+            body={"type": "object", "additionalProperties": False, "required": ["certificate_pem"],
+                  "properties": {"certificate_pem": {"type": "string"},
+                                 "scopes": {"type": "array", "items": {"enum": list(SCOPES)}, "minItems": 1,
+                                            "default": list(DEFAULT_SCOPES)}}})},
+        "/api/v1/bank-certificates/{sha256}/remove": {"post": _op(
+            "removeBankCertificate", "Stop accepting a client certificate", "From the next request on, on every "
+            "node.", "removed", "BankCertificate", path=("sha256", "the certificate's SHA-256, hex"),
+            conflict="certificate ab12... was removed already")},
         "/api/v1/bank-keys/{key_id}/rotate": {"post": _op(
             "rotateBankKey", "Rotate a key", "A new key with the old one's scopes; the old key ends after "
             "`grace_hours` (or at its own expiry, if sooner).", "the new key", "NewBankKey", status="201",

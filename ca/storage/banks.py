@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from ca.storage.audit import append
 from ca.storage.errors import db_errors, translated
+from ca.storage.schema import bank_certs as _certs
 from ca.storage.schema import bank_keys as _keys
 from ca.storage.schema import banks as _banks
 from ca.storage.schema import opt_utc, utc
@@ -45,8 +46,24 @@ class BankKeyRecord:
     bank_disabled_at: datetime | None
 
 
+@dataclass(frozen=True)
+class BankCertRecord:
+    sha256: str
+    bank_id: int
+    bank: str
+    subject: str
+    scopes: tuple[str, ...]
+    not_after: datetime
+    created_at: datetime
+    removed_at: datetime | None
+    bank_disabled_at: datetime | None
+
+
 _b = _banks.c
 _k = _keys.c
+_c = _certs.c
+_CERTS = select(_c.cert_sha256, _c.bank_id, _b.name, _c.subject, _c.scopes, _c.not_after, _c.created_at,
+                _c.removed_at, _b.disabled_at).join(_banks, _banks.c.id == _c.bank_id)
 _KEY_COLUMNS = (_k.id, _k.bank_id, _b.name, _k.hash, _k.scopes, _k.created_at, _k.expires_at, _k.revoked_at,
                 _k.replaced_by, _b.disabled_at)
 _KEYS = select(*_KEY_COLUMNS).join(_banks, _banks.c.id == _k.bank_id)
@@ -153,6 +170,55 @@ class BankStore:
             append(conn, action="bank-key-revoke", actor=actor, subject=f"bank/{row[2]}/key/{key_id}",
                    details={}, now=now)
             return _key(conn.execute(_KEYS.where(_k.id == key_id)).one())
+
+
+def _cert(row: Any) -> BankCertRecord:
+    return BankCertRecord(row[0], row[1], row[2], row[3], tuple(row[4].split()), utc(row[5]), utc(row[6]),
+                          opt_utc(row[7]), opt_utc(row[8]))
+
+
+class BankCertStore:
+    """Banks' TLS client certificates: add, read, remove (each change with its audit entry)."""
+
+    def __init__(self, store: Store) -> None:
+        self.engine = store.engine
+
+    def add(self, bank_name: str, row: dict[str, Any], now: datetime, actor: str) -> BankCertRecord:
+        """``row``: cert_sha256, subject, scopes, not_after."""
+        with db_errors(conflict="this certificate is registered already (udun bank cert list)"), \
+                self.engine.begin() as conn:
+            bank = BankStore._bank_in(conn, bank_name)
+            conn.execute(insert(_certs).values(bank_id=bank.id, created_at=now, **row))
+            append(conn, action="bank-cert-add", actor=actor, subject=f"bank/{bank_name}/cert/{row['cert_sha256']}",
+                   details={"scopes": row["scopes"], "subject": row["subject"],
+                            "not_after": _text(row["not_after"])}, now=now)
+            return _cert(conn.execute(_CERTS.where(_c.cert_sha256 == row["cert_sha256"])).one())
+
+    @translated
+    def get(self, sha256: str) -> BankCertRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(_CERTS.where(_c.cert_sha256 == sha256)).first()
+        return _cert(row) if row is not None else None
+
+    @translated
+    def of_bank(self, bank_name: str) -> list[BankCertRecord]:
+        with self.engine.connect() as conn:
+            bank = BankStore._bank_in(conn, bank_name)
+            return [_cert(r) for r in conn.execute(_CERTS.where(_c.bank_id == bank.id).order_by(_c.created_at))]
+
+    @translated
+    def remove(self, sha256: str, now: datetime, actor: str) -> BankCertRecord:
+        with self.engine.begin() as conn:
+            row = conn.execute(_CERTS.where(_c.cert_sha256 == sha256)).first()
+            if row is None:
+                raise PkiError(ErrorKind.NOT_FOUND, f"no bank certificate {sha256}")
+            done = conn.execute(update(_certs).where(_c.cert_sha256 == sha256, _c.removed_at.is_(None))
+                                .values(removed_at=now))
+            if done.rowcount != 1:
+                raise PkiError(ErrorKind.CONFLICT, f"certificate {sha256} was removed already")
+            append(conn, action="bank-cert-remove", actor=actor, subject=f"bank/{row[2]}/cert/{sha256}",
+                   details={}, now=now)
+            return _cert(conn.execute(_CERTS.where(_c.cert_sha256 == sha256)).one())
 
 
 def _text(moment: datetime | None) -> str | None:

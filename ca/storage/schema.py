@@ -120,6 +120,18 @@ bank_keys = Table(
     Column("replaced_by", String(32), nullable=True),              # the key a rotation made
 )
 
+# A bank's TLS client certificate (0010): by its SHA-256, a credential with scopes of its own.
+bank_certs = Table(
+    "bank_certs", metadata,
+    Column("cert_sha256", String(64), primary_key=True),
+    Column("bank_id", Integer, ForeignKey("banks.id"), nullable=False, index=True),
+    Column("subject", Text, nullable=False),
+    Column("scopes", String(256), nullable=False),
+    _time("not_after"),
+    _time("created_at"),
+    _time("removed_at", nullable=True),
+)
+
 # What a bank needs in a dispute: the signed payment and everything that proved it.
 evidence = Table(
     "evidence", metadata,

@@ -345,3 +345,66 @@ def test_a_bank_finds_only_its_own_evidence(app, admin_client, ca, settings, enr
     assert sorted(i["bank"] for i in both) == ["find-a", "find-b"]
     only_b = admin_client.get(f"/api/v1/evidence?tx_id={tx.tx_id}&bank=find-b", headers=ADMIN).get_json()["items"]
     assert [i["evidence_id"] for i in only_b] == [at_b["evidence_id"]]
+
+
+def test_client_certificates_as_credentials_in_process(app, ca) -> None:  # type: ignore[no-untyped-def]
+    """The verified certificate reaches the app as environ udun.tls.client_sha256 (only the
+    server's worker can set it: a header cannot)."""
+    import hashlib
+
+    from ca.banks import Banks
+    from helpers import SoftwareKey, make_root
+
+    banks = Banks(ca.store, ca.clock)
+    banks.add("cert-a", None, actor="pytest")
+    der = make_root(SoftwareKey(), cn="Bank A client")
+    sha = hashlib.sha256(der).hexdigest()
+    rec = banks.add_cert("cert-a", der, ["challenges"], actor="pytest")
+    assert rec.sha256 == sha and rec.scopes == ("challenges",)
+    with_cert = app.test_client()
+    with_cert.environ_base["udun.tls.client_sha256"] = sha
+    assert with_cert.post("/api/v1/challenges").status_code == 201
+    assert with_cert.get("/api/v1/evidence").status_code == 403
+    forged = app.test_client().post("/api/v1/challenges", headers={"Udun.Tls.Client-Sha256": sha})
+    assert forged.status_code == 401
+    own_key, other_key = _key(ca, "cert-a"), _key(ca, "cert-b")
+    assert with_cert.post("/api/v1/challenges", headers={"Authorization": f"Bearer {own_key}"}).status_code == 201
+    assert with_cert.post("/api/v1/challenges", headers={"Authorization": f"Bearer {other_key}"}).status_code == 401
+    banks.set_disabled("cert-a", True, actor="pytest")
+    assert with_cert.post("/api/v1/challenges").get_json()["detail"] == "the bank is disabled"
+    banks.set_disabled("cert-a", False, actor="pytest")
+    from pkicore.errors import PkiError
+
+    with pytest.raises(PkiError) as e:
+        banks.add_cert("cert-b", der, actor="pytest")                    # one certificate, one bank
+    assert e.value.kind.value == "conflict"
+    with pytest.raises(PkiError) as e:
+        banks.add_cert("cert-a", b"not a certificate", actor="pytest")
+    assert (e.value.kind.value, e.value.field) == ("bad-input", "certificate")
+    banks.remove_cert(sha.upper(), actor="pytest")
+    assert with_cert.post("/api/v1/challenges").status_code == 401
+
+
+def test_client_certificates_through_the_admin_api(admin_client, ca) -> None:  # type: ignore[no-untyped-def]
+    from asn1crypto import pem
+
+    from helpers import SoftwareKey, make_root
+
+    name = f"apicert-{uuid.uuid4().hex[:8]}"
+    assert admin_client.post("/api/v1/banks", headers=ADMIN, json={"name": name}).status_code == 201
+    text = pem.armor("CERTIFICATE", make_root(SoftwareKey(), cn="API client")).decode()
+    made = admin_client.post(f"/api/v1/banks/{name}/certificates", headers=ADMIN,
+                             json={"certificate_pem": text, "scopes": ["verify"]})
+    assert made.status_code == 201 and made.get_json()["state"] == "active", made.get_json()
+    sha = made.get_json()["sha256"]
+    shown = admin_client.get(f"/api/v1/banks/{name}", headers=ADMIN).get_json()
+    assert [c["sha256"] for c in shown["certificates"]] == [sha]
+    for bad, field in (({}, "certificate_pem"), ({"certificate_pem": "junk"}, "certificate"),
+                       ({"certificate_pem": text, "scopes": []}, "scopes")):
+        resp = admin_client.post(f"/api/v1/banks/{name}/certificates", headers=ADMIN, json=bad)
+        assert resp.status_code == 400 and resp.get_json()["field"] == field, resp.get_json()
+    again = admin_client.post(f"/api/v1/banks/{name}/certificates", headers=ADMIN, json={"certificate_pem": text})
+    assert again.status_code == 409
+    removed = admin_client.post(f"/api/v1/bank-certificates/{sha}/remove", headers=ADMIN)
+    assert removed.status_code == 200 and removed.get_json()["state"] == "removed"
+    assert admin_client.post(f"/api/v1/bank-certificates/{sha}/remove", headers=ADMIN).status_code == 409

@@ -1,4 +1,4 @@
-"""Banks and their API keys; evidence and challenges belong to the bank that made them (issue 12).
+"""Banks, their API keys and TLS client certificates; evidence and challenges belong to the bank that made them (issue 12).
 
 The verify, challenge and evidence routes need a bank's key from now on. An evidence record
 names the bank whose call stored it, and replay protection becomes per bank: the unique key
@@ -40,6 +40,16 @@ def upgrade() -> None:
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("replaced_by", sa.String(32), nullable=True),
     )
+    op.create_table(
+        "bank_certs",
+        sa.Column("cert_sha256", sa.String(64), primary_key=True),
+        sa.Column("bank_id", sa.Integer, sa.ForeignKey("banks.id"), nullable=False, index=True),
+        sa.Column("subject", sa.Text, nullable=False),
+        sa.Column("scopes", sa.String(256), nullable=False),
+        sa.Column("not_after", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("removed_at", sa.DateTime(timezone=True), nullable=True),
+    )
     with op.batch_alter_table("evidence") as batch:
         batch.add_column(sa.Column("bank_id", sa.Integer, nullable=True))
         batch.create_foreign_key("fk_evidence_bank", "banks", ["bank_id"], ["id"])
@@ -70,5 +80,6 @@ def downgrade() -> None:
         batch.create_unique_constraint("uq_evidence_spki_tx", ["signer_spki_sha256", "tx_id"])
         batch.drop_constraint("fk_evidence_bank", type_="foreignkey")
         batch.drop_column("bank_id")
+    op.drop_table("bank_certs")
     op.drop_table("bank_keys")
     op.drop_table("banks")
