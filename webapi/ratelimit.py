@@ -39,14 +39,18 @@ def problem_body(wait: float, what: str) -> bytes:
 
 
 def client_of(environ: dict[str, Any]) -> str:
-    """The address a limit counts: IPv4 as it is, IPv6 by its /64."""
+    """The address a limit counts: IPv4 as it is, IPv6 by its /64, an IPv4-mapped IPv6
+    address (a dual-stack socket's IPv4 client) as its IPv4 address, not as one shared /64."""
     addr = environ.get("REMOTE_ADDR") or "-"
-    if ":" in addr:
-        try:
-            return str(ipaddress.IPv6Network(f"{addr.split('%')[0]}/64", strict=False))
-        except ValueError:
-            return addr
-    return addr
+    if ":" not in addr:
+        return addr
+    try:
+        v6 = ipaddress.IPv6Address(addr.split("%")[0])
+    except ValueError:
+        return addr
+    if v6.ipv4_mapped is not None:
+        return str(v6.ipv4_mapped)
+    return str(ipaddress.IPv6Network(f"{v6}/64", strict=False))
 
 
 class RateLimited:

@@ -44,6 +44,18 @@ def test_rates_parse_and_bad_ones_are_refused_naming_the_setting() -> None:
         ("1000/second", "500/second", 10_000)
 
 
+def test_the_address_a_limit_counts() -> None:
+    from webapi.ratelimit import client_of
+
+    assert client_of({"REMOTE_ADDR": "192.0.2.7"}) == "192.0.2.7"
+    assert client_of({"REMOTE_ADDR": "2001:db8:1:2::5"}) == client_of({"REMOTE_ADDR": "2001:db8:1:2:ffff::1"}) \
+        == "2001:db8:1:2::/64"
+    # A dual-stack socket's IPv4 clients: each its own, never one shared ::ffff:0:0/64.
+    assert client_of({"REMOTE_ADDR": "::ffff:192.0.2.7"}) == "192.0.2.7"
+    assert client_of({"REMOTE_ADDR": "::ffff:192.0.2.8"}) == "192.0.2.8"
+    assert client_of({}) == "-" and client_of({"REMOTE_ADDR": "not:an:address"}) == "not:an:address"
+
+
 def test_gcra_allows_the_burst_then_the_rate() -> None:
     from pkicore.ratelimit import Limiter, Rate
 
