@@ -29,7 +29,7 @@ def create_admin_app(settings: Settings | None = None, *, ca: CertificateAuthori
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["udun-admin"] = {"ca": ca, "key": key}
     problems.register(app)
-    app.before_request(tag_flask_route)            # app-wide: before the blueprint's key check
+    app.before_request(tag_flask_route)            # app-wide: before admin_only's key check
     app.before_request(deny_undeclared)
     watch_pool(ca.store.engine)
     from adminapi import banks, evidence, views

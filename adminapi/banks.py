@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from adminapi.views import require_admin
 from ca.banks import DEFAULT_DAYS, DEFAULT_SCOPES, Banks, NewKey, bank_json, cert_json, key_json
 from pkicore.errors import ErrorKind, PkiError
 from webapi.auth import admin_only
@@ -23,9 +22,6 @@ def _banks() -> Banks:
         ca = ctx["ca"]
         ctx["banks"] = Banks(ca.store, ca.clock)
     return ctx["banks"]  # type: ignore[no-any-return]
-
-
-bp.before_request(require_admin)                   # the admin key, as every admin route
 
 
 def _days(body: dict[str, Any]) -> int | None:

@@ -23,7 +23,7 @@ from ca.storage.banks import BankCertRecord, BankCertStore, BankKeyRecord, BankR
 from ca.storage.store import Store
 from pkicore.clock import Clock, rfc3339
 from pkicore.errors import ErrorKind, PkiError
-from pkicore.ratelimit import Limiter, Rate
+from pkicore.ratelimit import Limiter, Rate, retry_seconds
 from pkicore.slowhash import check_secret, hash_secret
 
 # What a bank key may be allowed to do; every bank route names one (webapi.auth).
@@ -243,7 +243,7 @@ class Banks:
             return True
         wait = self._slow.wait(key.id)
         if wait:
-            retry = max(1, int(wait) + 1)
+            retry = retry_seconds(wait)
             raise PkiError(ErrorKind.RATE_LIMITED, f"too many new texts for key {key.id} in this process; retry "
                            f"after {retry} s", retry_after=retry)
         if not check_secret(text, key.hash):

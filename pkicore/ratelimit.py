@@ -6,6 +6,7 @@ Times are integer nanoseconds, so a burst is exactly ``count`` however long the 
 """
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections import OrderedDict
@@ -17,6 +18,11 @@ from pkicore.errors import ErrorKind, PkiError
 _RATE = re.compile(r"(\d+)\s*/\s*(second|minute|hour)")
 _SECONDS = {"second": 1, "minute": 60, "hour": 3600}
 MAX_CLIENTS = 100_000           # clients remembered per limiter (the least recent are dropped)
+
+
+def retry_seconds(wait: float) -> int:
+    """A Retry-After value (RFC 9110 §10.2.3, whole seconds) for a wait: at least 1."""
+    return max(1, math.ceil(wait))
 
 
 @dataclass(frozen=True)

@@ -45,17 +45,16 @@ class Services:
     _tsa: TimeStampAuthority | None = None
     _evidence: EvidenceService | None = None
     _banks: Banks | None = None
+    key_rate: Rate | None = None                  # UDUN_RATE_LIMIT_PER_KEY, parsed once
     _key_limiter: Limiter | None = None
-    key_rate: Rate | None = None
+
+    def __post_init__(self) -> None:
+        self.key_rate = Rate.parse(self.settings.rate_limit_per_key, "UDUN_RATE_LIMIT_PER_KEY")
+        self._key_limiter = Limiter(self.key_rate) if self.key_rate else None
 
     def key_wait(self, key_id: str) -> float:
         """Seconds a bank key must wait (UDUN_RATE_LIMIT_PER_KEY), 0.0 when it may go now."""
-        if self._key_limiter is None:
-            self.key_rate = Rate.parse(self.settings.rate_limit_per_key, "UDUN_RATE_LIMIT_PER_KEY")
-            if self.key_rate is None:
-                return 0.0
-            self._key_limiter = Limiter(self.key_rate)
-        return self._key_limiter.wait(key_id)
+        return self._key_limiter.wait(key_id) if self._key_limiter is not None else 0.0
 
     def _ca(self) -> CaDirectory:
         if self.ca is None:

@@ -20,7 +20,7 @@ from flask import Response, current_app, g, request
 from pkicore.errors import ErrorKind, PkiError
 from webapi.peer import ENV_CLIENT_SHA256
 from webapi.problems import problem
-from webapi.ratelimit import retry_seconds
+from pkicore.ratelimit import retry_seconds
 
 MIN_KEY_CHARS = 32
 PERMISSION = "udun_permission"          # the attribute every view carries (the route-permission test)
@@ -34,8 +34,8 @@ def public(view: F) -> F:
 
 
 def admin_only(view: F) -> F:
-    """A view of the admin API: the admin key, checked here as well as by the blueprint (a
-    view declared admin_only on a blueprint without the check is still closed)."""
+    """A view of the admin API: the admin key, checked here (the one check: a view of any
+    blueprint declared admin_only is closed without the key)."""
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         denied = require_key(current_app.extensions["udun-admin"]["key"])

@@ -16,20 +16,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pkicore.ratelimit import Limiter, Rate
+from pkicore.ratelimit import Limiter, Rate, retry_seconds
 from webapi.observability import ROUTE
 
 LIMITED_ROUTE = "rate-limited"  # the metrics' and access log's route label of a refusal
 # OCSPResponse with responseStatus tryLater (RFC 6960 §4.2.1): no responseBytes, unsigned.
 _OCSP_TRY_LATER = bytes.fromhex("30030a0103")
-
-
-def retry_seconds(wait: float) -> int:
-    return max(1, math.ceil(wait))
 
 
 def problem_body(wait: float, what: str) -> bytes:
