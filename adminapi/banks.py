@@ -1,4 +1,4 @@
-"""Bank administration behind the admin API key: banks, their API keys (issue, rotate,
+"""Bank administration (banks:read, banks:manage): banks, their API keys (issue, rotate,
 revoke), disable and enable. A new key's text is in the 201 answer only (no-store)."""
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from ca.banks import DEFAULT_DAYS, DEFAULT_SCOPES, Banks, NewKey, bank_json, cert_json, key_json
 from pkicore.errors import ErrorKind, PkiError
-from webapi.auth import admin_only
+from webapi.auth import actor, operator_route
 from webapi.bodies import json_object
 
 bp = Blueprint("admin_banks", __name__, url_prefix="/api/v1")
-API_ACTOR = "api"          # as adminapi.views: one shared key, no identity behind it yet
 
 
 def _banks() -> Banks:
@@ -48,23 +47,23 @@ def _new_key(new: NewKey) -> Response:
 
 
 @bp.get("/banks")
-@admin_only
+@operator_route("banks:read")
 def banks() -> Response:
     return jsonify({"items": [bank_json(b) for b in _banks().all()]})
 
 
 @bp.post("/banks")
-@admin_only
+@operator_route("banks:manage")
 def add_bank() -> Response:
     body = json_object(request, ("name", "display_name"))
     if not body.get("name"):
         raise PkiError(ErrorKind.BAD_INPUT, "name is required", field="name")
-    bank = _banks().add(body["name"], body.get("display_name"), actor=API_ACTOR)
+    bank = _banks().add(body["name"], body.get("display_name"), actor=actor())
     return _created(bank_json(bank), f"/api/v1/banks/{bank.name}")
 
 
 @bp.get("/banks/<name>")
-@admin_only
+@operator_route("banks:read")
 def show_bank(name: str) -> Response:
     b = _banks()
     now = b.clock()
@@ -73,31 +72,31 @@ def show_bank(name: str) -> Response:
 
 
 @bp.post("/banks/<name>/disable")
-@admin_only
+@operator_route("banks:manage")
 def disable_bank(name: str) -> Response:
     json_object(request, ())
-    return jsonify(bank_json(_banks().set_disabled(name, True, actor=API_ACTOR)))
+    return jsonify(bank_json(_banks().set_disabled(name, True, actor=actor())))
 
 
 @bp.post("/banks/<name>/enable")
-@admin_only
+@operator_route("banks:manage")
 def enable_bank(name: str) -> Response:
     json_object(request, ())
-    return jsonify(bank_json(_banks().set_disabled(name, False, actor=API_ACTOR)))
+    return jsonify(bank_json(_banks().set_disabled(name, False, actor=actor())))
 
 
 @bp.post("/banks/<name>/keys")
-@admin_only
+@operator_route("banks:manage")
 def add_key(name: str) -> Response:
     """``{"scopes": [...], "days": N, "never_expires": false}``, all optional."""
     body = json_object(request, ("scopes", "days", "never_expires"),
                        {"scopes": "strings", "days": "integer", "never_expires": "boolean"})
     scopes = list(DEFAULT_SCOPES) if body.get("scopes") is None else body["scopes"]     # [] is refused
-    return _new_key(_banks().issue_key(name, scopes, _days(body), actor=API_ACTOR))
+    return _new_key(_banks().issue_key(name, scopes, _days(body), actor=actor()))
 
 
 @bp.post("/banks/<name>/certificates")
-@admin_only
+@operator_route("banks:manage")
 def add_cert(name: str) -> Response:
     """``{"certificate_pem": "-----BEGIN CERTIFICATE-----...", "scopes": [...]}``: a TLS client
     certificate of the bank (udun serve with UDUN_TLS_CLIENT_AUTH)."""
@@ -106,20 +105,20 @@ def add_cert(name: str) -> Response:
         raise PkiError(ErrorKind.BAD_INPUT, "certificate_pem is required", field="certificate_pem")
     scopes = list(DEFAULT_SCOPES) if body.get("scopes") is None else body["scopes"]
     b = _banks()
-    rec = b.add_cert(name, body["certificate_pem"].encode(), scopes, actor=API_ACTOR)
+    rec = b.add_cert(name, body["certificate_pem"].encode(), scopes, actor=actor())
     return _created(cert_json(rec, b.clock()), f"/api/v1/banks/{name}")
 
 
 @bp.post("/bank-certificates/<sha256>/remove")
-@admin_only
+@operator_route("banks:manage")
 def remove_cert(sha256: str) -> Response:
     json_object(request, ())
     b = _banks()
-    return jsonify(cert_json(b.remove_cert(sha256, actor=API_ACTOR), b.clock()))
+    return jsonify(cert_json(b.remove_cert(sha256, actor=actor()), b.clock()))
 
 
 @bp.post("/bank-keys/<key_id>/rotate")
-@admin_only
+@operator_route("banks:manage")
 def rotate_key(key_id: str) -> Response:
     """``{"grace_hours": 0-720 (24), "days": N, "never_expires": false}``: a new key, the old
     one ends after the grace period."""
@@ -129,12 +128,12 @@ def rotate_key(key_id: str) -> Response:
     grace = 24 if grace is None else grace
     if not 0 <= grace <= 720:
         raise PkiError(ErrorKind.BAD_INPUT, "grace_hours is 0 to 720", field="grace_hours")
-    return _new_key(_banks().rotate_key(key_id, timedelta(hours=grace), _days(body), actor=API_ACTOR))
+    return _new_key(_banks().rotate_key(key_id, timedelta(hours=grace), _days(body), actor=actor()))
 
 
 @bp.post("/bank-keys/<key_id>/revoke")
-@admin_only
+@operator_route("banks:manage")
 def revoke_key(key_id: str) -> Response:
     json_object(request, ())
     b = _banks()
-    return jsonify(key_json(b.revoke_key(key_id, actor=API_ACTOR), b.clock()))
+    return jsonify(key_json(b.revoke_key(key_id, actor=actor()), b.clock()))

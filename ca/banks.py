@@ -1,21 +1,16 @@
 """Banks (the relying parties) and their API keys: issue, rotate, revoke, authenticate.
 
 A key's text is ``udun_<id>_<secret>``: the id (public, in logs and the audit log) finds
-the row, the 256-bit secret is stored only as a slow hash (pkicore.slowhash) and shown
+the row, the 256-bit secret is stored only as a slow hash (ca.credentials) and shown
 once. A key has scopes (``SCOPES``), an expiry, and can be revoked or rotated (the new key
 at once, the old one until a grace period ends). Disabling a bank refuses all its keys.
 
 Every request reads the key's row, so a revocation, an expiry or a disabled bank counts on
-the next request, on every node. Only the slow hash is cached: per process, the SHA-256
-of a key text that passed it against that row's stored hash (a memory-only fact; a copy
-of the database does not give it away).
+the next request, on every node.
 """
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,8 +18,7 @@ from ca.storage.banks import BankCertRecord, BankCertStore, BankKeyRecord, BankR
 from ca.storage.store import Store
 from pkicore.clock import Clock, rfc3339
 from pkicore.errors import ErrorKind, PkiError
-from pkicore.ratelimit import Limiter, Rate, retry_seconds
-from pkicore.slowhash import check_secret, hash_secret
+from ca.credentials import SecretChecker, new_text
 
 # What a bank key may be allowed to do; every bank route names one (webapi.auth).
 SCOPES: dict[str, str] = {
@@ -39,11 +33,6 @@ MAX_DAYS = 3650
 PREFIX = "udun_"
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 _KEY = re.compile(r"udun_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
-_CACHE_MAX = 4096
-# Slow-hash checks of one key id a process makes for texts it has not verified before: a
-# legitimate key needs one per worker (then it is cached); anyone naming a known key id
-# with wrong secrets gets at most this many ~40 ms scrypt runs out of a worker.
-SLOW_CHECKS = Rate(10, 60)
 
 
 @dataclass(frozen=True)
@@ -112,8 +101,7 @@ class Banks:
         self.store = BankStore(store)
         self.certs = BankCertStore(store)
         self.clock = clock
-        self._verified: OrderedDict[str, tuple[str, str]] = OrderedDict()   # key id -> (sha256 of text, hash)
-        self._slow = Limiter(SLOW_CHECKS)
+        self._secrets = SecretChecker()
 
     # --- administration -------------------------------------------------------------
 
@@ -162,7 +150,7 @@ class Banks:
         return NewKey(self.store.add_key(old.bank, row, now, actor, replaces=key_id, old_expires_at=ends), text)
 
     def revoke_key(self, key_id: str, *, actor: str) -> BankKeyRecord:
-        self._verified.pop(key_id, None)
+        self._secrets.forget(key_id)
         return self.store.revoke_key(key_id, self.clock(), actor)
 
     def add_cert(self, bank: str, data: bytes, scopes: tuple[str, ...] | list[str] = DEFAULT_SCOPES, *,
@@ -190,9 +178,8 @@ class Banks:
 
     @staticmethod
     def _new(now: datetime, scopes: tuple[str, ...], days: int | None) -> tuple[str, str, dict[str, object]]:
-        key_id = secrets.token_hex(8)
-        text = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        return key_id, text, {"id": key_id, "hash": hash_secret(text), "scopes": " ".join(scopes),
+        key_id, text, hashed = new_text(PREFIX)
+        return key_id, text, {"id": key_id, "hash": hashed, "scopes": " ".join(scopes),
                               "expires_at": now + timedelta(days=days) if days is not None else None}
 
     # --- requests -------------------------------------------------------------------
@@ -201,7 +188,7 @@ class Banks:
         """The bank behind a bearer key text, allowed ``scope``; PkiError UNAUTHORIZED when
         there is no valid key (which check failed is said only to the key's holder: after
         the secret matched), FORBIDDEN when the key lacks the scope, RATE_LIMITED when this
-        process checked too many new texts for the key id (SLOW_CHECKS).
+        process checked too many new texts for the key id (ca.credentials.SLOW_CHECKS).
 
         ``client_cert``: the SHA-256 (hex) of the TLS client certificate the server verified.
         Without a key, a registered one is the credential; with a key, one registered to
@@ -214,7 +201,7 @@ class Banks:
             raise _unauthorized("a bank API key or client certificate is required (Authorization: Bearer udun_...)")
         found = _KEY.fullmatch(text)
         key = self.store.key(found.group(1)) if found else None
-        if key is None or not self._secret_ok(key, text):
+        if key is None or not self._secrets.ok(key.id, text, key.hash):
             raise _unauthorized("the API key is not valid")
         state = key_state(key, self.clock())
         if state != "active":
@@ -235,23 +222,6 @@ class Banks:
         if scope not in cert.scopes:
             raise PkiError(ErrorKind.FORBIDDEN, f"this client certificate does not have the {scope!r} scope")
         return Principal(cert.bank_id, cert.bank, f"cert-{cert.sha256[:16]}", frozenset(cert.scopes))
-
-    def _secret_ok(self, key: BankKeyRecord, text: str) -> bool:
-        fingerprint = hashlib.sha256(text.encode()).hexdigest()
-        if self._verified.get(key.id) == (fingerprint, key.hash):
-            self._verified.move_to_end(key.id)
-            return True
-        wait = self._slow.wait(key.id)
-        if wait:
-            retry = retry_seconds(wait)
-            raise PkiError(ErrorKind.RATE_LIMITED, f"too many new texts for key {key.id} in this process; retry "
-                           f"after {retry} s", retry_after=retry)
-        if not check_secret(text, key.hash):
-            return False
-        self._verified[key.id] = (fingerprint, key.hash)
-        if len(self._verified) > _CACHE_MAX:
-            self._verified.popitem(last=False)
-        return True
 
 
 # --- how lists and shows print them (CLI --json and the admin API alike) ----------------

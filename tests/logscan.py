@@ -23,7 +23,7 @@ _KEY = re.compile(r'(?:ADMIN_API_KEY"?\s*[:=]\s*|admin_api_key\s*=\s*|_KEY\s*=\s
 _SOURCES = ("tests/**/*.py", "udun/demo.py", "bench/*.py")
 _ALWAYS = ("PRIVATE KEY-----",)
 # A bank API key's text (ca.banks): random per run, so found by its shape; its id alone may be logged.
-_BANK_KEY = re.compile(r"udun_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")
+_BANK_KEY = re.compile(r"udun(?:op|sess)?_[0-9a-f]{16,32}_[A-Za-z0-9_-]{43}")     # bank keys, operator tokens
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ SEEDED: dict[str, str] = {
     "0007": "+ delegated keys, one of them destroyed",
     "0008": "the same rows (0008 changes an index only)",
     "0009": "the same rows (0009 changes PostgreSQL's column compression only)",
+    "0010": "+ a bank with an API key and a TLS client certificate; evidence and challenges of that bank",
 }
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
@@ -216,6 +217,24 @@ def _bank_keys(rev: str, known: list[str]) -> list[dict[str, Any]]:
              "revoked_at": None, "replaced_by": None}]
 
 
+def _operator_rows(rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """0011's tables: an admin with a token and a token certificate, a session, a challenge."""
+    if not since(rev, "0011", known):
+        return {"operators": [], "operator_tokens": [], "operator_certs": [], "operator_sessions": [],
+                "login_challenges": []}
+    return {
+        "operators": [{"id": 1, "name": "alice", "role": "admin", "created_at": T0, "disabled_at": None}],
+        "operator_tokens": [{"id": "fedcba9876543210", "operator_id": 1, "hash": "scrypt$16384$8$1$c2FsdA$aGFzaA",
+                             "created_at": T0, "expires_at": None, "revoked_at": None}],
+        "operator_certs": [{"serial": "s01", "operator_id": 1, "created_at": T0, "removed_at": None}],
+        "operator_sessions": [{"id": "0011223344556677", "operator_id": 1, "secret_sha256": "cd" * 32,
+                               "cert_serial": "s01", "created_at": T0, "expires_at": T0 + timedelta(minutes=15),
+                               "ended_at": None, "last_seq": 3}],
+        "login_challenges": [{"id": "8899aabbccddeeff", "nonce": "ef" * 32, "created_at": T0,
+                              "expires_at": T0 + timedelta(minutes=2), "used_at": None}],
+    }
+
+
 def audit_entries() -> list[Any]:
     from ca.auditlog import next_entry
 
@@ -288,6 +307,7 @@ def _rows(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]
         "banks": _banks(rev, known),            # 0010 makes them
         "bank_keys": _bank_keys(rev, known),
         "bank_certs": _bank_certs(rev, known),
+        **_operator_rows(rev, known),           # 0011 makes them
     }
 
 
@@ -295,7 +315,9 @@ def _rows(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]
 MADE_BY = {"authorities": "0001", "certificates": "0001", "status_events": "0002", "counters": "0002",
            "crls": "0002", "evidence": "0003", "challenges": "0003", "audit_log": "0003",
            "audit_checkpoints": "0003", "blocked_keys": "0005", "delegated_keys": "0007",
-           "banks": "0010", "bank_keys": "0010", "bank_certs": "0010"}
+           "banks": "0010", "bank_keys": "0010", "bank_certs": "0010", "operators": "0011",
+           "operator_tokens": "0011", "operator_certs": "0011", "operator_sessions": "0011",
+           "login_challenges": "0011"}
 
 
 def expected(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -18,6 +18,7 @@ from pkicore.report import Check, Sub, conclude
 from pkicore.pathstatus import StatusSource
 from udun.cli_audit import audit_group
 from udun.cli_bank import bank_group
+from udun.cli_operator import operator_group
 from udun.cli_ca import ca_group
 from udun.cli_cert import cert_group
 from udun.cli_db import db_group
@@ -43,6 +44,7 @@ cli.add_command(token_group)
 cli.add_command(cert_group)
 cli.add_command(evidence_group)
 cli.add_command(bank_group)
+cli.add_command(operator_group)
 cli.add_command(audit_group)
 cli.add_command(tsa_group)
 cli.add_command(db_group)

@@ -5,10 +5,8 @@ a slow hash: give it to the bank over a channel you trust, and rotate rather tha
 """
 from __future__ import annotations
 
-import contextlib
 import getpass
 import json
-import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -16,8 +14,7 @@ import click
 
 from ca.banks import DEFAULT_DAYS, DEFAULT_SCOPES, MAX_DAYS, SCOPES, Banks, NewKey, bank_json, key_json, key_state
 from ca.storage.banks import BankKeyRecord
-from pkicore.errors import ErrorKind, PkiError
-from udun.common import info, settings
+from udun.common import hand_out_secret, info, settings
 
 
 def _banks() -> Banks:
@@ -36,40 +33,14 @@ def _days(days: int, never: bool) -> int | None:
 
 
 def _hand_out(make: Callable[[], NewKey], out: str | None) -> NewKey:
-    """Make the key and show its text once: on stdout, or in a new file only its owner reads.
-    The file is created first (never over an existing one): a key is never made that could
-    not be handed out."""
-    fd = None
-    if out:
-        try:
-            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as e:
-            raise PkiError(ErrorKind.BAD_INPUT, f"cannot create {out}: {e.strerror}") from e
-    try:
-        new = make()
-    except BaseException:
-        if fd is not None:
-            os.close(fd)
-            os.unlink(out)  # type: ignore[arg-type]
-        raise
-    rec = new.record
-    try:
-        if fd is not None:
-            with os.fdopen(fd, "w") as f:
-                f.write(new.text + "\n")
-            info(f"key {rec.id} of {rec.bank} written to {out} (0600)")
-        else:
-            click.echo(new.text)
-    except OSError as e:
-        # Nobody holds the text: the key must not stay usable, nor a half-written file.
-        _banks().revoke_key(rec.id, actor=_actor())
-        if out:
-            with contextlib.suppress(OSError):
-                os.unlink(out)
-        raise PkiError(ErrorKind.BAD_INPUT, f"could not hand out key {rec.id} ({e.strerror}); it was revoked") from e
-    expiry = f"expires {rec.expires_at:%Y-%m-%d %H:%M}Z" if rec.expires_at else "never expires"
-    info(f"key {rec.id}: scopes {' '.join(rec.scopes)}; {expiry}. It is shown only now: udun keeps a hash.")
-    return new
+    """Make the key and show its text once (udun.common.hand_out_secret)."""
+    def shown(new: NewKey) -> None:
+        rec = new.record
+        expiry = f"expires {rec.expires_at:%Y-%m-%d %H:%M}Z" if rec.expires_at else "never expires"
+        info(f"key {rec.id}: scopes {' '.join(rec.scopes)}; {expiry}. It is shown only now: udun keeps a hash.")
+
+    return hand_out_secret(make, lambda new: (new.record.id, new.text), lambda key_id: _banks().revoke_key(
+        key_id, actor=_actor()), out, shown)
 
 
 @click.group("bank")

@@ -5,7 +5,7 @@ import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NoReturn
+from typing import Callable, NoReturn, TypeVar
 
 import click
 
@@ -79,3 +79,46 @@ def parse_time(text: str, option: str) -> datetime:
     if moment is None or moment.tzinfo is None:
         raise PkiError(ErrorKind.BAD_INPUT, f"{option} takes an RFC 3339 time with a zone, e.g. 2026-11-22T08:00:00Z")
     return moment.astimezone(timezone.utc)
+
+
+T = TypeVar("T")
+
+
+def hand_out_secret(make: Callable[[], T], text_of: Callable[[T], tuple[str, str]],
+                    revoke: Callable[[str], object], out: str | None, shown: Callable[[T], None]) -> T:
+    """Make a credential (``text_of``: its id and text) and show its text once: on stdout,
+    or in a new file only its owner reads. The file is created first (never over an
+    existing one): a credential is never made that could not be handed out; one whose text
+    could not be written is revoked."""
+    import contextlib
+
+    fd = None
+    if out:
+        try:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as e:
+            raise PkiError(ErrorKind.BAD_INPUT, f"cannot create {out}: {e.strerror}") from e
+    try:
+        new = make()
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+            os.unlink(out)  # type: ignore[arg-type]
+        raise
+    ident, text = text_of(new)
+    try:
+        if fd is not None:
+            with os.fdopen(fd, "w") as f:
+                f.write(text + "\n")
+            info(f"{ident} written to {out} (0600)")
+        else:
+            click.echo(text)
+    except OSError as e:
+        # Nobody holds the text: it must not stay usable, nor a half-written file.
+        revoke(ident)
+        if out:
+            with contextlib.suppress(OSError):
+                os.unlink(out)
+        raise PkiError(ErrorKind.BAD_INPUT, f"could not hand out {ident} ({e.strerror}); it was revoked") from e
+    shown(new)
+    return new

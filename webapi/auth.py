@@ -1,13 +1,16 @@
-"""Who may call a route: banks by their API keys (ca.banks), the admin API by its key.
+"""Who may call a route: banks by their API keys (ca.banks), operators by their token
+login or API token (ca.operators) with the permissions of their role.
 
 Deny by default: every view of both apps is declared ``public``, ``bank_route(scope)`` or
-``admin_only``; one that is not is refused (``deny_undeclared``), and
-tests/webapi/test_permissions.py fails on it. Bearer tokens are RFC 6750's; a 401 names the scheme it wants
-(RFC 9110 §11.6.1), a 403 the scope that was missing (RFC 6750 §3.1).
+``operator_route(permission)``; one that is not is refused (``deny_undeclared``), and
+tests/webapi/test_permissions.py fails on it. Bearer tokens are RFC 6750's; a 401 names the
+scheme it wants (RFC 9110 §11.6.1), a 403 the scope or permission that was missing (RFC
+6750 §3.1).
 
-The admin key is one key until operators have their own identities (issue 12), checked at
-start-up: at least 32 characters and no white space around it (a key read from a file
-with its newline could otherwise never match a bearer token).
+UDUN_ADMIN_API_KEY, the shared key of before operators, still works as an admin (the audit
+log names it ``admin-key``, no person): for a first set-up or scripts not moved yet. It is
+checked at start-up: at least 32 characters and no white space around it (a key read from
+a file with its newline could otherwise never match a bearer token).
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ from typing import Any, Callable, TypeVar
 
 from flask import Response, current_app, g, request
 
+from ca.operators import OperatorPrincipal
+from ca.storage.audit import signed_request
 from pkicore.errors import ErrorKind, PkiError
 from webapi.peer import ENV_CLIENT_SHA256
 from webapi.problems import problem
@@ -33,16 +38,60 @@ def public(view: F) -> F:
     return view
 
 
-def admin_only(view: F) -> F:
-    """A view of the admin API: the admin key, checked here (the one check: a view of any
-    blueprint declared admin_only is closed without the key)."""
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        denied = require_key(current_app.extensions["udun-admin"]["key"])
-        return denied if denied is not None else view(*args, **kwargs)
+ADMIN_KEY = OperatorPrincipal("admin-key", "admin", "admin-key")
+_READS = ("GET", "HEAD")
 
-    setattr(wrapper, PERMISSION, "admin")
-    return wrapper  # type: ignore[return-value]
+
+def _operator(ctx: dict[str, Any], token: str | None) -> OperatorPrincipal:
+    key = ctx.get("key")
+    if key and token and hmac.compare_digest(token.encode(), key.encode()):
+        return ADMIN_KEY
+    return ctx["operators"].authenticate(token)  # type: ignore[no-any-return]
+
+
+def _signed_path() -> str:
+    """The path and query a signed request names (ca.operators.request_message)."""
+    query = request.query_string.decode("latin-1")
+    return request.path + (f"?{query}" if query else "")
+
+
+def operator_route(permission: str) -> Callable[[F], F]:
+    """A view of the admin API for operators whose role has ``permission``
+    (ca.operators.ROLES); the operator is ``flask.g.operator``. In a token session a change
+    (not GET) must carry the token's signature over it; every audit entry the view writes
+    then carries that signed request."""
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            ctx = current_app.extensions["udun-admin"]
+            token = bearer()
+            try:
+                who = _operator(ctx, token)
+                if permission not in who.permissions:
+                    raise PkiError(ErrorKind.FORBIDDEN, f"the role {who.role} does not have the {permission!r} "
+                                                        "permission")
+                signed = None
+                if who.session is not None and request.method not in _READS:
+                    signed = ctx["operators"].signed_request(
+                        who, request.method, _signed_path(), request.get_data(cache=True),
+                        request.headers.get("Udun-Request-Seq"), request.headers.get("Udun-Request-Signature"),
+                        request.headers.get("Udun-Request-Scheme"))
+            except PkiError as e:
+                if e.kind not in (ErrorKind.UNAUTHORIZED, ErrorKind.FORBIDDEN):
+                    raise
+                return _challenged(e, permission, token is not None)
+            g.operator = who
+            with signed_request(signed):
+                return view(*args, **kwargs)
+
+        setattr(wrapper, PERMISSION, f"operator:{permission}")
+        return wrapper  # type: ignore[return-value]
+    return decorate
+
+
+def actor() -> str:
+    """How the audit log names the operator of this admin request."""
+    return g.operator.actor  # type: ignore[no-any-return]
 
 
 def deny_undeclared() -> Response | None:
@@ -109,18 +158,3 @@ def checked_key(raw: str | None, *, required: bool) -> str | None:
         raise PkiError(ErrorKind.BAD_INPUT, f"UDUN_ADMIN_API_KEY must be at least {MIN_KEY_CHARS} random "
                                             "characters (e.g. `openssl rand -base64 33`)")
     return raw
-
-
-def require_key(key: str | None) -> Response | None:
-    """None when the request carries ``key`` as its bearer token (RFC 6750), else a problem."""
-    if not key:
-        return problem(403, "forbidden", "admin API disabled", "set UDUN_ADMIN_API_KEY to enable it")
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    # RFC 9110 §11.1: the scheme name is case-insensitive.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key.encode()):
-        resp = problem(401, "unauthorized", "unauthorized", "a valid admin API key is required")
-        # RFC 9110 §11.6.1: a 401 names the scheme it wants; RFC 6750 §3: invalid_token
-        # when a token was sent and did not match.
-        resp.headers["WWW-Authenticate"] = 'Bearer realm="udun"' + (', error="invalid_token"' if given else "")
-        return resp
-    return None

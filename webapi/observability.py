@@ -305,17 +305,18 @@ def _masked(m: re.Match[str]) -> str:
     return "****" + digits[-4:] if digits else m.group("scheme") + " [redacted]"
 
 
-# A bank API key (ca.banks) wherever it appears: its id stays (what an operator looks up).
-_BANK_KEY = re.compile(r"\b(udun_[0-9a-f]{16})_[A-Za-z0-9_-]{43}")
+# A bank API key (ca.banks), an operator's API token or session (ca.operators) wherever it
+# appears: its id stays (what an operator looks up).
+_BANK_KEY = re.compile(r"\b(udun(?:op|sess)?_[0-9a-f]{16,32})_[A-Za-z0-9_-]{43}")
 
 
 def scrub(text: str) -> str:
-    """``text`` without known secrets, bank keys, credentials after Bearer/Basic, and with
+    """``text`` without known secrets, bank keys, operator tokens, credentials after Bearer/Basic, and with
     long digit runs masked."""
     for secret in _redacted:
         if secret in text:
             text = text.replace(secret, "[redacted]")
-    if "udun_" in text:
+    if "udun_" in text or "udunop_" in text or "udunsess_" in text:
         text = _BANK_KEY.sub(r"\1_[redacted]", text)
     return _SUSPECT.sub(_masked, text)
 

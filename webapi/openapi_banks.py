@@ -138,11 +138,13 @@ def admin_schemas() -> Json:
     }
 
 
-def _op(operation_id: str, summary: str, description: str, ok: str, schema: str, *, status: str = "200",
-        body: Json | None = None, conflict: str | None = None, path: tuple[str, str] | None = None) -> Json:
+def admin_op(operation_id: str, summary: str, description: str, ok: str, schema: str, *, status: str = "200",
+             body: Json | None = None, conflict: str | None = None, path: tuple[str, str] | None = None,
+             tag: str = "banks", location: bool = True) -> Json:
+    """One admin operation answering JSON, with its usual error answers."""
     answer: Json = {"description": ok, "content": json_body(ref(schema))}
-    if status == "201":
-        answer["headers"] = {"Location": header("the new bank's URL", required=True)}
+    if status == "201" and location:
+        answer["headers"] = {"Location": header("the new resource's URL", required=True)}
     responses: Json = {status: answer, "401": resp("Unauthorized"), "500": resp("Internal"),
                        "503": resp("Unavailable")}
     if body is not None or operation_id.startswith(("disable", "enable", "revoke", "remove")):
@@ -151,7 +153,7 @@ def _op(operation_id: str, summary: str, description: str, ok: str, schema: str,
         responses["404"] = resp("NotFound")
     if conflict:
         responses["409"] = problem_response(conflict, example_problem(409, "conflict", "conflict", conflict))
-    op: Json = {"tags": ["banks"], "operationId": operation_id, "summary": summary, "description": description,
+    op: Json = {"tags": [tag], "operationId": operation_id, "summary": summary, "description": description,
                 "responses": responses}
     if path is not None:
         op["parameters"] = [{"name": path[0], "in": "path", "required": True, "schema": {"type": "string"},
@@ -172,28 +174,28 @@ def admin_paths() -> Json:
     return {
         "/api/v1/evidence": {"get": evidence_search_operation(operator=True)},
         "/api/v1/banks": {
-            "get": _op("listBanks", "Every bank", "By name.", "the banks", "BankList"),
-            "post": _op("addBank", "Register a bank", "A bank is a relying party that calls the verify API; give "
+            "get": admin_op("listBanks", "Every bank", "By name.", "the banks", "BankList"),
+            "post": admin_op("addBank", "Register a bank", "A bank is a relying party that calls the verify API; give "
                         "it a key next.", "registered", "Bank", status="201",
                         body={"type": "object", "additionalProperties": False, "required": ["name"],
                               "properties": {"name": {"type": "string"}, "display_name": {"type": "string"}}},
                         conflict="a bank named icbc exists already")},
-        "/api/v1/banks/{name}": {"get": _op("showBank", "One bank with its keys", "Never a key itself: udun keeps "
+        "/api/v1/banks/{name}": {"get": admin_op("showBank", "One bank with its keys", "Never a key itself: udun keeps "
                                             "only a slow hash.", "the bank", "BankDetail", path=name)},
-        "/api/v1/banks/{name}/disable": {"post": _op(
+        "/api/v1/banks/{name}/disable": {"post": admin_op(
             "disableBank", "Disable a bank", "Every key of the bank is refused from the next request on.",
             "disabled", "Bank", path=name, conflict="bank icbc is disabled already")},
-        "/api/v1/banks/{name}/enable": {"post": _op(
+        "/api/v1/banks/{name}/enable": {"post": admin_op(
             "enableBank", "Enable a bank again", "Its unrevoked, unexpired keys work again.", "enabled", "Bank",
             path=name, conflict="bank icbc is enabled already")},
-        "/api/v1/banks/{name}/keys": {"post": _op(
+        "/api/v1/banks/{name}/keys": {"post": admin_op(
             "addBankKey", "A new API key for a bank", "The key is in this answer only (Cache-Control: no-store).",
             "the new key", "NewBankKey", status="201", path=name,
             body={"type": "object", "additionalProperties": False, "properties": {
                 "scopes": {"type": "array", "items": {"enum": list(SCOPES)}, "minItems": 1,
                            "default": list(DEFAULT_SCOPES)},
                 "days": days, "never_expires": never}})},
-        "/api/v1/banks/{name}/certificates": {"post": _op(
+        "/api/v1/banks/{name}/certificates": {"post": admin_op(
             "addBankCertificate", "Register a TLS client certificate of a bank",
             "On `udun serve` with UDUN_TLS_CLIENT_AUTH, a request presenting it (verified against "
             "UDUN_TLS_CLIENT_CA) is this bank's, with these scopes; beside another bank's API key it is refused.",
@@ -203,18 +205,18 @@ def admin_paths() -> Json:
                   "properties": {"certificate_pem": {"type": "string"},
                                  "scopes": {"type": "array", "items": {"enum": list(SCOPES)}, "minItems": 1,
                                             "default": list(DEFAULT_SCOPES)}}})},
-        "/api/v1/bank-certificates/{sha256}/remove": {"post": _op(
+        "/api/v1/bank-certificates/{sha256}/remove": {"post": admin_op(
             "removeBankCertificate", "Stop accepting a client certificate", "From the next request on, on every "
             "node.", "removed", "BankCertificate", path=("sha256", "the certificate's SHA-256, hex"),
             conflict="certificate ab12... was removed already")},
-        "/api/v1/bank-keys/{key_id}/rotate": {"post": _op(
+        "/api/v1/bank-keys/{key_id}/rotate": {"post": admin_op(
             "rotateBankKey", "Rotate a key", "A new key with the old one's scopes; the old key ends after "
             "`grace_hours` (or at its own expiry, if sooner).", "the new key", "NewBankKey", status="201",
             path=key_id, conflict="key 0f3a9c2e7b1d4a55 is revoked: issue a new key instead",
             body={"type": "object", "additionalProperties": False, "properties": {
                 "grace_hours": {"type": "integer", "minimum": 0, "maximum": 720, "default": 24}, "days": days,
                 "never_expires": never}})},
-        "/api/v1/bank-keys/{key_id}/revoke": {"post": _op(
+        "/api/v1/bank-keys/{key_id}/revoke": {"post": admin_op(
             "revokeBankKey", "Revoke a key", "Refused from the next request on, on every node.", "revoked",
             "BankKey", path=key_id, conflict="key 0f3a9c2e7b1d4a55 is revoked already")},
     }

@@ -2,7 +2,7 @@
 
 `bank_document()` describes `udun serve` (webapi: verify, challenges, evidence, OCSP, TSA,
 CRL and CA downloads); `admin_document()` describes `udun serve-admin` (adminapi: issuance
-behind the admin API key). webapi.views.apidoc serves them at /openapi.json, and
+for operators by role). webapi.views.apidoc serves them at /openapi.json, and
 tests/webapi/test_openapi.py validates them and compares their paths with every route the
 apps and the WSGI fast paths answer, so a route added without its documentation fails.
 
@@ -21,6 +21,7 @@ from pkicore.errors import ErrorKind
 from pkicore.report import Status, Sub
 
 from webapi import openapi_banks as banks_doc
+from webapi import openapi_operators as ops_doc
 from webapi.openapi_banks import bank_key_scheme, bank_responses, secured
 from webapi.openapi_parts import Json, JsonValue
 from webapi.openapi_parts import binary as _binary
@@ -101,8 +102,10 @@ def _common_responses() -> Json:
             "`field` at fault when there is one",
             _example_problem(400, "bad-input", "bad input", "cms is not valid base64", field="cms")),
         "Unauthorized": {**_problem_response(
-            "no or wrong admin API key (`Authorization: Bearer KEY`, RFC 6750; the scheme is case-insensitive)",
-            _example_problem(401, "unauthorized", "unauthorized", "a valid admin API key is required")),
+            "no valid credential (`Authorization: Bearer ...`, RFC 6750; the scheme is case-insensitive): an "
+            "operator's API token or session, or the admin API key; or a change in a token session without its "
+            "valid signature",
+            _example_problem(401, "unauthorized", "unauthorized", "the API token is not valid")),
             "headers": {"WWW-Authenticate": _hdr("WwwAuthenticate")}},
         "NotFound": _problem_response(
             "no such resource", _example_problem(404, "not-found", "not found", "no such evidence record")),
@@ -144,11 +147,6 @@ def _common_headers() -> Json:
     }
 
 
-def _admin_key_scheme() -> Json:
-    return {"type": "http", "scheme": "bearer",
-            "description": "UDUN_ADMIN_API_KEY as an RFC 6750 bearer token (at least 32 characters)."}
-
-
 def _openapi_operation(service: str, public_note: str = "") -> Json:
     return {
         "tags": ["operations"],
@@ -183,7 +181,7 @@ def _readyz_operation(public_note: str = "", extra: Json | None = None) -> Json:
 
 
 def _admin_readyz_operation() -> Json:
-    return _readyz_operation(" Needs the key; checks the CA's issuing key too (`ca_key`).",
+    return _readyz_operation(" Needs an operator (service:read); checks the CA's issuing key too (`ca_key`).",
                              {"401": _resp("Unauthorized")})
 
 
@@ -655,6 +653,7 @@ def _admin_schemas() -> Json:
                         "properties": {"status": {"const": "ok"}}},
         "Readiness": _readiness_schema(),
         **banks_doc.admin_schemas(),
+        **ops_doc.schemas(),
     }
 
 
@@ -848,8 +847,9 @@ def _admin_paths() -> Json:
         "/healthz": {"get": {
             "tags": ["operations"],
             "operationId": "health",
-            "summary": "Liveness probe (with the key)",
-            "description": "200 while the process answers (no database, no token). Needs the key.",
+            "summary": "Liveness probe (for operators)",
+            "description": "200 while the process answers (no database, no token). Needs an operator "
+                           "(service:read).",
             "responses": {
                 "200": {"description": "alive", "content": _json(_ref("AdminHealth"))},
                 "401": _resp("Unauthorized"),
@@ -857,7 +857,8 @@ def _admin_paths() -> Json:
         }},
         "/readyz": {"get": _admin_readyz_operation()},
         "/metrics": {"get": _metrics_operation(
-            "The admin service's metrics for Prometheus to scrape. Needs the key.", secured=True)},
+            "The admin service's metrics for Prometheus to scrape. Needs an operator (service:read), e.g. a "
+            "monitoring account with the auditor role.", secured=True)},
         "/openapi.json": {"get": {**_openapi_operation(
             "`udun serve-admin`", " Public, without the key: it describes the API and reveals no data."),
             "security": []}},
@@ -873,24 +874,26 @@ def admin_document() -> Json:
             "version": package_version(),
             "summary": "Certificate issuance where the issuing CA key is.",
             "description": "What `udun serve-admin` answers: bind it to an operators' network, never the "
-                           "banks'. Every route needs the admin API key as a bearer token unless it says "
-                           "otherwise. Errors are `application/problem+json` (RFC 9457) with a stable `code`.",
+                           "banks'. Every route needs an operator's credential whose role has the route's "
+                           "permission (or the admin API key) unless it says otherwise. Errors are `application/problem+json` (RFC 9457) with a stable `code`.",
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "tags": [
             {"name": "certificates", "description": "issuance and records"},
             {"name": "banks", "description": "the banks that call the verify API, and their API keys"},
             {"name": "evidence", "description": "evidence records of verified payments, every bank's"},
+            {"name": "operators", "description": "operators, their roles, credentials and token login"},
+            {"name": "audit", "description": "the hash-chained audit log"},
             {"name": "operations", "description": "health, readiness, metrics, this document"},
         ],
-        "security": [{"adminKey": []}],
-        "paths": {**_admin_paths(), **banks_doc.admin_paths()},
+        "security": [{"operatorToken": []}, {"adminKey": []}],
+        "paths": ops_doc.with_forbidden({**_admin_paths(), **banks_doc.admin_paths(), **ops_doc.paths()}),
         "components": {
             "schemas": _admin_schemas(),
-            "responses": _common_responses(),
+            "responses": {**_common_responses(), "Forbidden": ops_doc.forbidden()},
             "headers": _common_headers(),
             "parameters": {"IfNoneMatch": {"name": "If-None-Match", "in": "header", "required": False,
                                            "schema": {"type": "string"}}},
-            "securitySchemes": {"adminKey": _admin_key_scheme()},
+            "securitySchemes": ops_doc.security_schemes(),
         },
     }

@@ -2,8 +2,10 @@
 Core or on the raw driver path, and reading entries and checkpoints (ca.audit)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.engine import Connection
@@ -33,6 +35,22 @@ _entry_cols = (_log.c.seq, _log.c.at, _log.c.action, _log.c.actor, _log.c.subjec
                _log.c.prev_hash, _log.c.hash)
 
 
+# What every entry written while it is set carries besides its own details: the admin
+# request signed by the operator's token that caused it (ca.operators.signed_request).
+_signed_request: ContextVar[dict[str, Any] | None] = ContextVar("udun_signed_request", default=None)
+SIGNED_REQUEST = "signed_request"
+
+
+@contextmanager
+def signed_request(request: dict[str, Any] | None) -> Iterator[None]:
+    """Within it (one admin request), every appended entry carries ``request``."""
+    token = _signed_request.set(request)
+    try:
+        yield
+    finally:
+        _signed_request.reset(token)
+
+
 def _seq(row: Any) -> int:
     if row is None:
         raise RuntimeError("the audit_seq counter is missing (migration 0003)")
@@ -42,6 +60,9 @@ def _seq(row: Any) -> int:
 def _entry(seq: int, prev: Any, action: str, actor: str, subject: str, details: dict[str, Any],
            now: datetime) -> AuditEntry:
     """Entry ``seq``, after the entry whose hash is ``prev`` (None before the first)."""
+    signed = _signed_request.get()
+    if signed is not None:
+        details = {**details, SIGNED_REQUEST: signed}
     return next_entry(seq, prev[0] if prev is not None else None, action, actor, subject, details, now)
 
 

@@ -1,4 +1,4 @@
-"""The schema at the head revision (0010), stated once: every table as a SQLAlchemy Core Table.
+"""The schema at the head revision (0011), stated once: every table as a SQLAlchemy Core Table.
 
 The Alembic migrations (ca/migrations) make it; tests/ca/test_storage.py checks that they
 agree. Every statement of the stores is built from these objects, the raw driver path's
@@ -130,6 +130,61 @@ bank_certs = Table(
     _time("not_after"),
     _time("created_at"),
     _time("removed_at", nullable=True),
+)
+
+# An operator (0011): a named identity with one role (ca.operators.ROLES).
+operators = Table(
+    "operators", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("role", String(32), nullable=False),                     # admin | operator | auditor | bank-manager
+    _time("created_at"),
+    _time("disabled_at", nullable=True),                            # no login, no token, while set
+)
+
+# An operator's API token (0011): as a bank key, the id in its text, the secret a slow hash.
+operator_tokens = Table(
+    "operator_tokens", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("operator_id", Integer, ForeignKey("operators.id"), nullable=False, index=True),
+    Column("hash", String(256), nullable=False),
+    _time("created_at"),
+    _time("expires_at", nullable=True),
+    _time("revoked_at", nullable=True),
+)
+
+# A certificate of ours on an operator's token (0011): its key logs the operator in.
+operator_certs = Table(
+    "operator_certs", metadata,
+    Column("serial", String(42), ForeignKey("certificates.serial"), primary_key=True),
+    Column("operator_id", Integer, ForeignKey("operators.id"), nullable=False, index=True),
+    _time("created_at"),
+    _time("removed_at", nullable=True),
+)
+
+# A login (0011): the secret's SHA-256 (256 random bits need no slow hash); ``cert_serial``
+# when the token signed the login (then every change must be signed too, ``last_seq``
+# the highest request number seen: a signed request is accepted once).
+operator_sessions = Table(
+    "operator_sessions", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("operator_id", Integer, ForeignKey("operators.id"), nullable=False, index=True),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("cert_serial", String(42), nullable=True),
+    _time("created_at"),
+    _time("expires_at"),
+    _time("ended_at", nullable=True),
+    Column("last_seq", BigInteger, nullable=False, server_default="0"),
+)
+
+# A login challenge (0011): single use, minutes long.
+login_challenges = Table(
+    "login_challenges", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("nonce", String(64), nullable=False),
+    _time("created_at"),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    _time("used_at", nullable=True),
 )
 
 # What a bank needs in a dispute: the signed payment and everything that proved it.

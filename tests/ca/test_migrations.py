@@ -161,7 +161,8 @@ def _head_code_reads_it(engine: sa.Engine, world: md.World, revision: str) -> No
         else:
             assert blocked is None
         alice = md.spki(world.keys["alice"].public_key_der)
-        first = EvidenceStore(store).first_record(None, alice, "T1")      # from before banks (0010)
+        bank = 1 if md.since(revision, "0010", KNOWN) else None          # NULL: from before banks (0010)
+        first = EvidenceStore(store).first_record(bank, alice, "T1")
         assert first == ("ev_1" if md.since(revision, "0003", KNOWN) else None)
     finally:
         store.raw.close()

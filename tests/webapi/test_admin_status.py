@@ -42,8 +42,8 @@ def test_hold_release_revoke_through_the_api(admin_client, ca) -> None:  # type:
     assert revoked.status_code == 200 and body["status"] == "revoked", body
     assert body["revocation_reason"] == "keyCompromise" and body["invalidity_date"] == \
         compromised.isoformat().replace("+00:00", "Z")
-    assert [(h["action"], h["actor"]) for h in body["history"]] == [("hold", "api"), ("release", "api"),
-                                                                     ("revoke", "api")]
+    assert [(h["action"], h["actor"]) for h in body["history"]] == [("hold", "admin-key"), ("release", "admin-key"),
+                                                                     ("revoke", "admin-key")]
     entry = _listed(ca, serial)
     assert entry is not None and entry.extensions.get_extension_for_class(cx509.InvalidityDate).value \
         .invalidity_date_utc == compromised

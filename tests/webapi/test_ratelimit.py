@@ -117,7 +117,7 @@ def test_per_key_limit_counts_each_key_apart(settings, ca, verifier) -> None:  #
 def test_new_texts_for_one_key_id_get_few_slow_hash_checks(settings, ca, verifier) -> None:  # type: ignore[no-untyped-def]
     """A known key id with wrong secrets costs a worker at most SLOW_CHECKS scrypt runs;
     the bank whose key was verified before (cached) is not held up."""
-    from ca.banks import SLOW_CHECKS
+    from ca.credentials import SLOW_CHECKS
 
     app = _app(settings, ca, verifier)
     real = bank_key(ca.store, ca.clock, "slow-bank", ("challenges",))

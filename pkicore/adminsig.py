@@ -1,0 +1,25 @@
+"""What an operator's token signs (issue 12): a login challenge, and each change made in a
+token session. Shared by the admin service (ca.operators), which checks, and the operator's
+client (signer.operator_client), which signs.
+
+Each message begins with its own text, so a signature over one can never be taken for a
+payment (CMS signed attributes are DER, beginning 0x31) or for the other kind.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from pkicore.tx import canonicalize
+
+
+def login_message(challenge_id: str, nonce: str, serial: str) -> bytes:
+    """The login challenge, naming the certificate (serial, lowercase hex) whose key signs."""
+    return f"udun operator login\nchallenge {challenge_id}\nnonce {nonce}\ncertificate {serial}\n".encode()
+
+
+def request_message(method: str, path: str, body: bytes, session_id: str, seq: int) -> bytes:
+    """One change in a token session: the method, the path with its query, the body's
+    SHA-256, the session and a request number above every one before (RFC 8785 JSON)."""
+    return b"udun operator request\n" + canonicalize({
+        "method": method.upper(), "path": path, "body_sha256": hashlib.sha256(body).hexdigest(),
+        "session": session_id, "seq": seq})

@@ -1,0 +1,343 @@
+"""Issue 12 point 2: operators with roles on the admin API. The endpoint x role matrix (401
+without a credential, 403 for a role without the route's permission, 2xx for one with
+it, each with a real request), the last admin, API tokens, and who the audit log names."""
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Callable
+
+import pytest
+from asn1crypto import pem
+from flask import Flask
+from flask.testing import FlaskClient
+
+from ca.operators import ROLES, Operators
+from helpers import software_csr
+from webapi.auth import PERMISSION
+
+PUBLIC = {"admin_apidoc.admin_openapi", "admin_operators.login_challenge", "admin_operators.login", "static"}
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def ops(admin_app: Flask) -> Operators:
+    return admin_app.extensions["udun-admin"]["operators"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def role_tokens(ops: Operators) -> dict[str, str]:
+    """One operator with an API token per role."""
+    out = {}
+    for role in ROLES:
+        name = _unique(f"m-{role}")
+        ops.add(name, role, actor="pytest")
+        out[role] = ops.issue_token(name, actor="pytest").text
+    return out
+
+
+class Requests:
+    """For each admin endpoint, a request that succeeds for a role allowed to make it,
+    on objects made for that one request (a revoke needs a certificate not revoked yet)."""
+
+    def __init__(self, admin_app: Flask, ops: Operators) -> None:
+        self.ca = admin_app.extensions["udun-admin"]["ca"]
+        self.ops = ops
+
+    def cert(self) -> Any:
+        from ca.policy import load_csr_bytes
+
+        return self.ca.issue(load_csr_bytes(software_csr(_unique("Matrix"))), "client", requester="pytest")
+
+    def bank(self) -> str:
+        from ca.banks import Banks
+
+        name = _unique("mb")
+        Banks(self.ca.store, self.ca.clock).add(name, None, actor="pytest")
+        return name
+
+    def bank_key_id(self) -> str:
+        from ca.banks import Banks
+
+        return Banks(self.ca.store, self.ca.clock).issue_key(self.bank(), actor="pytest").record.id
+
+    def bank_cert_sha(self) -> str:
+        from ca.banks import Banks
+
+        return Banks(self.ca.store, self.ca.clock).add_cert(self.bank(), self.cert().der, actor="pytest").sha256
+
+    def operator(self, role: str = "auditor") -> str:
+        name = _unique("mo")
+        self.ops.add(name, role, actor="pytest")
+        return name
+
+    def held(self) -> str:
+        from ca.revocation import Revocation
+
+        serial = self.cert().serial
+        Revocation(self.ca).hold(serial, actor="pytest")
+        return serial
+
+    def build(self, endpoint: str) -> tuple[str, str, Any, set[int]]:
+        """(method, path, body, the 2xx status wanted)."""
+        def op_token() -> str:
+            name = self.operator()
+            return self.ops.issue_token(name, actor="pytest").id
+
+        def op_cert() -> str:
+            name = self.operator()
+            return self.ops.add_cert(name, self.cert().serial, actor="pytest").serial
+
+        table: dict[str, Callable[[], tuple[str, str, Any, set[int]]]] = {
+            "admin.healthz": lambda: ("GET", "/healthz", None, {200}),
+            "admin.metrics": lambda: ("GET", "/metrics", None, {200}),
+            "admin.readyz": lambda: ("GET", "/readyz", None, {200}),
+            "admin.issue": lambda: ("POST", "/api/v1/certificates", software_csr(_unique("Issued")), {201}),
+            "admin.search": lambda: ("GET", "/api/v1/certificates?limit=2", None, {200}),
+            "admin.show": lambda: ("GET", f"/api/v1/certificates/{self.cert().serial}", None, {200}),
+            "admin.hold": lambda: ("POST", f"/api/v1/certificates/{self.cert().serial}/hold", {}, {200}),
+            "admin.release": lambda: ("POST", f"/api/v1/certificates/{self.held()}/release", {}, {200}),
+            "admin.revoke": lambda: ("POST", f"/api/v1/certificates/{self.cert().serial}/revoke",
+                                     {"reason": "superseded"}, {200}),
+            "admin.crl_now": lambda: ("POST", "/api/v1/crls", {}, {201}),
+            "admin_banks.banks": lambda: ("GET", "/api/v1/banks", None, {200}),
+            "admin_banks.add_bank": lambda: ("POST", "/api/v1/banks", {"name": _unique("nb")}, {201}),
+            "admin_banks.show_bank": lambda: ("GET", f"/api/v1/banks/{self.bank()}", None, {200}),
+            "admin_banks.disable_bank": lambda: ("POST", f"/api/v1/banks/{self.bank()}/disable", {}, {200}),
+            "admin_banks.enable_bank": lambda: ("POST", f"/api/v1/banks/{self._disabled_bank()}/enable", {}, {200}),
+            "admin_banks.add_key": lambda: ("POST", f"/api/v1/banks/{self.bank()}/keys", {}, {201}),
+            "admin_banks.add_cert": lambda: ("POST", f"/api/v1/banks/{self.bank()}/certificates", {
+                "certificate_pem": pem.armor("CERTIFICATE", self.cert().der).decode()}, {201}),
+            "admin_banks.remove_cert": lambda: ("POST", f"/api/v1/bank-certificates/{self.bank_cert_sha()}/remove",
+                                                {}, {200}),
+            "admin_banks.rotate_key": lambda: ("POST", f"/api/v1/bank-keys/{self.bank_key_id()}/rotate", {}, {201}),
+            "admin_banks.revoke_key": lambda: ("POST", f"/api/v1/bank-keys/{self.bank_key_id()}/revoke", {}, {200}),
+            "admin_evidence.search": lambda: ("GET", "/api/v1/evidence?limit=2", None, {200}),
+            "admin_operators.whoami": lambda: ("GET", "/api/v1/whoami", None, {200}),
+            "admin_operators.operators": lambda: ("GET", "/api/v1/operators", None, {200}),
+            "admin_operators.add_operator": lambda: ("POST", "/api/v1/operators",
+                                                     {"name": _unique("no"), "role": "auditor"}, {201}),
+            "admin_operators.show_operator": lambda: ("GET", f"/api/v1/operators/{self.operator()}", None, {200}),
+            "admin_operators.set_role": lambda: ("POST", f"/api/v1/operators/{self.operator()}/role",
+                                                 {"role": "operator"}, {200}),
+            "admin_operators.disable": lambda: ("POST", f"/api/v1/operators/{self.operator()}/disable", {}, {200}),
+            "admin_operators.enable": lambda: ("POST", f"/api/v1/operators/{self._disabled_operator()}/enable", {},
+                                               {200}),
+            "admin_operators.add_token": lambda: ("POST", f"/api/v1/operators/{self.operator()}/tokens", {}, {201}),
+            "admin_operators.revoke_token": lambda: ("POST", f"/api/v1/operator-tokens/{op_token()}/revoke", {},
+                                                     {200}),
+            "admin_operators.add_cert": lambda: ("POST", f"/api/v1/operators/{self.operator()}/certificates",
+                                                 {"serial": self.cert().serial}, {201}),
+            "admin_operators.remove_cert": lambda: ("POST", f"/api/v1/operator-certificates/{op_cert()}/remove", {},
+                                                    {200}),
+            "admin_operators.audit_entries": lambda: ("GET", "/api/v1/audit?limit=3", None, {200}),
+            "admin_operators.audit_verify": lambda: ("GET", "/api/v1/audit/verify", None, {200}),
+            # An API token has no session to end: the route answers 400 for it (a session's
+            # logout is tested with a token login, tests/test_operator_login.py).
+            "admin_operators.logout": lambda: ("POST", "/api/v1/logout", {}, {400}),
+        }
+        return table[endpoint]()
+
+    def _disabled_bank(self) -> str:
+        from ca.banks import Banks
+
+        name = self.bank()
+        Banks(self.ca.store, self.ca.clock).set_disabled(name, True, actor="pytest")
+        return name
+
+    def _disabled_operator(self) -> str:
+        name = self.operator()
+        self.ops.set_disabled(name, True, actor="pytest")
+        return name
+
+
+def _send(client: FlaskClient, method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
+    if isinstance(body, bytes):
+        return client.open(path, method=method, data=body, headers=headers)
+    return client.open(path, method=method, json=body, headers=headers) if body is not None else \
+        client.open(path, method=method, headers=headers)
+
+
+def _secured(admin_app: Flask) -> list[tuple[str, str]]:
+    return sorted((r.endpoint, getattr(admin_app.view_functions[r.endpoint], PERMISSION))
+                  for r in admin_app.url_map.iter_rules() if r.endpoint not in PUBLIC)
+
+
+def test_every_admin_route_names_a_permission_of_the_role_table(admin_app: Flask) -> None:
+    from ca.operators import PERMISSIONS
+
+    for endpoint, declared in _secured(admin_app):
+        assert declared.startswith("operator:") and declared.removeprefix("operator:") in PERMISSIONS, endpoint
+
+
+def test_endpoint_by_role_matrix(admin_app: Flask, ops: Operators, role_tokens: dict[str, str]) -> None:
+    client = admin_app.test_client()
+    requests = Requests(admin_app, ops)
+    secured = _secured(admin_app)
+    seen = []
+    for endpoint, declared in secured:
+        permission = declared.removeprefix("operator:")
+        method, path, body, _ = requests.build(endpoint)
+        anonymous = _send(client, method, path, body, {})
+        assert anonymous.status_code == 401, (endpoint, anonymous.status_code)
+        assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+        for role, token in role_tokens.items():
+            method, path, body, wanted = requests.build(endpoint)       # fresh objects for each call
+            resp = _send(client, method, path, body, {"Authorization": f"Bearer {token}"})
+            if permission in ROLES[role]:
+                assert resp.status_code in wanted, (endpoint, role, resp.status_code, resp.get_data()[:300])
+            else:
+                assert resp.status_code == 403, (endpoint, role, resp.status_code)
+                assert resp.get_json()["code"] == "forbidden" and permission in resp.get_json()["detail"]
+            seen.append((endpoint, role, resp.status_code))
+    assert len(seen) == len(secured) * len(ROLES) and len(secured) >= 30
+
+
+def test_a_wrong_expired_or_revoked_token_is_401(admin_app: Flask, ops: Operators) -> None:
+    from datetime import timedelta
+
+    from pkicore.clock import fixed
+
+    client = admin_app.test_client()
+    name = _unique("tok")
+    ops.add(name, "auditor", actor="pytest")
+    new = ops.issue_token(name, days=1, actor="pytest")
+    ok = client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {new.text}"})
+    assert ok.status_code == 200 and ok.get_json()["operator"] == name and ok.get_json()["via"] == f"token:{new.id}"
+    forged = new.text[:-4] + ("AAAA" if not new.text.endswith("AAAA") else "BBBB")
+    assert client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    later = Operators(ops.ca, fixed(ops.clock() + timedelta(days=2)))
+    with pytest.raises(Exception) as expired:
+        later.authenticate(new.text)
+    assert "expired" in str(expired.value)
+    ops.revoke_token(new.id, actor="pytest")
+    revoked = client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {new.text}"})
+    assert revoked.status_code == 401 and "revoked" in revoked.get_json()["detail"]
+
+
+def test_a_disabled_operator_is_refused_at_once(admin_app: Flask, ops: Operators) -> None:
+    client = admin_app.test_client()
+    name = _unique("dis")
+    ops.add(name, "operator", actor="pytest")
+    auth = {"Authorization": f"Bearer {ops.issue_token(name, actor='pytest').text}"}
+    assert client.get("/api/v1/whoami", headers=auth).status_code == 200
+    ops.set_disabled(name, True, actor="pytest")
+    refused = client.get("/api/v1/whoami", headers=auth)
+    assert refused.status_code == 401 and "disabled" in refused.get_json()["detail"]
+
+
+def test_the_audit_log_names_the_operator(admin_app: Flask, ops: Operators) -> None:
+    from ca.storage.audit import AuditStore
+
+    client = admin_app.test_client()
+    name = _unique("aud")
+    ops.add(name, "operator", actor="pytest")
+    auth = {"Authorization": f"Bearer {ops.issue_token(name, actor='pytest').text}"}
+    serial = Requests(admin_app, ops).cert().serial
+    assert client.post(f"/api/v1/certificates/{serial}/hold", json={}, headers=auth).status_code == 200
+    store = AuditStore(admin_app.extensions["udun-admin"]["ca"].store)
+    last = store.entries(None, 100_000)[-5:]
+    held = [e for e in last if e.action == "hold" and serial in e.subject]
+    assert held and held[-1].actor == f"operator:{name}", [(e.action, e.actor, e.subject) for e in last]
+    history = client.get(f"/api/v1/certificates/{serial}", headers=auth).get_json()["history"]
+    assert history[-1]["actor"] == f"operator:{name}"
+
+
+def _fresh_admin(ops: Operators) -> tuple[str, str]:
+    name = _unique("adm")
+    ops.add(name, "admin", actor="pytest")
+    return name, ops.issue_token(name, actor="pytest").id
+
+
+def test_the_last_admin_cannot_be_removed_or_locked_out(admin_app: Flask, ops: Operators) -> None:
+    """Every admin but one is disabled (in this test's database the session's other tests
+    made admins too), then the last one cannot be disabled, demoted or lose its last
+    credential; a second admin makes each possible again."""
+    from pkicore.errors import ErrorKind, PkiError
+
+    last, token_id = _fresh_admin(ops)
+    others = [op.name for op in ops.all() if op.role == "admin" and op.disabled_at is None and op.name != last]
+    for name in others:
+        ops.set_disabled(name, True, actor="pytest")
+    try:
+        for attempt in (lambda: ops.set_disabled(last, True, actor="pytest"),
+                        lambda: ops.set_role(last, "auditor", actor="pytest"),
+                        lambda: ops.revoke_token(token_id, actor="pytest")):
+            with pytest.raises(PkiError) as refused:
+                attempt()
+            assert refused.value.kind is ErrorKind.CONFLICT, refused.value.message
+        assert ops.operator(last).role == "admin" and ops.operator(last).disabled_at is None
+        client = admin_app.test_client()
+        api = client.post(f"/api/v1/operators/{last}/disable", json={},
+                          headers={"Authorization": "Bearer udun-test-admin-key-0123456789abcdef"})
+        assert api.status_code == 409 and "last" in api.get_json()["detail"]
+        second, _ = _fresh_admin(ops)
+        ops.revoke_token(token_id, actor="pytest")          # the second admin can still log in
+        ops.set_role(last, "auditor", actor="pytest")
+        with pytest.raises(PkiError):
+            ops.set_disabled(second, True, actor="pytest")
+    finally:
+        for name in others:
+            ops.set_disabled(name, False, actor="pytest")
+
+
+def test_concurrent_removals_of_the_last_two_admins_leave_one(admin_app: Flask, ops: Operators) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pkicore.errors import PkiError
+
+    a, _ = _fresh_admin(ops)
+    b, _ = _fresh_admin(ops)
+    others = [op.name for op in ops.all() if op.role == "admin" and op.disabled_at is None and op.name not in (a, b)]
+    for name in others:
+        ops.set_disabled(name, True, actor="pytest")
+    try:
+        def disable(name: str) -> str:
+            try:
+                ops.set_disabled(name, True, actor="pytest")
+                return "done"
+            except PkiError as e:
+                return e.kind.value
+
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = sorted(pool.map(disable, (a, b)))
+        assert outcomes[0] == "conflict" or outcomes.count("done") == 1, outcomes
+        assert ops.store.count_admins() >= 1
+    finally:
+        for name in others:
+            ops.set_disabled(name, False, actor="pytest")
+
+
+def test_operator_cli(tmp_path: Any, empty_db: Any) -> None:
+    """`udun operator add / token add / list --json / role / disable / show` on a CA
+    machine, on a database of its own (the session's has other tests' admins)."""
+    from helpers import udun
+
+    env = {"UDUN_HOME": str(tmp_path), "UDUN_DATABASE_URL": empty_db.url.render_as_string(hide_password=False)}
+
+    def run(*args: str) -> Any:
+        proc = udun(*args, env=env)
+        proc.out, proc.err = proc.stdout.decode(), proc.stderr.decode()
+        return proc
+
+    assert run("operator", "add", "carol", "--role", "admin").returncode == 0
+    token = run("operator", "token", "add", "carol")
+    assert token.returncode == 0 and token.out.startswith("udunop_") and token.out.strip() not in token.err
+    listed = [json.loads(line) for line in run("operator", "list", "--json").out.splitlines()]
+    assert [(o["name"], o["role"], o["state"]) for o in listed] == [("carol", "admin", "enabled")]
+    refused = run("operator", "disable", "carol")
+    assert refused.returncode == 2 and "last enabled admin" in refused.err, refused.err
+    assert run("operator", "add", "dave", "--role", "auditor").returncode == 0
+    no_credential = run("operator", "role", "dave", "admin")
+    assert no_credential.returncode == 0, no_credential.err
+    locked_out = run("operator", "disable", "carol")           # dave is an admin without any credential
+    assert locked_out.returncode == 2 and "credential" in locked_out.err, locked_out.err
+    assert run("operator", "token", "add", "dave", "--days", "7").returncode == 0
+    assert run("operator", "disable", "carol").returncode == 0
+    shown = json.loads(run("operator", "show", "carol", "--json").out)
+    assert shown["state"] == "disabled" and shown["tokens"][0]["state"] == "active"
+    assert token.out.strip() not in run("operator", "show", "carol").out
+    assert "certificates:status" in run("operator", "permissions").out
