@@ -5,6 +5,7 @@ import os
 
 from flask import Flask
 
+from adminapi.approvals import make_approvals
 from ca.authority import CertificateAuthority
 from ca.operators import Operators
 from config.settings import Settings, load_settings
@@ -28,19 +29,21 @@ def create_admin_app(settings: Settings | None = None, *, ca: CertificateAuthori
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["udun-admin"] = {"ca": ca, "key": key,
-                                    "operators": Operators(ca, ca.clock, settings.operator_session_minutes)}
+    ctx = app.extensions["udun-admin"] = {"ca": ca, "key": key,
+                                          "operators": Operators(ca, ca.clock, settings.operator_session_minutes)}
+    ctx["approvals"] = make_approvals(ctx)
     problems.register(app)
     app.before_request(tag_flask_route)            # app-wide: before operator_route's checks
     app.before_request(deny_undeclared)
     watch_pool(ca.store.engine)
-    from adminapi import banks, evidence, operators, views
+    from adminapi import approvals, banks, evidence, operators, views
     from webapi.views import apidoc
 
     app.register_blueprint(views.bp)
     app.register_blueprint(banks.bp)
     app.register_blueprint(evidence.bp)
     app.register_blueprint(operators.bp)
+    app.register_blueprint(approvals.bp)
     app.register_blueprint(apidoc.admin_bp)
     app.wsgi_app = Observed(app.wsgi_app)  # type: ignore[method-assign]
     return app

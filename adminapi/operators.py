@@ -8,7 +8,10 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from ca import audit
-from ca.operators import DEFAULT_TOKEN_DAYS, Operators, cert_json, operator_json, token_json
+from adminapi.approvals import requested
+from ca.operators import DEFAULT_TOKEN_DAYS, Operators, cert_json, checked_name, checked_role, operator_json, \
+    token_json
+from ca.storage.operators import ADMIN
 from pkicore.adminsig import login_message
 from pkicore.clock import rfc3339
 from pkicore.errors import ErrorKind, PkiError
@@ -96,7 +99,12 @@ def operators() -> Response:
 @operator_route("operators:manage")
 def add_operator() -> Response:
     body = json_object(request, ("name", "role"))
-    op = _ops().add(_required(body, "name"), _required(body, "role"), actor=actor())
+    name, role = checked_name(_required(body, "name")), checked_role(_required(body, "role"))
+    if role == ADMIN:                                    # dual control: admin-change
+        pending = requested("admin-change", {"change": "add", "name": name, "role": role})
+        if pending is not None:
+            return pending
+    op = _ops().add(name, role, actor=actor())
     return _created(operator_json(op), f"/api/v1/operators/{op.name}")
 
 
@@ -114,13 +122,22 @@ def show_operator(name: str) -> Response:
 @operator_route("operators:manage")
 def set_role(name: str) -> Response:
     body = json_object(request, ("role",))
-    return jsonify(operator_json(_ops().set_role(name, _required(body, "role"), actor=actor())))
+    role = checked_role(_required(body, "role"))
+    if ADMIN in (role, _ops().operator(name).role):      # to or from admin: admin-change
+        pending = requested("admin-change", {"change": "role", "name": name, "role": role})
+        if pending is not None:
+            return pending
+    return jsonify(operator_json(_ops().set_role(name, role, actor=actor())))
 
 
 @bp.post("/operators/<name>/disable")
 @operator_route("operators:manage")
 def disable(name: str) -> Response:
     json_object(request, ())
+    if _ops().operator(name).role == ADMIN:              # disabling an admin: admin-change
+        pending = requested("admin-change", {"change": "disable", "name": name})
+        if pending is not None:
+            return pending
     return jsonify(operator_json(_ops().set_disabled(name, True, actor=actor())))
 
 

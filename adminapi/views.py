@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from asn1crypto import pem
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from ca.policy import load_csr_bytes
@@ -63,8 +64,14 @@ def issue() -> Response:
     body = request.get_data(cache=False)
     if not body:
         raise PkiError(ErrorKind.BAD_INPUT, "send the CSR (PEM or DER) as the body")
+    der = load_csr_bytes(body)
+    from adminapi.approvals import issue_needs_approval      # one import cycle less at start-up
+
+    pending = issue_needs_approval(profile, pem.armor("CERTIFICATE REQUEST", der).decode())
+    if pending is not None:
+        return pending
     ca = _ctx()["ca"]
-    rec = ca.issue(load_csr_bytes(body), profile, requester=actor())
+    rec = ca.issue(der, profile, requester=actor())
     resp = jsonify(certificate_json(rec, ca.clock()))
     resp.status_code = 201
     resp.headers["Location"] = f"/api/v1/certificates/{rec.serial}"     # RFC 9110 §15.3.2

@@ -49,14 +49,18 @@ PERMISSIONS: dict[str, str] = {
     "banks:manage": "add, disable and enable banks; issue, rotate and revoke their keys and certificates",
     "operators:read": "list and show operators",
     "operators:manage": "add operators, change their roles, disable them, issue and revoke their credentials",
+    "approvals:read": "list and show dual-control requests and the approval policies",
+    "approvals:decide": "approve or reject dual-control requests (where the request's policy allows the role)",
+    "policies:manage": "ask for a change of an approval policy",
+    "ca:revoke": "ask for the revocation of the issuing CA",
 }
 _ALL = frozenset(PERMISSIONS)
 ROLES: dict[str, frozenset[str]] = {
     "admin": _ALL,
     "operator": frozenset({"self", "service:read", "certificates:read", "certificates:issue", "certificates:status",
-                           "crl:publish"}),
+                           "crl:publish", "approvals:read", "approvals:decide"}),
     "auditor": frozenset({"self", "service:read", "certificates:read", "evidence:read", "audit:read", "banks:read",
-                          "operators:read"}),
+                          "operators:read", "approvals:read"}),
     "bank-manager": frozenset({"self", "service:read", "banks:read", "banks:manage"}),
 }
 TOKEN_PREFIX = "udunop_"
@@ -149,6 +153,11 @@ class Operators:
 
     def all(self) -> list[OperatorRecord]:
         return self.store.operators()
+
+    def eligible(self, roles: tuple[str, ...], excluding: str) -> int:
+        """Enabled operators with one of ``roles``, not the one audited as ``excluding``."""
+        return sum(1 for op in self.store.operators() if op.role in roles and op.disabled_at is None
+                   and f"operator:{op.name}" != excluding)
 
     def set_role(self, name: str, role: str, *, actor: str) -> OperatorRecord:
         return self.store.change(name, self.clock(), actor, role=checked_role(role))

@@ -52,10 +52,43 @@ class Revocation:
         now = self.ca.clock().replace(microsecond=0)   # X.509 times carry whole seconds
         if invalidity is not None and invalidity > now:
             raise PkiError(ErrorKind.BAD_INPUT, "the invalidity (compromise) time cannot be in the future")
-        rec = self.ca.store.change_status(serial, allowed_from=("good", "on_hold"), status="revoked",
-                                          action="revoke", reason=reason, revoked_at=now,
-                                          invalidity_date=invalidity, actor=actor, now=now)
+        rec = self._revoked(serial, reason, invalidity, actor, now)
         self.publish()
+        return rec
+
+    def _revoked(self, serial: str, reason: str, invalidity: datetime | None, actor: str,
+                 now: datetime) -> CertRecord:
+        return self.ca.store.change_status(serial, allowed_from=("good", "on_hold"), status="revoked",
+                                           action="revoke", reason=reason, revoked_at=now,
+                                           invalidity_date=invalidity, actor=actor, now=now)
+
+    def revoke_many(self, serials: list[str], reason: str = "unspecified", actor: str = "cli") -> list[CertRecord]:
+        """Revoke several at once, one CRL after them all. Stops at the first that cannot be
+        revoked (the ones before it stay revoked: each is its own transaction)."""
+        if reason not in REVOKE_REASONS:
+            raise PkiError(ErrorKind.BAD_INPUT, f"reason must be one of {', '.join(REVOKE_REASONS)}")
+        now = self.ca.clock().replace(microsecond=0)
+        done: list[CertRecord] = []
+        try:
+            for serial in serials:
+                done.append(self._revoked(serial, reason, None, actor, now))
+        finally:
+            if done:
+                self.publish()
+        return done
+
+    def revoke_issuing_ca(self, reason: str = "cACompromise", invalidity: datetime | None = None,
+                          actor: str = "cli") -> CertRecord:
+        """Revoke the issuing CA's own certificate: the root's next CRL (published at once)
+        lists it, and no certificate under it verifies from then on. Irreversible."""
+        if reason not in REVOKE_REASONS or reason == "certificateHold":
+            raise PkiError(ErrorKind.BAD_INPUT, f"reason must be one of {', '.join(REVOKE_REASONS)}")
+        now = self.ca.clock().replace(microsecond=0)
+        if invalidity is not None and invalidity > now:
+            raise PkiError(ErrorKind.BAD_INPUT, "the invalidity (compromise) time cannot be in the future")
+        serial = self.ca.store.record_authority_certificate("issuing", "root", now)
+        rec = self._revoked(serial, reason, invalidity, actor, now)
+        self.publish("root")
         return rec
 
     def hold(self, serial: str, actor: str = "cli") -> CertRecord:

@@ -37,6 +37,7 @@ SEEDED: dict[str, str] = {
     "0008": "the same rows (0008 changes an index only)",
     "0009": "the same rows (0009 changes PostgreSQL's column compression only)",
     "0010": "+ a bank with an API key and a TLS client certificate; evidence and challenges of that bank",
+    "0011": "+ an admin operator with an API token, a token certificate, a session and a login challenge",
 }
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
@@ -235,6 +236,23 @@ def _operator_rows(rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]
     }
 
 
+def _approval_rows(rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """0012's tables: a changed policy, an executed request with its vote."""
+    if not since(rev, "0012", known):
+        return {"approval_policies": [], "approvals": [], "approval_votes": []}
+    return {
+        "approval_policies": [{"action": "bulk-revoke", "approvals": 2, "roles": "admin operator",
+                               "expires_hours": 12, "threshold": 5, "profiles": None, "updated_at": T0,
+                               "updated_by": "operator:alice"}],
+        "approvals": [{"id": "a0a1a2a3a4a5a6a7", "action": "ca-revoke", "params": '{"reason":"keyCompromise"}',
+                       "params_sha256": "ef" * 32, "requester": "operator:alice", "required": 1, "roles": "admin",
+                       "approved": 1, "state": "executed", "created_at": T0, "expires_at": T0 + timedelta(hours=24),
+                       "decided_at": T0 + timedelta(minutes=5), "result": '{"serial":"s01"}'}],
+        "approval_votes": [{"approval_id": "a0a1a2a3a4a5a6a7", "operator": "operator:bob", "vote": "approve",
+                            "comment": "同意", "at": T0 + timedelta(minutes=5)}],
+    }
+
+
 def audit_entries() -> list[Any]:
     from ca.auditlog import next_entry
 
@@ -308,6 +326,7 @@ def _rows(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]
         "bank_keys": _bank_keys(rev, known),
         "bank_certs": _bank_certs(rev, known),
         **_operator_rows(rev, known),           # 0011 makes them
+        **_approval_rows(rev, known),           # 0012
     }
 
 
@@ -317,7 +336,7 @@ MADE_BY = {"authorities": "0001", "certificates": "0001", "status_events": "0002
            "audit_checkpoints": "0003", "blocked_keys": "0005", "delegated_keys": "0007",
            "banks": "0010", "bank_keys": "0010", "bank_certs": "0010", "operators": "0011",
            "operator_tokens": "0011", "operator_certs": "0011", "operator_sessions": "0011",
-           "login_challenges": "0011"}
+           "login_challenges": "0011", "approval_policies": "0012", "approvals": "0012", "approval_votes": "0012"}
 
 
 def expected(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -19,6 +19,7 @@ from pkicore.pathstatus import StatusSource
 from udun.cli_audit import audit_group
 from udun.cli_bank import bank_group
 from udun.cli_operator import operator_group
+from udun.cli_approval import approval_group
 from udun.cli_ca import ca_group
 from udun.cli_cert import cert_group
 from udun.cli_db import db_group
@@ -45,6 +46,7 @@ cli.add_command(cert_group)
 cli.add_command(evidence_group)
 cli.add_command(bank_group)
 cli.add_command(operator_group)
+cli.add_command(approval_group)
 cli.add_command(audit_group)
 cli.add_command(tsa_group)
 cli.add_command(db_group)

@@ -21,6 +21,7 @@ from pkicore.errors import ErrorKind
 from pkicore.report import Status, Sub
 
 from webapi import openapi_banks as banks_doc
+from webapi import openapi_approvals as approvals_doc
 from webapi import openapi_operators as ops_doc
 from webapi.openapi_banks import bank_key_scheme, bank_responses, secured
 from webapi.openapi_parts import Json, JsonValue
@@ -654,6 +655,7 @@ def _admin_schemas() -> Json:
         "Readiness": _readiness_schema(),
         **banks_doc.admin_schemas(),
         **ops_doc.schemas(),
+        **approvals_doc.schemas(),
     }
 
 
@@ -884,10 +886,12 @@ def admin_document() -> Json:
             {"name": "evidence", "description": "evidence records of verified payments, every bank's"},
             {"name": "operators", "description": "operators, their roles, credentials and token login"},
             {"name": "audit", "description": "the hash-chained audit log"},
+            {"name": "approvals", "description": "dual control (双人认证): requests, votes, policies"},
             {"name": "operations", "description": "health, readiness, metrics, this document"},
         ],
         "security": [{"operatorToken": []}, {"adminKey": []}],
-        "paths": ops_doc.with_forbidden({**_admin_paths(), **banks_doc.admin_paths(), **ops_doc.paths()}),
+        "paths": ops_doc.with_forbidden(approvals_doc.guarded({
+            **_admin_paths(), **banks_doc.admin_paths(), **ops_doc.paths(), **approvals_doc.paths()})),
         "components": {
             "schemas": _admin_schemas(),
             "responses": {**_common_responses(), "Forbidden": ops_doc.forbidden()},

@@ -1,4 +1,4 @@
-"""The schema at the head revision (0011), stated once: every table as a SQLAlchemy Core Table.
+"""The schema at the head revision (0012), stated once: every table as a SQLAlchemy Core Table.
 
 The Alembic migrations (ca/migrations) make it; tests/ca/test_storage.py checks that they
 agree. Every statement of the stores is built from these objects, the raw driver path's
@@ -185,6 +185,49 @@ login_challenges = Table(
     _time("created_at"),
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
     _time("used_at", nullable=True),
+)
+
+# Dual control (0012): a policy per sensitive action (absent: ca.approvals.DEFAULT_POLICIES).
+approval_policies = Table(
+    "approval_policies", metadata,
+    Column("action", String(32), primary_key=True),
+    Column("approvals", Integer, nullable=False),                   # approvers needed besides the requester
+    Column("roles", String(128), nullable=False),                   # who may approve, space-separated
+    Column("expires_hours", Integer, nullable=False),
+    Column("threshold", Integer, nullable=True),                    # bulk-revoke: more than this many
+    Column("profiles", String(256), nullable=True),                 # sensitive-issue: these profiles
+    _time("updated_at"),
+    Column("updated_by", String(128), nullable=False),
+)
+
+# A request for a sensitive action, its parameters as stored and approved (0012).
+approvals = Table(
+    "approvals", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("action", String(32), nullable=False),
+    Column("params", Text, nullable=False),                         # canonical JSON (RFC 8785)
+    Column("params_sha256", String(64), nullable=False),
+    Column("requester", String(128), nullable=False),
+    Column("required", Integer, nullable=False),                    # the policy when it was asked for
+    Column("roles", String(128), nullable=False),
+    Column("approved", Integer, nullable=False, server_default="0"),
+    # pending | approved | executing | executed | failed | rejected | expired
+    Column("state", String(16), nullable=False),
+    _time("created_at"),
+    _time("expires_at"),
+    _time("decided_at", nullable=True),
+    Column("result", Text, nullable=True),                          # JSON: what the execution returned
+    Index("ix_approvals_state", "state", "created_at"),
+)
+
+# One operator's vote on a request (0012): one each, the requester never.
+approval_votes = Table(
+    "approval_votes", metadata,
+    Column("approval_id", String(32), ForeignKey("approvals.id"), primary_key=True),
+    Column("operator", String(128), primary_key=True),
+    Column("vote", String(8), nullable=False),                      # approve | reject
+    Column("comment", Text, nullable=True),
+    _time("at"),
 )
 
 # What a bank needs in a dispute: the signed payment and everything that proved it.

@@ -382,6 +382,29 @@ class Store:
     # --- certificates ----------------------------------------------------------------
 
     @translated
+    def record_authority_certificate(self, name: str, issuer: str, now: datetime) -> str:
+        """The certificate of authority ``name`` (the issuing CA) as a certificate of its
+        issuer (the root): so that the root's CRL can list it once it is revoked. Made when
+        first needed (``ca init`` keeps CA certificates in authorities only); its serial."""
+        subject = self.authority(name)
+        parent = self.authority(issuer)
+        if subject is None or parent is None:
+            raise PkiError(ErrorKind.NOT_INITIALISED, "the CA is not initialised: run `udun ca init`")
+        cert = x509.Certificate.load(subject.cert_der)
+        serial = format(cert.serial_number, "x")
+        validity = cert["tbs_certificate"]["validity"]
+        with self.engine.begin() as conn:
+            if conn.execute(select(_c.serial).where(_c.serial == serial)).first() is None:
+                conn.execute(insert(_certs).values(
+                    serial=serial, authority_id=parent.id, state="issued", profile=f"{name}-ca", subject=subject.subject,
+                    requester="ca init", tbs_sha256=hashlib.sha256(cert["tbs_certificate"].dump()).hexdigest(),
+                    not_before=validity["not_before"].native, not_after=validity["not_after"].native,
+                    created_at=now, issued_at=now, der=subject.cert_der,
+                    cert_sha256=hashlib.sha256(subject.cert_der).hexdigest(), status="good",
+                    spki_sha256=spki_sha256(cert.public_key.dump())))
+        return serial
+
+    @translated
     def certificate(self, serial: str) -> CertRecord | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(_certs).where(_c.serial == serial.lower())).first()

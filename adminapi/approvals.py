@@ -1,0 +1,213 @@
+"""Dual control through the admin API: the approval requests (list, show, approve, reject),
+the policies, and the sensitive actions that go through them (ca.approvals). A guarded
+route answers 202 with the request when its policy asks for approvals, and runs at once
+(through the same executor) when it does not."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from ca.approvals import ACTIONS, Approvals, Executor, approval_json, policy_json
+from ca.operators import Operators
+from ca.policy import load_csr_bytes
+from pkicore.errors import ErrorKind, PkiError
+from webapi.auth import actor, operator_route
+from webapi.bodies import json_object
+
+bp = Blueprint("admin_approvals", __name__, url_prefix="/api/v1")
+
+
+def _ctx() -> dict[str, Any]:
+    return current_app.extensions["udun-admin"]  # type: ignore[no-any-return]
+
+
+def _approvals() -> Approvals:
+    return _ctx()["approvals"]  # type: ignore[no-any-return]
+
+
+def make_approvals(ctx: dict[str, Any]) -> Approvals:
+    """The app's Approvals with an executor per action, on the app's CA and operators."""
+    ca = ctx["ca"]
+    ops: Operators = ctx["operators"]
+
+    def revocation() -> Any:
+        from ca.revocation import Revocation
+
+        if "revocation" not in ctx:
+            ctx["revocation"] = Revocation(ca)
+        return ctx["revocation"]
+
+    def ca_revoke(p: dict[str, Any], who: str) -> dict[str, Any]:
+        invalidity = datetime.fromisoformat(p["invalidity_date"]) if p.get("invalidity_date") else None
+        rec = revocation().revoke_issuing_ca(p["reason"], invalidity, actor=who)
+        return {"serial": rec.serial, "status": rec.status}
+
+    def admin_change(p: dict[str, Any], who: str) -> dict[str, Any]:
+        if p["change"] == "add":
+            op = ops.add(p["name"], p["role"], actor=who)
+        elif p["change"] == "role":
+            op = ops.set_role(p["name"], p["role"], actor=who)
+        else:
+            op = ops.set_disabled(p["name"], True, actor=who)
+        return {"operator": op.name, "role": op.role, "disabled": op.disabled_at is not None}
+
+    def policy_change(p: dict[str, Any], who: str) -> dict[str, Any]:
+        approvals: Approvals = ctx["approvals"]
+        policy = approvals.checked_policy(p["action"], p["changes"])
+        return policy_json(approvals.set_policy(policy, who))
+
+    def bulk_revoke(p: dict[str, Any], who: str) -> dict[str, Any]:
+        done = revocation().revoke_many(p["serials"], p["reason"], actor=who)
+        return {"revoked": [r.serial for r in done]}
+
+    def sensitive_issue(p: dict[str, Any], who: str) -> dict[str, Any]:
+        rec = ca.issue(load_csr_bytes(p["csr_pem"].encode()), p["profile"], requester=who)
+        return {"serial": rec.serial}
+
+    executors: dict[str, Executor] = {"ca-revoke": ca_revoke, "admin-change": admin_change,
+                                      "policy-change": policy_change, "bulk-revoke": bulk_revoke,
+                                      "sensitive-issue": sensitive_issue}
+    assert set(executors) == set(ACTIONS)
+    return Approvals(ca.store, ca.clock, executors, ops.eligible)
+
+
+def requested(action: str, params: dict[str, Any]) -> Response | None:
+    """202 with a new request when ``action`` needs approval now; None: go on at once."""
+    approvals = _approvals()
+    if approvals.needed(action) is None:
+        return None
+    rec = approvals.request(action, params, actor())
+    resp = jsonify({"approval": approval_json(rec)})
+    resp.status_code = 202                              # RFC 9110 §15.3.3: accepted, not done
+    resp.headers["Location"] = f"/api/v1/approvals/{rec.id}"
+    return resp
+
+
+def run(action: str, params: dict[str, Any]) -> Response:
+    """The action now: through its approval when the policy asks for one, else at once."""
+    pending = requested(action, params)
+    if pending is not None:
+        return pending
+    return jsonify({"result": _approvals().executors[action](params, actor())})
+
+
+# --- requests ----------------------------------------------------------------------------
+
+@bp.get("/approvals")
+@operator_route("approvals:read")
+def approvals() -> Response:
+    """Newest first; ``state`` (pending, approved, executed, rejected, expired, ...)."""
+    unknown = sorted(set(request.args) - {"state", "limit"})
+    if unknown:
+        raise PkiError(ErrorKind.BAD_INPUT, f"unknown query parameter {unknown[0]!r}; known: state, limit",
+                       field=unknown[0])
+    limit = request.args.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= 500:
+        raise PkiError(ErrorKind.BAD_INPUT, "limit is 1 to 500", field="limit")
+    return jsonify({"items": [approval_json(a) for a in _approvals().find(request.args.get("state"), int(limit))]})
+
+
+@bp.get("/approvals/<approval_id>")
+@operator_route("approvals:read")
+def show(approval_id: str) -> Response:
+    return jsonify(approval_json(_approvals().get(approval_id)))
+
+
+def _comment(body: dict[str, Any]) -> str | None:
+    comment = body.get("comment")
+    if comment is not None and (not isinstance(comment, str) or len(comment) > 500):
+        raise PkiError(ErrorKind.BAD_INPUT, "comment is text of at most 500 characters", field="comment")
+    return comment  # type: ignore[no-any-return]
+
+
+@bp.post("/approvals/<approval_id>/approve")
+@operator_route("approvals:decide")
+def approve(approval_id: str) -> Response:
+    """``{"params_sha256": what you were shown, "comment": "..."}``; the approval that
+    completes the request executes it, and this answer shows the result."""
+    body = json_object(request, ("params_sha256", "comment"))
+    digest = body.get("params_sha256")
+    if not isinstance(digest, str) or not digest:
+        raise PkiError(ErrorKind.BAD_INPUT, "params_sha256 (of the request you approve) is required",
+                       field="params_sha256")
+    who = g.operator
+    return jsonify(approval_json(_approvals().approve(approval_id, who.actor, who.role, digest, _comment(body))))
+
+
+@bp.post("/approvals/<approval_id>/reject")
+@operator_route("approvals:decide")
+def reject(approval_id: str) -> Response:
+    body = json_object(request, ("comment",))
+    return jsonify(approval_json(_approvals().reject(approval_id, g.operator.actor, _comment(body))))
+
+
+# --- policies ----------------------------------------------------------------------------
+
+@bp.get("/approval-policies")
+@operator_route("approvals:read")
+def policies() -> Response:
+    return jsonify({"items": [policy_json(p) for p in _approvals().policies().values()]})
+
+
+@bp.post("/approval-policies/<action>")
+@operator_route("policies:manage")
+def set_policy(action: str) -> Response:
+    """``{"approvals": 0-5, "roles": [...], "expires_hours": N, "threshold": N, "profiles": [...]}``
+    (any of them): under the policy-change policy itself."""
+    body = json_object(request, ("approvals", "roles", "expires_hours", "threshold", "profiles"),
+                       {"approvals": "integer", "roles": "strings", "expires_hours": "integer", "threshold": "integer",
+                        "profiles": "strings"})
+    changes = {k: v for k, v in body.items() if v is not None}
+    _approvals().checked_policy(action, changes)              # refused now, not after the approvals
+    return run("policy-change", {"action": action, "changes": changes})
+
+
+# --- the guarded actions that have no route elsewhere -------------------------------------
+
+@bp.post("/authorities/issuing/revoke")
+@operator_route("ca:revoke")
+def revoke_issuing_ca() -> Response:
+    """``{"reason": "cACompromise" (default) | "keyCompromise" | ..., "invalidity_date": RFC 3339}``."""
+    from pkicore.crlbuild import REVOKE_REASONS
+
+    body = json_object(request, ("reason", "invalidity_date"))
+    reason = body.get("reason") or "cACompromise"
+    if reason not in REVOKE_REASONS:
+        raise PkiError(ErrorKind.BAD_INPUT, f"reason is one of {', '.join(REVOKE_REASONS)}", field="reason")
+    return run("ca-revoke", {"reason": reason, "invalidity_date": body.get("invalidity_date")})
+
+
+@bp.post("/certificates/revoke")
+@operator_route("certificates:status")
+def revoke_many() -> Response:
+    """``{"serials": [...], "reason": "..."}``: more than the bulk-revoke policy's threshold
+    needs approval."""
+    from pkicore.crlbuild import REVOKE_REASONS
+
+    body = json_object(request, ("serials", "reason"), {"serials": "strings"})
+    serials = [s.lower().removeprefix("0x") for s in body.get("serials") or []]
+    if not serials or len(serials) > 10_000 or len(set(serials)) != len(serials):
+        raise PkiError(ErrorKind.BAD_INPUT, "serials: 1 to 10000 distinct serials", field="serials")
+    reason = body.get("reason") or "unspecified"
+    if reason not in REVOKE_REASONS:
+        raise PkiError(ErrorKind.BAD_INPUT, f"reason is one of {', '.join(REVOKE_REASONS)}", field="reason")
+    ca = _ctx()["ca"]
+    for serial in serials:
+        ca.get(serial)                                          # 404 for an unknown one, before anything
+    params = {"serials": serials, "reason": reason}
+    threshold = _approvals().policy("bulk-revoke").threshold or 0
+    if len(serials) > threshold:
+        pending = requested("bulk-revoke", params)
+        if pending is not None:
+            return pending
+    return jsonify({"result": _approvals().executors["bulk-revoke"](params, actor())})
+
+
+def issue_needs_approval(profile: str, csr_pem: str) -> Response | None:
+    """adminapi.views.issue: a profile the sensitive-issue policy names waits for approval."""
+    policy = _approvals().policy("sensitive-issue")
+    if profile not in policy.profiles:
+        return None
+    return requested("sensitive-issue", {"profile": profile, "csr_pem": csr_pem})
