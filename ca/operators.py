@@ -53,14 +53,17 @@ PERMISSIONS: dict[str, str] = {
     "approvals:decide": "approve or reject dual-control requests (where the request's policy allows the role)",
     "policies:manage": "ask for a change of an approval policy",
     "ca:revoke": "ask for the revocation of the issuing CA",
+    "enrollments:read": "list and show counter enrollments",
+    "enrollments:manage": "make counter enrollments with their activation codes (柜台激活码), cancel them",
 }
 _ALL = frozenset(PERMISSIONS)
 ROLES: dict[str, frozenset[str]] = {
     "admin": _ALL,
     "operator": frozenset({"self", "service:read", "certificates:read", "certificates:issue", "certificates:status",
-                           "crl:publish", "approvals:read", "approvals:decide"}),
+                           "crl:publish", "approvals:read", "approvals:decide", "enrollments:read",
+                           "enrollments:manage"}),
     "auditor": frozenset({"self", "service:read", "certificates:read", "evidence:read", "audit:read", "banks:read",
-                          "operators:read", "approvals:read"}),
+                          "operators:read", "approvals:read", "enrollments:read"}),
     "bank-manager": frozenset({"self", "service:read", "banks:read", "banks:manage"}),
 }
 TOKEN_PREFIX = "udunop_"

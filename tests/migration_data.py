@@ -38,6 +38,7 @@ SEEDED: dict[str, str] = {
     "0009": "the same rows (0009 changes PostgreSQL's column compression only)",
     "0010": "+ a bank with an API key and a TLS client certificate; evidence and challenges of that bank",
     "0011": "+ an admin operator with an API token, a token certificate, a session and a login challenge",
+    "0012": "+ a changed approval policy, an executed request with its vote",
 }
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
@@ -253,6 +254,18 @@ def _approval_rows(rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]
     }
 
 
+def _enrollments(rev: str, known: list[str]) -> list[dict[str, Any]]:
+    """0013's table: an enrollment used for s01, one still open."""
+    if not since(rev, "0013", known):
+        return []
+    base = {"code_hash": "scrypt$16384$8$1$c2FsdA$aGFzaA", "profile": "client", "created_by": "operator:alice",
+            "created_at": T0, "expires_at": T0 + timedelta(days=3), "locked_at": None}
+    return [{**base, "id": "ABCD1234", "subject": "CN=Alice,O=udun tests,C=CN", "accounts": '["6222020200112233445"]',
+             "attempts": 1, "used_at": T0 + timedelta(hours=1), "serial": "s01"},
+            {**base, "id": "EFGH5678", "subject": "CN=张三,O=udun tests,C=CN", "accounts": "[]", "attempts": 0,
+             "used_at": None, "serial": None}]
+
+
 def audit_entries() -> list[Any]:
     from ca.auditlog import next_entry
 
@@ -327,6 +340,7 @@ def _rows(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]
         "bank_certs": _bank_certs(rev, known),
         **_operator_rows(rev, known),           # 0011 makes them
         **_approval_rows(rev, known),           # 0012
+        "enrollments": _enrollments(rev, known),    # 0013
     }
 
 
@@ -336,7 +350,8 @@ MADE_BY = {"authorities": "0001", "certificates": "0001", "status_events": "0002
            "audit_checkpoints": "0003", "blocked_keys": "0005", "delegated_keys": "0007",
            "banks": "0010", "bank_keys": "0010", "bank_certs": "0010", "operators": "0011",
            "operator_tokens": "0011", "operator_certs": "0011", "operator_sessions": "0011",
-           "login_challenges": "0011", "approval_policies": "0012", "approvals": "0012", "approval_votes": "0012"}
+           "login_challenges": "0011", "approval_policies": "0012", "approvals": "0012", "approval_votes": "0012",
+           "enrollments": "0013"}
 
 
 def expected(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -20,6 +20,7 @@ from udun.cli_audit import audit_group
 from udun.cli_bank import bank_group
 from udun.cli_operator import operator_group
 from udun.cli_approval import approval_group
+from udun.cli_enroll import enroll_cmd, enrollment_group
 from udun.cli_ca import ca_group
 from udun.cli_cert import cert_group
 from udun.cli_db import db_group
@@ -47,6 +48,8 @@ cli.add_command(evidence_group)
 cli.add_command(bank_group)
 cli.add_command(operator_group)
 cli.add_command(approval_group)
+cli.add_command(enrollment_group)
+cli.add_command(enroll_cmd)
 cli.add_command(audit_group)
 cli.add_command(tsa_group)
 cli.add_command(db_group)
@@ -205,20 +208,26 @@ def serve_cmd(host: str, port: int, workers: int | None) -> None:
 @click.option("--port", default=8081, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16))
 def serve_admin_cmd(host: str, port: int, workers: int) -> None:
-    """Run the admin API (issuance) where the CA key is: its own process and port.
+    """Run the admin API (issuance, status, banks, operators, approvals) where the CA key
+    is: its own process and port, for operators (`udun operator add`).
 
-    Needs the CA PIN (UDUN_CA_PIN or secrets/ca.pin) and UDUN_ADMIN_API_KEY (at least
-    32 random characters). Bind it to an operators' network, not to the banks'.
+    Needs the CA PIN (UDUN_CA_PIN or secrets/ca.pin). UDUN_ADMIN_API_KEY, if set (at least
+    32 random characters), acts as an admin named admin-key. Bind it to an operators'
+    network, not to the banks'.
     """
     from ca.authority import CertificateAuthority
     from udun.server import serve
     from webapi.auth import checked_key
 
     s = settings()
-    checked_key(os.environ.get("UDUN_ADMIN_API_KEY"), required=True)
+    key = checked_key(os.environ.get("UDUN_ADMIN_API_KEY"), required=False)
+    from ca.operators import Operators
     from ca.reconcile import reconcile
 
     ca = CertificateAuthority.open(s)
+    if not key and Operators(ca, ca.clock).store.count_admins() == 0:
+        info("no admin operator yet: make one with `udun operator add NAME --role admin` and "
+             "`udun operator token add NAME`")
     ca.issuer()
     abandoned = reconcile(ca, actor="serve-admin")       # intents a crash left pending
     if abandoned:

@@ -22,6 +22,7 @@ from pkicore.report import Status, Sub
 
 from webapi import openapi_banks as banks_doc
 from webapi import openapi_approvals as approvals_doc
+from webapi import openapi_enrollments as enroll_doc
 from webapi import openapi_operators as ops_doc
 from webapi.openapi_banks import bank_key_scheme, bank_responses, secured
 from webapi.openapi_parts import Json, JsonValue
@@ -656,6 +657,7 @@ def _admin_schemas() -> Json:
         **banks_doc.admin_schemas(),
         **ops_doc.schemas(),
         **approvals_doc.schemas(),
+        **enroll_doc.schemas(),
     }
 
 
@@ -887,11 +889,13 @@ def admin_document() -> Json:
             {"name": "operators", "description": "operators, their roles, credentials and token login"},
             {"name": "audit", "description": "the hash-chained audit log"},
             {"name": "approvals", "description": "dual control (双人认证): requests, votes, policies"},
+            {"name": "enrollment", "description": "counter enrollment with activation codes (柜台激活码)"},
             {"name": "operations", "description": "health, readiness, metrics, this document"},
         ],
         "security": [{"operatorToken": []}, {"adminKey": []}],
         "paths": ops_doc.with_forbidden(approvals_doc.guarded({
-            **_admin_paths(), **banks_doc.admin_paths(), **ops_doc.paths(), **approvals_doc.paths()})),
+            **_admin_paths(), **banks_doc.admin_paths(), **ops_doc.paths(), **approvals_doc.paths(),
+            **enroll_doc.paths()})),
         "components": {
             "schemas": _admin_schemas(),
             "responses": {**_common_responses(), "Forbidden": ops_doc.forbidden()},

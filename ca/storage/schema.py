@@ -1,4 +1,4 @@
-"""The schema at the head revision (0012), stated once: every table as a SQLAlchemy Core Table.
+"""The schema at the head revision (0013), stated once: every table as a SQLAlchemy Core Table.
 
 The Alembic migrations (ca/migrations) make it; tests/ca/test_storage.py checks that they
 agree. Every statement of the stores is built from these objects, the raw driver path's
@@ -228,6 +228,25 @@ approval_votes = Table(
     Column("vote", String(8), nullable=False),                      # approve | reject
     Column("comment", Text, nullable=True),
     _time("at"),
+)
+
+# A counter enrollment (0013): the one-time code only as a slow hash; ``accounts`` the payer
+# accounts (JSON list) the certificate is for; ``serial`` the certificate it gave.
+enrollments = Table(
+    "enrollments", metadata,
+    Column("id", String(16), primary_key=True),                     # the code's first part
+    Column("code_hash", String(256), nullable=False),
+    Column("subject", Text, nullable=False),                        # RFC 4514, as the CSR must carry it
+    Column("profile", String(32), nullable=False),
+    Column("accounts", Text, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    _time("created_at"),
+    _time("expires_at"),
+    Column("attempts", Integer, nullable=False, server_default="0"),    # wrong codes so far
+    _time("locked_at", nullable=True),
+    _time("used_at", nullable=True),
+    Column("serial", String(42), ForeignKey("certificates.serial"), nullable=True),
+    Index("ix_enrollments_created", "created_at"),
 )
 
 # What a bank needs in a dispute: the signed payment and everything that proved it.

@@ -16,7 +16,8 @@ from ca.operators import ROLES, Operators
 from helpers import software_csr
 from webapi.auth import PERMISSION
 
-PUBLIC = {"admin_apidoc.admin_openapi", "admin_operators.login_challenge", "admin_operators.login", "static"}
+PUBLIC = {"admin_apidoc.admin_openapi", "admin_operators.login_challenge", "admin_operators.login",
+          "admin_enrollments.lookup", "admin_enrollments.enroll", "static"}
 
 
 def _unique(prefix: str) -> str:
@@ -149,11 +150,23 @@ class Requests:
             "admin_approvals.revoke_issuing_ca": lambda: ("POST", "/api/v1/authorities/issuing/revoke", {}, {202}),
             "admin_approvals.revoke_many": lambda: ("POST", "/api/v1/certificates/revoke",
                                                     {"serials": [self.cert().serial], "reason": "superseded"}, {200}),
+            "admin_enrollments.create": lambda: ("POST", "/api/v1/enrollments",
+                                                 {"subject": f"CN={_unique('Enrolled')},O=udun tests,C=CN"}, {201}),
+            "admin_enrollments.enrollments": lambda: ("GET", "/api/v1/enrollments?limit=2", None, {200}),
+            "admin_enrollments.show": lambda: ("GET", f"/api/v1/enrollments/{self.enrollment()}", None, {200}),
+            "admin_enrollments.cancel": lambda: ("POST", f"/api/v1/enrollments/{self.enrollment()}/cancel", {},
+                                                 {200}),
             # An API token has no session to end: the route answers 400 for it (a session's
             # logout is tested with a token login, tests/test_operator_login.py).
             "admin_operators.logout": lambda: ("POST", "/api/v1/logout", {}, {400}),
         }
         return table[endpoint]()
+
+    def enrollment(self) -> str:
+        from ca.enrollments import Enrollments
+
+        rec, _ = Enrollments(self.ca).create(f"CN={_unique('Matrix')},O=udun tests,C=CN", actor="pytest")
+        return rec.id
 
     def request(self) -> Any:
         """A pending bulk revoke of a fresh certificate, asked for by somebody else."""
