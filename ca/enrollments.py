@@ -13,17 +13,29 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from asn1crypto import csr as asn1csr
 
-from ca.authority import CertificateAuthority
 from ca.profiles import REQUESTABLE
 from ca.storage.enrollments import EnrollmentRecord, EnrollmentStore
-from ca.storage.store import CertRecord
+from ca.storage.store import CertRecord, Store
 from pkicore.clock import Clock, rfc3339
 from pkicore import names
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.slowhash import check_secret, hash_secret
+
+
+class Issuing(Protocol):
+    """What enrollment needs of ca.authority.CertificateAuthority (not imported here: the
+    API documents in webapi read this module's limits and must not reach the CA key)."""
+
+    store: Store
+    clock: Clock
+
+    def issue(self, csr_der: bytes, profile_name: str, requester: str) -> CertRecord: ...
+
+    def chain_der(self) -> list[bytes]: ...
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"            # Crockford base32: no I, L, O, U
 ID_CHARS = 8
@@ -73,7 +85,7 @@ def _unauthorized(detail: str) -> PkiError:
 
 
 class Enrollments:
-    def __init__(self, ca: CertificateAuthority, clock: Clock | None = None) -> None:
+    def __init__(self, ca: Issuing, clock: Clock | None = None) -> None:
         self.ca = ca
         self.clock = clock or ca.clock
         self.store = EnrollmentStore(ca.store)

@@ -44,6 +44,7 @@ class Settings:
     rate_limit_per_address: str = "1000/second"
     rate_limit_per_key: str = "500/second"
     operator_session_minutes: int = 15   # an operator's token login lasts this long
+    renew_before_days: int = 30          # a certificate can be renewed in its last N days
     audit_checkpoint_minutes: int = 10   # how often a server signs a checkpoint of the audit log
     # The online token: the delegated OCSP responder and TSA keys, with a PIN of its own.
     # The bank-facing server (`udun serve`) holds this PIN and never the CA's.
@@ -307,6 +308,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         rate_limit_per_address=_rate(src, "UDUN_RATE_LIMIT_PER_ADDRESS", "1000/second"),
         rate_limit_per_key=_rate(src, "UDUN_RATE_LIMIT_PER_KEY", "500/second"),
         operator_session_minutes=_int(src, "UDUN_OPERATOR_SESSION_MINUTES", 15, 1, 12 * 60),
+        renew_before_days=_int(src, "UDUN_RENEW_BEFORE_DAYS", 30, 1, 3650),
         audit_checkpoint_minutes=_int(src, "UDUN_AUDIT_CHECKPOINT_MINUTES", 10, 1, 24 * 60),
         trust_file=src.path("UDUN_TRUST_FILE"),
         tls_cert=tls_cert,

@@ -47,6 +47,8 @@ KEYS: Mapping[str, str] = MappingProxyType({
     "challenge_quota": "int",
     "rate_limit_per_address": "str",
     "rate_limit_per_key": "str",
+    "operator_session_minutes": "int",
+    "renew_before_days": "int",
     "audit_checkpoint_minutes": "int",
     "trust_file": "path",
     "tls_cert": "path",

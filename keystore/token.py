@@ -761,6 +761,15 @@ def destroy_key(s: Any, key_id: bytes) -> None:
         raise translate(e, "destroying the key") from e
 
 
+def destroy_certificates(s: Any, key_id: bytes) -> None:
+    """Destroy the certificate objects stored under CKA_ID ``key_id``."""
+    try:
+        for obj in list(s.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.ID: key_id})):
+            obj.destroy()
+    except Exception as e:
+        raise translate(e, "destroying a certificate on the token") from e
+
+
 def private_keys(s: Any) -> list[Any]:
     """Private key objects on the token (handles only: their values stay inside).
 

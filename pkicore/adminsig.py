@@ -1,9 +1,10 @@
-"""What an operator's token signs (issue 12): a login challenge, and each change made in a
-token session. Shared by the admin service (ca.operators), which checks, and the operator's
-client (signer.operator_client), which signs.
+"""What a token signs besides payments (issue 12): an operator's login challenge, each change
+made in a token session, a re-key request. Shared by the admin service (ca.operators,
+ca.rekey), which checks, and the clients (signer.operator_client, signer.rekey_client),
+which sign.
 
 Each message begins with its own text, so a signature over one can never be taken for a
-payment (CMS signed attributes are DER, beginning 0x31) or for the other kind.
+payment (CMS signed attributes are DER, beginning 0x31) or for another kind.
 """
 from __future__ import annotations
 
@@ -23,3 +24,9 @@ def request_message(method: str, path: str, body: bytes, session_id: str, seq: i
     return b"udun operator request\n" + canonicalize({
         "method": method.upper(), "path": path, "body_sha256": hashlib.sha256(body).hexdigest(),
         "session": session_id, "seq": seq})
+
+
+def rekey_message(serial: str, csr_der: bytes) -> bytes:
+    """What the current key signs to ask for a certificate of a new key (`udun token rekey`):
+    the current certificate (serial, lowercase hex) and the new key's CSR."""
+    return f"udun rekey\ncertificate {serial}\ncsr-sha256 {hashlib.sha256(csr_der).hexdigest()}\n".encode()

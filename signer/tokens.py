@@ -55,6 +55,42 @@ def keygen(settings: Settings, label: Token, pin: str, key_type: KeyType) -> tok
     return token.generate_key(s, key_type, secrets.token_bytes(8), KEY_LABEL)
 
 
+def _destroy_with_certificates(s: Any, key_id: bytes) -> None:
+    token.destroy_key(s, key_id)
+    token.destroy_certificates(s, key_id)
+
+
+def replace_key(settings: Settings, label: Token, pin: str, key_type: KeyType) -> token.TokenKey:
+    """`token keygen --replace`: destroy the token's signing key(s) and their certificates (CA
+    certificates stay), then generate a new key. What the old key signed stays verifiable
+    by its certificate; nothing can be signed with it any more."""
+    s = _session(settings, label, pin)
+    for key in token.private_keys(s):
+        _destroy_with_certificates(s, bytes(key.id))
+    return token.generate_key(s, key_type, secrets.token_bytes(8), KEY_LABEL)
+
+
+def new_key_beside(settings: Settings, label: Token, pin: str, key_type: KeyType) -> token.TokenKey:
+    """A second key pair on the token, for a re-key (the current key stays until
+    ``finish_rekey`` or ``drop_key``)."""
+    return token.generate_key(_session(settings, label, pin), key_type, secrets.token_bytes(8), KEY_LABEL)
+
+
+def drop_key(settings: Settings, label: Token, pin: str, key_id: bytes) -> None:
+    """Destroy one key pair and its certificate (a re-key that was refused)."""
+    _destroy_with_certificates(_session(settings, label, pin), key_id)
+
+
+def finish_rekey(settings: Settings, label: Token, pin: str, old_key_id: bytes, new_key: token.TokenKey,
+                 cert_der: bytes) -> None:
+    """Store the new key's certificate first, then destroy the old key and its certificate:
+    the token is never left without a key that has a certificate."""
+    s = _session(settings, label, pin)
+    cert = x509.Certificate.load(cert_der)
+    token.store_certificate(s, cert_der, cert.subject.dump(), new_key.key_id, "udun certificate")
+    _destroy_with_certificates(s, old_key_id)
+
+
 def signing_key(settings: Settings, label: Token, pin: str) -> token.TokenKey:
     """The token's one signing key."""
     s = _session(settings, label, pin)

@@ -51,12 +51,14 @@ _stop = stop_process
 
 
 @contextlib.contextmanager
-def running_admin(home: Path, api_key: str, database_url: str) -> Iterator[Admin]:
+def running_admin(home: Path, api_key: str, database_url: str, extra_env: dict[str, str] | None = None
+                  ) -> Iterator[Admin]:
     """`udun serve-admin` (one worker) on a free loopback port, on ``database_url``; its CA
     PIN from the home's secrets/ca.pin."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "UDUN_CA_PIN"}
-    env.update({"UDUN_HOME": str(home), "UDUN_ADMIN_API_KEY": api_key, "UDUN_DATABASE_URL": database_url})
+    env.update({"UDUN_HOME": str(home), "UDUN_ADMIN_API_KEY": api_key, "UDUN_DATABASE_URL": database_url,
+                **(extra_env or {})})
     # Its stderr goes to a file, not a pipe nobody reads while it runs (a full pipe blocks it).
     log = home / f"serve-admin-{port}.log"
     with open(log, "wb") as err:

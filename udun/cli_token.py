@@ -10,6 +10,7 @@ from asn1crypto import pem
 
 from keystore import token
 from pkicore.algorithms import KeyType, SigScheme
+from pkicore.errors import ErrorKind, PkiError
 from signer import tokens
 from udun.common import info, read_input, secret, settings, so_pin, user_pin, write_output
 
@@ -61,10 +62,52 @@ def token_list(as_json: bool) -> None:
 @token_group.command("keygen")
 @token_ref
 @click.option("--key-type", type=click.Choice([k.value for k in KeyType]), default="ec-p256", show_default=True)
-def token_keygen(token: tokens.TokenRef, key_type: str) -> None:
+@click.option("--replace", is_flag=True, help="Destroy the key already on the token and its certificate first "
+                                             "(asks to confirm; irreversible).")
+@click.option("--yes", is_flag=True, help="With --replace: do not ask.")
+def token_keygen(token: tokens.TokenRef, key_type: str, replace: bool, yes: bool) -> None:
     """Generate the signing key pair on the token (sensitive, never extractable)."""
-    key = tokens.keygen(settings(), token, user_pin(), KeyType.parse(key_type))
-    info(f"generated {key.key_type.value} key (id {key.key_id.hex()}) on {token}")
+    if not replace:
+        key = tokens.keygen(settings(), token, user_pin(), KeyType.parse(key_type))
+        info(f"generated {key.key_type.value} key (id {key.key_id.hex()}) on {token}")
+        return
+    if not yes and not click.confirm(f"Destroy the signing key and its certificate on {token}? Nothing can be "
+                                     "signed with them afterwards (use `udun token rekey` to keep a certificate)",
+                                     default=False, err=True):
+        raise PkiError(ErrorKind.BAD_INPUT, "not confirmed: nothing was changed")
+    key = tokens.replace_key(settings(), token, user_pin(), KeyType.parse(key_type))
+    info(f"the old key is destroyed; generated {key.key_type.value} key (id {key.key_id.hex()}) on {token}: "
+         "make a CSR and get it certified (its old certificate is still valid at the CA: revoke it there)")
+
+
+@token_group.command("renew")
+@token_ref
+@click.option("--url", required=True, envvar="UDUN_ENROLL_URL", help="The bank's enrollment service (UDUN_ENROLL_URL).")
+def token_renew(token: tokens.TokenRef, url: str) -> None:
+    """A new certificate for the key on the token (in the last UDUN_RENEW_BEFORE_DAYS of the
+    current one), signed for by that key; onto the token."""
+    from signer import rekey_client
+    from signer.operator_client import urllib_sender
+
+    done = rekey_client.renew(settings(), urllib_sender(url), token, user_pin())
+    info(f"certificate {done.serial} (until {done.not_after}) replaces {done.old_serial} on {token}")
+
+
+@token_group.command("rekey")
+@token_ref
+@click.option("--url", required=True, envvar="UDUN_ENROLL_URL", help="The bank's enrollment service (UDUN_ENROLL_URL).")
+@click.option("--key-type", type=click.Choice([k.value for k in KeyType]), default=None,
+              help="Default: the current key's type.")
+def token_rekey(token: tokens.TokenRef, url: str, key_type: str | None) -> None:
+    """A new key pair on the token and its certificate; the old certificate is revoked as
+    superseded and the old key destroyed."""
+    from signer import rekey_client
+    from signer.operator_client import urllib_sender
+
+    done = rekey_client.rekey(settings(), urllib_sender(url), token, user_pin(),
+                              KeyType.parse(key_type) if key_type else None)
+    info(f"new key and certificate {done.serial} (until {done.not_after}) on {token}; {done.old_serial} is "
+         "revoked (superseded) and its key destroyed")
 
 
 @token_group.command("csr")

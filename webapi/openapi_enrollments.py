@@ -1,5 +1,6 @@
-"""The OpenAPI parts about counter enrollment on the admin API (`udun serve-admin`):
-operators' enrollments and the two public routes a customer's `udun enroll` calls."""
+"""The OpenAPI parts about a customer's certificate on the admin API (`udun serve-admin`):
+operators' counter enrollments, and the public routes a customer's `udun enroll`, `udun
+token renew` and `udun token rekey` call."""
 from __future__ import annotations
 
 from ca.enrollments import DEFAULT_HOURS, MAX_ACCOUNTS, MAX_ATTEMPTS, MAX_HOURS
@@ -34,6 +35,9 @@ def schemas() -> Json:
         "EnrollmentOpened": _object(["enrollment_id", "subject", "profile", "expires_at"], {
             "enrollment_id": {"type": "string"}, "subject": {"type": "string"}, "profile": {"type": "string"},
             "expires_at": date_time("the code expires")}),
+        "Renewed": _object(["serial", "replaces", "certificate_pem", "chain_pem"], {
+            "serial": {"type": "string"}, "replaces": {"type": "string", "description": "the current certificate"},
+            "certificate_pem": {"type": "string"}, "chain_pem": {"type": "string"}}),
         "Enrolled": _object(["enrollment_id", "serial", "certificate_pem", "chain_pem"], {
             "enrollment_id": {"type": "string"}, "serial": {"type": "string"}, "certificate_pem": {"type": "string"},
             "chain_pem": {"type": "string", "description": "the issuing CA and the root"}}),
@@ -52,7 +56,22 @@ def paths() -> Json:
                       "stays usable); the certificate is issued once.", "issued", "Enrolled", status="201",
                       tag="enrollment", body=_object(["code", "csr"], {"code": code, "csr": {"type": "string"}}),
                       conflict="this activation code was used already")
-    for op in (lookup, enroll):
+    renew = admin_op("renewCertificate", "Renew a certificate (same key)", "Public: the CSR, for the same key and "
+                     "subject, is signed by the current certificate's key. Allowed in the last "
+                     "UDUN_RENEW_BEFORE_DAYS (30) of its validity; the current one stays valid to its end.",
+                     "renewed", "Renewed", status="201", tag="enrollment",
+                     body=_object(["serial", "csr"], {"serial": {"type": "string"}, "csr": {"type": "string"}}),
+                     conflict="certificate 2f0c... can be renewed from 2027-11-02 10:00Z")
+    rekey = admin_op("rekeyCertificate", "Re-key: a certificate for a new key", "Public: the current key signs "
+                     "pkicore.adminsig.rekey_message (the current serial and the new CSR's SHA-256). The current "
+                     "certificate is revoked as superseded once the new one is issued.", "issued", "Renewed",
+                     status="201", tag="enrollment",
+                     body=_object(["serial", "csr", "signature"], {
+                         "serial": {"type": "string"}, "csr": {"type": "string"},
+                         "signature": {"type": "string", "contentEncoding": "base64"},
+                         "scheme": {"enum": ["ecdsa", "pkcs1", "pss"], "default": "ecdsa"}}),
+                     conflict="certificate 2f0c... is on hold: release it first")
+    for op in (lookup, enroll, renew, rekey):
         op["security"] = []
         responses = op["responses"]
         assert isinstance(responses, dict)
@@ -82,4 +101,6 @@ def paths() -> Json:
             "Enrollment", path=eid, tag="enrollment", conflict="enrollment ABCD1234 is used or locked already")},
         "/api/v1/enroll/lookup": {"post": lookup},
         "/api/v1/enroll": {"post": enroll},
+        "/api/v1/renew": {"post": renew},
+        "/api/v1/rekey": {"post": rekey},
     }

@@ -17,7 +17,8 @@ from helpers import software_csr
 from webapi.auth import PERMISSION
 
 PUBLIC = {"admin_apidoc.admin_openapi", "admin_operators.login_challenge", "admin_operators.login",
-          "admin_enrollments.lookup", "admin_enrollments.enroll", "static"}
+          "admin_enrollments.lookup", "admin_enrollments.enroll", "admin_renewal.renew", "admin_renewal.rekey",
+          "static"}
 
 
 def _unique(prefix: str) -> str:

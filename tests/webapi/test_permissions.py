@@ -49,7 +49,8 @@ def test_bank_scopes_are_the_documented_security(app: Flask) -> None:
                 assert scope in SCOPES and documented == [{"bankKey": [scope]}], (rule.rule, declared, documented)
 
 
-ADMIN_PUBLIC = {"/openapi.json", "/api/v1/login/challenge", "/api/v1/login", "/api/v1/enroll/lookup", "/api/v1/enroll"}
+ADMIN_PUBLIC = {"/openapi.json", "/api/v1/login/challenge", "/api/v1/login", "/api/v1/enroll/lookup", "/api/v1/enroll",
+                "/api/v1/renew", "/api/v1/rekey"}
 
 
 def test_every_admin_route_but_its_document_and_login_needs_an_operator(admin_app: Flask) -> None:

@@ -1,0 +1,103 @@
+"""Renewal and re-key of a customer's certificate (issue 12 point 6), where the CA key is.
+
+- **Renewal** (`udun token renew`): a new certificate for the same key and subject. The CSR,
+  signed by the key of the current certificate, is the authentication: only the holder of
+  that key can make it. Allowed in the last ``renew_before_days`` of the current
+  certificate's validity (UDUN_RENEW_BEFORE_DAYS); the current one stays valid until it ends.
+- **Re-key** (`udun token rekey`): a new key pair made on the token, its CSR, and the
+  current key's signature over ``pkicore.adminsig.rekey_message`` (binding the new CSR to
+  the current certificate). Allowed any time while the current certificate is good; it is
+  revoked as superseded once the new one is issued.
+
+Either way the current certificate must be one of the issuing CA's, issued under a
+requestable profile, good (not held, not revoked) and within its validity now.
+"""
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+
+from asn1crypto import csr as asn1csr
+from asn1crypto import x509 as asn1x509
+
+from ca.authority import CertificateAuthority
+from ca.enrollments import csr_subject
+from ca.profiles import REQUESTABLE
+from ca.storage.store import CertRecord
+from pkicore import names
+from pkicore.adminsig import rekey_message
+from pkicore.algorithms import SigScheme, signature_algorithm
+from pkicore.clock import Clock
+from pkicore.errors import ErrorKind, PkiError
+from pkicore.sigverify import SignatureError, cached_identifier, load_key, verify
+
+
+def _csr_key(csr_der: bytes) -> bytes:
+    try:
+        return bytes(asn1csr.CertificationRequest.load(csr_der)["certification_request_info"]["subject_pk_info"].dump())
+    except Exception:  # noqa: BLE001  asn1crypto raises ValueError and friends on garbage
+        raise PkiError(ErrorKind.BAD_CSR, "not a valid PKCS#10 certificate request") from None
+
+
+class Renewals:
+    def __init__(self, ca: CertificateAuthority, clock: Clock | None = None, renew_before_days: int = 30) -> None:
+        self.ca = ca
+        self.clock = clock or ca.clock
+        self.renew_before = timedelta(days=renew_before_days)
+
+    def _current(self, serial: str) -> tuple[CertRecord, asn1x509.Certificate]:
+        rec = self.ca.get(serial)
+        now = self.clock()
+        problem = None
+        if rec.der is None or rec.state != "issued" or rec.profile not in REQUESTABLE:
+            problem = "is not a customer certificate this CA issued"
+        elif rec.authority_id != self.ca.authority("issuing").id:
+            problem = "is not one of the issuing CA's"
+        elif rec.status != "good":
+            problem = "is on hold: release it first" if rec.status == "on_hold" else "is revoked: enroll again"
+        elif not rec.not_before <= now < rec.not_after:
+            problem = "has expired: enroll again" if now >= rec.not_after else "is not valid yet"
+        if problem is not None:
+            raise PkiError(ErrorKind.CONFLICT, f"certificate {rec.serial} {problem}")
+        assert rec.der is not None
+        return rec, asn1x509.Certificate.load(rec.der)
+
+    @staticmethod
+    def _same_subject(cert: asn1x509.Certificate, csr_der: bytes) -> None:
+        wanted = names.rfc4514(cert.subject)
+        asked = csr_subject(csr_der)
+        if asked != wanted:
+            raise PkiError(ErrorKind.POLICY, f"the CSR's subject {asked!r} is not the certificate's {wanted!r}")
+
+    def renew(self, serial: str, csr_der: bytes) -> CertRecord:
+        rec, cert = self._current(serial)
+        opens = rec.not_after - self.renew_before
+        if self.clock() < opens:
+            raise PkiError(ErrorKind.CONFLICT, f"certificate {rec.serial} can be renewed from {opens:%Y-%m-%d %H:%M}Z "
+                                               f"(the last {self.renew_before.days} days of its validity)")
+        if _csr_key(csr_der) != cert.public_key.dump():
+            raise PkiError(ErrorKind.POLICY, "a renewal keeps the key: this CSR is for another key (use re-key)")
+        self._same_subject(cert, csr_der)
+        return self.ca.issue(csr_der, rec.profile, requester=f"renewal:{rec.serial}")
+
+    def rekey(self, serial: str, csr_der: bytes, signature_b64: str, scheme: str) -> tuple[CertRecord, CertRecord]:
+        """(the new certificate, the old one, now revoked as superseded)."""
+        from ca.revocation import Revocation
+
+        rec, cert = self._current(serial)
+        try:
+            signature = base64.b64decode(signature_b64, validate=True)
+        except ValueError:
+            raise PkiError(ErrorKind.BAD_INPUT, "signature is base64", field="signature") from None
+        try:
+            verify(load_key(cert.public_key.dump()), signature, rekey_message(rec.serial, csr_der),
+                   cached_identifier(signature_algorithm(SigScheme.parse(scheme)).dump()))
+        except SignatureError:
+            raise PkiError(ErrorKind.UNAUTHORIZED, "the signature does not verify with the current certificate's "
+                                                   "key") from None
+        if _csr_key(csr_der) == cert.public_key.dump():
+            raise PkiError(ErrorKind.POLICY, "a re-key needs a new key: this CSR is for the current one (use renew)")
+        self._same_subject(cert, csr_der)
+        new = self.ca.issue(csr_der, rec.profile, requester=f"rekey:{rec.serial}")
+        old = Revocation(self.ca).revoke(rec.serial, "superseded", actor=f"rekey:{new.serial}")
+        return new, old
