@@ -4,7 +4,7 @@ route answers 202 with the request when its policy asks for approvals, and runs 
 (through the same executor) when it does not."""
 from __future__ import annotations
 
-from datetime import datetime
+import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -12,9 +12,10 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from ca.approvals import ACTIONS, Approvals, Executor, approval_json, policy_json
 from ca.operators import Operators
 from ca.policy import load_csr_bytes
+from pkicore.clock import rfc3339
 from pkicore.errors import ErrorKind, PkiError
 from webapi.auth import actor, operator_route
-from webapi.bodies import json_object
+from webapi.bodies import json_object, parse_time
 
 bp = Blueprint("admin_approvals", __name__, url_prefix="/api/v1")
 
@@ -40,18 +41,27 @@ def make_approvals(ctx: dict[str, Any]) -> Approvals:
         return ctx["revocation"]
 
     def ca_revoke(p: dict[str, Any], who: str) -> dict[str, Any]:
-        invalidity = datetime.fromisoformat(p["invalidity_date"]) if p.get("invalidity_date") else None
+        invalidity = parse_time(p["invalidity_date"], "invalidity_date") if p.get("invalidity_date") else None
         rec = revocation().revoke_issuing_ca(p["reason"], invalidity, actor=who)
         return {"serial": rec.serial, "status": rec.status}
 
     def admin_change(p: dict[str, Any], who: str) -> dict[str, Any]:
-        if p["change"] == "add":
+        change = p["change"]
+        if change == "add":
             op = ops.add(p["name"], p["role"], actor=who)
-        elif p["change"] == "role":
+        elif change == "role":
             op = ops.set_role(p["name"], p["role"], actor=who)
+        elif change in ("disable", "enable"):
+            op = ops.set_disabled(p["name"], change == "disable", actor=who)
+        elif change == "add-cert":
+            op = ops.add_cert(p["name"], p["serial"], actor=who).operator
+        elif change == "remove-cert":
+            op = ops.remove_cert(p["serial"], actor=who).operator
+        elif change == "revoke-token":
+            op = ops.revoke_token(p["token_id"], actor=who).operator
         else:
-            op = ops.set_disabled(p["name"], True, actor=who)
-        return {"operator": op.name, "role": op.role, "disabled": op.disabled_at is not None}
+            raise PkiError(ErrorKind.INTERNAL, f"unknown admin change {change!r}")
+        return {"operator": op.name, "role": op.role, "disabled": op.disabled_at is not None, "change": change}
 
     def policy_change(p: dict[str, Any], who: str) -> dict[str, Any]:
         approvals: Approvals = ctx["approvals"]
@@ -59,8 +69,8 @@ def make_approvals(ctx: dict[str, Any]) -> Approvals:
         return policy_json(approvals.set_policy(policy, who))
 
     def bulk_revoke(p: dict[str, Any], who: str) -> dict[str, Any]:
-        done = revocation().revoke_many(p["serials"], p["reason"], actor=who)
-        return {"revoked": [r.serial for r in done]}
+        done, already = revocation().revoke_many(p["serials"], p["reason"], actor=who)
+        return {"revoked": [r.serial for r in done], "already_revoked": already}
 
     def sensitive_issue(p: dict[str, Any], who: str) -> dict[str, Any]:
         rec = ca.issue(load_csr_bytes(p["csr_pem"].encode()), p["profile"], requester=who)
@@ -104,7 +114,7 @@ def approvals() -> Response:
         raise PkiError(ErrorKind.BAD_INPUT, f"unknown query parameter {unknown[0]!r}; known: state, limit",
                        field=unknown[0])
     limit = request.args.get("limit", "100")
-    if not limit.isdigit() or not 1 <= int(limit) <= 500:
+    if not re.fullmatch(r"[0-9]{1,3}", limit) or not 1 <= int(limit) <= 500:
         raise PkiError(ErrorKind.BAD_INPUT, "limit is 1 to 500", field="limit")
     return jsonify({"items": [approval_json(a) for a in _approvals().find(request.args.get("state"), int(limit))]})
 
@@ -133,14 +143,15 @@ def approve(approval_id: str) -> Response:
         raise PkiError(ErrorKind.BAD_INPUT, "params_sha256 (of the request you approve) is required",
                        field="params_sha256")
     who = g.operator
-    return jsonify(approval_json(_approvals().approve(approval_id, who.actor, who.role, digest, _comment(body))))
+    return jsonify(approval_json(_approvals().approve(approval_id, who.actor, who.role, digest, _comment(body),
+                                                      who.made_by)))
 
 
 @bp.post("/approvals/<approval_id>/reject")
 @operator_route("approvals:decide")
 def reject(approval_id: str) -> Response:
     body = json_object(request, ("comment",))
-    return jsonify(approval_json(_approvals().reject(approval_id, g.operator.actor, _comment(body))))
+    return jsonify(approval_json(_approvals().reject(approval_id, g.operator.actor, g.operator.role, _comment(body))))
 
 
 # --- policies ----------------------------------------------------------------------------
@@ -176,7 +187,13 @@ def revoke_issuing_ca() -> Response:
     reason = body.get("reason") or "cACompromise"
     if reason not in REVOKE_REASONS:
         raise PkiError(ErrorKind.BAD_INPUT, f"reason is one of {', '.join(REVOKE_REASONS)}", field="reason")
-    return run("ca-revoke", {"reason": reason, "invalidity_date": body.get("invalidity_date")})
+    invalidity = None
+    if body.get("invalidity_date"):                       # checked now, not after the approvals
+        moment = parse_time(body["invalidity_date"], "invalidity_date")
+        if moment > _ctx()["ca"].clock():
+            raise PkiError(ErrorKind.BAD_INPUT, "invalidity_date cannot be in the future", field="invalidity_date")
+        invalidity = rfc3339(moment)
+    return run("ca-revoke", {"reason": reason, "invalidity_date": invalidity})
 
 
 @bp.post("/certificates/revoke")
@@ -194,8 +211,10 @@ def revoke_many() -> Response:
     if reason not in REVOKE_REASONS:
         raise PkiError(ErrorKind.BAD_INPUT, f"reason is one of {', '.join(REVOKE_REASONS)}", field="reason")
     ca = _ctx()["ca"]
+    ops: Operators = _ctx()["operators"]
     for serial in serials:
         ca.get(serial)                                          # 404 for an unknown one, before anything
+        ops.check_status_change(serial, g.operator)             # an operator's login certificate: admins only
     params = {"serials": serials, "reason": reason}
     threshold = _approvals().policy("bulk-revoke").threshold or 0
     if len(serials) > threshold:

@@ -5,6 +5,7 @@ admin service because issuing needs the CA key, which the bank-facing server nev
 expose only ``/api/v1/enroll*`` of it to where customers enroll (see README)."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from asn1crypto import pem
@@ -59,7 +60,7 @@ def create() -> Response:
 @operator_route("enrollments:read")
 def enrollments() -> Response:
     limit = request.args.get("limit", "100")
-    if set(request.args) - {"limit"} or not limit.isdigit() or not 1 <= int(limit) <= 500:
+    if set(request.args) - {"limit"} or not re.fullmatch(r"[0-9]{1,3}", limit) or not 1 <= int(limit) <= 500:
         raise PkiError(ErrorKind.BAD_INPUT, "the only parameter is limit, 1 to 500", field="limit")
     return jsonify({"items": [_json(r) for r in _enrollments().store.recent(int(limit))]})
 

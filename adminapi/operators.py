@@ -3,6 +3,7 @@ challenge), log out, who am I; operators, their API tokens and token certificate
 audit log read and verified. A new token's or session's text is in the 201 answer only."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -20,6 +21,7 @@ from webapi.bodies import json_object
 
 bp = Blueprint("admin_operators", __name__, url_prefix="/api/v1")
 AUDIT_PAGE = 500
+_NUMBER = re.compile(r"[0-9]{1,18}")            # str.isdigit() takes "²", which int() refuses
 
 
 def _ops() -> Operators:
@@ -50,7 +52,7 @@ def login_challenge() -> Response:
     """A single-use challenge for a token login; ``message`` is what the token signs, with
     the certificate's serial in place of ``{serial}``."""
     json_object(request, ())
-    ch = _ops().challenge()
+    ch = _ops().challenge(request.remote_addr)
     return _created({"challenge_id": ch.id, "nonce": ch.nonce, "expires_at": rfc3339(ch.expires_at),
                      "message": login_message(ch.id, ch.nonce, "{serial}").decode()})
 
@@ -145,6 +147,10 @@ def disable(name: str) -> Response:
 @operator_route("operators:manage")
 def enable(name: str) -> Response:
     json_object(request, ())
+    if _ops().operator(name).role == ADMIN:              # an admin back: admin-change
+        pending = requested("admin-change", {"change": "enable", "name": name})
+        if pending is not None:
+            return pending
     return jsonify(operator_json(_ops().set_disabled(name, False, actor=actor())))
 
 
@@ -155,7 +161,12 @@ def add_token(name: str) -> Response:
     body = json_object(request, ("days", "never_expires"), {"days": "integer", "never_expires": "boolean"})
     if body.get("never_expires") and body.get("days") is not None:
         raise PkiError(ErrorKind.BAD_INPUT, "days or never_expires, not both", field="never_expires")
-    days = None if body.get("never_expires") else (body.get("days") or DEFAULT_TOKEN_DAYS)
+    days = None if body.get("never_expires") else (DEFAULT_TOKEN_DAYS if body.get("days") is None else body["days"])
+    if _ops().operator(name).role == ADMIN and name != g.operator.name:
+        # Its text would be in somebody else's hands: an admin makes their own tokens (or
+        # the CA machine's console does), never another admin's.
+        raise PkiError(ErrorKind.FORBIDDEN, f"{name} is an admin: only they (or `udun operator token add` on the CA "
+                                            "machine) can make a token for them")
     new = _ops().issue_token(name, days, actor=actor())
     return _created({"token_id": new.id, "operator": name, "token": new.text,
                      "expires_at": rfc3339(new.expires_at) if new.expires_at else None},
@@ -167,6 +178,12 @@ def add_token(name: str) -> Response:
 def revoke_token(token_id: str) -> Response:
     json_object(request, ())
     ops = _ops()
+    found = ops.store.token(token_id)
+    if found is not None and found.operator.role == ADMIN and found.operator.name != g.operator.name:
+        pending = requested("admin-change", {"change": "revoke-token", "token_id": token_id,
+                                             "name": found.operator.name})
+        if pending is not None:
+            return pending
     return jsonify(token_json(ops.revoke_token(token_id, actor=actor()), ops.clock()))
 
 
@@ -175,7 +192,12 @@ def revoke_token(token_id: str) -> Response:
 def add_cert(name: str) -> Response:
     """``{"serial": "..."}``: a certificate udun issued, its key on the operator's token."""
     body = json_object(request, ("serial",))
-    rec = _ops().add_cert(name, _required(body, "serial"), actor=actor())
+    serial = _required(body, "serial").lower().removeprefix("0x")
+    if _ops().operator(name).role == ADMIN and name != g.operator.name:     # a login for an admin: admin-change
+        pending = requested("admin-change", {"change": "add-cert", "name": name, "serial": serial})
+        if pending is not None:
+            return pending
+    rec = _ops().add_cert(name, serial, actor=actor())
     return _created(cert_json(rec), f"/api/v1/operators/{name}")
 
 
@@ -183,6 +205,12 @@ def add_cert(name: str) -> Response:
 @operator_route("operators:manage")
 def remove_cert(serial: str) -> Response:
     json_object(request, ())
+    found = _ops().store.cert(serial.lower().removeprefix("0x"))
+    if found is not None and found.operator.role == ADMIN and found.operator.name != g.operator.name:
+        pending = requested("admin-change", {"change": "remove-cert", "serial": found.serial,
+                                             "name": found.operator.name})
+        if pending is not None:
+            return pending
     return jsonify(cert_json(_ops().remove_cert(serial, actor=actor())))
 
 
@@ -198,7 +226,7 @@ def audit_entries() -> Response:
         raise PkiError(ErrorKind.BAD_INPUT, f"unknown query parameter {unknown[0]!r}; known: after, limit",
                        field=unknown[0])
     after, limit = args.get("after", "0"), args.get("limit", "100")
-    if not after.isdigit() or not limit.isdigit() or not 1 <= int(limit) <= AUDIT_PAGE:
+    if not _NUMBER.fullmatch(after) or not _NUMBER.fullmatch(limit) or not 1 <= int(limit) <= AUDIT_PAGE:
         raise PkiError(ErrorKind.BAD_INPUT, f"after is a sequence number, limit 1 to {AUDIT_PAGE}", field="limit")
     from ca.storage.audit import AuditStore
 

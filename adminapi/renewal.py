@@ -47,11 +47,13 @@ def _issued(new: CertRecord, old_serial: str) -> Response:
 @bp.post("/renew")
 @public
 def renew() -> Response:
-    """``{"serial": current, "csr": PEM for the same key and subject}`` → 201, in the last
+    """``{"serial": current, "csr": PEM for the same key and subject, "signature": base64 by
+    the current key over pkicore.adminsig.renew_message, "scheme"}`` → 201, in the last
     UDUN_RENEW_BEFORE_DAYS of the current certificate's validity."""
-    body = json_object(request, ("serial", "csr"))
+    body = json_object(request, ("serial", "csr", "signature", "scheme"))
     serial = _text(body, "serial")
-    return _issued(_renewals().renew(serial, load_csr_bytes(_text(body, "csr").encode())), serial)
+    return _issued(_renewals().renew(serial, load_csr_bytes(_text(body, "csr").encode()), _text(body, "signature"),
+                                     body.get("scheme") or "ecdsa"), serial)
 
 
 @bp.post("/rekey")

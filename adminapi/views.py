@@ -3,11 +3,10 @@ certificates, hold, release and revoke them, publish a CRL now; the service's li
 readiness and metrics (for any operator: they say nothing to anyone else)."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from asn1crypto import pem
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from ca.policy import load_csr_bytes
 from pkicore.clock import rfc3339
@@ -16,7 +15,7 @@ from ca.certquery import SEARCH_PARAMETERS, CertificateQuery, detail
 from ca.revocation import Revocation
 from ca.storage.store import CertRecord
 from pkicore.crlbuild import REVOKE_REASONS
-from webapi.bodies import json_object
+from webapi.bodies import json_object, parse_time
 from webapi.presenters import certificate_json
 from webapi.auth import actor, operator_route
 from webapi.views.health import _check, answer, live, metrics_response, schema_check
@@ -116,7 +115,11 @@ def _revocation() -> Revocation:
 
 
 def _serial(serial: str) -> str:
-    return _ctx()["ca"].get(serial).serial          # 404 for an unknown one, before any change
+    """404 for an unknown one, 403/409 for an operator's login certificate (admins only, and
+    never the last admin's last one), before any change."""
+    found = _ctx()["ca"].get(serial).serial
+    _ctx()["operators"].check_status_change(found, g.operator)
+    return found
 
 
 @bp.post("/api/v1/certificates/<serial>/hold")
@@ -140,16 +143,7 @@ def release(serial: str) -> Response:
 def revoke(serial: str) -> Response:
     """Revoke for good: ``{"reason": RFC 5280 name, "invalidity_date": RFC 3339}``, both optional."""
     body = json_object(request, ("reason", "invalidity_date"))
-    invalidity = None
-    if body.get("invalidity_date"):
-        try:
-            invalidity = datetime.fromisoformat(body["invalidity_date"].replace("Z", "+00:00"))
-        except ValueError:
-            raise PkiError(ErrorKind.BAD_INPUT, "invalidity_date is an RFC 3339 time (2026-11-22T08:00:00Z)",
-                           field="invalidity_date") from None
-        if invalidity.tzinfo is None:
-            raise PkiError(ErrorKind.BAD_INPUT, "invalidity_date needs its time zone (Z or +08:00)",
-                           field="invalidity_date")
+    invalidity = parse_time(body["invalidity_date"], "invalidity_date") if body.get("invalidity_date") else None
     reason = body.get("reason") or "unspecified"
     if reason not in REVOKE_REASONS:
         raise PkiError(ErrorKind.BAD_INPUT, f"reason is one of {', '.join(REVOKE_REASONS)}", field="reason")

@@ -14,6 +14,7 @@ with udun's defaults below for any not set.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from dataclasses import replace
 from datetime import timedelta
@@ -40,6 +41,7 @@ DEFAULT_POLICIES: dict[str, PolicyRecord] = {
     "bulk-revoke": PolicyRecord("bulk-revoke", 1, ("admin", "operator"), 24, 10, ()),
     "sensitive-issue": PolicyRecord("sensitive-issue", 1, ("admin", "operator"), 24, None, ()),
 }
+_log = logging.getLogger("udun.approvals")
 MAX_APPROVALS = 5
 MAX_HOURS = 720
 STATES = ("pending", "approved", "executing", "executed", "failed", "rejected", "expired")
@@ -77,7 +79,7 @@ class Approvals:
     def checked_policy(self, action: str, changes: dict[str, Any]) -> PolicyRecord:
         """The policy ``action`` with ``changes`` applied, refused when not sensible."""
         from ca.operators import ROLES
-        from ca.profiles import PROFILES
+        from ca.profiles import REQUESTABLE
 
         current = self.policy(action)
         unknown = set(changes) - {"approvals", "roles", "expires_hours", "threshold", "profiles"}
@@ -87,14 +89,20 @@ class Approvals:
         new = replace(current, **fields)
         if not isinstance(new.approvals, int) or not 0 <= new.approvals <= MAX_APPROVALS:
             raise PkiError(ErrorKind.BAD_INPUT, f"approvals is 0 (off) to {MAX_APPROVALS}", field="approvals")
-        if not new.roles or not set(new.roles) <= set(ROLES):
-            raise PkiError(ErrorKind.BAD_INPUT, f"roles are some of {', '.join(ROLES)}", field="roles")
+        deciders = [role for role, perms in ROLES.items() if "approvals:decide" in perms]
+        if not new.roles or not set(new.roles) <= set(deciders):
+            raise PkiError(ErrorKind.BAD_INPUT, f"roles are some of {', '.join(deciders)} (the roles that may vote)",
+                           field="roles")
+        if action == "policy-change" and new.approvals < 1:
+            raise PkiError(ErrorKind.BAD_INPUT, "policy-change keeps at least 1 approver: dual control cannot be "
+                                                "switched off through the API (the CA machine's console can)",
+                           field="approvals")
         if not isinstance(new.expires_hours, int) or not 1 <= new.expires_hours <= MAX_HOURS:
             raise PkiError(ErrorKind.BAD_INPUT, f"expires_hours is 1 to {MAX_HOURS}", field="expires_hours")
         if action == "bulk-revoke" and (not isinstance(new.threshold, int) or new.threshold < 1):
             raise PkiError(ErrorKind.BAD_INPUT, "threshold is a count of certificates, at least 1", field="threshold")
-        if not set(new.profiles) <= set(PROFILES):
-            raise PkiError(ErrorKind.BAD_INPUT, f"profiles are some of {', '.join(PROFILES)}", field="profiles")
+        if not set(new.profiles) <= set(REQUESTABLE):
+            raise PkiError(ErrorKind.BAD_INPUT, f"profiles are some of {', '.join(REQUESTABLE)}", field="profiles")
         return new
 
     def set_policy(self, policy: PolicyRecord, actor: str) -> PolicyRecord:
@@ -110,6 +118,9 @@ class Approvals:
 
     def request(self, action: str, params: dict[str, Any], requester: str) -> ApprovalRecord:
         """Record a request for ``action``; nothing runs until it is approved."""
+        if requester == SHARED_KEY:
+            raise PkiError(ErrorKind.FORBIDDEN, "the shared admin key is no person: it cannot ask for an action under "
+                                                "dual control; log in as yourself")
         policy = self.policy(action)
         possible = self.eligible(policy.roles, requester)
         if possible < policy.approvals:
@@ -131,13 +142,20 @@ class Approvals:
         self.store.expire(self.clock())
         return self.store.find(state, limit)
 
-    def approve(self, approval_id: str, voter: str, role: str, params_sha256: str, comment: str | None = None
-                ) -> ApprovalRecord:
-        """One approval; the one that completes the request executes it (once)."""
+    def approve(self, approval_id: str, voter: str, role: str, params_sha256: str, comment: str | None = None,
+                made_by: frozenset[str] = frozenset()) -> ApprovalRecord:
+        """One approval; the one that completes the request executes it (once). ``made_by``:
+        who made the voter's account and credential (ca.operators.OperatorPrincipal)."""
         rec = self._votable(approval_id, voter)
         if role not in rec.roles:
             raise PkiError(ErrorKind.FORBIDDEN, f"approval {approval_id} needs an approver with the role "
                                                 f"{' or '.join(rec.roles)}; you are {role}")
+        if rec.requester in made_by or SHARED_KEY in made_by:
+            raise PkiError(ErrorKind.FORBIDDEN, "this account or credential was made by the requester (or with the "
+                                                "shared admin key): it cannot approve their request")
+        current = self.policy(rec.action).approvals
+        if current > rec.required:                     # the policy was tightened since: it counts
+            self.store.require(approval_id, current)
         if params_sha256 != rec.params_sha256 or params_hash(rec.params)[1] != rec.params_sha256:
             raise PkiError(ErrorKind.CONFLICT, f"approval {approval_id} is not what you were shown: its parameters' "
                                                f"SHA-256 is {rec.params_sha256}", field="params_sha256")
@@ -145,11 +163,16 @@ class Approvals:
                                             {"params_sha256": params_sha256})
         return self._execute(rec) if approved_now else rec
 
-    def reject(self, approval_id: str, voter: str, comment: str | None = None) -> ApprovalRecord:
-        """One rejection ends the request (the requester may withdraw their own this way)."""
+    def reject(self, approval_id: str, voter: str, role: str, comment: str | None = None) -> ApprovalRecord:
+        """One rejection ends the request: by an operator with a role the request allows, or
+        the requester withdrawing it."""
         self.store.expire(self.clock())
         if voter == SHARED_KEY:
             raise PkiError(ErrorKind.FORBIDDEN, "the shared admin key is no person: it cannot vote")
+        rec = self.store.get(approval_id)
+        if voter != rec.requester and role not in rec.roles:
+            raise PkiError(ErrorKind.FORBIDDEN, f"approval {approval_id} is decided by the role "
+                                                f"{' or '.join(rec.roles)}; you are {role}")
         return self.store.vote(approval_id, voter, "reject", comment, self.clock(), {})[0]
 
     def _votable(self, approval_id: str, voter: str) -> ApprovalRecord:
@@ -171,6 +194,9 @@ class Approvals:
             ok = True
         except PkiError as e:
             result, ok = {"code": e.kind.value, "detail": e.message}, False
+        except Exception:  # noqa: BLE001  a bug must not leave the request "executing" for ever
+            _log.exception("approval %s (%s) failed", rec.id, rec.action)
+            result, ok = {"code": ErrorKind.INTERNAL.value, "detail": "the execution failed; the error was logged"}, False
         return self.store.finish(rec.id, ok, result, actor, self.clock())
 
 

@@ -184,11 +184,13 @@ class Banks:
 
     # --- requests -------------------------------------------------------------------
 
-    def authenticate(self, text: str | None, scope: str, client_cert: str | None = None) -> Principal:
+    def authenticate(self, text: str | None, scope: str, client_cert: str | None = None,
+                     client: str | None = None) -> Principal:
         """The bank behind a bearer key text, allowed ``scope``; PkiError UNAUTHORIZED when
         there is no valid key (which check failed is said only to the key's holder: after
         the secret matched), FORBIDDEN when the key lacks the scope, RATE_LIMITED when this
-        process checked too many new texts for the key id (ca.credentials.SLOW_CHECKS).
+        process checked too many new texts for the key id from ``client`` (the caller's
+        address; ca.credentials.SLOW_CHECKS).
 
         ``client_cert``: the SHA-256 (hex) of the TLS client certificate the server verified.
         Without a key, a registered one is the credential; with a key, one registered to
@@ -201,7 +203,7 @@ class Banks:
             raise _unauthorized("a bank API key or client certificate is required (Authorization: Bearer udun_...)")
         found = _KEY.fullmatch(text)
         key = self.store.key(found.group(1)) if found else None
-        if key is None or not self._secrets.ok(key.id, text, key.hash):
+        if key is None or not self._secrets.ok(key.id, text, key.hash, client):
             raise _unauthorized("the API key is not valid")
         state = key_state(key, self.clock())
         if state != "active":

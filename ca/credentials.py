@@ -40,14 +40,15 @@ class SecretChecker:
     def forget(self, ident: str) -> None:
         self._verified.pop(ident, None)
 
-    def ok(self, ident: str, text: str, stored_hash: str) -> bool:
+    def ok(self, ident: str, text: str, stored_hash: str, client: str | None = None) -> bool:
         """Whether ``text`` is the secret behind ``stored_hash``; RATE_LIMITED when this
-        process checked too many new texts for ``ident`` (SLOW_CHECKS)."""
+        process checked too many new texts for ``ident`` from ``client`` (SLOW_CHECKS; per
+        client address, so that someone who knows an id cannot lock its holder out)."""
         fingerprint = hashlib.sha256(text.encode()).hexdigest()
         if self._verified.get(ident) == (fingerprint, stored_hash):
             self._verified.move_to_end(ident)
             return True
-        wait = self._slow.wait(ident)
+        wait = self._slow.wait(ident if client is None else f"{ident}@{client}")
         if wait:
             retry = retry_seconds(wait)
             raise PkiError(ErrorKind.RATE_LIMITED, f"too many new texts for credential {ident} in this process; "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from asn1crypto import x509 as asn1x509
 
 from ca.credentials import SecretChecker, new_text
 from ca.directory import CaDirectory
-from ca.storage.operators import (OperatorCertRecord, OperatorRecord, OperatorStore, OperatorTokenRecord,
+from ca.storage.operators import (ADMIN, OperatorCertRecord, OperatorRecord, OperatorStore, OperatorTokenRecord,
                                   SessionRecord)
 from pkicore.adminsig import login_message, request_message
 from pkicore.algorithms import SigScheme, signature_algorithm
@@ -66,12 +67,16 @@ ROLES: dict[str, frozenset[str]] = {
                           "operators:read", "approvals:read", "enrollments:read"}),
     "bank-manager": frozenset({"self", "service:read", "banks:read", "banks:manage"}),
 }
+_log = logging.getLogger("udun.operators")
 TOKEN_PREFIX = "udunop_"
 SESSION_PREFIX = "udunsess_"
 DEFAULT_TOKEN_DAYS = 90
 MAX_TOKEN_DAYS = 730
 CHALLENGE_SECONDS = 120
-OPEN_CHALLENGES = 1000
+OPEN_CHALLENGES = 10_000
+OPEN_CHALLENGES_PER_ADDRESS = 20
+_SEQ = re.compile(r"[1-9][0-9]{0,17}")
+LOGIN_REFUSED = "login refused: the challenge, certificate or signature is not valid (ask an admin if it should be)"
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")
 _TOKEN = re.compile(r"udunop_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 _SESSION = re.compile(r"udunsess_([0-9a-f]{32})_([A-Za-z0-9_-]{43})")
@@ -85,6 +90,9 @@ class OperatorPrincipal:
     role: str
     via: str                                 # token:<id> | session:<id> | admin-key
     session: SessionRecord | None = None     # a token login: changes must be signed
+    # Who made this operator and the credential in use: neither can have this operator
+    # approve their dual-control requests (ca.approvals).
+    made_by: frozenset[str] = frozenset()
 
     @property
     def permissions(self) -> frozenset[str]:
@@ -184,18 +192,34 @@ class Operators:
     def add_cert(self, name: str, serial: str, *, actor: str) -> OperatorCertRecord:
         """Register a certificate udun issued (its key on the operator's token)."""
         rec = self.ca.get(serial)
-        self._good(rec.serial)
-        return self.store.add_cert(name, rec.serial, self.clock(), actor)
+        der = self._good(rec.serial)
+        spki = hashlib.sha256(asn1x509.Certificate.load(der).public_key.dump()).hexdigest()
+        return self.store.add_cert(name, rec.serial, spki, self.clock(), actor)
+
+    def check_status_change(self, serial: str, who: OperatorPrincipal) -> None:
+        """Before a hold or revoke of ``serial``: a certificate that logs an operator in is
+        an admin's business (operators:manage), and the last admin's last one is refused."""
+        bound = self.store.cert(serial.lower().removeprefix("0x"))
+        if bound is None or bound.removed_at is not None:
+            return
+        if "operators:manage" not in who.permissions:
+            raise PkiError(ErrorKind.FORBIDDEN, f"certificate {bound.serial} logs in operator {bound.operator.name}: "
+                                                "only an admin may hold or revoke it")
+        if bound.operator.role == ADMIN and bound.operator.disabled_at is None and \
+                self.store.usable_admin_credentials(self.clock(), except_serial=bound.serial) == 0:
+            raise PkiError(ErrorKind.CONFLICT, f"certificate {bound.serial} is the last credential any admin can log "
+                                               "in with: give an admin another one first")
 
     def remove_cert(self, serial: str, *, actor: str) -> OperatorCertRecord:
         return self.store.remove_cert(serial.lower().removeprefix("0x"), self.clock(), actor)
 
     # --- login ----------------------------------------------------------------------
 
-    def challenge(self) -> Challenge:
+    def challenge(self, address: str | None = None) -> Challenge:
         now = self.clock()
         ch = Challenge(secrets.token_hex(8), secrets.token_hex(32), now + timedelta(seconds=CHALLENGE_SECONDS))
-        self.store.add_challenge({"id": ch.id, "nonce": ch.nonce, "expires_at": ch.expires_at}, now, OPEN_CHALLENGES)
+        self.store.add_challenge({"id": ch.id, "nonce": ch.nonce, "address": (address or "-")[:64],
+                                  "expires_at": ch.expires_at}, now, OPEN_CHALLENGES, OPEN_CHALLENGES_PER_ADDRESS)
         return ch
 
     def login(self, challenge_id: str, serial: str, signature_b64: str, scheme: str) -> NewSecret:
@@ -206,13 +230,19 @@ class Operators:
         serial = serial.lower().removeprefix("0x")
         nonce = self.store.take_challenge(challenge_id, self.clock())      # used even when the rest fails
         bound = self.store.cert(serial)
-        if nonce is None or bound is None or bound.removed_at is not None:
-            raise _unauthorized("login refused: unknown or used challenge, or a certificate of no operator")
-        cert_der = self._good(serial, unauthorized=True)
-        self._verify(cert_der, signature, login_message(challenge_id, nonce, serial), sig_scheme)
+        # One answer whichever check failed (an anonymous caller learns nothing of which
+        # serials log in whom); the reason goes to the log.
+        try:
+            if nonce is None or bound is None or bound.removed_at is not None:
+                raise _unauthorized("unknown or used challenge, or a certificate of no operator")
+            cert_der = self._good(serial, unauthorized=True)
+            self._verify(cert_der, signature, login_message(challenge_id, nonce, serial), sig_scheme)
+            if bound.operator.disabled_at is not None:
+                raise _unauthorized(f"operator {bound.operator.name} is disabled")
+        except PkiError as e:
+            _log.info("operator login with certificate %s refused: %s", serial[:42], e.message)
+            raise _unauthorized(LOGIN_REFUSED) from None
         op = bound.operator
-        if op.disabled_at is not None:
-            raise _unauthorized(f"operator {op.name} is disabled")
         now = self.clock()
         session_id = secrets.token_hex(16)
         text = f"{SESSION_PREFIX}{session_id}_{secrets.token_urlsafe(32)}"
@@ -261,8 +291,9 @@ class Operators:
 
     # --- requests -------------------------------------------------------------------
 
-    def authenticate(self, text: str | None) -> OperatorPrincipal:
-        """The operator behind a bearer text (an API token or a session); UNAUTHORIZED else."""
+    def authenticate(self, text: str | None, client: str | None = None) -> OperatorPrincipal:
+        """The operator behind a bearer text (an API token or a session); UNAUTHORIZED else.
+        ``client``: the caller's address (the slow-hash budget is per address)."""
         if not text:
             raise _unauthorized("an operator API token or session is required (Authorization: Bearer udunop_... "
                                 "or udunsess_...)")
@@ -270,11 +301,12 @@ class Operators:
         token = _TOKEN.fullmatch(text)
         if token:
             rec = self.store.token(token.group(1))
-            if rec is None or not self._secrets.ok(rec.id, text, rec.hash):
+            if rec is None or not self._secrets.ok(rec.id, text, rec.hash, client):
                 raise _unauthorized("the API token is not valid")
             if rec.revoked_at is not None or (rec.expires_at is not None and rec.expires_at <= now):
                 raise _unauthorized("the API token is " + ("revoked" if rec.revoked_at else "expired"))
-            return self._active(OperatorPrincipal(rec.operator.name, rec.operator.role, f"token:{rec.id}"),
+            return self._active(OperatorPrincipal(rec.operator.name, rec.operator.role, f"token:{rec.id}",
+                                                  made_by=frozenset({rec.operator.created_by, rec.created_by})),
                                 rec.operator)
         session = _SESSION.fullmatch(text)
         found = self.store.session(session.group(1)) if session else None
@@ -283,10 +315,15 @@ class Operators:
             raise _unauthorized("the token is not valid")
         if found.ended_at is not None or found.expires_at <= now:
             raise _unauthorized("the session has " + ("ended" if found.ended_at else "expired") + ": log in again")
+        made_by = {found.operator.created_by}
         if found.cert_serial is not None:
             self._good(found.cert_serial, unauthorized=True)      # revoked or held: the session ends with it
+            bound = self.store.cert(found.cert_serial)
+            if bound is None or bound.removed_at is not None:
+                raise _unauthorized("the session's certificate was removed from its operator: log in again")
+            made_by.add(bound.created_by)
         return self._active(OperatorPrincipal(found.operator.name, found.operator.role, f"session:{found.id}",
-                                              found), found.operator)
+                                              found, frozenset(made_by)), found.operator)
 
     @staticmethod
     def _active(who: OperatorPrincipal, op: OperatorRecord) -> OperatorPrincipal:
@@ -299,12 +336,14 @@ class Operators:
         """Check the token's signature over a change made in a token session; what the audit
         log keeps of it. UNAUTHORIZED when missing, wrong or replayed."""
         session = who.session
-        assert session is not None and session.cert_serial is not None
+        if session is None or session.cert_serial is None:
+            raise PkiError(ErrorKind.INTERNAL, "signed_request outside a token session")
         if not seq_text or not signature_b64:
             raise _unauthorized("a change in a token session must be signed: Udun-Request-Seq and "
                                 "Udun-Request-Signature headers")
-        if not seq_text.isdigit() or not 0 < int(seq_text) < 2**62:
-            raise PkiError(ErrorKind.BAD_INPUT, "Udun-Request-Seq is a positive integer", field="Udun-Request-Seq")
+        if not _SEQ.fullmatch(seq_text):
+            raise PkiError(ErrorKind.BAD_INPUT, "Udun-Request-Seq is a positive integer (at most 18 digits)",
+                           field="Udun-Request-Seq")
         seq = int(seq_text)
         sig_scheme = SigScheme.parse(scheme or "ecdsa")
         message = request_message(method, path, body, session.id, seq)
@@ -312,8 +351,14 @@ class Operators:
         self._verify(self._good(session.cert_serial, unauthorized=True), signature, message, sig_scheme)
         if not self.store.advance(session.id, seq):
             raise _unauthorized(f"request number {seq} was used already in this session (a replay?)")
+        # The body itself too (as text, or base64 when it is not UTF-8): with it the entry
+        # proves what was asked for on its own, against the certificate.
+        try:
+            shown: dict[str, object] = {"body": body.decode()}
+        except UnicodeDecodeError:
+            shown = {"body_base64": base64.b64encode(body).decode()}
         return {"certificate": session.cert_serial, "scheme": sig_scheme.value,
-                "message": message.decode(), "signature": signature_b64}
+                "message": message.decode(), "signature": signature_b64, **shown}
 
 
 # --- how lists and shows print them (CLI --json and the admin API alike) ----------------

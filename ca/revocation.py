@@ -62,20 +62,25 @@ class Revocation:
                                            action="revoke", reason=reason, revoked_at=now,
                                            invalidity_date=invalidity, actor=actor, now=now)
 
-    def revoke_many(self, serials: list[str], reason: str = "unspecified", actor: str = "cli") -> list[CertRecord]:
-        """Revoke several at once, one CRL after them all. Stops at the first that cannot be
-        revoked (the ones before it stay revoked: each is its own transaction)."""
+    def revoke_many(self, serials: list[str], reason: str = "unspecified", actor: str = "cli"
+                    ) -> tuple[list[CertRecord], list[str]]:
+        """Revoke several at once, one CRL after them all: (the ones revoked now, the serials
+        that were revoked already and are left as they are)."""
         if reason not in REVOKE_REASONS:
             raise PkiError(ErrorKind.BAD_INPUT, f"reason must be one of {', '.join(REVOKE_REASONS)}")
         now = self.ca.clock().replace(microsecond=0)
         done: list[CertRecord] = []
+        already: list[str] = []
         try:
             for serial in serials:
+                if self.ca.get(serial).status == "revoked":
+                    already.append(serial)
+                    continue
                 done.append(self._revoked(serial, reason, None, actor, now))
         finally:
             if done:
                 self.publish()
-        return done
+        return done, already
 
     def revoke_issuing_ca(self, reason: str = "cACompromise", invalidity: datetime | None = None,
                           actor: str = "cli") -> CertRecord:
@@ -86,7 +91,12 @@ class Revocation:
         now = self.ca.clock().replace(microsecond=0)
         if invalidity is not None and invalidity > now:
             raise PkiError(ErrorKind.BAD_INPUT, "the invalidity (compromise) time cannot be in the future")
+        self.signer("root")              # the root key first: no revocation its CRL could not list
         serial = self.ca.store.record_authority_certificate("issuing", "root", now)
+        current = self.ca.get(serial)
+        if current.status == "revoked":  # done before, its CRL not published (a failed run): publish now
+            self.publish("root")
+            return current
         rec = self._revoked(serial, reason, invalidity, actor, now)
         self.publish("root")
         return rec

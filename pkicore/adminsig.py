@@ -30,3 +30,9 @@ def rekey_message(serial: str, csr_der: bytes) -> bytes:
     """What the current key signs to ask for a certificate of a new key (`udun token rekey`):
     the current certificate (serial, lowercase hex) and the new key's CSR."""
     return f"udun rekey\ncertificate {serial}\ncsr-sha256 {hashlib.sha256(csr_der).hexdigest()}\n".encode()
+
+
+def renew_message(serial: str, csr_der: bytes) -> bytes:
+    """What the current key signs to renew its certificate (`udun token renew`): a CSR alone
+    is no credential (CSRs are not secret), this signature names the certificate it renews."""
+    return f"udun renew\ncertificate {serial}\ncsr-sha256 {hashlib.sha256(csr_der).hexdigest()}\n".encode()

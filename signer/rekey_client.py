@@ -7,12 +7,13 @@ import base64
 import json
 from dataclasses import dataclass
 
+from asn1crypto import keys as asn1keys
 from asn1crypto import pem, x509
 
 from config.settings import Settings
 from keystore.token import TokenKey
 from pkicore import names
-from pkicore.adminsig import rekey_message
+from pkicore.adminsig import rekey_message, renew_message
 from pkicore.algorithms import KeyType, sign
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import load_certs
@@ -32,6 +33,8 @@ class Renewed:
 
 
 def _post(send: Send, path: str, body: dict[str, str]) -> dict[str, str]:
+    """The 201 answer; PkiError with the refusal's kind (UNAVAILABLE: no answer, or a 5xx:
+    the outcome is not known)."""
     status, answer = send("POST", path, json.dumps(body).encode(), {})
     if status != 201:
         detail = answer.get("detail", "") if isinstance(answer, dict) else ""
@@ -53,10 +56,12 @@ def _renewed(old: x509.Certificate, answer: dict[str, str]) -> tuple[Renewed, by
 
 def renew(settings: Settings, send: Send, label: tokens.Token, pin: str) -> Renewed:
     """A new certificate for the token's key, onto the token."""
-    _, cert = _current(settings, label, pin)
+    key, cert = _current(settings, label, pin)
+    serial = format(cert.serial_number, "x")
     csr_der = tokens.csr(settings, label, pin, names.rfc4514(cert.subject))
-    answer = _post(send, "/api/v1/renew", {"serial": format(cert.serial_number, "x"),
-                                           "csr": pem.armor("CERTIFICATE REQUEST", csr_der).decode()})
+    signature, scheme = sign(key, renew_message(serial, csr_der))
+    answer = _post(send, "/api/v1/renew", {"serial": serial, "csr": pem.armor("CERTIFICATE REQUEST", csr_der).decode(),
+                                           "signature": base64.b64encode(signature).decode(), "scheme": scheme.value})
     done, _ = _renewed(cert, answer)
     tokens.import_certificates(settings, label, pin, (answer["certificate_pem"] + answer["chain_pem"]).encode())
     return done
@@ -74,9 +79,21 @@ def rekey(settings: Settings, send: Send, label: tokens.Token, pin: str, key_typ
         answer = _post(send, "/api/v1/rekey", {"serial": serial, "csr": pem.armor("CERTIFICATE REQUEST", csr_der)
                                                .decode(), "signature": base64.b64encode(signature).decode(),
                                                "scheme": scheme.value})
+        done, der = _renewed(cert, answer)
+        if x509.Certificate.load(der).public_key.dump() != asn1keys.PublicKeyInfo.load(new_key.public_key_der).dump():
+            raise PkiError(ErrorKind.BAD_INPUT, "the service answered a certificate for another key")
+    except PkiError as e:
+        if e.kind is ErrorKind.UNAVAILABLE:
+            # No answer: the CA may have issued (and revoked the old certificate). The new
+            # key stays on the token beside the old one; the bank can tell which holds.
+            raise PkiError(ErrorKind.UNAVAILABLE, f"{e.message}; the outcome is not known, so the new key was kept "
+                                                  f"on the token (id {new_key.key_id.hex()}): ask the bank whether "
+                                                  f"certificate {serial} was replaced") from e
+        tokens.drop_key(settings, label, pin, new_key.key_id)          # refused: the token as it was
+        raise
     except BaseException:
         tokens.drop_key(settings, label, pin, new_key.key_id)
         raise
-    done, der = _renewed(cert, answer)
     tokens.finish_rekey(settings, label, pin, old_key.key_id, new_key, der)
+    tokens.import_chain(settings, label, pin, answer["chain_pem"].encode())
     return done

@@ -65,9 +65,11 @@ def replace_key(settings: Settings, label: Token, pin: str, key_type: KeyType) -
     certificates stay), then generate a new key. What the old key signed stays verifiable
     by its certificate; nothing can be signed with it any more."""
     s = _session(settings, label, pin)
-    for key in token.private_keys(s):
-        _destroy_with_certificates(s, bytes(key.id))
-    return token.generate_key(s, key_type, secrets.token_bytes(8), KEY_LABEL)
+    old = [bytes(k.id) for k in token.private_keys(s)]
+    new = token.generate_key(s, key_type, secrets.token_bytes(8), KEY_LABEL)   # first: never a token without a key
+    for key_id in old:
+        _destroy_with_certificates(s, key_id)
+    return new
 
 
 def new_key_beside(settings: Settings, label: Token, pin: str, key_type: KeyType) -> token.TokenKey:
@@ -79,6 +81,14 @@ def new_key_beside(settings: Settings, label: Token, pin: str, key_type: KeyType
 def drop_key(settings: Settings, label: Token, pin: str, key_id: bytes) -> None:
     """Destroy one key pair and its certificate (a re-key that was refused)."""
     _destroy_with_certificates(_session(settings, label, pin), key_id)
+
+
+def import_chain(settings: Settings, label: Token, pin: str, pem_data: bytes) -> None:
+    """CA certificates onto the token (a new chain after a re-key)."""
+    s = _session(settings, label, pin)
+    for der in load_certs(pem_data):
+        ca = x509.Certificate.load(der)
+        token.store_certificate(s, der, ca.subject.dump(), key_identifier(ca.public_key.dump()), "udun CA certificate")
 
 
 def finish_rekey(settings: Settings, label: Token, pin: str, old_key_id: bytes, new_key: token.TokenKey,

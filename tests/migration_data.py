@@ -225,14 +225,16 @@ def _operator_rows(rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]
         return {"operators": [], "operator_tokens": [], "operator_certs": [], "operator_sessions": [],
                 "login_challenges": []}
     return {
-        "operators": [{"id": 1, "name": "alice", "role": "admin", "created_at": T0, "disabled_at": None}],
+        "operators": [{"id": 1, "name": "alice", "role": "admin", "created_by": "cli:root", "created_at": T0,
+                       "disabled_at": None}],
         "operator_tokens": [{"id": "fedcba9876543210", "operator_id": 1, "hash": "scrypt$16384$8$1$c2FsdA$aGFzaA",
-                             "created_at": T0, "expires_at": None, "revoked_at": None}],
-        "operator_certs": [{"serial": "s01", "operator_id": 1, "created_at": T0, "removed_at": None}],
+                             "created_by": "cli:root", "created_at": T0, "expires_at": None, "revoked_at": None}],
+        "operator_certs": [{"serial": "s01", "operator_id": 1, "created_by": "operator:alice", "created_at": T0,
+                            "removed_at": None}],
         "operator_sessions": [{"id": "0011223344556677", "operator_id": 1, "secret_sha256": "cd" * 32,
                                "cert_serial": "s01", "created_at": T0, "expires_at": T0 + timedelta(minutes=15),
                                "ended_at": None, "last_seq": 3}],
-        "login_challenges": [{"id": "8899aabbccddeeff", "nonce": "ef" * 32, "created_at": T0,
+        "login_challenges": [{"id": "8899aabbccddeeff", "nonce": "ef" * 32, "address": "10.0.0.7", "created_at": T0,
                               "expires_at": T0 + timedelta(minutes=2), "used_at": None}],
     }
 

@@ -16,7 +16,7 @@ from asn1crypto import pem
 from flask import Flask
 from flask.testing import FlaskClient
 
-from ca.operators import Operators
+from ca.operators import LOGIN_REFUSED, Operators
 from helpers import PIN, SO_PIN, openssl, software_csr, udun, write
 from pkicore.errors import ErrorKind, PkiError
 from signer import operator_client
@@ -67,14 +67,21 @@ def ops(admin_app: Flask) -> Operators:
     return admin_app.extensions["udun-admin"]["operators"]  # type: ignore[no-any-return]
 
 
-@pytest.fixture()
-def operator(ops: Operators, token: Token) -> Iterator[tuple[str, Any]]:
-    """A new admin with a new certificate of the token's key registered to them."""
+@pytest.fixture(scope="module")
+def alice(ops: Operators, token: Token) -> str:
+    """The admin whose token it is (a key logs in one operator only)."""
     name = f"alice-{uuid.uuid4().hex[:8]}"
     ops.add(name, "admin", actor="pytest")
+    ops.add_cert(name, token.first.serial, actor="pytest")
+    return name
+
+
+@pytest.fixture()
+def operator(ops: Operators, token: Token, alice: str) -> Iterator[tuple[str, Any]]:
+    """Alice with a new certificate of the token's key registered to her."""
     cert = token.certificate()
-    ops.add_cert(name, cert.serial, actor="pytest")
-    yield name, cert
+    ops.add_cert(alice, cert.serial, actor="pytest")
+    yield alice, cert
 
 
 def _login(admin_app: Flask, token: Token, cert: Any) -> operator_client.OperatorSession:
@@ -107,6 +114,7 @@ def test_token_login_and_a_signed_change_kept_in_the_audit_log(admin_app: Flask,
     assert held.actor == f"operator:{name}"
     signed = json.loads(held.details)["signed_request"]
     assert signed["certificate"] == cert.serial and f"/api/v1/certificates/{target.serial}/hold" in signed["message"]
+    assert signed["body"] == "{}"                          # what was asked for, with the signature over it
 
     # Anyone can check the operator's signature over the request, outside udun (openssl).
     from cryptography import x509 as cx509
@@ -173,7 +181,7 @@ def test_a_used_challenge_or_a_foreign_key_cannot_log_in(admin_app: Flask, token
     good, _ = sign(token.key(), message)
     again = client.post("/api/v1/login", json={"challenge_id": ch["challenge_id"], "serial": cert.serial,
                                                "signature": base64.b64encode(good).decode()})
-    assert again.status_code == 401 and "used challenge" in again.get_json()["detail"]     # single use
+    assert again.status_code == 401 and again.get_json()["detail"] == LOGIN_REFUSED     # single use
     garbage = client.post("/api/v1/login", json={"challenge_id": "x", "serial": cert.serial, "signature": "!!"})
     assert garbage.status_code == 400 and garbage.get_json()["field"] == "signature"
 
@@ -191,17 +199,18 @@ def test_a_revoked_or_held_certificate_cannot_log_in_and_its_session_ends(admin_
     assert status == 401 and "on hold" in body["detail"]
     with pytest.raises(PkiError) as held:
         _login(admin_app, token, cert)
-    assert held.value.kind is ErrorKind.UNAUTHORIZED and "on hold" in held.value.message
+    assert held.value.kind is ErrorKind.UNAUTHORIZED and LOGIN_REFUSED in held.value.message
     revocation.release(cert.serial, actor="pytest")
     assert session.request("GET", "/api/v1/whoami")[0] == 200
     revocation.revoke(cert.serial, "superseded", None, actor="pytest")
     assert session.request("GET", "/api/v1/whoami")[0] == 401
     with pytest.raises(PkiError) as revoked:
         _login(admin_app, token, cert)
-    assert "revoked" in revoked.value.message
+    assert LOGIN_REFUSED in revoked.value.message
 
 
-def test_an_expired_certificate_cannot_log_in(admin_app: Flask, token: Token, operator: Any) -> None:
+def test_an_expired_certificate_cannot_log_in(admin_app: Flask, token: Token, operator: Any,
+                                              caplog: pytest.LogCaptureFixture) -> None:
     from pkicore.adminsig import login_message
     from pkicore.algorithms import sign
     from pkicore.clock import fixed
@@ -211,9 +220,11 @@ def test_an_expired_certificate_cannot_log_in(admin_app: Flask, token: Token, op
     later = Operators(ops.ca, fixed(cert.not_after + timedelta(minutes=1)))
     ch = later.challenge()
     signature, scheme = sign(token.key(), login_message(ch.id, ch.nonce, cert.serial))
+    caplog.set_level("INFO", logger="udun.operators")
     with pytest.raises(PkiError) as expired:
         later.login(ch.id, cert.serial, base64.b64encode(signature).decode(), scheme.value)
-    assert expired.value.kind is ErrorKind.UNAUTHORIZED and "expired" in expired.value.message
+    assert expired.value.kind is ErrorKind.UNAUTHORIZED and expired.value.message == LOGIN_REFUSED
+    assert f"certificate {cert.serial} is expired" in caplog.text      # the reason: in the log, not the answer
     ch = ops.challenge()                         # the same signature scheme works today
     signature, scheme = sign(token.key(), login_message(ch.id, ch.nonce, cert.serial))
     assert ops.login(ch.id, cert.serial, base64.b64encode(signature).decode(), scheme.value).text
@@ -235,16 +246,14 @@ def test_logout_and_a_removed_certificate_end_sessions(admin_app: Flask, token: 
     assert _login(admin_app, token, other).operator == name
 
 
-def test_udun_operator_request_through_a_real_admin_service(settings: Any, token: Token, ops: Operators,
+def test_udun_operator_request_through_a_real_admin_service(settings: Any, token: Token, alice: str,
                                                             ca: Any) -> None:
     """`udun operator request`: the PIN is asked (UDUN_PIN here), the hold is signed by the
     token with the certificate stored on it, the session ends afterwards."""
     from ca.policy import load_csr_bytes
     from nodes import running_admin
 
-    name = f"cli-alice-{uuid.uuid4().hex[:8]}"
-    ops.add(name, "operator", actor="pytest")
-    ops.add_cert(name, token.first.serial, actor="pytest")
+    name = alice
     target = ca.issue(load_csr_bytes(software_csr("Held Through The CLI")), "client", requester="pytest")
     with running_admin(settings.home, "udun-test-admin-key-0123456789abcdef", settings.database_url) as admin:
         done = udun("operator", "request", "--url", admin.base, "--label", LABEL, "POST",

@@ -50,6 +50,8 @@ def _keys(settings: Any, label: str) -> list[str]:
 
 def test_renewal_keeps_the_key_and_opens_late(admin_app: Flask, settings: Any, ca: Any) -> None:
     from ca.rekey import Renewals
+    from pkicore.adminsig import renew_message
+    from pkicore.algorithms import sign
     from pkicore.clock import fixed
     from signer import rekey_client, tokens
 
@@ -61,14 +63,28 @@ def test_renewal_keeps_the_key_and_opens_late(admin_app: Flask, settings: Any, c
 
     late = Renewals(ca, fixed(rec.not_after - timedelta(days=5)))
     csr = tokens.csr(settings, label, PIN, rec.subject)
-    renewed = late.renew(rec.serial, csr)
+    key = tokens.signing_key(settings, label, PIN)
+
+    def signed(serial: str, csr_der: bytes) -> tuple[str, str]:
+        signature, scheme = sign(key, renew_message(serial, csr_der))
+        return base64.b64encode(signature).decode(), scheme.value
+
+    with pytest.raises(PkiError) as unsigned:                      # a CSR alone is no credential
+        late.renew(rec.serial, csr, base64.b64encode(b"\x30\x00").decode(), "ecdsa")
+    assert unsigned.value.kind is ErrorKind.UNAUTHORIZED
+    renewed = late.renew(rec.serial, csr, *signed(rec.serial, csr))
     assert renewed.serial != rec.serial and renewed.subject == rec.subject
     assert ca.get(rec.serial).status == "good"                     # the old one runs to its end
+    with pytest.raises(PkiError) as replayed:                      # the same request again: refused
+        late.renew(rec.serial, csr, *signed(rec.serial, csr))
+    assert replayed.value.kind is ErrorKind.CONFLICT and "renewed already" in replayed.value.message
     from helpers import software_csr
     from ca.policy import load_csr_bytes
 
+    other = load_csr_bytes(software_csr(f"续期 {label}"))
     with pytest.raises(PkiError) as other_key:
-        late.renew(rec.serial, load_csr_bytes(software_csr(f"续期 {label}")))
+        Renewals(ca, fixed(renewed.not_after - timedelta(days=5))).renew(renewed.serial, other,
+                                                                         *signed(renewed.serial, other))
     assert other_key.value.kind is ErrorKind.POLICY
 
 

@@ -83,15 +83,17 @@ def enrollment_cancel(enrollment_id: str) -> None:
 @click.command("enroll")
 @click.option("--url", required=True, envvar="UDUN_ENROLL_URL", help="The bank's enrollment service (UDUN_ENROLL_URL).")
 @click.option("--label", required=True, help="Label of your token (PIN asked).")
-@click.option("--code", required=True, help="The activation code the bank gave you.")
+@click.option("--code", default=None, help="The activation code the bank gave you (default: UDUN_ENROLL_CODE, or "
+                                           "asked without echo: a code on the command line is seen by `ps`).")
 @click.option("--key-type", type=click.Choice([k.value for k in KeyType]), default="ec-p256", show_default=True,
               help="For the key made on the token when it has none.")
-def enroll_cmd(url: str, label: str, code: str, key_type: str) -> None:
+def enroll_cmd(url: str, label: str, code: str | None, key_type: str) -> None:
     """Enroll with an activation code: key and CSR on your token, certificate back onto it."""
     from signer.enroll_client import enroll
     from signer.operator_client import urllib_sender
-    from udun.common import user_pin
+    from udun.common import secret, user_pin
 
+    code = code or secret("UDUN_ENROLL_CODE", "Activation code")
     done = enroll(settings(), urllib_sender(url), label, user_pin(), code, KeyType(key_type))
     info(("a new key was made on the token; " if done.new_key else "") +
          f"certificate {done.serial} for {done.subject} is on token {label}")

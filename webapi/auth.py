@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+from urllib.parse import quote
 from typing import Any, Callable, TypeVar
 
 from flask import Response, current_app, g, request
@@ -46,13 +47,15 @@ def _operator(ctx: dict[str, Any], token: str | None) -> OperatorPrincipal:
     key = ctx.get("key")
     if key and token and hmac.compare_digest(token.encode(), key.encode()):
         return ADMIN_KEY
-    return ctx["operators"].authenticate(token)  # type: ignore[no-any-return]
+    return ctx["operators"].authenticate(token, request.remote_addr)  # type: ignore[no-any-return]
 
 
 def _signed_path() -> str:
-    """The path and query a signed request names (ca.operators.request_message)."""
+    """The path and query a signed request names (pkicore.adminsig.request_message): the
+    path as this service routes it, percent-encoded as a client sends it (RFC 3986
+    §3.3), and the query exactly as sent."""
     query = request.query_string.decode("latin-1")
-    return request.path + (f"?{query}" if query else "")
+    return quote(request.path, safe="/:@!$&'()*+,;=-._~") + (f"?{query}" if query else "")
 
 
 def operator_route(permission: str) -> Callable[[F], F]:
@@ -130,7 +133,8 @@ def bank_route(scope: str) -> Callable[[F], F]:
             token = bearer()
             services = current_app.extensions["udun"]
             try:
-                g.bank = services.banks().authenticate(token, scope, request.environ.get(ENV_CLIENT_SHA256))
+                g.bank = services.banks().authenticate(token, scope, request.environ.get(ENV_CLIENT_SHA256),
+                                                       request.remote_addr)
             except PkiError as e:
                 if e.kind not in (ErrorKind.UNAUTHORIZED, ErrorKind.FORBIDDEN):
                     raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import datetime
 from typing import Any
 
 from flask import Request
@@ -98,3 +99,15 @@ def wsgi_body(environ: dict[str, Any], limit: int) -> tuple[bytes, bool]:
         data = environ["wsgi.input"].read(limit + 1)
         return (b"", True) if len(data) > limit else (data, False)
     return b"", False
+
+
+def parse_time(text: Any, field: str) -> datetime:
+    """An RFC 3339 time with its zone from a JSON body (``2026-11-22T08:00:00Z``)."""
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        raise PkiError(ErrorKind.BAD_INPUT, f"{field} is an RFC 3339 time (2026-11-22T08:00:00Z)",
+                       field=field) from None
+    if moment.tzinfo is None:
+        raise PkiError(ErrorKind.BAD_INPUT, f"{field} needs its time zone (Z or +08:00)", field=field)
+    return moment

@@ -106,12 +106,11 @@ class ApprovalStore:
         with self.engine.connect() as conn:
             return {row.action: _policy(row) for row in conn.execute(select(_pol))}
 
-    @translated
     def set_policy(self, policy: PolicyRecord, now: datetime, actor: str) -> None:
         values = {"approvals": policy.approvals, "roles": " ".join(policy.roles), "expires_hours": policy.expires_hours,
                   "threshold": policy.threshold, "profiles": " ".join(policy.profiles) or None,
                   "updated_at": now, "updated_by": actor}
-        with self.engine.begin() as conn:
+        with db_errors(conflict="the policy was changed at the same moment: try again"), self.engine.begin() as conn:
             done = conn.execute(update(_pol).where(_p.action == policy.action).values(**values))
             if done.rowcount == 0:
                 conn.execute(insert(_pol).values(action=policy.action, **values))
@@ -186,6 +185,13 @@ class ApprovalStore:
             append(conn, action=f"approval-{vote}", actor=operator, subject=f"approval/{approval_id}",
                    details={**details, "comment": comment, "approved": approved_now}, now=now)
             return _read(conn, approval_id), approved_now
+
+    @translated
+    def require(self, approval_id: str, required: int) -> None:
+        """Raise a pending request's approvals needed (its policy was tightened since)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(_req).where(_r.id == approval_id, _r.state == OPEN, _r.required < required)
+                         .values(required=required))
 
     @translated
     def claim(self, approval_id: str, from_state: str, now: datetime) -> bool:

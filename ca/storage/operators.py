@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from ca.storage.audit import append
 from ca.storage.errors import db_errors, translated
+from ca.storage.schema import certificates as _certificates
 from ca.storage.schema import login_challenges as _ch
 from ca.storage.schema import opt_utc, utc
 from ca.storage.schema import operator_certs as _certs
@@ -35,6 +36,7 @@ class OperatorRecord:
     role: str
     created_at: datetime
     disabled_at: datetime | None
+    created_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class OperatorTokenRecord:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    created_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class OperatorCertRecord:
     operator: OperatorRecord
     created_at: datetime
     removed_at: datetime | None
+    created_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,40 +74,46 @@ _o = _ops.c
 _t = _tokens.c
 _c = _certs.c
 _s = _sessions.c
-_OP = (_o.id, _o.name, _o.role, _o.created_at, _o.disabled_at)
+_x = _certificates.c
+_OP = (_o.id, _o.name, _o.role, _o.created_at, _o.disabled_at, _o.created_by)
 
 
 def _operator(row: Any, at: int = 0) -> OperatorRecord:
-    return OperatorRecord(row[at], row[at + 1], row[at + 2], utc(row[at + 3]), opt_utc(row[at + 4]))
+    return OperatorRecord(row[at], row[at + 1], row[at + 2], utc(row[at + 3]), opt_utc(row[at + 4]), row[at + 5])
 
 
 def _token(row: Any) -> OperatorTokenRecord:
-    return OperatorTokenRecord(row[0], _operator(row, 5), row[1], utc(row[2]), opt_utc(row[3]), opt_utc(row[4]))
+    return OperatorTokenRecord(row[0], _operator(row, 6), row[1], utc(row[2]), opt_utc(row[3]), opt_utc(row[4]),
+                               row[5])
 
 
 def _cert(row: Any) -> OperatorCertRecord:
-    return OperatorCertRecord(row[0], _operator(row, 3), utc(row[1]), opt_utc(row[2]))
+    return OperatorCertRecord(row[0], _operator(row, 4), utc(row[1]), opt_utc(row[2]), row[3])
 
 
 def _session(row: Any) -> SessionRecord:
     return SessionRecord(row[0], _operator(row, 6), row[1], row[2], utc(row[3]), utc(row[4]), opt_utc(row[5]))
 
 
-_TOKENS = select(_t.id, _t.hash, _t.created_at, _t.expires_at, _t.revoked_at, *_OP).join(_ops, _o.id == _t.operator_id)
-_CERTS = select(_c.serial, _c.created_at, _c.removed_at, *_OP).join(_ops, _o.id == _c.operator_id)
+_TOKENS = select(_t.id, _t.hash, _t.created_at, _t.expires_at, _t.revoked_at, _t.created_by,
+                 *_OP).join(_ops, _o.id == _t.operator_id)
+_CERTS = select(_c.serial, _c.created_at, _c.removed_at, _c.created_by, *_OP).join(_ops, _o.id == _c.operator_id)
 _SESSIONS = select(_s.id, _s.secret_sha256, _s.cert_serial, _s.created_at, _s.expires_at, _s.ended_at,
                    *_OP).join(_ops, _o.id == _s.operator_id)
 
 
-def _usable_admin_credentials(conn: Connection, now: datetime) -> int:
-    """Live tokens and certificates of enabled admins (whether the certificate is still
-    good is the CA's business: a held certificate is released again)."""
+def _usable_admin_credentials(conn: Connection, now: datetime, except_serial: str | None = None) -> int:
+    """Live tokens, and registered certificates good now, of enabled admins (``except_serial``:
+    as if that certificate were held or revoked)."""
     admins = select(_o.id).where(_o.role == ADMIN, _o.disabled_at.is_(None))
     tokens = conn.execute(select(func.count()).select_from(_tokens).where(
         _t.operator_id.in_(admins), _t.revoked_at.is_(None),
         or_(_t.expires_at.is_(None), _t.expires_at > now))).scalar_one()
+    good = select(_x.serial).where(_x.status == "good", _x.state == "issued", _x.not_before <= now, _x.not_after > now)
+    if except_serial is not None:
+        good = good.where(_x.serial != except_serial)
     certs = conn.execute(select(func.count()).select_from(_certs).where(
-        _c.operator_id.in_(admins), _c.removed_at.is_(None))).scalar_one()
+        _c.operator_id.in_(admins), _c.removed_at.is_(None), _c.serial.in_(good))).scalar_one()
     return int(tokens) + int(certs)
 
 
@@ -130,7 +140,7 @@ class OperatorStore:
 
     def add(self, name: str, role: str, now: datetime, actor: str) -> OperatorRecord:
         with db_errors(conflict=f"an operator named {name!r} exists already"), self.engine.begin() as conn:
-            conn.execute(insert(_ops).values(name=name, role=role, created_at=now))
+            conn.execute(insert(_ops).values(name=name, role=role, created_at=now, created_by=actor))
             append(conn, action="operator-add", actor=actor, subject=f"operator/{name}", details={"role": role},
                    now=now)
             return self._operator_in(conn, name)
@@ -174,6 +184,9 @@ class OperatorStore:
             if leaves_admins and admins <= 1:
                 raise PkiError(ErrorKind.CONFLICT, f"{name} is the last enabled admin: make another admin first")
             conn.execute(update(_ops).where(_o.id == op.id).values(**values))
+            if role is not None or disabled:      # open sessions end: log in again with the new role
+                conn.execute(update(_sessions).where(_s.operator_id == op.id, _s.ended_at.is_(None))
+                             .values(ended_at=now))
             if leaves_admins and _usable_admin_credentials(conn, now) == 0:
                 raise PkiError(ErrorKind.CONFLICT, f"no other admin has a credential to log in with: give one a "
                                                    f"token or certificate before changing {name}")
@@ -186,7 +199,7 @@ class OperatorStore:
         """``row``: id, hash, expires_at."""
         with db_errors(conflict="the token id was taken; try again"), self.engine.begin() as conn:
             op = self._operator_in(conn, name)
-            conn.execute(insert(_tokens).values(operator_id=op.id, created_at=now, **row))
+            conn.execute(insert(_tokens).values(operator_id=op.id, created_at=now, created_by=actor, **row))
             append(conn, action="operator-token-add", actor=actor, subject=f"operator/{name}/token/{row['id']}",
                    details={"expires_at": row["expires_at"].isoformat() if row["expires_at"] else None}, now=now)
             return _token(conn.execute(_TOKENS.where(_t.id == row["id"])).one())
@@ -220,6 +233,11 @@ class OperatorStore:
                    subject=f"operator/{rec.operator.name}/token/{token_id}", details={}, now=now)
             return _token(conn.execute(_TOKENS.where(_t.id == token_id)).one())
 
+    @translated
+    def usable_admin_credentials(self, now: datetime, except_serial: str | None = None) -> int:
+        with self.engine.connect() as conn:
+            return _usable_admin_credentials(conn, now, except_serial)
+
     @staticmethod
     def _keep_an_admin(conn: Connection, op: OperatorRecord, now: datetime, what: str) -> None:
         if op.role == ADMIN and _usable_admin_credentials(conn, now) == 0:
@@ -228,10 +246,21 @@ class OperatorStore:
 
     # --- token certificates ---------------------------------------------------------
 
-    def add_cert(self, name: str, serial: str, now: datetime, actor: str) -> OperatorCertRecord:
+    def add_cert(self, name: str, serial: str, spki_sha256: str, now: datetime, actor: str) -> OperatorCertRecord:
+        """Register ``serial`` as ``name``'s (again, if it was removed). A key logs in one
+        operator only: a certificate of a key registered to another operator is refused."""
         with db_errors(conflict=f"certificate {serial} belongs to an operator already"), self.engine.begin() as conn:
             op = self._operator_in(conn, name)
-            conn.execute(insert(_certs).values(serial=serial, operator_id=op.id, created_at=now))
+            others = conn.execute(select(_o.name).select_from(_certs.join(_ops, _o.id == _c.operator_id).join(
+                _certificates, _x.serial == _c.serial)).where(_x.spki_sha256 == spki_sha256, _c.removed_at.is_(None),
+                                                               _c.operator_id != op.id)).first()
+            if others is not None:
+                raise PkiError(ErrorKind.CONFLICT, f"this certificate's key logs in operator {others.name} already: "
+                                                   "one key, one operator")
+            again = conn.execute(update(_certs).where(_c.serial == serial, _c.removed_at.is_not(None))
+                                 .values(operator_id=op.id, created_at=now, created_by=actor, removed_at=None))
+            if again.rowcount == 0:
+                conn.execute(insert(_certs).values(serial=serial, operator_id=op.id, created_at=now, created_by=actor))
             append(conn, action="operator-cert-add", actor=actor, subject=f"operator/{name}/cert/{serial}",
                    details={}, now=now)
             return _cert(conn.execute(_CERTS.where(_c.serial == serial)).one())
@@ -270,13 +299,16 @@ class OperatorStore:
     # --- login challenges and sessions ----------------------------------------------
 
     @translated
-    def add_challenge(self, row: dict[str, Any], now: datetime, quota: int) -> None:
-        """``row``: id, nonce, expires_at. Expired ones go first; more than ``quota`` open
-        ones refused (the login route is public)."""
+    def add_challenge(self, row: dict[str, Any], now: datetime, quota: int, per_address: int) -> None:
+        """``row``: id, nonce, address, expires_at. Expired ones go first; more than
+        ``per_address`` open ones of one address, or ``quota`` in all, are refused (the login
+        route is public: one client cannot use up everybody's)."""
         with self.engine.begin() as conn:
             conn.execute(delete(_ch).where(_ch.c.expires_at <= now))
-            open_now = conn.execute(select(func.count()).select_from(_ch).where(_ch.c.used_at.is_(None))).scalar_one()
-            if open_now >= quota:
+            mine = conn.execute(select(func.count()).select_from(_ch).where(
+                _ch.c.used_at.is_(None), _ch.c.address == row["address"])).scalar_one()
+            total = conn.execute(select(func.count()).select_from(_ch).where(_ch.c.used_at.is_(None))).scalar_one()
+            if mine >= per_address or total >= quota:
                 raise PkiError(ErrorKind.RATE_LIMITED, "too many open login challenges; retry in a minute",
                                retry_after=60)
             conn.execute(insert(_ch).values(created_at=now, **row))

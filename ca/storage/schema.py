@@ -138,6 +138,7 @@ operators = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(64), nullable=False, unique=True),
     Column("role", String(32), nullable=False),                     # admin | operator | auditor | bank-manager
+    Column("created_by", String(128), nullable=False),              # who made it (cannot approve with it)
     _time("created_at"),
     _time("disabled_at", nullable=True),                            # no login, no token, while set
 )
@@ -148,6 +149,7 @@ operator_tokens = Table(
     Column("id", String(32), primary_key=True),
     Column("operator_id", Integer, ForeignKey("operators.id"), nullable=False, index=True),
     Column("hash", String(256), nullable=False),
+    Column("created_by", String(128), nullable=False),
     _time("created_at"),
     _time("expires_at", nullable=True),
     _time("revoked_at", nullable=True),
@@ -158,6 +160,7 @@ operator_certs = Table(
     "operator_certs", metadata,
     Column("serial", String(42), ForeignKey("certificates.serial"), primary_key=True),
     Column("operator_id", Integer, ForeignKey("operators.id"), nullable=False, index=True),
+    Column("created_by", String(128), nullable=False),
     _time("created_at"),
     _time("removed_at", nullable=True),
 )
@@ -182,6 +185,7 @@ login_challenges = Table(
     "login_challenges", metadata,
     Column("id", String(32), primary_key=True),
     Column("nonce", String(64), nullable=False),
+    Column("address", String(64), nullable=False, index=True),     # who asked: a quota per address
     _time("created_at"),
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
     _time("used_at", nullable=True),

@@ -8,6 +8,7 @@ signature (make bench: issuance).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import unicodedata
@@ -20,6 +21,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 from asn1crypto import x509
 from sqlalchemy import Integer, bindparam, exists, func, insert, literal_column, or_, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from ca.storage.audit import append, append_raw
 from ca.storage.counters import READ as _READ_COUNTER
@@ -382,6 +384,16 @@ class Store:
     # --- certificates ----------------------------------------------------------------
 
     @translated
+    def successor(self, serial: str, spki: str, subject: str, not_after: datetime) -> str | None:
+        """Another certificate for the same key and subject as ``serial`` that ends no
+        earlier (a renewal made already), or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(_c.serial).where(_c.spki_sha256 == spki, _c.subject == subject,
+                                                       _c.serial != serial, _c.state.in_(("issued", "pending")),
+                                                       _c.not_after >= not_after).limit(1)).first()
+        return row.serial if row is not None else None
+
+    @translated
     def record_authority_certificate(self, name: str, issuer: str, now: datetime) -> str:
         """The certificate of authority ``name`` (the issuing CA) as a certificate of its
         issuer (the root): so that the root's CRL can list it once it is revoked. Made when
@@ -393,7 +405,8 @@ class Store:
         cert = x509.Certificate.load(subject.cert_der)
         serial = format(cert.serial_number, "x")
         validity = cert["tbs_certificate"]["validity"]
-        with self.engine.begin() as conn:
+        with contextlib.suppress(IntegrityError), self.engine.begin() as conn:     # IntegrityError: a
+            # concurrent call made the row first, which is all that is wanted
             if conn.execute(select(_c.serial).where(_c.serial == serial)).first() is None:
                 conn.execute(insert(_certs).values(
                     serial=serial, authority_id=parent.id, state="issued", profile=f"{name}-ca", subject=subject.subject,

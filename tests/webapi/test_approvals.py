@@ -95,7 +95,7 @@ def test_approvals_arriving_at_once_execute_once(ctx: dict[str, Any], people: di
                 outcomes = list(pool.map(approve, ("a1", "a2", "a3")))
             assert _executions(ctx, rec.id) == ["approval-execute"], outcomes
             final = approvals.get(rec.id)
-            assert final.state == "executed" and final.result == {"revoked": [serial]}, final
+            assert final.state == "executed" and final.result == {"revoked": [serial], "already_revoked": []}, final
             assert final.approved == required and len(final.votes) == required, (final, outcomes)
             assert ctx["ca"].get(serial).status == "revoked"
     finally:
@@ -194,3 +194,59 @@ def test_an_admin_is_made_only_with_a_second_admin(admin_app: Flask, ctx: dict[s
                             json={"comment": "withdrawn"}, headers=_auth(people, "a1"))
     assert withdrawn.status_code == 200 and withdrawn.get_json()["state"] == "rejected"
     assert ctx["operators"].operator(auditor).role == "auditor"
+
+
+def test_one_admin_cannot_approve_through_an_account_or_token_they_made(admin_app: Flask, ctx: dict[str, Any],
+                                                                       people: dict[str, str]) -> None:
+    """An insider with one admin credential: a helper account of theirs, or a token they made
+    for another admin, does not give them the second approval."""
+    client = admin_app.test_client()
+    helper = _name("helper")
+    assert client.post("/api/v1/operators", json={"name": helper, "role": "operator"},
+                       headers=_auth(people, "a1")).status_code == 201
+    made = client.post(f"/api/v1/operators/{helper}/tokens", json={}, headers=_auth(people, "a1"))
+    assert made.status_code == 201
+    for_admin = client.post(f"/api/v1/operators/{people['a2']}/tokens", json={}, headers=_auth(people, "a1"))
+    assert for_admin.status_code == 403 and "only they" in for_admin.get_json()["detail"]
+
+    many = [_cert(ctx).serial for _ in range(ctx["approvals"].policy("bulk-revoke").threshold + 1)]
+    asked = client.post("/api/v1/certificates/revoke", json={"serials": many}, headers=_auth(people, "a1"))
+    assert asked.status_code == 202
+    pending = asked.get_json()["approval"]
+    by_helper = client.post(f"/api/v1/approvals/{pending['approval_id']}/approve",
+                            json={"params_sha256": pending["params_sha256"]},
+                            headers={"Authorization": f"Bearer {made.get_json()['token']}"})
+    assert by_helper.status_code == 403 and "made by the requester" in by_helper.get_json()["detail"]
+    assert {ctx["ca"].get(s).status for s in many} == {"good"}
+    shared = client.post("/api/v1/certificates/revoke", json={"serials": many},
+                         headers={"Authorization": "Bearer udun-test-admin-key-0123456789abcdef"})
+    assert shared.status_code == 403 and "no person" in shared.get_json()["detail"]
+    done = client.post(f"/api/v1/approvals/{pending['approval_id']}/approve",
+                       json={"params_sha256": pending["params_sha256"]}, headers=_auth(people, "op"))
+    assert done.status_code == 200 and done.get_json()["state"] == "executed"
+
+
+def test_an_operator_cannot_revoke_an_admins_login_certificate(admin_app: Flask, ctx: dict[str, Any],
+                                                              people: dict[str, str]) -> None:
+    client = admin_app.test_client()
+    cert = _cert(ctx)
+    ctx["operators"].add_cert(people["a3"], cert.serial, actor="pytest")
+    for path in (f"/api/v1/certificates/{cert.serial}/hold", f"/api/v1/certificates/{cert.serial}/revoke"):
+        refused = client.post(path, json={}, headers=_auth(people, "op"))
+        assert refused.status_code == 403 and "only an admin" in refused.get_json()["detail"]
+    bulk = client.post("/api/v1/certificates/revoke", json={"serials": [cert.serial]}, headers=_auth(people, "op"))
+    assert bulk.status_code == 403
+    assert ctx["ca"].get(cert.serial).status == "good"
+
+
+def test_a_policy_cannot_switch_dual_control_off_or_name_roles_that_cannot_vote(
+        admin_app: Flask, people: dict[str, str]) -> None:
+    client = admin_app.test_client()
+    off = client.post("/api/v1/approval-policies/policy-change", json={"approvals": 0}, headers=_auth(people, "a1"))
+    assert off.status_code == 400 and off.get_json()["field"] == "approvals"
+    auditors = client.post("/api/v1/approval-policies/ca-revoke", json={"roles": ["auditor"]},
+                           headers=_auth(people, "a1"))
+    assert auditors.status_code == 400 and auditors.get_json()["field"] == "roles"
+    bad_time = client.post("/api/v1/authorities/issuing/revoke", json={"invalidity_date": "yesterday"},
+                           headers=_auth(people, "a1"))
+    assert bad_time.status_code == 400 and bad_time.get_json()["field"] == "invalidity_date"

@@ -231,7 +231,8 @@ def test_endpoint_by_role_matrix(admin_app: Flask, ops: Operators, role_tokens: 
             if permission in ROLES[role]:
                 assert resp.status_code in wanted, (endpoint, role, resp.status_code, resp.get_data()[:300])
                 if resp.status_code == 202:                  # withdrawn: nothing the matrix asked for runs
-                    requests.ca_approvals().reject(resp.get_json()["approval"]["approval_id"], "operator:pytest")
+                    requests.ca_approvals().reject(resp.get_json()["approval"]["approval_id"], "operator:pytest",
+                                                   "admin")
             else:
                 assert resp.status_code == 403, (endpoint, role, resp.status_code)
                 assert resp.get_json()["code"] == "forbidden" and permission in resp.get_json()["detail"]
@@ -289,10 +290,11 @@ def test_the_audit_log_names_the_operator(admin_app: Flask, ops: Operators) -> N
     assert history[-1]["actor"] == f"operator:{name}"
 
 
-def _fresh_admin(ops: Operators) -> tuple[str, str]:
+def _fresh_admin(ops: Operators) -> tuple[str, str, str]:
     name = _unique("adm")
     ops.add(name, "admin", actor="pytest")
-    return name, ops.issue_token(name, actor="pytest").id
+    new = ops.issue_token(name, actor="pytest")
+    return name, new.id, new.text
 
 
 def test_the_last_admin_cannot_be_removed_or_locked_out(admin_app: Flask, ops: Operators) -> None:
@@ -301,7 +303,7 @@ def test_the_last_admin_cannot_be_removed_or_locked_out(admin_app: Flask, ops: O
     credential; a second admin makes each possible again."""
     from pkicore.errors import ErrorKind, PkiError
 
-    last, token_id = _fresh_admin(ops)
+    last, token_id, token_text = _fresh_admin(ops)
     others = [op.name for op in ops.all() if op.role == "admin" and op.disabled_at is None and op.name != last]
     for name in others:
         ops.set_disabled(name, True, actor="pytest")
@@ -314,17 +316,15 @@ def test_the_last_admin_cannot_be_removed_or_locked_out(admin_app: Flask, ops: O
             assert refused.value.kind is ErrorKind.CONFLICT, refused.value.message
         assert ops.operator(last).role == "admin" and ops.operator(last).disabled_at is None
         client = admin_app.test_client()
-        # Through the API, disabling an admin waits for a second admin (dual control); the
-        # only one who could approve is the last admin himself, and then it fails on the rule.
+        # Through the API, disabling an admin waits for a second admin (dual control), and
+        # there is none: refused at once.
         api = client.post(f"/api/v1/operators/{last}/disable", json={},
-                          headers={"Authorization": "Bearer udun-test-admin-key-0123456789abcdef"})
-        assert api.status_code == 202, api.get_json()
-        pending = api.get_json()["approval"]
-        approvals = admin_app.extensions["udun-admin"]["approvals"]
-        failed = approvals.approve(pending["approval_id"], f"operator:{last}", "admin", pending["params_sha256"])
-        assert failed.state == "failed" and failed.result["code"] == "conflict", failed
-        assert "last enabled admin" in failed.result["detail"]
-        second, _ = _fresh_admin(ops)
+                          headers={"Authorization": f"Bearer {token_text}"})
+        assert api.status_code == 409 and "approver" in api.get_json()["detail"], api.get_json()
+        shared = client.post(f"/api/v1/operators/{last}/disable", json={},
+                             headers={"Authorization": "Bearer udun-test-admin-key-0123456789abcdef"})
+        assert shared.status_code == 403 and "no person" in shared.get_json()["detail"]
+        second, _, _ = _fresh_admin(ops)
         ops.revoke_token(token_id, actor="pytest")          # the second admin can still log in
         ops.set_role(last, "auditor", actor="pytest")
         with pytest.raises(PkiError):
@@ -339,8 +339,8 @@ def test_concurrent_removals_of_the_last_two_admins_leave_one(admin_app: Flask, 
 
     from pkicore.errors import PkiError
 
-    a, _ = _fresh_admin(ops)
-    b, _ = _fresh_admin(ops)
+    a, _, _ = _fresh_admin(ops)
+    b, _, _ = _fresh_admin(ops)
     others = [op.name for op in ops.all() if op.role == "admin" and op.disabled_at is None and op.name not in (a, b)]
     for name in others:
         ops.set_disabled(name, True, actor="pytest")
