@@ -6,6 +6,8 @@ ca.authority.CertificateAuthority extends it with the issuing key.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 from ca.certquery import CertificateQuery, Page
 from config.settings import Settings
 from ca.storage.engine import make_engine
@@ -58,6 +60,19 @@ class CaDirectory:
         if rec is None:
             raise PkiError(ErrorKind.NOT_FOUND, f"no certificate with serial {serial}")
         return rec
+
+    def unusable(self, rec: CertRecord, now: datetime) -> str | None:
+        """Why ``rec`` cannot be used to log in or to renew now (None: it can): it must be
+        one of the issuing CA's, issued, good (not held, not revoked) and within its validity."""
+        if rec.der is None or rec.state != "issued":
+            return "was never issued"
+        if rec.authority_id != self.authority("issuing").id:
+            return "is not one of the issuing CA's"
+        if rec.status != "good":
+            return "is on hold" if rec.status == "on_hold" else "is revoked"
+        if not rec.not_before <= now < rec.not_after:
+            return "is expired" if now >= rec.not_after else "is not valid yet"
+        return None
 
     def latest_crl(self, which: str) -> CrlRecord:
         """The newest CRL the CA published for ``which`` (issuing or root), as stored."""

@@ -31,10 +31,10 @@ from ca.directory import CaDirectory
 from ca.storage.operators import (ADMIN, OperatorCertRecord, OperatorRecord, OperatorStore, OperatorTokenRecord,
                                   SessionRecord)
 from pkicore.adminsig import login_message, request_message
-from pkicore.algorithms import SigScheme, signature_algorithm
+from pkicore.algorithms import SigScheme
 from pkicore.clock import Clock, rfc3339
 from pkicore.errors import ErrorKind, PkiError
-from pkicore.sigverify import SignatureError, cached_identifier, load_key, verify
+from pkicore.sigverify import SignatureError, verify_scheme
 
 # What may be done through the admin API; every admin route names one (webapi.auth).
 PERMISSIONS: dict[str, str] = {
@@ -261,17 +261,8 @@ class Operators:
     def _good(self, serial: str, *, unauthorized: bool = False) -> bytes:
         """The DER of a certificate of our issuing CA that is good now, usable to sign."""
         rec = self.ca.get(serial)
-        now = self.clock()
-        problem = None
-        if rec.der is None or rec.state != "issued":
-            problem = "was never issued"
-        elif rec.authority_id != self.ca.authority("issuing").id:
-            problem = "is not one of the issuing CA's"
-        elif rec.status != "good":
-            problem = "is on hold" if rec.status == "on_hold" else "is revoked"
-        elif not rec.not_before <= now < rec.not_after:
-            problem = "is expired" if now >= rec.not_after else "is not valid yet"
-        else:
+        problem = self.ca.unusable(rec, self.clock())
+        if problem is None and rec.der is not None:
             usage = asn1x509.Certificate.load(rec.der).key_usage_value
             if usage is None or "digital_signature" not in usage.native:
                 problem = "does not allow digitalSignature"
@@ -283,9 +274,8 @@ class Operators:
 
     @staticmethod
     def _verify(cert_der: bytes, signature: bytes, message: bytes, scheme: SigScheme) -> None:
-        spki = asn1x509.Certificate.load(cert_der).public_key.dump()
         try:
-            verify(load_key(spki), signature, message, cached_identifier(signature_algorithm(scheme).dump()))
+            verify_scheme(asn1x509.Certificate.load(cert_der).public_key.dump(), signature, message, scheme)
         except SignatureError:
             raise _unauthorized("the signature does not verify with the operator's certificate") from None
 

@@ -30,10 +30,10 @@ from ca.profiles import REQUESTABLE
 from ca.storage.store import CertRecord, spki_sha256
 from pkicore import names
 from pkicore.adminsig import rekey_message, renew_message
-from pkicore.algorithms import SigScheme, signature_algorithm
+from pkicore.algorithms import SigScheme
 from pkicore.clock import Clock
 from pkicore.errors import ErrorKind, PkiError
-from pkicore.sigverify import SignatureError, cached_identifier, load_key, verify
+from pkicore.sigverify import SignatureError, verify_scheme
 
 
 def _spki(public_key_info: Any) -> bytes:
@@ -59,8 +59,7 @@ def _signed_by(cert: asn1x509.Certificate, signature_b64: str, scheme: str, mess
     except ValueError:
         raise PkiError(ErrorKind.BAD_INPUT, "signature is base64", field="signature") from None
     try:
-        verify(load_key(cert.public_key.dump()), signature, message,
-               cached_identifier(signature_algorithm(SigScheme.parse(scheme)).dump()))
+        verify_scheme(cert.public_key.dump(), signature, message, SigScheme.parse(scheme))
     except SignatureError:
         raise PkiError(ErrorKind.UNAUTHORIZED, "the signature does not verify with the current certificate's "
                                                "key") from None
@@ -74,18 +73,11 @@ class Renewals:
 
     def _current(self, serial: str) -> tuple[CertRecord, asn1x509.Certificate]:
         rec = self.ca.get(serial)
-        now = self.clock()
-        problem = None
-        if rec.der is None or rec.state != "issued" or rec.profile not in REQUESTABLE:
-            problem = "is not a customer certificate this CA issued"
-        elif rec.authority_id != self.ca.authority("issuing").id:
-            problem = "is not one of the issuing CA's"
-        elif rec.status != "good":
-            problem = "is on hold: release it first" if rec.status == "on_hold" else "is revoked: enroll again"
-        elif not rec.not_before <= now < rec.not_after:
-            problem = "has expired: enroll again" if now >= rec.not_after else "is not valid yet"
+        problem = "is not a customer certificate" if rec.profile not in REQUESTABLE else \
+            self.ca.unusable(rec, self.clock())
         if problem is not None:
-            raise PkiError(ErrorKind.CONFLICT, f"certificate {rec.serial} {problem}")
+            hint = {"is on hold": ": release it first", "is revoked": ": enroll again", "is expired": ": enroll again"}
+            raise PkiError(ErrorKind.CONFLICT, f"certificate {rec.serial} {problem}{hint.get(problem, '')}")
         assert rec.der is not None
         return rec, asn1x509.Certificate.load(rec.der)
 

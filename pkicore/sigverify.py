@@ -24,6 +24,7 @@ from pyhanko_certvalidator.sig_validate import (DEFAULT_VALIDATION_CONTEXT, Sign
                                                 SignatureValidator)
 
 from pkicore import oids
+from pkicore.algorithms import SigScheme, signature_algorithm
 from pkicore.algpolicy import STRICT, AlgorithmPolicy
 
 # A failure's ``problem`` is udun's own words; what a library said goes to the server log only.
@@ -208,6 +209,12 @@ def load_key(spki_der: bytes) -> Any:
                 _keys.clear()
             _keys[spki_der] = key
     return key
+
+
+def verify_scheme(spki_der: bytes, signature: bytes, data: bytes, scheme: SigScheme) -> None:
+    """verify() of a raw signature made by one of udun's schemes (a token's login, renewal or
+    re-key signature) with a SubjectPublicKeyInfo."""
+    verify(load_key(spki_der), signature, data, cached_identifier(signature_algorithm(scheme).dump()))
 
 
 def verify_info(key_info: keys.PublicKeyInfo, signature: bytes, data: bytes,
