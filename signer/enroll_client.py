@@ -4,7 +4,6 @@ CSR, the admin service's public enrollment route issues, and the certificate and
 chain go onto the token. The private key never leaves the token."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from asn1crypto import pem
@@ -13,10 +12,7 @@ from config.settings import Settings
 from pkicore.algorithms import KeyType
 from pkicore.errors import ErrorKind, PkiError
 from signer import tokens
-from signer.operator_client import Send
-
-_KINDS = {400: ErrorKind.BAD_INPUT, 401: ErrorKind.UNAUTHORIZED, 403: ErrorKind.FORBIDDEN, 409: ErrorKind.CONFLICT,
-          422: ErrorKind.POLICY, 429: ErrorKind.RATE_LIMITED}
+from signer.operator_client import Send, post
 
 
 @dataclass(frozen=True)
@@ -27,11 +23,7 @@ class Enrolled:
 
 
 def _post(send: Send, path: str, body: dict[str, str]) -> dict[str, str]:
-    status, answer = send("POST", path, json.dumps(body).encode(), {})
-    if status not in (200, 201):
-        detail = answer.get("detail", "") if isinstance(answer, dict) else ""
-        raise PkiError(_KINDS.get(status, ErrorKind.UNAVAILABLE), f"enrollment refused (HTTP {status}): {detail}")
-    return answer  # type: ignore[no-any-return]
+    return post(send, path, body, "enrollment", (200, 201))
 
 
 def enroll(settings: Settings, send: Send, label: tokens.Token, pin: str, code: str,

@@ -22,6 +22,20 @@ from pkicore.errors import ErrorKind, PkiError
 
 # (method, path, body, headers) -> (HTTP status, JSON answer)
 Send = Callable[[str, str, bytes, dict[str, str]], tuple[int, Any]]
+# An HTTP refusal as udun's error kinds; anything else (no answer, a 5xx) is UNAVAILABLE:
+# the outcome is not known.
+_KINDS = {400: ErrorKind.BAD_INPUT, 401: ErrorKind.UNAUTHORIZED, 403: ErrorKind.FORBIDDEN, 404: ErrorKind.NOT_FOUND,
+          409: ErrorKind.CONFLICT, 415: ErrorKind.MEDIA_TYPE, 422: ErrorKind.POLICY, 429: ErrorKind.RATE_LIMITED}
+
+
+def post(send: Send, path: str, body: dict[str, str], what: str, ok: tuple[int, ...] = (201,)) -> dict[str, Any]:
+    """POST a JSON object; the JSON answer of a status in ``ok``, else PkiError naming ``what``
+    was refused, of the refusal's kind."""
+    status, answer = send("POST", path, json.dumps(body).encode(), {})
+    if status not in ok:
+        detail = answer.get("detail", "") if isinstance(answer, dict) else ""
+        raise PkiError(_KINDS.get(status, ErrorKind.UNAVAILABLE), f"{what} refused (HTTP {status}): {detail}")
+    return answer  # type: ignore[no-any-return]
 
 
 def urllib_sender(base_url: str, timeout: float = 30.0) -> Send:

@@ -4,7 +4,6 @@ token; a refused re-key leaves the token as it was."""
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 
 from asn1crypto import keys as asn1keys
@@ -19,11 +18,7 @@ from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import load_certs
 from pkicore.x509build import build_csr
 from signer import tokens
-from signer.operator_client import Send
-
-_KINDS = {400: ErrorKind.BAD_INPUT, 401: ErrorKind.UNAUTHORIZED, 403: ErrorKind.FORBIDDEN, 404: ErrorKind.NOT_FOUND,
-          409: ErrorKind.CONFLICT, 422: ErrorKind.POLICY, 429: ErrorKind.RATE_LIMITED}
-
+from signer.operator_client import Send, post
 
 @dataclass(frozen=True)
 class Renewed:
@@ -35,11 +30,7 @@ class Renewed:
 def _post(send: Send, path: str, body: dict[str, str]) -> dict[str, str]:
     """The 201 answer; PkiError with the refusal's kind (UNAVAILABLE: no answer, or a 5xx:
     the outcome is not known)."""
-    status, answer = send("POST", path, json.dumps(body).encode(), {})
-    if status != 201:
-        detail = answer.get("detail", "") if isinstance(answer, dict) else ""
-        raise PkiError(_KINDS.get(status, ErrorKind.UNAVAILABLE), f"refused (HTTP {status}): {detail}")
-    return answer  # type: ignore[no-any-return]
+    return post(send, path, body, path.rsplit("/", 1)[-1])
 
 
 def _current(settings: Settings, label: tokens.Token, pin: str) -> tuple[TokenKey, x509.Certificate]:
