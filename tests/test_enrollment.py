@@ -116,6 +116,10 @@ def test_enrollment_through_the_cli_with_a_token(settings: Any, ca: Any) -> None
     code = made.stdout.decode().strip()
     assert code not in made.stderr.decode()
     with running_admin(settings.home, "udun-test-admin-key-0123456789abcdef", settings.database_url) as admin:
+        wrong = code[:10] + ("0000" if code[10:14] != "0000" else "1111") + code[14:]
+        refused = udun("enroll", "--url", admin.base, "--label", label, env={"UDUN_PIN": PIN, "UDUN_ENROLL_CODE": wrong})
+        assert refused.returncode == 2 and "4 tries left" in refused.stderr.decode(), refused.stderr
+        assert wrong not in refused.stderr.decode() and code not in refused.stderr.decode()
         done = udun("enroll", "--url", admin.base, "--label", label, "--code", code, env={"UDUN_PIN": PIN})
         assert done.returncode == 0, done.stderr
         assert "a new key was made" in done.stderr.decode()
