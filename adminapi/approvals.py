@@ -76,9 +76,21 @@ def make_approvals(ctx: dict[str, Any]) -> Approvals:
         rec = ca.issue(load_csr_bytes(p["csr_pem"].encode()), p["profile"], requester=who)
         return {"serial": rec.serial}
 
+    def issue_for(csr_pem: str, profile: str, customer: str, who: str) -> str:
+        return str(ca.issue(load_csr_bytes(csr_pem.encode()), profile, requester=who, customer=customer).serial)
+
+    from adminapi.customers import account_binding
+    from ca.customers import Customers
+    from ca.enrollments import Enrollments
+
+    def approve_enrollment(enrollment_id: str, who: str) -> None:
+        Enrollments(ca).approve(enrollment_id, actor=who)
+
     executors: dict[str, Executor] = {"ca-revoke": ca_revoke, "admin-change": admin_change,
                                       "policy-change": policy_change, "bulk-revoke": bulk_revoke,
-                                      "sensitive-issue": sensitive_issue}
+                                      "sensitive-issue": sensitive_issue,
+                                      "account-binding": account_binding(Customers(ca.store, ca.clock), issue_for,
+                                                                         approve_enrollment)}
     assert set(executors) == set(ACTIONS)
     return Approvals(ca.store, ca.clock, executors, ops.eligible)
 
@@ -224,9 +236,18 @@ def revoke_many() -> Response:
     return jsonify({"result": _approvals().executors["bulk-revoke"](params, actor())})
 
 
-def issue_needs_approval(profile: str, csr_pem: str) -> Response | None:
-    """adminapi.views.issue: a profile the sensitive-issue policy names waits for approval."""
+def issue_needs_approval(profile: str, csr_pem: str, customer: str | None = None) -> Response | None:
+    """adminapi.views.issue: a profile the sensitive-issue policy names waits for approval;
+    so does a certificate for a customer (account-binding: it can pay from their accounts)."""
+    if customer is not None:
+        pending = requested("account-binding", {"change": "issue", "profile": profile, "csr_pem": csr_pem,
+                                                "customer": customer})
+        if pending is not None:
+            return pending             # one approval: the executor issues it (with the customer)
     policy = _approvals().policy("sensitive-issue")
     if profile not in policy.profiles:
         return None
+    if customer is not None:
+        raise PkiError(ErrorKind.CONFLICT, f"profile {profile} is under the sensitive-issue policy: issue it "
+                                           "without a customer, then bind it (POST /api/v1/customers/{id}/certificates)")
     return requested("sensitive-issue", {"profile": profile, "csr_pem": csr_pem})

@@ -41,15 +41,29 @@ def _code(body: dict[str, Any]) -> str:
 @bp.post("/enrollments")
 @operator_route("enrollments:manage")
 def create() -> Response:
-    """``{"subject": "CN=张三,O=...,C=CN", "profile": "client", "accounts": [...], "hours": 72}``:
-    the code is in this answer only."""
-    body = json_object(request, ("subject", "profile", "accounts", "hours"), {"accounts": "strings", "hours": "integer"})
+    """``{"subject": "CN=张三,O=...,C=CN", "profile": "client", "customer": "C0001" or
+    "accounts": [...], "hours": 72}``: the code is in this answer only."""
+    body = json_object(request, ("subject", "profile", "customer", "accounts", "hours"),
+                       {"accounts": "strings", "hours": "integer"})
     subject = body.get("subject")
     if not isinstance(subject, str) or not subject:
         raise PkiError(ErrorKind.BAD_INPUT, "subject is required (RFC 4514)", field="subject")
+    # An enrollment for a customer lets its certificate pay from their accounts: under the
+    # account-binding policy its code works only once a second operator approved it.
+    binds = bool(body.get("customer") or body.get("accounts"))
+    approvals = current_app.extensions["udun-admin"]["approvals"]
+    waits = binds and approvals.needed("account-binding") is not None
     rec, code = _enrollments().create(subject, body.get("profile") or "client", body.get("accounts") or [],
-                                      DEFAULT_HOURS if body.get("hours") is None else body["hours"], actor=actor())
-    resp = jsonify({**_json(rec), "code": code})
+                                      DEFAULT_HOURS if body.get("hours") is None else body["hours"], actor=actor(),
+                                      customer=body.get("customer"), awaits_approval=waits)
+    answer: dict[str, Any] = {**_json(rec), "code": code}
+    if waits:
+        from ca.approvals import approval_json
+
+        pending = approvals.request("account-binding", {"change": "enrollment", "enrollment": rec.id,
+                                                         "customer": rec.customer_id, "subject": rec.subject}, actor())
+        answer["approval"] = approval_json(pending)
+    resp = jsonify(answer)
     resp.status_code = 201
     resp.headers["Location"] = f"/api/v1/enrollments/{rec.id}"
     resp.headers["Cache-Control"] = "no-store"

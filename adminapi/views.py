@@ -60,17 +60,21 @@ def readyz() -> Response:
 @operator_route("certificates:issue")
 def issue() -> Response:
     profile = request.args.get("profile", "client")
+    customer = request.args.get("customer")
     body = request.get_data(cache=False)
     if not body:
         raise PkiError(ErrorKind.BAD_INPUT, "send the CSR (PEM or DER) as the body")
     der = load_csr_bytes(body)
     from adminapi.approvals import issue_needs_approval      # one import cycle less at start-up
+    from ca.customers import Customers
 
-    pending = issue_needs_approval(profile, pem.armor("CERTIFICATE REQUEST", der).decode())
+    ca = _ctx()["ca"]
+    if customer is not None:
+        Customers(ca.store, ca.clock).must_exist(customer)      # 404 before any request is made
+    pending = issue_needs_approval(profile, pem.armor("CERTIFICATE REQUEST", der).decode(), customer)
     if pending is not None:
         return pending
-    ca = _ctx()["ca"]
-    rec = ca.issue(der, profile, requester=actor())
+    rec = ca.issue(der, profile, requester=actor(), customer=customer)
     resp = jsonify(certificate_json(rec, ca.clock()))
     resp.status_code = 201
     resp.headers["Location"] = f"/api/v1/certificates/{rec.serial}"     # RFC 9110 §15.3.2

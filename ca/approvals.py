@@ -32,6 +32,8 @@ ACTIONS: dict[str, str] = {
     "policy-change": "change an approval policy",
     "bulk-revoke": "revoke more than `threshold` certificates in one request",
     "sensitive-issue": "issue a certificate under one of `profiles`",
+    "account-binding": "let a certificate pay from accounts: a customer made with accounts, an account added, "
+                       "a certificate bound to or issued for a customer",
 }
 _ADMIN = ("admin",)
 DEFAULT_POLICIES: dict[str, PolicyRecord] = {
@@ -40,6 +42,7 @@ DEFAULT_POLICIES: dict[str, PolicyRecord] = {
     "policy-change": PolicyRecord("policy-change", 1, _ADMIN, 24, None, ()),
     "bulk-revoke": PolicyRecord("bulk-revoke", 1, ("admin", "operator"), 24, 10, ()),
     "sensitive-issue": PolicyRecord("sensitive-issue", 1, ("admin", "operator"), 24, None, ()),
+    "account-binding": PolicyRecord("account-binding", 1, ("admin", "operator"), 24, None, ()),
 }
 _log = logging.getLogger("udun.approvals")
 MAX_APPROVALS = 5

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from cryptography import x509 as cx509
 
 from ca import policy, profiles
+from ca.customers import Customers
 from ca.directory import CaDirectory
 from ca.issuer import Issuer, Prepared, lint
 from ca.storage.store import AuthorityRecord, CertRecord, NewAuthority, Store
@@ -187,16 +188,21 @@ class CertificateAuthority(CaDirectory):
             self._issuer_until = issuer.cert["tbs_certificate"]["validity"]["not_after"].native
         return self._issuer_until
 
-    def issue(self, csr_der: bytes, profile_name: str = "client", requester: str = "cli") -> CertRecord:
+    def issue(self, csr_der: bytes, profile_name: str = "client", requester: str = "cli",
+              customer: str | None = None) -> CertRecord:
         """Two-phase issuance for a requester's CSR: record the intent, sign once, store.
 
         Only the profiles a CSR may ask for (profiles.REQUESTABLE): the delegated OCSP
         responder and TSA certificates are made by ca.renewal for the CA's own keys.
+        ``customer``: the customer the certificate is bound to (ca.customers; it must
+        exist), stored with the certificate. Without one it pays from no account.
         """
         if profile_name not in profiles.REQUESTABLE:
             raise PkiError(ErrorKind.BAD_INPUT, f"unknown profile {profile_name!r}; known: "
                                                 f"{', '.join(profiles.REQUESTABLE)}")
-        return self._issue(csr_der, profile_name, requester)
+        if customer is not None:
+            Customers(self.store, self.clock).must_exist(customer)
+        return self._issue(csr_der, profile_name, requester, customer)
 
     def issue_delegated(self, csr_der: bytes, profile_name: str, requester: str) -> CertRecord:
         """A delegated certificate (ocsp-responder, tsa) for a key the CA made on the online
@@ -205,7 +211,7 @@ class CertificateAuthority(CaDirectory):
             raise PkiError(ErrorKind.INTERNAL, f"{profile_name!r} is not a delegated profile")
         return self._issue(csr_der, profile_name, requester)
 
-    def _issue(self, csr_der: bytes, profile_name: str, requester: str) -> CertRecord:
+    def _issue(self, csr_der: bytes, profile_name: str, requester: str, customer: str | None = None) -> CertRecord:
         issuing = self.authority("issuing")
         for _ in range(SERIAL_ATTEMPTS):
             prepared, checked = self.prepare(csr_der, profile_name)
@@ -226,7 +232,8 @@ class CertificateAuthority(CaDirectory):
             raise
         issued = self.clock()
         self.store.record_issued(prepared.serial_hex, der, hashlib.sha256(der).hexdigest(), issued,
-                                 profile=profile_name, subject=checked.subject_text, requester=requester)
+                                 profile=profile_name, subject=checked.subject_text, requester=requester,
+                                 customer=customer)
         return CertRecord(
             serial=prepared.serial_hex, authority_id=issuing.id, state="issued", profile=profile_name,
             subject=checked.subject_text, requester=requester, tbs_sha256=prepared.tbs_sha256,

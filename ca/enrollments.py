@@ -17,6 +17,7 @@ from typing import Protocol
 
 from asn1crypto import csr as asn1csr
 
+from ca.customers import Customers
 from ca.profiles import REQUESTABLE
 from ca.storage.enrollments import EnrollmentRecord, EnrollmentStore
 from ca.storage.store import CertRecord, Store
@@ -33,7 +34,8 @@ class Issuing(Protocol):
     store: Store
     clock: Clock
 
-    def issue(self, csr_der: bytes, profile_name: str, requester: str) -> CertRecord: ...
+    def issue(self, csr_der: bytes, profile_name: str, requester: str,
+              customer: str | None = None) -> CertRecord: ...
 
     def chain_der(self) -> list[bytes]: ...
 
@@ -91,8 +93,12 @@ class Enrollments:
         self.store = EnrollmentStore(ca.store)
 
     def create(self, subject: str, profile: str = "client", accounts: list[str] | tuple[str, ...] = (),
-               hours: int = DEFAULT_HOURS, *, actor: str) -> tuple[EnrollmentRecord, str]:
-        """A new enrollment and its code (shown once, stored nowhere)."""
+               hours: int = DEFAULT_HOURS, *, actor: str, customer: str | None = None,
+               awaits_approval: bool = False) -> tuple[EnrollmentRecord, str]:
+        """A new enrollment and its code (shown once, stored nowhere). Its certificate is
+        bound to ``customer`` (ca.customers, who must exist), or, given ``accounts``
+        instead, to a new customer ``ENR-<enrollment id>`` with those accounts.
+        ``awaits_approval``: its code works only after ``approve`` (dual control)."""
         if profile not in REQUESTABLE:
             raise PkiError(ErrorKind.BAD_INPUT, f"profile is one of {', '.join(REQUESTABLE)}", field="profile")
         if not 1 <= hours <= MAX_HOURS:
@@ -101,11 +107,20 @@ class Enrollments:
                 or len(set(accounts)) != len(accounts):
             raise PkiError(ErrorKind.BAD_INPUT, f"accounts: at most {MAX_ACCOUNTS} distinct payer account numbers "
                                                 "(6-34 digits or capital letters)", field="accounts")
+        if customer is not None:
+            if accounts:
+                raise PkiError(ErrorKind.BAD_INPUT, "give the customer or the accounts, not both: an existing "
+                                                    "customer's accounts are bound to it already", field="accounts")
+            Customers(self.ca.store, self.clock).must_exist(customer)
         text = "".join(secrets.choice(ALPHABET) for _ in range(ID_CHARS + SECRET_CHARS))
         now = self.clock()
+        made = customer is None and bool(accounts)
         rec = self.store.add({"id": text[:ID_CHARS], "code_hash": hash_secret(text),
                               "subject": canonical_subject(subject), "profile": profile, "accounts": list(accounts),
-                              "expires_at": now + timedelta(hours=hours)}, now, actor)
+                              "expires_at": now + timedelta(hours=hours),
+                              "customer_id": f"ENR-{text[:ID_CHARS]}" if made else customer,
+                              "approved_at": None if awaits_approval else now},
+                             now, actor, new_customer=made)
         return rec, grouped(text)
 
     def get(self, enrollment_id: str) -> EnrollmentRecord:
@@ -113,6 +128,9 @@ class Enrollments:
         if rec is None:
             raise PkiError(ErrorKind.NOT_FOUND, f"no enrollment {enrollment_id}")
         return rec
+
+    def approve(self, enrollment_id: str, *, actor: str) -> EnrollmentRecord:
+        return self.store.approve(enrollment_id.upper(), self.clock(), actor)
 
     def cancel(self, enrollment_id: str, *, actor: str) -> EnrollmentRecord:
         return self.store.cancel(enrollment_id.upper(), self.clock(), actor)
@@ -145,11 +163,14 @@ class Enrollments:
         subject = csr_subject(csr_der)
         if subject != rec.subject:
             raise PkiError(ErrorKind.POLICY, f"the CSR's subject {subject!r} is not this enrollment's {rec.subject!r}")
+        if rec.approved_at is None:
+            raise PkiError(ErrorKind.CONFLICT, "this enrollment waits for a second operator's approval (dual "
+                                               "control): ask the bank, then run this again")
         if not self.store.claim(rec.id, self.clock()):
             raise PkiError(ErrorKind.CONFLICT, "this activation code was used already")
         actor = f"enrollment:{rec.id}"
         try:
-            cert = self.ca.issue(csr_der, rec.profile, requester=actor)
+            cert = self.ca.issue(csr_der, rec.profile, requester=actor, customer=rec.customer_id)
         except BaseException:
             self.store.unclaim(rec.id)
             raise
@@ -162,11 +183,14 @@ def state_of(rec: EnrollmentRecord, now: datetime) -> str:
         return "used"
     if rec.locked_at is not None:
         return "locked"
+    if rec.approved_at is None and rec.expires_at > now:
+        return "awaiting-approval"
     return "expired" if rec.expires_at <= now else "open"
 
 
 def enrollment_json(rec: EnrollmentRecord, now: datetime) -> dict[str, object]:
     return {"enrollment_id": rec.id, "subject": rec.subject, "profile": rec.profile, "accounts": list(rec.accounts),
+            "customer": rec.customer_id,
             "state": state_of(rec, now), "created_by": rec.created_by, "created_at": rfc3339(rec.created_at),
             "expires_at": rfc3339(rec.expires_at), "attempts": rec.attempts,
             "used_at": rfc3339(rec.used_at) if rec.used_at else None, "serial": rec.serial}

@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ca.banks import Principal
+from ca.customers import binding_refusal
+from ca.storage.customers import CustomerStore
 from ca.directory import CaDirectory
 from ca.storage.evidence import ChallengeRefused, EvidenceStore, Replayed, spki_sha256
 from ca.tsa import Stamp, TimeStampAuthority
@@ -25,7 +27,7 @@ from pkicore import tsp
 from pkicore.cms_verify import Verifier
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import pem_certs
-from pkicore.report import Report, Sub, refuse
+from pkicore.report import Report, Sub, also_passed, refuse
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class EvidenceService:
         self.verifier = verifier
         self.tsa = tsa
         self.store = EvidenceStore(ca.store)
+        self.customers = CustomerStore(ca.store)
         # Whether records from before banks exist: True stays True (they are never deleted);
         # False is asked again after a minute (a node of an older udun may still write some).
         self._unowned: tuple[bool, float] | None = None
@@ -163,14 +166,26 @@ class EvidenceService:
             if self.ca.settings.require_challenge:
                 return refuse(report, "challenge", "this server requires a bank challenge in every payment",
                               Sub.CHALLENGE_REQUIRED), None
-            return report, None
-        first = self.store.first_record(bank.bank_id, self._signer_key(report), report.transaction["tx_id"])
-        if first is not None:              # a replay names the first record, not the used challenge
-            return _replayed(report, first), first
-        why = self.store.challenge_state(challenge, bank.bank_id, now)
-        if why is not None:
-            return refuse(report, "challenge", why.detail, why.sub), None
-        return report, None
+        else:
+            first = self.store.first_record(bank.bank_id, self._signer_key(report), report.transaction["tx_id"])
+            if first is not None:              # a replay names the first record, not the used challenge
+                return _replayed(report, first), first
+            why = self.store.challenge_state(challenge, bank.bank_id, now)
+            if why is not None:
+                return refuse(report, "challenge", why.detail, why.sub), None
+        return self._bound(report), None
+
+    def _bound(self, report: Report) -> Report:
+        """Account binding (ca.customers): the payer account must be the signer's customer's."""
+        if not self.ca.settings.account_binding:
+            return report
+        assert report.transaction is not None and report.signer is not None
+        account = report.transaction["payer"]["account"]
+        binding = self.customers.binding(report.signer["certificate_sha256"], account)
+        why = binding_refusal(binding, report.signer["serial"], account)
+        if why is not None or binding is None:
+            return refuse(report, "account binding", why or "", Sub.ACCOUNT_NOT_BOUND)
+        return also_passed(report, "account binding", f"the payer account is customer {binding[0]}'s")
 
     @staticmethod
     def _signer_key(report: Report) -> str:

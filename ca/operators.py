@@ -56,15 +56,17 @@ PERMISSIONS: dict[str, str] = {
     "ca:revoke": "ask for the revocation of the issuing CA",
     "enrollments:read": "list and show counter enrollments",
     "enrollments:manage": "make counter enrollments with their activation codes (柜台激活码), cancel them",
+    "customers:read": "list and show customers with their accounts and certificates",
+    "customers:manage": "add customers, bind accounts and certificates to them (under dual control), remove accounts",
 }
 _ALL = frozenset(PERMISSIONS)
 ROLES: dict[str, frozenset[str]] = {
     "admin": _ALL,
     "operator": frozenset({"self", "service:read", "certificates:read", "certificates:issue", "certificates:status",
                            "crl:publish", "approvals:read", "approvals:decide", "enrollments:read",
-                           "enrollments:manage"}),
+                           "enrollments:manage", "customers:read", "customers:manage"}),
     "auditor": frozenset({"self", "service:read", "certificates:read", "evidence:read", "audit:read", "banks:read",
-                          "operators:read", "approvals:read", "enrollments:read"}),
+                          "operators:read", "approvals:read", "enrollments:read", "customers:read"}),
     "bank-manager": frozenset({"self", "service:read", "banks:read", "banks:manage"}),
 }
 _log = logging.getLogger("udun.operators")

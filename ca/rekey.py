@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 from ca.authority import CertificateAuthority
 from ca.enrollments import csr_subject
 from ca.profiles import REQUESTABLE
+from ca.storage.customers import CustomerStore
 from ca.storage.store import CertRecord, spki_sha256
 from pkicore import names
 from pkicore.adminsig import rekey_message, renew_message
@@ -88,6 +89,10 @@ class Renewals:
         if asked != wanted:
             raise PkiError(ErrorKind.POLICY, f"the CSR's subject {asked!r} is not the certificate's {wanted!r}")
 
+    def _customer_of(self, serial: str) -> str | None:
+        """The binding goes with the certificate to its renewal or re-key (ca.customers)."""
+        return CustomerStore(self.ca.store).customer_of(serial)
+
     def renew(self, serial: str, csr_der: bytes, signature_b64: str, scheme: str) -> CertRecord:
         rec, cert = self._current(serial)
         _signed_by(cert, signature_b64, scheme, renew_message(rec.serial, csr_der))
@@ -102,7 +107,8 @@ class Renewals:
         if later is not None:
             raise PkiError(ErrorKind.CONFLICT, f"certificate {rec.serial} was renewed already (by {later}): renew "
                                                "that one")
-        return self.ca.issue(csr_der, rec.profile, requester=f"renewal:{rec.serial}")
+        return self.ca.issue(csr_der, rec.profile, requester=f"renewal:{rec.serial}",
+                             customer=self._customer_of(rec.serial))
 
     def rekey(self, serial: str, csr_der: bytes, signature_b64: str, scheme: str) -> tuple[CertRecord, CertRecord]:
         """(the new certificate, the old one, now revoked as superseded)."""
@@ -113,6 +119,7 @@ class Renewals:
         if _csr_key(csr_der) == _spki(cert.public_key):
             raise PkiError(ErrorKind.POLICY, "a re-key needs a new key: this CSR is for the current one (use renew)")
         self._same_subject(cert, csr_der)
-        new = self.ca.issue(csr_der, rec.profile, requester=f"rekey:{rec.serial}")
+        new = self.ca.issue(csr_der, rec.profile, requester=f"rekey:{rec.serial}",
+                            customer=self._customer_of(rec.serial))
         old = Revocation(self.ca).revoke(rec.serial, "superseded", actor=f"rekey:{new.serial}")
         return new, old

@@ -38,6 +38,7 @@ class Settings:
     tsa_accuracy_ms: int = 1000  # RFC 3161 accuracy stated in every time-stamp
     signing_window_minutes: int = 5      # a payment's signingTime must lie this close to our clock
     require_challenge: bool = False      # every payment must carry a bank challenge
+    account_binding: bool = True         # a payer account must be one of the signer's customer's
     challenge_seconds: int = 300         # how long a challenge stays usable
     challenge_quota: int = 10_000        # open (unused, unexpired) challenges a bank may hold
     # Rate limits of `udun serve`, per worker process (webapi.ratelimit): "N/second|minute|hour" or "0".
@@ -182,9 +183,11 @@ def _oid(src: _Source) -> str:
     return raw.strip()
 
 
-def _flag(src: _Source, name: str) -> bool:
+def _flag(src: _Source, name: str, default: bool = False) -> bool:
     raw = (src.get(name) or "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if raw == "":
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True
@@ -303,6 +306,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         tsa_accuracy_ms=_int(src, "UDUN_TSA_ACCURACY_MS", 1000, 1, 60_000),
         signing_window_minutes=_int(src, "UDUN_SIGNING_WINDOW_MINUTES", 5, 1, 24 * 60),
         require_challenge=_flag(src, "UDUN_REQUIRE_CHALLENGE"),
+        account_binding=_flag(src, "UDUN_ACCOUNT_BINDING", True),
         challenge_seconds=_int(src, "UDUN_CHALLENGE_SECONDS", 300, 10, 24 * 3600),
         challenge_quota=_int(src, "UDUN_CHALLENGE_QUOTA", 10_000, 1, 10_000_000),
         rate_limit_per_address=_rate(src, "UDUN_RATE_LIMIT_PER_ADDRESS", "1000/second"),

@@ -43,6 +43,7 @@ KEYS: Mapping[str, str] = MappingProxyType({
     "tsa_accuracy_ms": "int",
     "signing_window_minutes": "int",
     "require_challenge": "bool",
+    "account_binding": "bool",
     "challenge_seconds": "int",
     "challenge_quota": "int",
     "rate_limit_per_address": "str",

@@ -47,6 +47,7 @@ class Sub(enum.Enum):
     CHALLENGE_UNKNOWN = "CHALLENGE_UNKNOWN"     # never issued by us
     CHALLENGE_EXPIRED = "CHALLENGE_EXPIRED"
     CHALLENGE_USED = "CHALLENGE_USED"           # accepted once already
+    ACCOUNT_NOT_BOUND = "ACCOUNT_NOT_BOUND"     # the payer account is not the signer's customer's
 
 
 _MAIN = {
@@ -60,6 +61,7 @@ _MAIN = {
     Sub.CHALLENGE_UNKNOWN: Status.TOTAL_FAILED,
     Sub.CHALLENGE_EXPIRED: Status.TOTAL_FAILED,
     Sub.CHALLENGE_USED: Status.TOTAL_FAILED,
+    Sub.ACCOUNT_NOT_BOUND: Status.TOTAL_FAILED,
 }
 
 # When several checks fail, the report names the first of these, in the order EN 319
@@ -72,6 +74,7 @@ PRIORITY = [
     Sub.CERTIFICATE_CHAIN_GENERAL_FAILURE, Sub.CRYPTO_CONSTRAINTS_FAILURE,
     Sub.SIGNING_TIME_OUT_OF_WINDOW, Sub.SIG_CONSTRAINTS_FAILURE, Sub.TRY_LATER,
     Sub.CHALLENGE_REQUIRED, Sub.CHALLENGE_UNKNOWN, Sub.CHALLENGE_EXPIRED, Sub.CHALLENGE_USED, Sub.REPLAYED,
+    Sub.ACCOUNT_NOT_BOUND,
 ]
 
 
@@ -139,7 +142,17 @@ class Report:
 
 def refuse(report: Report, name: str, detail: str, sub: Sub) -> Report:
     """A report with one more failed check (a policy refusal after the signature checks)."""
-    return conclude([*report.checks, Check(name, False, detail, sub)], signer=report.signer,
+    return with_check(report, Check(name, False, detail, sub))
+
+
+def also_passed(report: Report, name: str, detail: str) -> Report:
+    """A report with one more check that passed (a payment rule that held)."""
+    return with_check(report, Check(name, True, detail))
+
+
+def with_check(report: Report, check: Check) -> Report:
+    """The report with ``check`` appended and the indication concluded again."""
+    return conclude([*report.checks, check], signer=report.signer,
                     signing_time=report.signing_time, transaction=report.transaction,
                     signer_cert_der=report.signer_cert_der, revocation=report.revocation,
                     statuses=report.statuses, chain_der=report.chain_der,

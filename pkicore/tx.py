@@ -252,6 +252,11 @@ def load_canonical(data: bytes) -> Transaction:
     return tx
 
 
+def valid_account(account: str) -> bool:
+    """Whether ``account`` is a payer or payee account number a payment may carry."""
+    return bool(_ACCOUNT.fullmatch(account))
+
+
 def mask_account(account: str) -> str:
     """Show only the last four characters of an account, as banks print it."""
     return "****" + account[-4:] if len(account) > 4 else account

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import pytest  # noqa: E402
 from asn1crypto import pem  # noqa: E402
 
-from helpers import PIN, SO_PIN, USERS, Enrolled  # noqa: E402
+from helpers import CUSTOMER, PIN, SAMPLE, SO_PIN, USERS, Enrolled  # noqa: E402
 
 
 _PG: list[Any] = []                   # the throwaway server of this run, if it started one
@@ -120,6 +120,11 @@ def ca(settings):  # type: ignore[no-untyped-def]
 
     authority = CertificateAuthority.open(settings)
     authority.init()
+    from ca.customers import Customers
+
+    # The customer every test certificate pays for: the sample payment's payer account.
+    Customers(authority.store, authority.clock).add(CUSTOMER, "测试客户", [SAMPLE["payer"]["account"]],
+                                                    actor="pytest")
     return authority
 
 
@@ -135,7 +140,7 @@ def enrolled(settings, ca) -> dict[str, Enrolled]:  # type: ignore[no-untyped-de
     for label, (key_type, scheme) in USERS.items():
         tokens.keygen(settings, label, PIN, key_type)
         csr = tokens.csr(settings, label, PIN, f"CN=Test {label},O=udun tests,C=CN")
-        rec = ca.issue(csr, "client", requester="pytest")
+        rec = ca.issue(csr, "client", requester="pytest", customer=CUSTOMER)
         assert rec.der is not None
         tokens.import_certificates(settings, label, PIN, pem.armor("CERTIFICATE", rec.der)
                                    + b"".join(pem.armor("CERTIFICATE", d) for d in ca.chain_der()))

@@ -30,6 +30,8 @@ USERS: dict[str, tuple[KeyType, SigScheme]] = {
 
 from udun.demo import SAMPLE
 
+CUSTOMER = "C-TEST"      # the session CA's customer with SAMPLE's payer account (conftest)
+
 
 @dataclass(frozen=True)
 class Enrolled:

@@ -39,6 +39,7 @@ SEEDED: dict[str, str] = {
     "0010": "+ a bank with an API key and a TLS client certificate; evidence and challenges of that bank",
     "0011": "+ an admin operator with an API token, a token certificate, a session and a login challenge",
     "0012": "+ a changed approval policy, an executed request with its vote",
+    "0013": "+ an enrollment used for s01 (with a payer account), one still open (without)",
 }
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
@@ -263,9 +264,26 @@ def _enrollments(rev: str, known: list[str]) -> list[dict[str, Any]]:
     base = {"code_hash": "scrypt$16384$8$1$c2FsdA$aGFzaA", "profile": "client", "created_by": "operator:alice",
             "created_at": T0, "expires_at": T0 + timedelta(days=3), "locked_at": None}
     return [{**base, "id": "ABCD1234", "subject": "CN=Alice,O=udun tests,C=CN", "accounts": '["6222020200112233445"]',
-             "attempts": 1, "used_at": T0 + timedelta(hours=1), "serial": "s01"},
+             "attempts": 1, "used_at": T0 + timedelta(hours=1), "serial": "s01", "customer_id": "ENR-ABCD1234",
+             "approved_at": T0},
             {**base, "id": "EFGH5678", "subject": "CN=张三,O=udun tests,C=CN", "accounts": "[]", "attempts": 0,
-             "used_at": None, "serial": None}]
+             "used_at": None, "serial": None, "customer_id": None, "approved_at": T0}]
+
+
+def _customer_rows(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """0014's tables: the customer made for enrollment ABCD1234 (0014 makes the same from
+    0013's enrollment), its account, and s01 bound to it."""
+    if not since(rev, "0013", known):
+        return {"customers": [], "customer_accounts": [], "certificate_customers": []}
+    return {
+        "customers": [{"id": "ENR-ABCD1234", "name": "CN=Alice,O=udun tests,C=CN", "created_by": "operator:alice",
+                       "created_at": T0}],
+        "customer_accounts": [{"account": "6222020200112233445", "customer_id": "ENR-ABCD1234",
+                               "added_by": "operator:alice", "added_at": T0}],
+        "certificate_customers": [{"cert_sha256": hashlib.sha256(w.certs["s01"]).hexdigest(),
+                                   "serial": "s01", "customer_id": "ENR-ABCD1234", "bound_by": "enrollment:ABCD1234",
+                                   "bound_at": T0 + timedelta(hours=1)}],
+    }
 
 
 def audit_entries() -> list[Any]:
@@ -343,6 +361,7 @@ def _rows(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]
         **_operator_rows(rev, known),           # 0011 makes them
         **_approval_rows(rev, known),           # 0012
         "enrollments": _enrollments(rev, known),    # 0013
+        **_customer_rows(w, rev, known),               # 0014 (from 0013's enrollments, or as written)
     }
 
 
@@ -353,7 +372,8 @@ MADE_BY = {"authorities": "0001", "certificates": "0001", "status_events": "0002
            "banks": "0010", "bank_keys": "0010", "bank_certs": "0010", "operators": "0011",
            "operator_tokens": "0011", "operator_certs": "0011", "operator_sessions": "0011",
            "login_challenges": "0011", "approval_policies": "0012", "approvals": "0012", "approval_votes": "0012",
-           "enrollments": "0013"}
+           "enrollments": "0013", "customers": "0013", "customer_accounts": "0013",
+           "certificate_customers": "0013"}     # 0014 makes these from 0013's enrollments
 
 
 def expected(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -49,7 +49,10 @@ def test_full_cli_flow(flow: Flow) -> None:
     flow.run("token", "csr", "--label", "alice", "--subject", "CN=张三,O=Example Bank,C=CN", "-o", "req.pem")
     assert (h / "req.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE REQUEST-----")
 
-    issued = flow.run("ca", "issue", "req.pem", "--profile", "client", "-o", "cert.pem", "--chain")
+    flow.run("customer", "add", "C0001", "--name", "张三", "--account", SAMPLE["payer"]["account"])
+    issued = flow.run("ca", "issue", "req.pem", "--profile", "client", "-o", "cert.pem", "--chain",
+                      "--customer", "C0001")
+    assert b"bound to customer C0001" in issued.stderr
     serial = issued.stderr.decode().split("serial ")[1].split()[0]
     assert (h / "cert.pem").read_bytes().count(b"BEGIN CERTIFICATE") == 3
     assert serial.encode() in flow.run("ca", "list").stdout

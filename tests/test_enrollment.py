@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from helpers import PIN, SO_PIN, udun
+from helpers import CUSTOMER, PIN, SO_PIN, udun
 
 OPERATOR = {"Authorization": "Bearer udun-test-admin-key-0123456789abcdef"}
 
@@ -31,16 +31,42 @@ def _csr_pem(subject_cn: str) -> str:
         ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
 
 
+@pytest.fixture(scope="module")
+def counter(admin_app: Flask) -> tuple[dict[str, str], dict[str, str]]:
+    """Two operators at the counter (经办 and 复核): the maker and the checker, API tokens."""
+    ops = admin_app.extensions["udun-admin"]["operators"]
+    out = []
+    for who in ("maker", "checker"):
+        name = f"{who}-{uuid.uuid4().hex[:6]}"
+        ops.add(name, "operator", actor="pytest")
+        out.append({"Authorization": f"Bearer {ops.issue_token(name, actor='pytest').text}"})
+    return out[0], out[1]
+
+
 @pytest.fixture()
-def made(admin_app: Flask) -> dict[str, Any]:
-    """An enrollment made through the API, as an operator does at the counter."""
+def made(admin_app: Flask, counter: tuple[dict[str, str], dict[str, str]]) -> dict[str, Any]:
+    """An enrollment for a new customer made through the API, as an operator does at the
+    counter, and approved by a second one (its code works only then: account-binding)."""
+    maker, checker = counter
     cn = f"张三 {uuid.uuid4().hex[:6]}"
-    resp = admin_app.test_client().post("/api/v1/enrollments", headers=OPERATOR, json={
-        "subject": _subject(cn), "accounts": ["6222020200112233445"], "hours": 2})
+    account = f"6222{uuid.uuid4().int % 10**15:015d}"        # an account of a new customer
+    client = admin_app.test_client()
+    resp = client.post("/api/v1/enrollments", headers=maker, json={
+        "subject": _subject(cn), "accounts": [account], "hours": 2})
     assert resp.status_code == 201 and resp.headers["Cache-Control"] == "no-store", resp.get_json()
     body = resp.get_json()
-    assert body["state"] == "open" and body["accounts"] == ["6222020200112233445"]
-    return {**body, "cn": cn}
+    assert body["state"] == "awaiting-approval" and body["accounts"] == [account]
+    assert body["customer"] == f"ENR-{body['enrollment_id']}"
+    approval = body.pop("approval")
+    assert approval["action"] == "account-binding" and approval["params"]["enrollment"] == body["enrollment_id"]
+    early = client.post("/api/v1/enroll", json={"code": body["code"], "csr": _csr_pem(cn)})
+    assert early.status_code == 409 and "second operator" in early.get_json()["detail"]
+    done = client.post(f"/api/v1/approvals/{approval['approval_id']}/approve", headers=checker,
+                       json={"params_sha256": approval["params_sha256"]})
+    assert done.status_code == 200 and done.get_json()["state"] == "executed", done.get_json()
+    shown = client.get(f"/api/v1/enrollments/{body['enrollment_id']}", headers=checker).get_json()
+    assert shown["state"] == "open"
+    return {**body, "state": "open", "cn": cn}
 
 
 def test_a_code_is_used_once(admin_app: Flask, made: dict[str, Any]) -> None:
@@ -111,7 +137,7 @@ def test_enrollment_through_the_cli_with_a_token(settings: Any, ca: Any) -> None
     label = f"enr-{uuid.uuid4().hex[:6]}"
     tokens.init(settings, label, PIN, SO_PIN)
     subject = _subject(f"王五 {uuid.uuid4().hex[:6]}")
-    made = udun("enrollment", "create", "--subject", subject, "--account", "6222020200112233445", "--hours", "1")
+    made = udun("enrollment", "create", "--subject", subject, "--customer", CUSTOMER, "--hours", "1")
     assert made.returncode == 0, made.stderr
     code = made.stdout.decode().strip()
     assert code not in made.stderr.decode()

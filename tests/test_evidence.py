@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import PIN, SoftwareKey, now, running_server, sample_tx, udun, write
+from helpers import CUSTOMER, PIN, SoftwareKey, now, running_server, sample_tx, udun, write
 
 
 
@@ -344,7 +344,7 @@ def test_signing_time_window(ca, client) -> None:  # type: ignore[no-untyped-def
 
     key = SoftwareKey()
     earlier = CertificateAuthority(ca.settings, ca.store, lambda: now() - timedelta(hours=1))
-    rec = earlier.issue(build_csr(key, parse_name("CN=Window Customer,O=udun tests,C=CN")))
+    rec = earlier.issue(build_csr(key, parse_name("CN=Window Customer,O=udun tests,C=CN")), customer=CUSTOMER)
     for skew in (timedelta(minutes=-6), timedelta(minutes=6), timedelta(minutes=4, seconds=50),
                  timedelta(minutes=-4, seconds=-50)):
         cms = sign_data(key, rec.der, ca.chain_der(), sample_tx().canonical_bytes(), signing_time=now() + skew)
@@ -361,7 +361,7 @@ def test_challenges_single_use_and_expiry(ca, client) -> None:  # type: ignore[n
     from pkicore.x509build import build_csr, parse_name
 
     key = SoftwareKey()
-    rec = ca.issue(build_csr(key, parse_name("CN=Challenge Customer,O=udun tests,C=CN")))
+    rec = ca.issue(build_csr(key, parse_name("CN=Challenge Customer,O=udun tests,C=CN")), customer=CUSTOMER)
 
     def pay(challenge: str | None) -> dict:  # type: ignore[type-arg]
         tx = sample_tx(challenge=challenge) if challenge else sample_tx()
@@ -413,7 +413,7 @@ def test_evidence_outlives_revocation_and_expiry(settings, ca, bank_key, tmp_pat
     client = create_app(settings, ca=later, verifier=verifier).test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {bank_key}"
     key = SoftwareKey()
-    rec = later.issue(build_csr(key, parse_name("CN=Time Traveller,O=udun tests,C=CN")))
+    rec = later.issue(build_csr(key, parse_name("CN=Time Traveller,O=udun tests,C=CN")), customer=CUSTOMER)
     try:
         cms = sign_data(key, rec.der, ca.chain_der(), sample_tx().canonical_bytes(), signing_time=clock())
         answer = _verify(client, cms)

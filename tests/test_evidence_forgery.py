@@ -14,7 +14,7 @@ import struct
 import zipfile
 from datetime import timedelta
 
-from helpers import SoftwareKey, issue_with, make_root, now, sample_tx
+from helpers import CUSTOMER, SoftwareKey, issue_with, make_root, now, sample_tx
 
 def _verify_api(client, cms: bytes) -> dict:  # type: ignore[no-untyped-def,type-arg]
     r = client.post("/api/v1/verify", data=cms, content_type="application/pkcs7-mime")
@@ -57,7 +57,8 @@ def test_a_tsa_of_another_trusted_ca_makes_no_evidence(bank_key, settings, ca, a
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {bank_key}"
     key = SoftwareKey()
-    rec = ca.issue(build_csr(key, parse_name("CN=Victim Customer,O=udun tests,C=CN")), "client", requester="pytest")
+    rec = ca.issue(build_csr(key, parse_name("CN=Victim Customer,O=udun tests,C=CN")), "client", requester="pytest",
+                   customer=CUSTOMER)
     ans = _verify_api(client, sign_data(key, rec.der, ca.chain_der(), sample_tx().canonical_bytes(),
                                         signing_time=now()))
     assert ans["status"] == "TOTAL_PASSED", ans["message"]

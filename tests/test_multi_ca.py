@@ -79,6 +79,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         w.enroll("bob", w.partner, "CN=鲍勃,O=Partner Bank,C=CN")
         w.enroll("carol", w.partner, "CN=Carol,O=Partner Bank,C=CN")
         w.enroll("eve", w.stranger, "CN=Eve,O=Stranger Bank,C=CN")
+        # The partner CA's certificates pay from the sample payer's account (bound by their SHA-256).
+        w.run("customer", "add", "C0001", "--name", "鲍勃", "--account", SAMPLE["payer"]["account"])
+        for label in ("bob", "carol", "eve"):
+            w.run("customer", "bind", "C0001", "--cert", f"{label}.pem")
         w.partner.revoke(w.certs["carol"], "keyCompromise")
         w.partner.crl("issuing")
         yield w

@@ -16,7 +16,7 @@ from asn1crypto import pem
 from flask import Flask
 from flask.testing import FlaskClient
 
-from helpers import PIN, SO_PIN, udun
+from helpers import CUSTOMER, PIN, SO_PIN, udun
 from pkicore.errors import ErrorKind, PkiError
 
 
@@ -36,7 +36,7 @@ def _enrolled_token(settings: Any, ca: Any) -> tuple[str, Any]:
     tokens.init(settings, label, PIN, SO_PIN)
     tokens.keygen(settings, label, PIN, KeyType.EC_P256)
     csr = tokens.csr(settings, label, PIN, f"CN=续期 {label},O=udun tests,C=CN")
-    rec = ca.issue(csr, "client", requester="pytest")
+    rec = ca.issue(csr, "client", requester="pytest", customer=CUSTOMER)
     tokens.import_certificates(settings, label, PIN, pem.armor("CERTIFICATE", rec.der)
                                + b"".join(pem.armor("CERTIFICATE", d) for d in ca.chain_der()))
     return label, rec
@@ -74,6 +74,9 @@ def test_renewal_keeps_the_key_and_opens_late(admin_app: Flask, settings: Any, c
     assert unsigned.value.kind is ErrorKind.UNAUTHORIZED
     renewed = late.renew(rec.serial, csr, *signed(rec.serial, csr))
     assert renewed.serial != rec.serial and renewed.subject == rec.subject
+    from ca.storage.customers import CustomerStore
+
+    assert CustomerStore(ca.store).customer_of(renewed.serial) == CUSTOMER     # the binding goes along
     assert ca.get(rec.serial).status == "good"                     # the old one runs to its end
     with pytest.raises(PkiError) as replayed:                      # the same request again: refused
         late.renew(rec.serial, csr, *signed(rec.serial, csr))
@@ -101,6 +104,9 @@ def test_rekey_makes_a_new_key_and_supersedes_the_old(admin_app: Flask, settings
     assert old.status == "revoked" and old.revocation_reason == "superseded"
     new = ca.get(done.serial)
     assert new.status == "good" and new.subject == rec.subject and new.requester == f"rekey:{rec.serial}"
+    from ca.storage.customers import CustomerStore
+
+    assert CustomerStore(ca.store).customer_of(new.serial) == CUSTOMER         # the binding goes along
     _, cert_der, chain = certificate_and_chain(settings, label, PIN)
     assert cert_der == new.der and len(chain) == 2
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from helpers import PIN, SoftwareKey, issue_with, make_root, now, sample_tx
+from helpers import CUSTOMER, PIN, SoftwareKey, issue_with, make_root, now, sample_tx
 
 SUBJECT = "CN=Test user-ec,O=udun tests,C=CN"        # the enrolled token's subject (conftest)
 
@@ -44,7 +44,7 @@ def renewed(settings, enrolled, ca):  # type: ignore[no-untyped-def]
     from signer import tokens
 
     key, cert1, chain = tokens.certificate_and_chain(settings, "user-ec", PIN)
-    rec2 = ca.issue(tokens.csr(settings, "user-ec", PIN, SUBJECT), "client", requester="pytest")
+    rec2 = ca.issue(tokens.csr(settings, "user-ec", PIN, SUBJECT), "client", requester="pytest", customer=CUSTOMER)
     assert rec2.der is not None and rec2.der != cert1
     assert spki_sha256(rec2.der) == spki_sha256(cert1)
     return key, cert1, rec2, chain
@@ -108,7 +108,7 @@ def test_another_key_of_the_same_subject_may_use_the_tx_id(settings, ca, client)
     for _ in range(2):
         key = SoftwareKey()
         rec = ca.issue(build_csr(key, parse_name("CN=Two Keys Customer,O=udun tests,C=CN")), "client",
-                       requester="pytest")
+                       requester="pytest", customer=CUSTOMER)
         answers.append(_verify(client, sign_data(key, rec.der, ca.chain_der(), tx.canonical_bytes(),
                                                  signing_time=now())))
     assert [a["status"] for a in answers] == ["TOTAL_PASSED", "TOTAL_PASSED"], [a["message"] for a in answers]
@@ -206,7 +206,8 @@ def test_migration_0006_fills_the_key_and_keeps_existing_replays(ca, old_db: sa.
     from pkicore.x509build import build_csr, parse_name
 
     def cert_of(key: SoftwareKey, cn: str) -> bytes:
-        der = ca.issue(build_csr(key, parse_name(f"CN={cn},O=udun tests,C=CN")), "client", requester="pytest").der
+        der = ca.issue(build_csr(key, parse_name(f"CN={cn},O=udun tests,C=CN")), "client", requester="pytest",
+                     customer=CUSTOMER).der
         assert der is not None
         return der
 

@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from helpers import SoftwareKey, now, sample_tx, udun, write
+from helpers import CUSTOMER, SoftwareKey, now, sample_tx, udun, write
 
 
 def _api(client, cms: bytes) -> dict:  # type: ignore[no-untyped-def,type-arg]
@@ -29,7 +29,7 @@ def test_status_story(ca, client, tmp_path: Path) -> None:  # type: ignore[no-un
 
     rev = Revocation(ca)
     key = SoftwareKey()
-    rec = ca.issue(build_csr(key, parse_name("CN=Story Customer,O=udun tests,C=CN")))
+    rec = ca.issue(build_csr(key, parse_name("CN=Story Customer,O=udun tests,C=CN")), customer=CUSTOMER)
 
     def both(name: str) -> list[dict]:  # type: ignore[type-arg]
         """A payment signed now, through the API and through `udun verify`. The API accepts

@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp as cocsp
 
-from helpers import PIN, SO_PIN, SoftwareKey, sample_tx, udun
+from helpers import CUSTOMER, PIN, SAMPLE, SO_PIN, SoftwareKey, sample_tx, udun
 from nodes import (Admin, Node, make_admin_home, make_node_home, running_admin, running_node,
                    shared_database_url)
 
@@ -141,8 +141,9 @@ def _engine(url: str) -> sa.Engine:
     return engine
 
 
-def _enroll(settings: Any, label: str, admin: Admin, chain_pem: bytes) -> cx509.Certificate:
-    """A client token in the session's home, its certificate issued through the admin API."""
+def _enroll(settings: Any, label: str, admin: Admin, chain_pem: bytes, ca_env: dict[str, str]) -> cx509.Certificate:
+    """A client token in the session's home, its certificate issued through the admin API and
+    bound to the cluster's customer on the CA's console (``ca_env``)."""
     from pkicore.algorithms import KeyType
     from signer import tokens
 
@@ -152,6 +153,8 @@ def _enroll(settings: Any, label: str, admin: Admin, chain_pem: bytes) -> cx509.
                          {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/pkcs10"})
     assert status == 201, body
     cert_pem = json.loads(body)["certificate_pem"].encode()
+    bound = udun("customer", "bind", CUSTOMER, "--serial", json.loads(body)["serial"], env=ca_env)
+    assert bound.returncode == 0, bound.stderr
     tokens.import_certificates(settings, label, PIN, cert_pem + chain_pem)
     return cx509.load_pem_x509_certificate(cert_pem)
 
@@ -167,6 +170,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, settings: Any) -> Iterator
     init = udun("ca", "init", env={"UDUN_HOME": str(ca_home), "UDUN_CA_PIN": ""}, cwd=ca_home)
     assert init.returncode == 0, init.stderr
     db_url = shared_database_url(ca_home)
+    ca_env = {"UDUN_HOME": str(ca_home), "UDUN_DATABASE_URL": db_url}
+    made = udun("customer", "add", CUSTOMER, "--name", "三节点", "--account", SAMPLE["payer"]["account"], env=ca_env)
+    assert made.returncode == 0, made.stderr
     admin_home = make_admin_home(ca_home, root_dir / "admin-2")
     node_homes = [make_node_home(ca_home, root_dir / f"node-{i}") for i in range(NODES)]
     # Client tokens first, keys after: creating a token re-initialises PKCS#11 in this process.
@@ -194,8 +200,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, settings: Any) -> Iterator
         assert all(status == 200 for status, _ in ders)
         issuing, root = (cx509.load_der_x509_certificate(der) for _, der in ders)
         chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (issuing, root))
-        alice = _enroll(settings, "n3-alice", admins[0], chain_pem)
-        bob = _enroll(settings, "n3-bob", admins[1], chain_pem)
+        alice = _enroll(settings, "n3-alice", admins[0], chain_pem, ca_env)
+        bob = _enroll(settings, "n3-bob", admins[1], chain_pem, ca_env)
 
         def sign(label: str, count: int) -> list[Payment]:
             # In this thread only: PKCS#11 sessions and threads do not mix (DESIGN.md).

@@ -59,16 +59,19 @@ def ca_init(key_type: str, org: str, root_cn: str, issuing_cn: str) -> None:
 @click.option("--profile", default="client", show_default=True, help="Certificate profile.")
 @click.option("-o", "--out", "out", metavar="CERT.pem", help="Write the certificate here (default stdout).")
 @click.option("--chain/--no-chain", default=False, help="Append the issuing CA and root certificates.")
-def ca_issue(request: str, profile: str, out: str | None, chain: bool) -> None:
+@click.option("--customer", metavar="ID", help="Bind the certificate to this customer (udun customer add): it pays "
+                                                "from that customer's accounts only, and from none without one.")
+def ca_issue(request: str, profile: str, out: str | None, chain: bool, customer: str | None) -> None:
     """Issue a certificate from a PKCS#10 request (PEM or DER)."""
     ca = _ca()
     from ca.policy import load_csr_bytes
 
-    rec = ca.issue(load_csr_bytes(read_input(request, "request")), profile, requester="cli")
+    rec = ca.issue(load_csr_bytes(read_input(request, "request")), profile, requester="cli", customer=customer)
     assert rec.der is not None
     data = pem_certs([rec.der] + (ca.chain_der() if chain else []))
     write_output(out, data)
-    info(f"issued serial {rec.serial} to {rec.subject}, valid until {rec.not_after:%Y-%m-%d}")
+    info(f"issued serial {rec.serial} to {rec.subject}, valid until {rec.not_after:%Y-%m-%d}"
+         + (f", bound to customer {customer}" if customer else ", bound to no customer (pays from no account)"))
 
 
 @ca_group.command("list")

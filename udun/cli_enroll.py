@@ -34,15 +34,19 @@ def enrollment_group() -> None:
 @enrollment_group.command("create")
 @click.option("--subject", required=True, help='The customer\'s name as the certificate will say it, RFC 4514: '
                                                '"CN=张三,O=Example Bank,C=CN".')
-@click.option("--account", "accounts", multiple=True, help="A payer account the certificate is for (repeatable).")
+@click.option("--customer", metavar="ID", help="The customer (udun customer add) the certificate is bound to.")
+@click.option("--account", "accounts", multiple=True, help="Without --customer: a payer account the certificate is "
+                                                           "for (repeatable); a customer ENR-<id> is made with them.")
 @click.option("--profile", default="client", show_default=True)
 @click.option("--hours", type=click.IntRange(1, MAX_HOURS), default=DEFAULT_HOURS, show_default=True,
               help="How long the code can be used.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object (with the code) instead of text.")
-def enrollment_create(subject: str, accounts: tuple[str, ...], profile: str, hours: int, as_json: bool) -> None:
+def enrollment_create(subject: str, customer: str | None, accounts: tuple[str, ...], profile: str, hours: int,
+                      as_json: bool) -> None:
     """Make an enrollment; its code is printed once, on stdout."""
     enrollments = _enrollments()
-    rec, code = enrollments.create(subject, profile, list(accounts), hours, actor=f"cli:{getpass.getuser()}")
+    rec, code = enrollments.create(subject, profile, list(accounts), hours, actor=f"cli:{getpass.getuser()}",
+                                   customer=customer)
     if as_json:
         click.echo(json.dumps({**enrollment_json(rec, enrollments.clock()), "code": code}, ensure_ascii=False))
         return

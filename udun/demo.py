@@ -115,9 +115,14 @@ def run(keep: bool = False) -> int:
         csr = tokens.csr(settings, "zhangsan-ukey", DEMO_PIN, "CN=张三,O=udun demo bank,C=CN")
         print(f"     {len(csr)} bytes, subject CN=张三,O=udun demo bank,C=CN")
 
-        _step(5, "The CA checks proof of possession and the profile, then issues the certificate.")
-        rec = ca.issue(csr, "client", requester="demo")
-        print(f"     serial {rec.serial}, valid until {rec.not_after:%Y-%m-%d}")
+        _step(5, "The CA checks proof of possession and the profile, then issues the certificate, bound to "
+                 "the customer and the account they pay from.")
+        from ca.customers import Customers
+
+        payer = str(SAMPLE["payer"]["account"])  # type: ignore[index]
+        Customers(ca.store, ca.clock).add("C0001", "张三", [payer], actor="demo")
+        rec = ca.issue(csr, "client", requester="demo", customer="C0001")
+        print(f"     serial {rec.serial}, valid until {rec.not_after:%Y-%m-%d}, customer C0001 (account {payer})")
 
         _step(6, "Writing the certificate and the CA chain onto the token.")
         assert rec.der is not None

@@ -59,8 +59,11 @@ def pending_response() -> Json:
 
 def guarded(paths: Json) -> Json:
     """The routes an approval policy can hold back answer 202 as well."""
+    from webapi.openapi_customers import GUARDED
+
     for path, method in (("/api/v1/certificates", "post"), ("/api/v1/operators", "post"),
-                         ("/api/v1/operators/{name}/role", "post"), ("/api/v1/operators/{name}/disable", "post")):
+                         ("/api/v1/operators/{name}/role", "post"), ("/api/v1/operators/{name}/disable", "post"),
+                         *GUARDED):
         item = paths[path]
         assert isinstance(item, dict)
         op = item[method]

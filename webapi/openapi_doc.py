@@ -22,6 +22,7 @@ from pkicore.report import Status, Sub
 
 from webapi import openapi_banks as banks_doc
 from webapi import openapi_approvals as approvals_doc
+from webapi import openapi_customers as customers_doc
 from webapi import openapi_enrollments as enroll_doc
 from webapi import openapi_operators as ops_doc
 from webapi.openapi_banks import bank_key_scheme, bank_responses, secured
@@ -658,6 +659,7 @@ def _admin_schemas() -> Json:
         **ops_doc.schemas(),
         **approvals_doc.schemas(),
         **enroll_doc.schemas(),
+        **customers_doc.schemas(),
     }
 
 
@@ -774,7 +776,10 @@ def _admin_paths() -> Json:
                            "at most 64 KiB; its media type is not checked.",
             "parameters": [{"name": "profile", "in": "query", "required": False,
                             "schema": {"enum": list(REQUESTABLE), "default": "client"},
-                            "description": "another value is a 400 `bad-input`"}],
+                            "description": "another value is a 400 `bad-input`"},
+                           {"name": "customer", "in": "query", "required": False, "schema": {"type": "string"},
+                            "description": "bind the certificate to this customer: it pays from their accounts "
+                                           "(waits for approval under the account-binding policy: 202)"}],
             "requestBody": {"required": True, "content": {
                 "application/pkcs10": {"schema": csr}, "application/x-pem-file": {"schema": csr},
                 "application/octet-stream": {"schema": csr}}},
@@ -890,12 +895,13 @@ def admin_document() -> Json:
             {"name": "audit", "description": "the hash-chained audit log"},
             {"name": "approvals", "description": "dual control (双人认证): requests, votes, policies"},
             {"name": "enrollment", "description": "counter enrollment with activation codes (柜台激活码)"},
+            {"name": "customers", "description": "customers and the accounts their certificates pay from"},
             {"name": "operations", "description": "health, readiness, metrics, this document"},
         ],
         "security": [{"operatorToken": []}, {"adminKey": []}],
         "paths": ops_doc.with_forbidden(approvals_doc.guarded({
             **_admin_paths(), **banks_doc.admin_paths(), **ops_doc.paths(), **approvals_doc.paths(),
-            **enroll_doc.paths()})),
+            **enroll_doc.paths(), **customers_doc.paths()})),
         "components": {
             "schemas": _admin_schemas(),
             "responses": {**_common_responses(), "Forbidden": ops_doc.forbidden()},

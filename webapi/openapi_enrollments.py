@@ -21,16 +21,20 @@ def schemas() -> Json:
                           "expires_at", "attempts", "used_at", "serial"], {
         "enrollment_id": {"type": "string"}, "subject": {"type": "string", "description": "RFC 4514"},
         "profile": {"enum": list(REQUESTABLE)}, "accounts": {"type": "array", "items": {"type": "string"}},
-        "state": {"enum": ["open", "used", "locked", "expired"]}, "created_by": {"type": "string"},
+        "state": {"enum": ["open", "awaiting-approval", "used", "locked", "expired"]}, "created_by": {"type": "string"},
         "created_at": date_time("made"), "expires_at": date_time("the code expires"),
         "attempts": {"type": "integer", "description": f"wrong codes so far; {MAX_ATTEMPTS} lock it"},
-        "used_at": date_time("used", nullable=True), "serial": {"type": ["string", "null"]}})
+        "used_at": date_time("used", nullable=True), "serial": {"type": ["string", "null"]},
+        "customer": {"type": ["string", "null"], "description": "the customer its certificate is bound to"}})
     return {
         "Enrollment": enrollment,
         "NewEnrollment": {**enrollment, "required": [*enrollment["required"], "code"],  # type: ignore[misc]
                           "properties": {**enrollment["properties"],  # type: ignore[dict-item]
                                          "code": {"type": "string", "pattern": CODE_PATTERN,
-                                                  "description": "the activation code: in this answer only"}}},
+                                                  "description": "the activation code: in this answer only"},
+                                         "approval": {"type": "object", "description": "the dual-control request "
+                                                      "that must be approved before the code works (an enrollment "
+                                                      "for a customer, account-binding policy)"}}},
         "EnrollmentList": _object(["items"], {"items": {"type": "array", "items": ref("Enrollment")}}),
         "EnrollmentOpened": _object(["enrollment_id", "subject", "profile", "expires_at"], {
             "enrollment_id": {"type": "string"}, "subject": {"type": "string"}, "profile": {"type": "string"},
@@ -90,7 +94,11 @@ def paths() -> Json:
                              status="201", tag="enrollment", body=_object(["subject"], {
                                  "subject": {"type": "string", "description": "RFC 4514, e.g. CN=张三,O=Example Bank,C=CN"},
                                  "profile": {"enum": list(REQUESTABLE), "default": "client"},
-                                 "accounts": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_ACCOUNTS},
+                                 "customer": {"type": "string", "description": "an existing customer to bind the "
+                                                                               "certificate to"},
+                                 "accounts": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_ACCOUNTS,
+                                              "description": "instead of customer: a new customer ENR-<id> with "
+                                                             "these accounts"},
                                  "hours": {"type": "integer", "minimum": 1, "maximum": MAX_HOURS,
                                            "default": DEFAULT_HOURS}}))},
         "/api/v1/enrollments/{enrollment_id}": {"get": admin_op(

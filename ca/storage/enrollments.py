@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from ca.storage.audit import append
+from ca.storage.customers import insert_customer
 from ca.storage.errors import db_errors, translated
 from ca.storage.schema import enrollments as _enr
 from ca.storage.schema import opt_utc, utc
@@ -34,26 +35,34 @@ class EnrollmentRecord:
     locked_at: datetime | None
     used_at: datetime | None
     serial: str | None
+    customer_id: str | None = None        # the customer its certificate is bound to (0014)
+    approved_at: datetime | None = None   # None: waits for a second operator (account-binding)
 
 
 def _record(row: Any) -> EnrollmentRecord:
     return EnrollmentRecord(row.id, row.code_hash, row.subject, row.profile, tuple(json.loads(row.accounts)),
                             row.created_by, utc(row.created_at), utc(row.expires_at), row.attempts,
-                            opt_utc(row.locked_at), opt_utc(row.used_at), row.serial)
+                            opt_utc(row.locked_at), opt_utc(row.used_at), row.serial, row.customer_id,
+                            opt_utc(row.approved_at))
 
 
 class EnrollmentStore:
     def __init__(self, store: Store) -> None:
         self.engine = store.engine
 
-    def add(self, row: dict[str, Any], now: datetime, actor: str) -> EnrollmentRecord:
-        """``row``: id, code_hash, subject, profile, accounts (list), expires_at."""
-        with db_errors(conflict="the enrollment id was taken; try again"), self.engine.begin() as conn:
+    def add(self, row: dict[str, Any], now: datetime, actor: str, new_customer: bool = False) -> EnrollmentRecord:
+        """``row``: id, code_hash, subject, profile, accounts (list), expires_at, customer_id.
+        ``new_customer``: make that customer (named by the subject) with the accounts, in
+        the same transaction."""
+        with db_errors(conflict="the enrollment id was taken, or an account is bound to a customer already"), \
+                self.engine.begin() as conn:
+            if new_customer:
+                insert_customer(conn, row["customer_id"], row["subject"], row["accounts"], now, actor)
             conn.execute(insert(_enr).values(created_by=actor, created_at=now, attempts=0,
                                              **{**row, "accounts": json.dumps(row["accounts"])}))
             append(conn, action="enrollment-add", actor=actor, subject=f"enrollment/{row['id']}",
                    details={"subject": row["subject"], "profile": row["profile"], "accounts": row["accounts"],
-                            "expires_at": row["expires_at"].isoformat()}, now=now)
+                            "customer": row["customer_id"], "expires_at": row["expires_at"].isoformat()}, now=now)
             return _record(conn.execute(select(_enr).where(_e.id == row["id"])).one())
 
     @translated
@@ -80,11 +89,23 @@ class EnrollmentStore:
                    subject=f"enrollment/{enrollment_id}", details={"attempts": attempts}, now=now)
             return attempts
 
+    def approve(self, enrollment_id: str, now: datetime, actor: str) -> EnrollmentRecord:
+        """The second operator's approval (ca.approvals, account-binding) came: usable now."""
+        with db_errors(), self.engine.begin() as conn:
+            done = conn.execute(update(_enr).where(_e.id == enrollment_id, _e.approved_at.is_(None))
+                                .values(approved_at=now))
+            if done.rowcount != 1:
+                raise PkiError(ErrorKind.CONFLICT, f"enrollment {enrollment_id} is approved already, or unknown")
+            append(conn, action="enrollment-approve", actor=actor, subject=f"enrollment/{enrollment_id}",
+                   details={}, now=now)
+            return _record(conn.execute(select(_enr).where(_e.id == enrollment_id)).one())
+
     @translated
     def claim(self, enrollment_id: str, now: datetime) -> bool:
         """Take the enrollment for one issuance: True for exactly one caller."""
         with self.engine.begin() as conn:
             return conn.execute(update(_enr).where(_e.id == enrollment_id, _e.used_at.is_(None),
+                                                   _e.approved_at.is_not(None),
                                                    _e.locked_at.is_(None), _e.expires_at > now)
                                 .values(used_at=now)).rowcount == 1
 

@@ -1,4 +1,4 @@
-"""The schema at the head revision (0013), stated once: every table as a SQLAlchemy Core Table.
+"""The schema at the head revision (0014), stated once: every table as a SQLAlchemy Core Table.
 
 The Alembic migrations (ca/migrations) make it; tests/ca/test_storage.py checks that they
 agree. Every statement of the stores is built from these objects, the raw driver path's
@@ -251,6 +251,37 @@ enrollments = Table(
     _time("used_at", nullable=True),
     Column("serial", String(42), ForeignKey("certificates.serial"), nullable=True),
     Index("ix_enrollments_created", "created_at"),
+    Column("customer_id", String(64), nullable=True),               # 0014: the customer it is for
+    _time("approved_at", nullable=True),                            # 0014: NULL while awaiting dual control
+)
+
+# A customer of the bank (0014), by the bank's customer number.
+customers = Table(
+    "customers", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    _time("created_at"),
+)
+
+# A payer account a customer may pay from (0014): one customer per account.
+customer_accounts = Table(
+    "customer_accounts", metadata,
+    Column("account", String(34), primary_key=True),
+    Column("customer_id", String(64), ForeignKey("customers.id"), nullable=False, index=True),
+    Column("added_by", String(128), nullable=False),
+    _time("added_at"),
+)
+
+# Whose certificate it is (0014): a certificate pays only from its customer's accounts. By
+# the certificate's SHA-256: one of another trusted CA (no serial here) can be bound too.
+certificate_customers = Table(
+    "certificate_customers", metadata,
+    Column("cert_sha256", String(64), primary_key=True),
+    Column("serial", String(42), ForeignKey("certificates.serial"), nullable=True, unique=True),  # ours
+    Column("customer_id", String(64), ForeignKey("customers.id"), nullable=False, index=True),
+    Column("bound_by", String(128), nullable=False),
+    _time("bound_at"),
 )
 
 # What a bank needs in a dispute: the signed payment and everything that proved it.

@@ -30,6 +30,7 @@ from ca.storage.errors import db_errors, translated
 from ca.storage.raw import RawDb
 from ca.storage.schema import authorities as _authorities
 from ca.storage.schema import blocked_keys as _blocked_keys
+from ca.storage.schema import certificate_customers as _bound
 from ca.storage.schema import certificates as _certs
 from ca.storage.schema import crls as _crls
 from ca.storage.schema import opt_utc, utc
@@ -192,6 +193,10 @@ INSERT_INTENT = insert(_certs).values(
 MARK_ISSUED = (update(_certs).where(_c.serial == bindparam("serial"), _c.state == "pending")
                .values(state="issued", der=bindparam("der"), cert_sha256=bindparam("cert_hash"),
                        issued_at=bindparam("issued_at")))
+# The certificate's customer (ca.customers), written with the certificate (migration 0014).
+BIND_CUSTOMER = insert(_bound).values(cert_sha256=bindparam("cert_hash"), serial=bindparam("serial"),
+                                      customer_id=bindparam("customer"),
+                                      bound_by=bindparam("by"), bound_at=bindparam("at"))
 BLOCKED = (select(literal_column("1", Integer)).select_from(_blocked_keys)
            .where(_blocked_keys.c.spki_sha256 == bindparam("spki")))
 
@@ -344,16 +349,22 @@ class Store:
         return True
 
     def record_issued(self, serial: str, der: bytes, cert_sha256: str, now: datetime, *,
-                      profile: str = "client", subject: str = "", requester: str = "cli") -> None:
-        """Phase two: the signed certificate, and its audit entry."""
+                      profile: str = "client", subject: str = "", requester: str = "cli",
+                      customer: str | None = None) -> None:
+        """Phase two: the signed certificate, its customer if it has one, and its audit entry."""
         db = self.raw
+        details: dict[str, Any] = {"profile": profile, "subject": subject, "certificate_sha256": cert_sha256}
         with db.transaction() as cur:
             db.execute(cur, MARK_ISSUED, {"serial": serial, "der": der, "cert_hash": cert_sha256,
                                           "issued_at": db.when(now)})
             if cur.rowcount != 1:
                 raise PkiError(ErrorKind.INTERNAL, f"serial {serial} was not pending")
-            append_raw(db, cur, action="issue", actor=requester, subject=serial,
-                       details={"profile": profile, "subject": subject, "certificate_sha256": cert_sha256}, now=now)
+            if customer is not None:
+                db.execute(cur, BIND_CUSTOMER, {"cert_hash": cert_sha256, "serial": serial, "customer": customer,
+                                                "by": requester,
+                                                "at": db.when(now)})
+                details["customer"] = customer
+            append_raw(db, cur, action="issue", actor=requester, subject=serial, details=details, now=now)
 
     @translated
     def record_failed(self, serial: str) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from asn1crypto import pem
 
-from helpers import PIN, USERS, openssl, sample_tx, udun, write
+from helpers import CUSTOMER, PIN, USERS, openssl, sample_tx, udun, write
 
 LABELS = list(USERS)
 
@@ -81,7 +81,7 @@ def test_udun_verify_accepts_openssl_cades(key_alg: str, mode: str, ca, pki_file
     proc = openssl("req", "-new", "-key", str(key), "-subj", "/CN=OpenSSL Peer/O=interop/C=CN",
                    "-utf8", "-out", str(req))
     assert proc.returncode == 0, proc.stderr
-    rec = ca.issue(pem.unarmor(req.read_bytes())[2], "client", requester="pytest")
+    rec = ca.issue(pem.unarmor(req.read_bytes())[2], "client", requester="pytest", customer=CUSTOMER)
     cert = write(tmp_path / "cert.pem", pem.armor("CERTIFICATE", rec.der))
     content = write(tmp_path / "tx.json", sample_tx().canonical_bytes())
     sig = tmp_path / "tx.p7s"

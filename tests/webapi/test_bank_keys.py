@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from helpers import PIN, SoftwareKey, bank_key, now, sample_tx
+from helpers import CUSTOMER, PIN, SoftwareKey, bank_key, now, sample_tx
 
 ADMIN = {"Authorization": "Bearer udun-test-admin-key-0123456789abcdef"}
 
@@ -114,7 +114,8 @@ def test_a_challenge_is_used_only_by_the_bank_that_asked(app, ca, settings, enro
     from pkicore.x509build import build_csr, parse_name
 
     key = SoftwareKey()
-    rec = ca.issue(build_csr(key, parse_name(f"CN=Challenge {uuid.uuid4().hex[:8]},O=udun tests,C=CN")))
+    rec = ca.issue(build_csr(key, parse_name(f"CN=Challenge {uuid.uuid4().hex[:8]},O=udun tests,C=CN")),
+                   customer=CUSTOMER)
     a, b = _as(app, _key(ca, "challenge-a")), _as(app, _key(ca, "challenge-b"))
     value = a.post("/api/v1/challenges").get_json()["challenge"]
     cms = sign_data(key, rec.der, ca.chain_der(), sample_tx(challenge=value).canonical_bytes(), signing_time=now())

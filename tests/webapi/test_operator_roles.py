@@ -157,6 +157,16 @@ class Requests:
             "admin_enrollments.show": lambda: ("GET", f"/api/v1/enrollments/{self.enrollment()}", None, {200}),
             "admin_enrollments.cancel": lambda: ("POST", f"/api/v1/enrollments/{self.enrollment()}/cancel", {},
                                                  {200}),
+            "admin_customers.add": lambda: ("POST", "/api/v1/customers",
+                                            {"customer": _unique("C"), "name": "矩阵"}, {201}),
+            "admin_customers.find": lambda: ("GET", "/api/v1/customers?limit=2", None, {200}),
+            "admin_customers.show": lambda: ("GET", f"/api/v1/customers/{self.customer()}", None, {200}),
+            # Held back for approval (account-binding); rejected by the matrix afterwards.
+            "admin_customers.add_account": lambda: ("POST", f"/api/v1/customers/{self.customer()}/accounts",
+                                                    {"account": self.account()}, {202}),
+            "admin_customers.bind": lambda: ("POST", f"/api/v1/customers/{self.customer()}/certificates",
+                                             {"serial": self.cert().serial}, {202}),
+            "admin_customers.remove_account": lambda: self._remove_account(),
             # An API token has no session to end: the route answers 400 for it (a session's
             # logout is tested with a token login, tests/test_operator_login.py).
             "admin_operators.logout": lambda: ("POST", "/api/v1/logout", {}, {400}),
@@ -174,6 +184,21 @@ class Requests:
         approvals = self.ca_approvals()
         return approvals.request("bulk-revoke", {"serials": [self.cert().serial], "reason": "superseded"},
                                  f"operator:{self.operator('operator')}")
+
+    def customer(self, accounts: tuple[str, ...] = ()) -> str:
+        from ca.customers import Customers
+
+        cid = _unique("C")
+        Customers(self.ca.store, self.ca.clock).add(cid, "矩阵客户", list(accounts), actor="pytest")
+        return cid
+
+    @staticmethod
+    def account() -> str:
+        return f"6212{uuid.uuid4().int % 10**15:015d}"
+
+    def _remove_account(self) -> tuple[str, str, Any, set[int]]:
+        account = self.account()
+        return "DELETE", f"/api/v1/customers/{self.customer((account,))}/accounts/{account}", None, {200}
 
     def ca_approvals(self) -> Any:
         return self.admin_app.extensions["udun-admin"]["approvals"]
