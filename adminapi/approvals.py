@@ -80,6 +80,8 @@ def make_approvals(ctx: dict[str, Any]) -> Approvals:
         return str(ca.issue(load_csr_bytes(csr_pem.encode()), profile, requester=who, customer=customer).serial)
 
     from adminapi.customers import account_binding
+    from adminapi.limits import limit_raise
+    from ca.limitpolicy import LimitPolicy
     from ca.customers import Customers
     from ca.enrollments import Enrollments
 
@@ -90,7 +92,8 @@ def make_approvals(ctx: dict[str, Any]) -> Approvals:
                                       "policy-change": policy_change, "bulk-revoke": bulk_revoke,
                                       "sensitive-issue": sensitive_issue,
                                       "account-binding": account_binding(Customers(ca.store, ca.clock), issue_for,
-                                                                         approve_enrollment)}
+                                                                         approve_enrollment),
+                                      "limit-raise": limit_raise(LimitPolicy(ca.store, ca.clock))}
     assert set(executors) == set(ACTIONS)
     return Approvals(ca.store, ca.clock, executors, ops.eligible)
 

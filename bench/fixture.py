@@ -37,6 +37,22 @@ class Fixture:
     payload: bytes         # the payment's canonical bytes (what gets signed)
 
 
+CUSTOMER = "C-BENCH"
+
+
+def bench_customer(ca: Any) -> None:
+    """The customer the bench's certificate pays for: the sample's payer account, and a daily
+    limit no run reaches (thousands of payments a second), so every payment is checked
+    against the limits and reserved, and passes."""
+    from ca.customers import Customers
+    from ca.limits import Limit
+    from ca.storage.limits import LimitStore
+
+    Customers(ca.store, ca.clock).add(CUSTOMER, "压测客户", [str(SAMPLE_TX["payer"]["account"])],  # type: ignore[index]
+                                      actor="bench")
+    LimitStore(ca.store).put(Limit("customer", CUSTOMER, "CNY", None, 10 ** 17), ca.clock(), "bench")
+
+
 def build() -> Fixture:
     """CA, two client tokens, keys, certificate on the token, one signed payment.
 
@@ -64,7 +80,8 @@ def build() -> Fixture:
     log("client keys generated (P-256, RSA-2048)")
 
     csr_der = tokens.csr(settings, EC_TOKEN, PIN, SUBJECT)
-    rec = ca.issue(csr_der, "client", requester="bench")
+    bench_customer(ca)
+    rec = ca.issue(csr_der, "client", requester="bench", customer=CUSTOMER)
     if rec.der is None:
         raise RuntimeError("the CA returned a certificate record without DER")
     chain_der = ca.chain_der()

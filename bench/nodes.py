@@ -89,7 +89,11 @@ class PgSite:
         _cli(env, "ca", "init")
         csr = work / "pg-client.csr"
         csr.write_bytes(pem.armor("CERTIFICATE REQUEST", csr_der))
-        _cli(env, "ca", "issue", str(csr), "-o", str(work / "pg-client.pem"))
+        from bench.fixture import CUSTOMER, SAMPLE_TX
+
+        _cli(env, "customer", "add", CUSTOMER, "--name", "压测客户", "--account", str(SAMPLE_TX["payer"]["account"]))  # type: ignore[index]
+        _cli(env, "limits", "set", "--customer", CUSTOMER, "--per-day", "999999999999999")   # no run reaches it
+        _cli(env, "ca", "issue", str(csr), "-o", str(work / "pg-client.pem"), "--customer", CUSTOMER)
         _cli(env, "ca", "chain", "-o", str(work / "pg-chain.pem"))
         cert = [der for _, _, der in pem.unarmor((work / "pg-client.pem").read_bytes(), multiple=True)]
         chain = [der for _, _, der in pem.unarmor((work / "pg-chain.pem").read_bytes(), multiple=True)]

@@ -6,7 +6,8 @@ together with the server, even on error. Progress goes to stderr. If a figure fa
 reason goes to stderr, the other figures still run, and the exit code is 1.
 
 Figures (2 cores: about six minutes in all; --scale multiplies every duration, not the
-CRL sizes; --only runs some groups: inprocess, peers, server, postgres, nodes, crl). The
+CRL sizes; --only runs some groups: inprocess, peers, server, postgres, controls, nodes, crl,
+search). The
 server figures run against one `udun serve` started with a random UDUN_ADMIN_API_KEY (for
 fetching evidence back) and otherwise default settings: every UDUN_* variable of the
 caller's environment is dropped first.
@@ -121,6 +122,15 @@ http_verify_evidence_c8_postgresql_errors
                                as above (should be 0)
 http_verify_evidence_postgresql_vs_sqlite_ratio
                                PostgreSQL / SQLite (target >= 0.8)
+http_verify_evidence_c8_controls
+                               the SQLite figure again, in runs alternating with the next: every
+                               payment checked against its customer's account binding and
+                               limits and its amount reserved for the day (udun's defaults;
+                               the bench's customer has a daily limit no run reaches)
+http_verify_evidence_c8_no_controls
+                               a second `udun serve` on the same home with
+                               UDUN_ACCOUNT_BINDING=false (no binding, no limits)
+verify_controls_vs_none_ratio  controls / none (issue 13: target >= 0.85)
 ocsp_cached_c8                 resp/s from the same server when 8 clients POST /ocsp
                                (application/ocsp-request) the same nonce-less request for one
                                good certificate (the responder pre-signs and caches those
@@ -331,7 +341,7 @@ def _isolate_stdout() -> TextIO:
     return real
 
 
-GROUPS = ("inprocess", "peers", "server", "postgres", "nodes", "crl", "search")
+GROUPS = ("inprocess", "peers", "server", "postgres", "controls", "nodes", "crl", "search")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -432,15 +442,17 @@ def _server_figures(report: Report, fx: Any, work: Path, args: argparse.Namespac
     try:
         with http_load.Server(http_load.free_port(), work / "server.log") as server:
             log(f"server healthy on {server.base} ({os.cpu_count()} workers)")
-            if only & {"server", "postgres"}:
+            if only & {"server", "postgres", "controls"}:
                 maker = payments.PaymentMaker(fx.ec_key, fx.cert_der, fx.chain_der)
                 sqlite = evidence_load.EvidenceLoad(server, work, maker, root_der, bank_key, wrk, clients=8,
                                                     label="sqlite")
                 if "postgres" in only:
                     _evidence_pair(report, fx, work, wrk, s, sqlite, site)
-                else:
+                elif "server" in only:
                     report.run("HTTP verify with evidence, 8 clients, distinct payments",
                                lambda: sqlite.figure(10 * s, 3 * s, segments=5))
+                if "controls" in only:
+                    _controls_pair(report, work, wrk, s, sqlite, maker, root_der, bank_key)
             if only & {"server", "peers"}:
                 peers.ocsp(report, server, fx, work, wrk, s, cfssl, with_peers="peers" in only)
             if "server" in only:
@@ -481,6 +493,35 @@ def _evidence_pair(report: Report, fx: Any, work: Path, wrk: str | None, s: floa
                 report.fail(load.name, e)
     if u is not None and p is not None:
         report.emit(peers.ratio("http_verify_evidence_postgresql_vs_sqlite_ratio", p.rate, u.rate))
+
+
+def _controls_pair(report: Report, work: Path, wrk: str | None, s: float, with_controls: Any, maker: Any,
+                   root_der: bytes, bank_key: str) -> None:
+    """http_verify_evidence_c8 with the payment controls (udun's defaults: account binding,
+    limits) against a second `udun serve` on the same home without them
+    (UDUN_ACCOUNT_BINDING=false), runs alternating; one PaymentMaker feeds both sides, so
+    no tx_id is sent twice."""
+    import contextlib
+
+    from bench import evidence_load, http_load, peers
+
+    loads: dict[str, Any] = {}
+
+    def bare_side(stack: contextlib.ExitStack) -> Any:
+        server = stack.enter_context(http_load.Server(http_load.free_port(), work / "server-no-controls.log",
+                                                      {"UDUN_ACCOUNT_BINDING": "false"}))
+        log(f"udun serve without payment controls healthy on {server.base}")
+        loads["bare"] = evidence_load.EvidenceLoad(server, work, maker, root_der, bank_key, wrk, clients=8,
+                                                   tag="no_controls", label="no-controls")
+        return loads["bare"].side()
+
+    with contextlib.ExitStack() as stack:
+        u, p = peers.pair(report, "HTTP verify with evidence, 8 clients: with the payment controls vs without",
+                          with_controls.side, bare_side, 10 * s, 3 * s, 5, stack)
+    if u is not None and p is not None:
+        report.emit([("http_verify_evidence_c8_controls", u.rate, "req/s"),
+                     ("http_verify_evidence_c8_no_controls", p.rate, "req/s")])
+        report.emit(peers.ratio("verify_controls_vs_none_ratio", u.rate, p.rate))
 
 
 def _nodes(report: Report, fx: Any, work: Path, args: argparse.Namespace, wrk: str | None, pg: Any,

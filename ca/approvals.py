@@ -34,6 +34,7 @@ ACTIONS: dict[str, str] = {
     "sensitive-issue": "issue a certificate under one of `profiles`",
     "account-binding": "let a certificate pay from accounts: a customer made with accounts, an account added, "
                        "a certificate bound to or issued for a customer",
+    "limit-raise": "raise a profile's transaction limit, or set a customer's above their profile's",
 }
 _ADMIN = ("admin",)
 DEFAULT_POLICIES: dict[str, PolicyRecord] = {
@@ -43,6 +44,7 @@ DEFAULT_POLICIES: dict[str, PolicyRecord] = {
     "bulk-revoke": PolicyRecord("bulk-revoke", 1, ("admin", "operator"), 24, 10, ()),
     "sensitive-issue": PolicyRecord("sensitive-issue", 1, ("admin", "operator"), 24, None, ()),
     "account-binding": PolicyRecord("account-binding", 1, ("admin", "operator"), 24, None, ()),
+    "limit-raise": PolicyRecord("limit-raise", 1, ("admin", "operator"), 24, None, ()),
 }
 _log = logging.getLogger("udun.approvals")
 MAX_APPROVALS = 5

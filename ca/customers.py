@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from ca.storage.customers import CustomerRecord, CustomerStore
+from ca.storage.customers import Binding, CustomerRecord, CustomerStore
 from ca.storage.store import Store
 from pkicore.clock import Clock, rfc3339
 from pkicore.errors import ErrorKind, PkiError
@@ -101,12 +101,12 @@ class Customers:
         return customer_id
 
 
-def binding_refusal(binding: tuple[str, bool] | None, serial: str, account: str) -> str | None:
+def binding_refusal(binding: Binding | None, serial: str, account: str) -> str | None:
     """Why a payment from ``account`` signed under certificate ``serial`` is refused, given
     ``CustomerStore.binding``; None when the account is the signer's customer's."""
     if binding is None:
         return f"certificate {serial} is bound to no customer of this CA: it pays from no account"
-    if not binding[1]:
+    if not binding.account_bound:
         return f"payer account {mask_account(account)} is not bound to the signer's customer"
     return None
 

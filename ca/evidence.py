@@ -15,11 +15,14 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from ca.banks import Principal
+from ca import limits
 from ca.customers import binding_refusal
-from ca.storage.customers import CustomerStore
+from ca.storage.customers import Binding, CustomerStore
+from ca.storage.limits import LimitStore, OverLimit, Reservation
 from ca.directory import CaDirectory
 from ca.storage.evidence import ChallengeRefused, EvidenceStore, Replayed, spki_sha256
 from ca.tsa import Stamp, TimeStampAuthority
@@ -27,7 +30,7 @@ from pkicore import tsp
 from pkicore.cms_verify import Verifier
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import pem_certs
-from pkicore.report import Report, Sub, also_passed, refuse
+from pkicore.report import Report, Sub, also_passed, refuse, without_check
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class EvidenceService:
         self.tsa = tsa
         self.store = EvidenceStore(ca.store)
         self.customers = CustomerStore(ca.store)
+        self.limits = LimitStore(ca.store)
         # Whether records from before banks exist: True stays True (they are never deleted);
         # False is asked again after a minute (a node of an older udun may still write some).
         self._unowned: tuple[bool, float] | None = None
@@ -126,15 +130,15 @@ class EvidenceService:
         received = self.ca.clock()
         with self.ca.store.one_read_per_counter():      # one status version for the whole path
             report = self.verifier.verify(cms, content)
-        first = None
+        first, reservation = None, None
         if report.passed:
-            report, first = self._payment_rules(bank, report, received)
+            report, first, reservation = self._payment_rules(bank, report, received)
         if not report.passed:
             self.store.audit_only(self._subject(report), _audit_details(report, cms, first_evidence_id=first),
                                   received, bank.actor)
             return Outcome(report, first_evidence_id=first)
         try:
-            return self._record(bank, report, cms, received)
+            return self._record(bank, report, cms, received, reservation)
         except PkiError as e:
             # No evidence: the answer is an error, and the audit log still says why.
             failed = {**_audit_details(report, cms), "status": "ERROR", "error": e.kind.value}
@@ -146,9 +150,11 @@ class EvidenceService:
 
     # --- payment rules after the signature holds ---------------------------------------
 
-    def _payment_rules(self, bank: Principal, report: Report, now: datetime) -> tuple[Report, str | None]:
-        """The bank's challenge (a read before any signing is spent); the report, and the
-        first evidence id when it is a replay. Replays of challenge-less payments are found
+    def _payment_rules(self, bank: Principal, report: Report,
+                       now: datetime) -> tuple[Report, str | None, Reservation | None]:
+        """The bank's challenge (a read before any signing is spent), the account binding
+        and the limits; the report, the first evidence id when it is a replay, and the
+        amount to reserve against the day's limit. Replays of challenge-less payments are found
         by the record's unique index (``_record``): no extra query on the common path.
         A replay is the same tx_id signed by the same public key and verified by the same
         bank, whichever of the key's certificates (a renewal of the same key) signed it."""
@@ -160,32 +166,51 @@ class EvidenceService:
             # those records are in no bank's unique index, so read them first.
             first = self.store.first_record(None, self._signer_key(report), report.transaction["tx_id"])
             if first is not None:
-                return _replayed(report, first), first
+                return _replayed(report, first), first, None
         challenge = report.transaction.get("challenge")
         if challenge is None:
             if self.ca.settings.require_challenge:
                 return refuse(report, "challenge", "this server requires a bank challenge in every payment",
-                              Sub.CHALLENGE_REQUIRED), None
+                              Sub.CHALLENGE_REQUIRED), None, None
         else:
             first = self.store.first_record(bank.bank_id, self._signer_key(report), report.transaction["tx_id"])
             if first is not None:              # a replay names the first record, not the used challenge
-                return _replayed(report, first), first
+                return _replayed(report, first), first, None
             why = self.store.challenge_state(challenge, bank.bank_id, now)
             if why is not None:
-                return refuse(report, "challenge", why.detail, why.sub), None
-        return self._bound(report), None
-
-    def _bound(self, report: Report) -> Report:
-        """Account binding (ca.customers): the payer account must be the signer's customer's."""
+                return refuse(report, "challenge", why.detail, why.sub), None, None
         if not self.ca.settings.account_binding:
-            return report
+            return report, None, None          # no customer: no limits either (README)
+        report, binding = self._bound(report)
+        if binding is None:
+            return report, None, None
+        report, reservation = self._within_limits(report, binding, now)
+        return report, None, reservation
+
+    def _bound(self, report: Report) -> tuple[Report, Binding | None]:
+        """Account binding (ca.customers): the payer account must be the signer's customer's."""
         assert report.transaction is not None and report.signer is not None
         account = report.transaction["payer"]["account"]
         binding = self.customers.binding(report.signer["certificate_sha256"], account)
         why = binding_refusal(binding, report.signer["serial"], account)
         if why is not None or binding is None:
-            return refuse(report, "account binding", why or "", Sub.ACCOUNT_NOT_BOUND)
-        return also_passed(report, "account binding", f"the payer account is customer {binding[0]}'s")
+            return refuse(report, "account binding", why or "", Sub.ACCOUNT_NOT_BOUND), None
+        return also_passed(report, "account binding", f"the payer account is customer {binding.customer}'s"), binding
+
+    def _within_limits(self, report: Report, binding: Binding, now: datetime) -> tuple[Report, Reservation | None]:
+        """Transaction limits (ca.limits): per payment here, per day here against what is
+        committed and for good in the evidence transaction (the reservation)."""
+        assert report.transaction is not None
+        currency = report.transaction["currency"]
+        amount = limits.hundredths(Decimal(report.transaction["amount"]))
+        day = limits.day_of(now, self.ca.settings.limit_timezone)
+        found = self.limits.lookup(binding.profile, binding.customer, currency, day)
+        why = limits.refusal(found, amount, currency, day)
+        if why is not None:
+            return refuse(report, "limits", why, Sub.LIMIT_EXCEEDED), None
+        reservation = Reservation(binding.customer, currency, day, amount,
+                                  limits.effective(found.profile, found.customer))
+        return also_passed(report, "limits", limits.within(found, currency, day)), reservation
 
     @staticmethod
     def _signer_key(report: Report) -> str:
@@ -203,7 +228,8 @@ class EvidenceService:
 
     # --- the record --------------------------------------------------------------------
 
-    def _record(self, bank: Principal, report: Report, cms: bytes, received: datetime) -> Outcome:
+    def _record(self, bank: Principal, report: Report, cms: bytes, received: datetime,
+                reservation: Reservation | None = None) -> Outcome:
         assert report.transaction is not None and report.signer is not None and report.content is not None
         if report.revocation_data is None:
             # Verified without revocation data (a verifier with no status source): nothing
@@ -230,13 +256,23 @@ class EvidenceService:
             "bank_id": bank.bank_id,
         }
         audit = _audit_details(report, cms, evidence_id=evidence_id, time_stamp_serial=format(stamp.serial, "x"))
+        if reservation is not None:
+            audit["limits"] = {"customer": reservation.customer, "day": reservation.day,
+                               "amount": limits.amount_text(reservation.amount), "currency": reservation.currency}
         try:
-            self.store.record(row, report.transaction.get("challenge"), audit, received, bank.actor)
+            self.store.record(row, report.transaction.get("challenge"), audit, received, bank.actor, reservation)
         except Replayed as r:                       # this key's tx_id is stored already
             replayed = _replayed(report, r.first_id)
             self.store.audit_only(self._subject(report), _audit_details(replayed, cms, first_evidence_id=r.first_id),
                                   received, bank.actor)
             return Outcome(replayed, first_evidence_id=r.first_id)
+        except OverLimit as o:                      # other payments of the day came first
+            assert reservation is not None
+            refused = refuse(without_check(report, "limits"), "limits",
+                             limits.day_refusal(reservation.limits, o.used, reservation.amount, reservation.currency,
+                                                reservation.day), Sub.LIMIT_EXCEEDED)
+            self.store.audit_only(self._subject(report), _audit_details(refused, cms), received, bank.actor)
+            return Outcome(refused)
         except ChallengeRefused as c:               # lost a race for the challenge
             refused = refuse(report, "challenge", c.detail, c.sub)
             self.store.audit_only(self._subject(report), _audit_details(refused, cms), received, bank.actor)

@@ -58,15 +58,19 @@ PERMISSIONS: dict[str, str] = {
     "enrollments:manage": "make counter enrollments with their activation codes (柜台激活码), cancel them",
     "customers:read": "list and show customers with their accounts and certificates",
     "customers:manage": "add customers, bind accounts and certificates to them (under dual control), remove accounts",
+    "limits:read": "list transaction limits and customers' daily usage",
+    "limits:manage": "set customers' transaction limits (a raise above the profile's under dual control)",
+    "limits:profile": "set a certificate profile's transaction limits (a raise under dual control)",
 }
 _ALL = frozenset(PERMISSIONS)
 ROLES: dict[str, frozenset[str]] = {
     "admin": _ALL,
     "operator": frozenset({"self", "service:read", "certificates:read", "certificates:issue", "certificates:status",
                            "crl:publish", "approvals:read", "approvals:decide", "enrollments:read",
-                           "enrollments:manage", "customers:read", "customers:manage"}),
+                           "enrollments:manage", "customers:read", "customers:manage", "limits:read",
+                           "limits:manage"}),
     "auditor": frozenset({"self", "service:read", "certificates:read", "evidence:read", "audit:read", "banks:read",
-                          "operators:read", "approvals:read", "enrollments:read", "customers:read"}),
+                          "operators:read", "approvals:read", "enrollments:read", "customers:read", "limits:read"}),
     "bank-manager": frozenset({"self", "service:read", "banks:read", "banks:manage"}),
 }
 _log = logging.getLogger("udun.operators")

@@ -39,6 +39,7 @@ class Settings:
     signing_window_minutes: int = 5      # a payment's signingTime must lie this close to our clock
     require_challenge: bool = False      # every payment must carry a bank challenge
     account_binding: bool = True         # a payer account must be one of the signer's customer's
+    limit_timezone: str = "Asia/Shanghai"    # the calendar day of the daily limits (ca.limits)
     challenge_seconds: int = 300         # how long a challenge stays usable
     challenge_quota: int = 10_000        # open (unused, unexpired) challenges a bank may hold
     # Rate limits of `udun serve`, per worker process (webapi.ratelimit): "N/second|minute|hour" or "0".
@@ -194,6 +195,19 @@ def _flag(src: _Source, name: str, default: bool = False) -> bool:
     raise PkiError(ErrorKind.BAD_INPUT, f"{src.where(name)} must be true or false")
 
 
+def _zone(src: _Source, name: str, default: str) -> str:
+    """An IANA time zone name (Asia/Shanghai), checked against the system's zone data."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    raw = (src.get(name) or "").strip() or default
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PkiError(ErrorKind.BAD_INPUT, f"{src.where(name)} must be an IANA time zone such as Asia/Shanghai") \
+            from None
+    return raw
+
+
 def _base_url(src: _Source) -> str:
     """The URL written into certificates (RFC 5280 §4.2.1.13, §4.2.2.1): http(s), a host."""
     url = (src.get("UDUN_BASE_URL") or "http://127.0.0.1:8080").rstrip("/")
@@ -307,6 +321,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         signing_window_minutes=_int(src, "UDUN_SIGNING_WINDOW_MINUTES", 5, 1, 24 * 60),
         require_challenge=_flag(src, "UDUN_REQUIRE_CHALLENGE"),
         account_binding=_flag(src, "UDUN_ACCOUNT_BINDING", True),
+        limit_timezone=_zone(src, "UDUN_LIMIT_TIMEZONE", "Asia/Shanghai"),
         challenge_seconds=_int(src, "UDUN_CHALLENGE_SECONDS", 300, 10, 24 * 3600),
         challenge_quota=_int(src, "UDUN_CHALLENGE_QUOTA", 10_000, 1, 10_000_000),
         rate_limit_per_address=_rate(src, "UDUN_RATE_LIMIT_PER_ADDRESS", "1000/second"),

@@ -44,6 +44,7 @@ KEYS: Mapping[str, str] = MappingProxyType({
     "signing_window_minutes": "int",
     "require_challenge": "bool",
     "account_binding": "bool",
+    "limit_timezone": "str",
     "challenge_seconds": "int",
     "challenge_quota": "int",
     "rate_limit_per_address": "str",

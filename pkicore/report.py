@@ -48,6 +48,7 @@ class Sub(enum.Enum):
     CHALLENGE_EXPIRED = "CHALLENGE_EXPIRED"
     CHALLENGE_USED = "CHALLENGE_USED"           # accepted once already
     ACCOUNT_NOT_BOUND = "ACCOUNT_NOT_BOUND"     # the payer account is not the signer's customer's
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"           # over the per-payment or the daily limit (交易限额)
 
 
 _MAIN = {
@@ -62,6 +63,7 @@ _MAIN = {
     Sub.CHALLENGE_EXPIRED: Status.TOTAL_FAILED,
     Sub.CHALLENGE_USED: Status.TOTAL_FAILED,
     Sub.ACCOUNT_NOT_BOUND: Status.TOTAL_FAILED,
+    Sub.LIMIT_EXCEEDED: Status.TOTAL_FAILED,
 }
 
 # When several checks fail, the report names the first of these, in the order EN 319
@@ -74,7 +76,7 @@ PRIORITY = [
     Sub.CERTIFICATE_CHAIN_GENERAL_FAILURE, Sub.CRYPTO_CONSTRAINTS_FAILURE,
     Sub.SIGNING_TIME_OUT_OF_WINDOW, Sub.SIG_CONSTRAINTS_FAILURE, Sub.TRY_LATER,
     Sub.CHALLENGE_REQUIRED, Sub.CHALLENGE_UNKNOWN, Sub.CHALLENGE_EXPIRED, Sub.CHALLENGE_USED, Sub.REPLAYED,
-    Sub.ACCOUNT_NOT_BOUND,
+    Sub.ACCOUNT_NOT_BOUND, Sub.LIMIT_EXCEEDED,
 ]
 
 
@@ -152,7 +154,16 @@ def also_passed(report: Report, name: str, detail: str) -> Report:
 
 def with_check(report: Report, check: Check) -> Report:
     """The report with ``check`` appended and the indication concluded again."""
-    return conclude([*report.checks, check], signer=report.signer,
+    return _again(report, [*report.checks, check])
+
+
+def without_check(report: Report, name: str) -> Report:
+    """The report without its checks named ``name`` (one that passed too early)."""
+    return _again(report, [c for c in report.checks if c.name != name])
+
+
+def _again(report: Report, checks: list[Check]) -> Report:
+    return conclude(checks, signer=report.signer,
                     signing_time=report.signing_time, transaction=report.transaction,
                     signer_cert_der=report.signer_cert_der, revocation=report.revocation,
                     statuses=report.statuses, chain_der=report.chain_der,

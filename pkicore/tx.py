@@ -252,6 +252,11 @@ def load_canonical(data: bytes) -> Transaction:
     return tx
 
 
+def valid_currency(code: object) -> bool:
+    """Whether ``code`` is an ISO 4217 code a payment may carry."""
+    return isinstance(code, str) and code in _ISO4217
+
+
 def valid_account(account: str) -> bool:
     """Whether ``account`` is a payer or payee account number a payment may carry."""
     return bool(_ACCOUNT.fullmatch(account))
@@ -268,18 +273,41 @@ def _group(amount_text: str) -> str:
     return f"{grouped}.{frac.ljust(2, '0')}" if frac else grouped
 
 
-def describe(tx: Transaction) -> list[str]:
-    """The plain-words lines shown to the user before they confirm and enter the PIN."""
-    payee = tx.payee.name or ""
+def group_account(account: str) -> str:
+    """An account number in groups of four from the left, as cards and IBANs are printed:
+    every character shown, none hidden (two accounts ending alike must not look alike)."""
+    return " ".join(account[i:i + 4] for i in range(0, len(account), 4))
+
+
+def amount_in_words(amount_text: str, currency: str) -> str | None:
+    """中文大写金额 (the People's Bank of China's rules for cheques and payment slips) for
+    CNY, e.g. 人民币壹仟贰佰叁拾肆元伍角; None for other currencies."""
+    if currency != "CNY":
+        return None
+    import cn2an  # type: ignore[import-untyped]
+
+    return "人民币" + str(cn2an.an2cn(amount_text, "rmb"))
+
+
+def describe(tx: Transaction, otp_above: Decimal | None = None) -> list[str]:
+    """The plain-words lines shown to the user before they confirm and enter the PIN: the
+    payee's full account (grouped), name and bank; the amount in figures and, for CNY, in
+    words; whether an OTP is asked (``otp_above``: the amount above which the bank asks
+    one, in the payment's currency; None: the bank asks none)."""
+    lines = [f"Pay        {_group(tx.amount_text)} {tx.currency}"]
+    words = amount_in_words(tx.amount_text, tx.currency)
+    if words:
+        lines.append(f"           {words}")
+    lines.append(f"To         {tx.payee.name or ''}")
     if tx.payee.bank:
-        payee += f" ({tx.payee.bank})"
-    lines = [
-        f"Pay        {_group(tx.amount_text)} {tx.currency}",
-        f"To         {payee}",
-        f"Account    {mask_account(tx.payee.account)}",
-        f"From       {(tx.payer.name + ' ') if tx.payer.name else ''}{mask_account(tx.payer.account)}",
-    ]
+        lines.append(f"Bank       {tx.payee.bank}")
+    lines.append(f"Account    {group_account(tx.payee.account)}")
+    lines.append(f"From       {(tx.payer.name + ', ') if tx.payer.name else ''}account "
+                 f"{group_account(tx.payer.account)}")
     if tx.memo:
         lines.append(f"Memo       {tx.memo}")
     lines.append(f"Reference  {tx.tx_id}, created {tx.created_at.strftime('%Y-%m-%d %H:%M:%S')} UTC")
+    if otp_above is not None:
+        lines.append(f"OTP        {'asked' if tx.amount > otp_above else 'not asked'}: the bank asks one above "
+                     f"{_group(f'{otp_above:.2f}')} {tx.currency}")
     return lines

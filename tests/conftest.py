@@ -125,6 +125,11 @@ def ca(settings):  # type: ignore[no-untyped-def]
     # The customer every test certificate pays for: the sample payment's payer account.
     Customers(authority.store, authority.clock).add(CUSTOMER, "测试客户", [SAMPLE["payer"]["account"]],
                                                     actor="pytest")
+    # The session pays many times a day: its own daily limit is far above the profile's.
+    from ca.limits import Limit
+    from ca.storage.limits import LimitStore
+
+    LimitStore(authority.store).put(Limit("customer", CUSTOMER, "CNY", None, 10 ** 17), authority.clock(), "pytest")
     return authority
 
 

@@ -40,6 +40,7 @@ SEEDED: dict[str, str] = {
     "0011": "+ an admin operator with an API token, a token certificate, a session and a login challenge",
     "0012": "+ a changed approval policy, an executed request with its vote",
     "0013": "+ an enrollment used for s01 (with a payer account), one still open (without)",
+    "0014": "+ the customer of that enrollment, its account and certificate",
 }
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
@@ -286,6 +287,16 @@ def _customer_rows(w: World, rev: str, known: list[str]) -> dict[str, list[dict[
     }
 
 
+def _limit_rows(rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """0015's tables: a customer's own CNY limits and a day's usage."""
+    if not since(rev, "0015", known):
+        return {"limits": [], "limit_usage": []}
+    return {"limits": [{"scope": "customer", "subject": "ENR-ABCD1234", "currency": "CNY", "per_payment": 5_000_000,
+                        "per_day": None, "set_by": "operator:alice", "set_at": T0}],
+            "limit_usage": [{"customer_id": "ENR-ABCD1234", "currency": "CNY", "day": "2025-03-04",
+                             "used": 123_450, "payments": 1}]}
+
+
 def audit_entries() -> list[Any]:
     from ca.auditlog import next_entry
 
@@ -362,6 +373,7 @@ def _rows(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]
         **_approval_rows(rev, known),           # 0012
         "enrollments": _enrollments(rev, known),    # 0013
         **_customer_rows(w, rev, known),               # 0014 (from 0013's enrollments, or as written)
+        **_limit_rows(rev, known),                    # 0015
     }
 
 
@@ -373,7 +385,8 @@ MADE_BY = {"authorities": "0001", "certificates": "0001", "status_events": "0002
            "operator_tokens": "0011", "operator_certs": "0011", "operator_sessions": "0011",
            "login_challenges": "0011", "approval_policies": "0012", "approvals": "0012", "approval_votes": "0012",
            "enrollments": "0013", "customers": "0013", "customer_accounts": "0013",
-           "certificate_customers": "0013"}     # 0014 makes these from 0013's enrollments
+           "certificate_customers": "0013",     # 0014 makes these from 0013's enrollments
+           "limits": "0015", "limit_usage": "0015"}
 
 
 def expected(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -148,7 +148,8 @@ def test_the_binding_is_by_certificate_not_serial(ca: Any) -> None:
     cid = _customer(ca, [account])
     _, rec = _signed(ca, cid)
     store = CustomerStore(ca.store)
-    assert store.binding(hashlib.sha256(rec.der).hexdigest(), account) == (cid, True)
+    found = store.binding(hashlib.sha256(rec.der).hexdigest(), account)
+    assert found is not None and (found.customer, found.account_bound, found.profile) == (cid, True, "client")
     assert store.binding(hashlib.sha256(rec.der + b"\x00").hexdigest(), account) is None
 
 

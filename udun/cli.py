@@ -23,6 +23,7 @@ from udun.cli_approval import approval_group
 from udun.cli_enroll import enroll_cmd, enrollment_group
 from udun.cli_ca import ca_group
 from udun.cli_customer import customer_group
+from udun.cli_limits import limits_group
 from udun.cli_cert import cert_group
 from udun.cli_db import db_group
 from udun.cli_evidence import evidence_group
@@ -51,6 +52,7 @@ cli.add_command(operator_group)
 cli.add_command(approval_group)
 cli.add_command(enrollment_group)
 cli.add_command(customer_group)
+cli.add_command(limits_group)
 cli.add_command(enroll_cmd)
 cli.add_command(audit_group)
 cli.add_command(tsa_group)

@@ -1,6 +1,7 @@
-"""The OpenAPI parts about customers and account binding on the admin API (ca.customers).
-The routes that let a certificate pay from accounts answer 202 under the account-binding
-policy (webapi.openapi_approvals.guarded)."""
+"""The OpenAPI parts about customers, account binding and transaction limits on the admin
+API (ca.customers, ca.limits). The routes that let a certificate pay from accounts answer
+202 under the account-binding policy, a limit raise under limit-raise
+(webapi.openapi_approvals.guarded)."""
 from __future__ import annotations
 
 from ca.customers import MAX_ACCOUNTS
@@ -12,7 +13,9 @@ ACCOUNT: Json = {"type": "string", "pattern": "^[0-9A-Z]{4,34}$", "description":
 CUSTOMER_ID: Json = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
                      "description": "the bank's customer number"}
 GUARDED = (("/api/v1/customers", "post"), ("/api/v1/customers/{customer_id}/accounts", "post"),
-           ("/api/v1/customers/{customer_id}/certificates", "post"))
+           ("/api/v1/customers/{customer_id}/certificates", "post"), ("/api/v1/limits", "post"))
+AMOUNT: Json = {"type": ["string", "null"], "pattern": "^(0|[1-9][0-9]{0,14})(\\.[0-9]{1,2})?$",
+                "description": "a decimal amount, e.g. \"50000.00\"; null: not set at this level"}
 
 
 def _object(required: list[str], properties: Json) -> Json:
@@ -31,6 +34,17 @@ def schemas() -> Json:
                                             "another trusted CA's"},
             "created_by": {"type": "string"}, "created_at": date_time("added")}),
         "CustomerList": _object(["items"], {"items": {"type": "array", "items": ref("Customer")}}),
+        "Limit": _object(["scope", "subject", "currency", "per_payment", "per_day", "set_by", "set_at"], {
+            "scope": {"enum": ["profile", "customer"]}, "subject": {"type": "string"},
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}, "per_payment": AMOUNT, "per_day": AMOUNT,
+            "set_by": {"type": "string"}, "set_at": date_time("set (null: udun's default)", nullable=True)}),
+        "LimitList": _object(["items"], {"items": {"type": "array", "items": ref("Limit")}}),
+        "LimitResult": _object(["result"], {"result": ref("Limit")}),
+        "LimitRemoved": _object(["removed"], {"removed": {"type": "object"}}),
+        "Usage": _object(["customer", "items"], {"customer": CUSTOMER_ID, "items": {"type": "array", "items": _object(
+            ["day", "currency", "used", "payments"], {"day": {"type": "string", "format": "date"},
+                                                      "currency": {"type": "string"}, "used": AMOUNT,
+                                                      "payments": {"type": "integer"}})}}),
     }
 
 
@@ -70,4 +84,26 @@ def paths() -> Json:
             "policy): 202.", "bound", "ActionResult", path=cid, tag="customers",
             conflict="the certificate is bound to customer C0001 already",
             body=_object([], {"serial": {"type": "string"}, "certificate_pem": {"type": "string"}}))},
+        "/api/v1/limits": {
+            "get": {**admin_op("listLimits", "Transaction limits", "Profiles' (udun's defaults while none is set) "
+                               "and customers' own, per currency.", "the limits", "LimitList", tag="customers"),
+                    "parameters": [
+                        {"name": "scope", "in": "query", "required": False, "schema": {"enum": ["profile", "customer"]}},
+                        {"name": "subject", "in": "query", "required": False, "schema": {"type": "string"}}]},
+            "post": admin_op("setLimit", "Set a profile's or a customer's limits", "Replaces that scope's limits in the "
+                             "currency. A raise (a profile's made higher, a customer's above the profile's) waits for a "
+                             "second operator (limit-raise policy): 202. A profile's needs limits:profile.", "set",
+                             "LimitResult", tag="customers", body=_object(["subject"], {
+                                 "scope": {"enum": ["profile", "customer"], "default": "customer"},
+                                 "subject": {"type": "string"}, "currency": {"type": "string", "default": "CNY"},
+                                 "per_payment": AMOUNT, "per_day": AMOUNT}))},
+        "/api/v1/limits/customer/{customer_id}/{currency}": {"delete": {**admin_op(
+            "removeLimit", "Remove a customer's own limits", "The profile's apply again.", "removed", "LimitRemoved",
+            path=cid, tag="customers"), "parameters": [
+                {"name": "customer_id", "in": "path", "required": True, "schema": CUSTOMER_ID},
+                {"name": "currency", "in": "path", "required": True, "schema": {"type": "string"}}]}},
+        "/api/v1/limits/usage": {"get": {**admin_op(
+            "limitUsage", "A customer's daily usage", "Per day (UDUN_LIMIT_TIMEZONE) and currency, newest first.",
+            "the usage", "Usage", tag="customers"), "parameters": [
+                {"name": "customer", "in": "query", "required": True, "schema": CUSTOMER_ID}]}},
     }

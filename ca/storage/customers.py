@@ -30,10 +30,21 @@ _cu = _customers.c
 # is one of theirs (no row: the certificate is bound to no customer). By the certificate's
 # SHA-256, not its serial: a certificate of another trusted CA may carry the same serial.
 # An account is its table's key: the outer join finds one row or none.
-_BINDING = (select(_b.customer_id, _a.account)
+# With the certificate's profile (its limits, ca.limits): NULL for another CA's certificate.
+_BINDING = (select(_b.customer_id, _a.account, _certs.c.profile)
             .select_from(_bound.outerjoin(_accounts, and_(_a.customer_id == _b.customer_id,
-                                                          _a.account == bindparam("a"))))
+                                                          _a.account == bindparam("a")))
+                         .outerjoin(_certs, _certs.c.serial == _b.serial))
             .where(_b.cert_sha256 == bindparam("h")))
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A signer certificate's customer, for one payment."""
+
+    customer: str
+    account_bound: bool         # the payment's payer account is the customer's
+    profile: str                # the certificate's profile (another CA's: "client"), for its limits
 
 
 @dataclass(frozen=True)
@@ -148,12 +159,12 @@ class CustomerStore:
         with self.engine.connect() as conn:
             return conn.execute(select(_b.customer_id).where(_b.serial == serial)).scalar()  # type: ignore[no-any-return]
 
-    def binding(self, cert_sha256: str, account: str) -> tuple[str, bool] | None:
-        """(customer, whether ``account`` is theirs) for the certificate with this SHA-256
-        (hex); None when it is none of ours or bound to no customer. One raw read: the
-        verify API asks it per payment."""
+    def binding(self, cert_sha256: str, account: str) -> Binding | None:
+        """The binding of the certificate with this SHA-256 (hex) for a payment from
+        ``account``; None when it is bound to no customer. One raw read: the verify API asks
+        it per payment."""
         row = self.raw.one(_BINDING, {"h": cert_sha256, "a": account})
-        return (str(row[0]), row[1] is not None) if row is not None else None
+        return Binding(str(row[0]), row[1] is not None, row[2] or "client") if row is not None else None
 
     @staticmethod
     def _must_exist(conn: Connection, customer_id: str) -> None:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from ca.storage.audit import append, append_raw
+from ca.storage.limits import Reservation, reserve
 from ca.storage.errors import translated
 from ca.evidencequery import EvidencePage, EvidenceQuery, EvidenceSummary
 from ca.storage.schema import banks as _banks
@@ -145,7 +146,7 @@ class EvidenceStore:
 
     @translated
     def record(self, row: dict[str, Any], challenge: str | None, audit: dict[str, Any], now: datetime,
-               actor: str) -> None:
+               actor: str, reservation: Reservation | None = None) -> None:
         """Store the record, use up its challenge and append the audit entry: all or none.
 
         ``row["ca_revocation"]``: the CA certificates' (kind, DER) pieces, issuing CA first;
@@ -154,13 +155,17 @@ class EvidenceStore:
         Raises Replayed when the bank stored the tx_id already for the signer's key, under this
         certificate or another one of the same key (the unique index decides, so two
         processes racing with one payment store it once), ChallengeRefused when the
-        challenge cannot be used.
+        challenge cannot be used. ``reservation``: the payment's amount added to its customer's
+        day within the daily limit (ca.storage.limits; OverLimit, nothing stored, when it
+        does not fit).
         """
         db = self.raw
         try:
             with db.transaction() as cur:
                 db.execute(cur, INSERT_EVIDENCE, {**row, "received_at": db.when(row["received_at"]),
                                                   "ca_revocation": encode_pieces(row["ca_revocation"])})
+                if reservation is not None:      # after the insert: a replay is found first
+                    reserve(db, cur, reservation)
                 if challenge is not None:
                     db.execute(cur, USE_CHALLENGE, {"v": challenge, "b": row["bank_id"], "now": db.when(now),
                                                     "eid": row["id"]})

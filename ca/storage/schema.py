@@ -1,4 +1,4 @@
-"""The schema at the head revision (0014), stated once: every table as a SQLAlchemy Core Table.
+"""The schema at the head revision (0015), stated once: every table as a SQLAlchemy Core Table.
 
 The Alembic migrations (ca/migrations) make it; tests/ca/test_storage.py checks that they
 agree. Every statement of the stores is built from these objects, the raw driver path's
@@ -371,6 +371,29 @@ delegated_keys = Table(
     _time("destroyed_at", nullable=True),                           # key removed from the token
 )
 
+
+# A profile's or a customer's transaction limits in one currency (0015, ca.limits), in
+# hundredths; NULL: not set at this level (a customer's falls back to the profile's).
+limits = Table(
+    "limits", metadata,
+    Column("scope", String(16), primary_key=True),                  # profile | customer
+    Column("subject", String(64), primary_key=True),                # the profile's name, the customer's id
+    Column("currency", String(3), primary_key=True),
+    Column("per_payment", BigInteger, nullable=True),
+    Column("per_day", BigInteger, nullable=True),
+    Column("set_by", String(128), nullable=False),
+    _time("set_at"),
+)
+
+# What a customer paid on one day in one currency (0015): reserved with the evidence record.
+limit_usage = Table(
+    "limit_usage", metadata,
+    Column("customer_id", String(64), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("day", String(10), primary_key=True),                    # YYYY-MM-DD in UDUN_LIMIT_TIMEZONE
+    Column("used", BigInteger, nullable=False),                     # hundredths
+    Column("payments", Integer, nullable=False),
+)
 
 def utc(value: datetime) -> datetime:
     """SQLite hands datetimes back naive; they were stored as UTC."""

@@ -167,6 +167,12 @@ class Requests:
             "admin_customers.bind": lambda: ("POST", f"/api/v1/customers/{self.customer()}/certificates",
                                              {"serial": self.cert().serial}, {202}),
             "admin_customers.remove_account": lambda: self._remove_account(),
+            "admin_limits.find": lambda: ("GET", "/api/v1/limits?scope=profile", None, {200}),
+            "admin_limits.usage": lambda: ("GET", f"/api/v1/limits/usage?customer={self.customer()}", None, {200}),
+            # Lower than the profile's: at once. (A raise waits: tests/webapi/test_limits_api.py.)
+            "admin_limits.put": lambda: ("POST", "/api/v1/limits", {"scope": "customer", "subject": self.customer(),
+                                                                    "currency": "CNY", "per_day": "100.00"}, {200}),
+            "admin_limits.remove": lambda: self._remove_limit(),
             # An API token has no session to end: the route answers 400 for it (a session's
             # logout is tested with a token login, tests/test_operator_login.py).
             "admin_operators.logout": lambda: ("POST", "/api/v1/logout", {}, {400}),
@@ -199,6 +205,14 @@ class Requests:
     def _remove_account(self) -> tuple[str, str, Any, set[int]]:
         account = self.account()
         return "DELETE", f"/api/v1/customers/{self.customer((account,))}/accounts/{account}", None, {200}
+
+    def _remove_limit(self) -> tuple[str, str, Any, set[int]]:
+        from ca.limits import Limit
+        from ca.storage.limits import LimitStore
+
+        cid = self.customer()
+        LimitStore(self.ca.store).put(Limit("customer", cid, "CNY", None, 10_000), self.ca.clock(), "pytest")
+        return "DELETE", f"/api/v1/limits/customer/{cid}/CNY", None, {200}
 
     def ca_approvals(self) -> Any:
         return self.admin_app.extensions["udun-admin"]["approvals"]
