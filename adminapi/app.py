@@ -36,7 +36,7 @@ def create_admin_app(settings: Settings | None = None, *, ca: CertificateAuthori
     app.before_request(tag_flask_route)            # app-wide: before operator_route's checks
     app.before_request(deny_undeclared)
     watch_pool(ca.store.engine)
-    from adminapi import approvals, banks, customers, enrollments, evidence, limits, operators, renewal, views
+    from adminapi import approvals, banks, customers, enrollments, evidence, limits, operators, otp, renewal, views
     from webapi.views import apidoc
 
     app.register_blueprint(views.bp)
@@ -47,6 +47,7 @@ def create_admin_app(settings: Settings | None = None, *, ca: CertificateAuthori
     app.register_blueprint(enrollments.bp)
     app.register_blueprint(customers.bp)
     app.register_blueprint(limits.bp)
+    app.register_blueprint(otp.bp)
     app.register_blueprint(renewal.bp)
     app.register_blueprint(apidoc.admin_bp)
     app.wsgi_app = Observed(app.wsgi_app)  # type: ignore[method-assign]

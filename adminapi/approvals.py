@@ -77,6 +77,9 @@ def make_approvals(ctx: dict[str, Any]) -> Approvals:
         return {"serial": rec.serial}
 
     def issue_for(csr_pem: str, profile: str, customer: str, who: str) -> str:
+        approvals: Approvals = ctx["approvals"]
+        if profile in approvals.policy("sensitive-issue").profiles:     # the policy changed since the request
+            raise PkiError(ErrorKind.CONFLICT, f"profile {profile} is under the sensitive-issue policy now")
         return str(ca.issue(load_csr_bytes(csr_pem.encode()), profile, requester=who, customer=customer).serial)
 
     from adminapi.customers import account_binding
@@ -242,15 +245,19 @@ def revoke_many() -> Response:
 def issue_needs_approval(profile: str, csr_pem: str, customer: str | None = None) -> Response | None:
     """adminapi.views.issue: a profile the sensitive-issue policy names waits for approval;
     so does a certificate for a customer (account-binding: it can pay from their accounts)."""
+    from ca.profiles import REQUESTABLE
+
+    if profile not in REQUESTABLE:                  # refused now, not after the approvals
+        raise PkiError(ErrorKind.BAD_INPUT, f"unknown profile {profile!r}; known: {', '.join(REQUESTABLE)}",
+                       field="profile")
+    sensitive = profile in _approvals().policy("sensitive-issue").profiles
     if customer is not None:
-        pending = requested("account-binding", {"change": "issue", "profile": profile, "csr_pem": csr_pem,
-                                                "customer": customer})
-        if pending is not None:
-            return pending             # one approval: the executor issues it (with the customer)
-    policy = _approvals().policy("sensitive-issue")
-    if profile not in policy.profiles:
+        if sensitive:                               # one request cannot carry both policies' approvals
+            raise PkiError(ErrorKind.CONFLICT, f"profile {profile} is under the sensitive-issue policy: issue it "
+                                               "without a customer, then bind it (POST /api/v1/customers/{id}/"
+                                               "certificates)")
+        return requested("account-binding", {"change": "issue", "profile": profile, "csr_pem": csr_pem,
+                                             "customer": customer})
+    if not sensitive:
         return None
-    if customer is not None:
-        raise PkiError(ErrorKind.CONFLICT, f"profile {profile} is under the sensitive-issue policy: issue it "
-                                           "without a customer, then bind it (POST /api/v1/customers/{id}/certificates)")
     return requested("sensitive-issue", {"profile": profile, "csr_pem": csr_pem})

@@ -8,13 +8,15 @@ an account away is not: it only restricts.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from adminapi.approvals import run
-from ca.customers import Customers, checked_account, checked_accounts, checked_id, checked_name, customer_json
+from ca.customers import (Customers, checked_account, checked_accounts, checked_id, checked_name, checked_serial,
+                          customer_json)
 from pkicore.errors import ErrorKind, PkiError
 from pkicore.pathval import load_certs
 from webapi.auth import actor, operator_route
@@ -93,16 +95,32 @@ def bind(customer_id: str) -> Response:
     """``{"serial": "hex"}`` (this CA's) or ``{"certificate_pem": "..."}`` (another trusted
     CA's): waits for approval (account-binding)."""
     body = json_object(request, ("serial", "certificate_pem"))
-    _customers().get(customer_id)
+    customers = _customers()
+    customers.get(customer_id)
     params: dict[str, Any] = {"change": "certificate-bind", "customer": checked_id(customer_id)}
+    if body.get("serial") and body.get("certificate_pem"):
+        raise PkiError(ErrorKind.BAD_INPUT, "give serial or certificate_pem, not both", field="serial")
     if body.get("certificate_pem"):
-        load_certs(str(body["certificate_pem"]).encode())              # 400 for a broken one, now
+        certs = load_certs(str(body["certificate_pem"]).encode())     # 400 for a broken one, now
+        if len(certs) != 1:
+            raise PkiError(ErrorKind.BAD_INPUT, "certificate_pem: exactly one certificate (the one the approver "
+                                                "binds)", field="certificate_pem")
         params["certificate_pem"] = body["certificate_pem"]
-    if body.get("serial"):
-        params["serial"] = str(body["serial"]).lower()
-    if ("serial" in params) == ("certificate_pem" in params):
+        cert_sha256 = hashlib.sha256(certs[0]).hexdigest()
+    elif body.get("serial"):
+        params["serial"] = checked_serial(body["serial"])
+        rec = _ctx_ca().get(params["serial"])                          # 404 for an unknown one, now
+        cert_sha256 = hashlib.sha256(rec.der or b"").hexdigest()
+    else:
         raise PkiError(ErrorKind.BAD_INPUT, "give serial or certificate_pem", field="serial")
+    owner = customers.store.owner_of(cert_sha256)
+    if owner is not None:
+        raise PkiError(ErrorKind.CONFLICT, f"the certificate is bound to customer {owner} already", field="serial")
     return run("account-binding", params)
+
+
+def _ctx_ca() -> Any:
+    return current_app.extensions["udun-admin"]["ca"]
 
 
 def account_binding(customers: Customers, issue: Any, approve_enrollment: Any) -> Any:

@@ -53,15 +53,27 @@ def create() -> Response:
     binds = bool(body.get("customer") or body.get("accounts"))
     approvals = current_app.extensions["udun-admin"]["approvals"]
     waits = binds and approvals.needed("account-binding") is not None
+    if waits:
+        approvals.may_request("account-binding", actor())      # refused before anything is made
     rec, code = _enrollments().create(subject, body.get("profile") or "client", body.get("accounts") or [],
                                       DEFAULT_HOURS if body.get("hours") is None else body["hours"], actor=actor(),
                                       customer=body.get("customer"), awaits_approval=waits)
     answer: dict[str, Any] = {**_json(rec), "code": code}
     if waits:
         from ca.approvals import approval_json
+        from ca.customers import Customers
 
-        pending = approvals.request("account-binding", {"change": "enrollment", "enrollment": rec.id,
-                                                         "customer": rec.customer_id, "subject": rec.subject}, actor())
+        # What the approver sees: the customer and every account the certificate will pay
+        # from (a new customer's accounts are made only when approved).
+        accounts = list(rec.accounts) if rec.accounts else \
+            list(Customers(_enrollments().ca.store, _enrollments().clock).get(str(rec.customer_id)).accounts)
+        try:
+            pending = approvals.request("account-binding", {
+                "change": "enrollment", "enrollment": rec.id, "customer": rec.customer_id, "subject": rec.subject,
+                "profile": rec.profile, "accounts": accounts}, actor())
+        except PkiError:
+            _enrollments().cancel(rec.id, actor=actor())       # no request: the code must never work
+            raise
         answer["approval"] = approval_json(pending)
     resp = jsonify(answer)
     resp.status_code = 201

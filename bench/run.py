@@ -390,7 +390,7 @@ def _measure(report: Report, fx: Any, work: Path, args: argparse.Namespace) -> N
             pg, site = _postgres(report, fx, work)
         # The servers get both cores while this process only waits for wrk (and signs
         # payments between runs).
-        if only & {"server", "peers", "postgres"}:
+        if only & {"server", "peers", "postgres", "controls"}:
             _server_figures(report, fx, work, args, wrk, cfssl, site)
         if "nodes" in only and site is not None:
             _nodes(report, fx, work, args, wrk, pg, site)

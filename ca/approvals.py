@@ -121,8 +121,9 @@ class Approvals:
 
     # --- requests -------------------------------------------------------------------
 
-    def request(self, action: str, params: dict[str, Any], requester: str) -> ApprovalRecord:
-        """Record a request for ``action``; nothing runs until it is approved."""
+    def may_request(self, action: str, requester: str) -> PolicyRecord:
+        """The policy, when ``requester`` may ask for ``action`` now (else the refusal
+        ``request`` would give): checked before a caller makes anything the request is for."""
         if requester == SHARED_KEY:
             raise PkiError(ErrorKind.FORBIDDEN, "the shared admin key is no person: it cannot ask for an action under "
                                                 "dual control; log in as yourself")
@@ -131,6 +132,11 @@ class Approvals:
         if possible < policy.approvals:
             raise PkiError(ErrorKind.CONFLICT, f"{action} needs {policy.approvals} approver(s) with the role "
                            f"{' or '.join(policy.roles)} other than you; there are {possible}")
+        return policy
+
+    def request(self, action: str, params: dict[str, Any], requester: str) -> ApprovalRecord:
+        """Record a request for ``action``; nothing runs until it is approved."""
+        policy = self.may_request(action, requester)
         text, digest = params_hash(params)
         now = self.clock()
         return self.store.add({"id": secrets.token_hex(8), "action": action, "params": text, "params_sha256": digest,

@@ -48,6 +48,14 @@ def checked_accounts(accounts: object) -> list[str]:
     return out
 
 
+def checked_serial(serial: object) -> str:
+    """A certificate serial as udun stores it: lowercase hex, without 0x."""
+    text = serial.lower().removeprefix("0x") if isinstance(serial, str) else ""
+    if not re.fullmatch(r"[0-9a-f]{1,40}", text):
+        raise PkiError(ErrorKind.BAD_INPUT, "a serial is hexadecimal", field="serial")
+    return text
+
+
 def checked_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip() or len(name) > 200 or visible_problem(name):
         raise PkiError(ErrorKind.BAD_INPUT, "name is the customer's name, 1 to 200 visible characters", field="name")
@@ -87,9 +95,7 @@ class Customers:
             raise PkiError(ErrorKind.BAD_INPUT, "name the certificate by its serial or give the certificate itself",
                            field="serial")
         if serial is not None:
-            if not re.fullmatch(r"[0-9a-fA-F]{1,40}", serial):
-                raise PkiError(ErrorKind.BAD_INPUT, "a serial is hexadecimal", field="serial")
-            return self.store.bind(checked_id(customer_id), self.clock(), actor, serial=serial.lower())
+            return self.store.bind(checked_id(customer_id), self.clock(), actor, serial=checked_serial(serial))
         assert cert_der is not None
         return self.store.bind(checked_id(customer_id), self.clock(), actor,
                                cert_sha256=hashlib.sha256(cert_der).hexdigest())

@@ -112,6 +112,10 @@ class Enrollments:
                 raise PkiError(ErrorKind.BAD_INPUT, "give the customer or the accounts, not both: an existing "
                                                     "customer's accounts are bound to it already", field="accounts")
             Customers(self.ca.store, self.clock).must_exist(customer)
+        taken = [a for a in accounts if Customers(self.ca.store, self.clock).find(1, account=a)]
+        if taken:
+            raise PkiError(ErrorKind.CONFLICT, f"account {taken[0]} is bound to a customer already: enroll for that "
+                                               "customer (customer) instead", field="accounts")
         text = "".join(secrets.choice(ALPHABET) for _ in range(ID_CHARS + SECRET_CHARS))
         now = self.clock()
         made = customer is None and bool(accounts)
@@ -120,7 +124,7 @@ class Enrollments:
                               "expires_at": now + timedelta(hours=hours),
                               "customer_id": f"ENR-{text[:ID_CHARS]}" if made else customer,
                               "approved_at": None if awaits_approval else now},
-                             now, actor, new_customer=made)
+                             now, actor, new_customer=made and not awaits_approval)
         return rec, grouped(text)
 
     def get(self, enrollment_id: str) -> EnrollmentRecord:
@@ -130,7 +134,11 @@ class Enrollments:
         return rec
 
     def approve(self, enrollment_id: str, *, actor: str) -> EnrollmentRecord:
-        return self.store.approve(enrollment_id.upper(), self.clock(), actor)
+        """The second operator approved (account-binding): the code works; a new customer
+        ``ENR-<id>`` with the enrollment's accounts is made now."""
+        rec = self.get(enrollment_id)
+        new = rec.customer_id == f"ENR-{rec.id}" and bool(rec.accounts)
+        return self.store.approve(rec.id, self.clock(), actor, new_customer=new)
 
     def cancel(self, enrollment_id: str, *, actor: str) -> EnrollmentRecord:
         return self.store.cancel(enrollment_id.upper(), self.clock(), actor)

@@ -22,7 +22,9 @@ from ca.banks import Principal
 from ca import limits
 from ca.customers import binding_refusal
 from ca.storage.customers import Binding, CustomerStore
+from ca.otpcreds import OtpCredentials
 from ca.storage.limits import LimitStore, OverLimit, Reservation
+from ca.storage.otp import StepUsed
 from ca.directory import CaDirectory
 from ca.storage.evidence import ChallengeRefused, EvidenceStore, Replayed, spki_sha256
 from ca.tsa import Stamp, TimeStampAuthority
@@ -55,6 +57,15 @@ class Outcome:
         if self.time_stamp is not None:
             out["time_stamp"] = self.time_stamp.to_json()
         return out
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What the evidence transaction takes with the record: the payment's amount from its
+    customer's day (ca.limits), the OTP's time step (credential id, step; ca.otp)."""
+
+    reservation: Reservation | None = None
+    otp: tuple[str, int] | None = None
 
 
 def new_evidence_id(now: datetime) -> str:
@@ -119,6 +130,7 @@ class EvidenceService:
         self.store = EvidenceStore(ca.store)
         self.customers = CustomerStore(ca.store)
         self.limits = LimitStore(ca.store)
+        self.otp = OtpCredentials(ca.store, ca.clock, ca.settings)
         # Whether records from before banks exist: True stays True (they are never deleted);
         # False is asked again after a minute (a node of an older udun may still write some).
         self._unowned: tuple[bool, float] | None = None
@@ -130,15 +142,15 @@ class EvidenceService:
         received = self.ca.clock()
         with self.ca.store.one_read_per_counter():      # one status version for the whole path
             report = self.verifier.verify(cms, content)
-        first, reservation = None, None
+        first, spend = None, Spend()
         if report.passed:
-            report, first, reservation = self._payment_rules(bank, report, received)
+            report, first, spend = self._payment_rules(bank, report, received)
         if not report.passed:
             self.store.audit_only(self._subject(report), _audit_details(report, cms, first_evidence_id=first),
                                   received, bank.actor)
             return Outcome(report, first_evidence_id=first)
         try:
-            return self._record(bank, report, cms, received, reservation)
+            return self._record(bank, report, cms, received, spend)
         except PkiError as e:
             # No evidence: the answer is an error, and the audit log still says why.
             failed = {**_audit_details(report, cms), "status": "ERROR", "error": e.kind.value}
@@ -150,11 +162,10 @@ class EvidenceService:
 
     # --- payment rules after the signature holds ---------------------------------------
 
-    def _payment_rules(self, bank: Principal, report: Report,
-                       now: datetime) -> tuple[Report, str | None, Reservation | None]:
-        """The bank's challenge (a read before any signing is spent), the account binding
-        and the limits; the report, the first evidence id when it is a replay, and the
-        amount to reserve against the day's limit. Replays of challenge-less payments are found
+    def _payment_rules(self, bank: Principal, report: Report, now: datetime) -> tuple[Report, str | None, Spend]:
+        """The bank's challenge (a read before any signing is spent), the account binding,
+        the limits and the OTP; the report, the first evidence id when it is a replay, and
+        what the evidence transaction spends (the day's amount, the OTP's time step). Replays of challenge-less payments are found
         by the record's unique index (``_record``): no extra query on the common path.
         A replay is the same tx_id signed by the same public key and verified by the same
         bank, whichever of the key's certificates (a renewal of the same key) signed it."""
@@ -166,26 +177,43 @@ class EvidenceService:
             # those records are in no bank's unique index, so read them first.
             first = self.store.first_record(None, self._signer_key(report), report.transaction["tx_id"])
             if first is not None:
-                return _replayed(report, first), first, None
+                return _replayed(report, first), first, Spend()
         challenge = report.transaction.get("challenge")
         if challenge is None:
             if self.ca.settings.require_challenge:
                 return refuse(report, "challenge", "this server requires a bank challenge in every payment",
-                              Sub.CHALLENGE_REQUIRED), None, None
+                              Sub.CHALLENGE_REQUIRED), None, Spend()
         else:
             first = self.store.first_record(bank.bank_id, self._signer_key(report), report.transaction["tx_id"])
             if first is not None:              # a replay names the first record, not the used challenge
-                return _replayed(report, first), first, None
+                return _replayed(report, first), first, Spend()
             why = self.store.challenge_state(challenge, bank.bank_id, now)
             if why is not None:
-                return refuse(report, "challenge", why.detail, why.sub), None, None
+                return refuse(report, "challenge", why.detail, why.sub), None, Spend()
         if not self.ca.settings.account_binding:
-            return report, None, None          # no customer: no limits either (README)
+            return report, None, Spend()       # no customer: no limits, no OTP either (README)
         report, binding = self._bound(report)
         if binding is None:
-            return report, None, None
+            return report, None, Spend()
         report, reservation = self._within_limits(report, binding, now)
-        return report, None, reservation
+        if reservation is None:
+            return report, None, Spend()
+        report, step = self._step_up(report, binding, reservation, bank, now)
+        return report, None, Spend(reservation, step)
+
+    def _step_up(self, report: Report, binding: Binding, reservation: Reservation, bank: Principal,
+                 now: datetime) -> tuple[Report, tuple[str, int] | None]:
+        """Above the bank's OTP threshold the payment must carry the customer's current code
+        (ca.otp); a failure is counted now, the accepted step taken with the evidence."""
+        threshold = self.ca.settings.otp_threshold(reservation.currency)
+        if threshold is None or reservation.amount <= threshold:
+            return report, None
+        assert report.transaction is not None
+        decision = self.otp.check(binding.customer, report.transaction.get("otp"), now, bank.actor)
+        if decision.sub is not None:
+            return refuse(report, "otp", decision.detail, decision.sub), None
+        assert decision.credential is not None and decision.step is not None
+        return also_passed(report, "otp", decision.detail), (decision.credential, decision.step)
 
     def _bound(self, report: Report) -> tuple[Report, Binding | None]:
         """Account binding (ca.customers): the payer account must be the signer's customer's."""
@@ -229,7 +257,9 @@ class EvidenceService:
     # --- the record --------------------------------------------------------------------
 
     def _record(self, bank: Principal, report: Report, cms: bytes, received: datetime,
-                reservation: Reservation | None = None) -> Outcome:
+                spend: Spend | None = None) -> Outcome:
+        spend = spend or Spend()
+        reservation = spend.reservation
         assert report.transaction is not None and report.signer is not None and report.content is not None
         if report.revocation_data is None:
             # Verified without revocation data (a verifier with no status source): nothing
@@ -260,7 +290,8 @@ class EvidenceService:
             audit["limits"] = {"customer": reservation.customer, "day": reservation.day,
                                "amount": limits.amount_text(reservation.amount), "currency": reservation.currency}
         try:
-            self.store.record(row, report.transaction.get("challenge"), audit, received, bank.actor, reservation)
+            self.store.record(row, report.transaction.get("challenge"), audit, received, bank.actor, reservation,
+                              spend.otp)
         except Replayed as r:                       # this key's tx_id is stored already
             replayed = _replayed(report, r.first_id)
             self.store.audit_only(self._subject(report), _audit_details(replayed, cms, first_evidence_id=r.first_id),
@@ -271,6 +302,12 @@ class EvidenceService:
             refused = refuse(without_check(report, "limits"), "limits",
                              limits.day_refusal(reservation.limits, o.used, reservation.amount, reservation.currency,
                                                 reservation.day), Sub.LIMIT_EXCEEDED)
+            self.store.audit_only(self._subject(report), _audit_details(refused, cms), received, bank.actor)
+            return Outcome(refused)
+        except StepUsed:                            # the same code reached another node first
+            assert spend.otp is not None
+            decision = self.otp.failed(spend.otp[0], bank.actor, "code used before (at once elsewhere)")
+            refused = refuse(without_check(report, "otp"), "otp", decision.detail, decision.sub or Sub.OTP_INVALID)
             self.store.audit_only(self._subject(report), _audit_details(refused, cms), received, bank.actor)
             return Outcome(refused)
         except ChallengeRefused as c:               # lost a race for the challenge

@@ -61,6 +61,8 @@ PERMISSIONS: dict[str, str] = {
     "limits:read": "list transaction limits and customers' daily usage",
     "limits:manage": "set customers' transaction limits (a raise above the profile's under dual control)",
     "limits:profile": "set a certificate profile's transaction limits (a raise under dual control)",
+    "otp:read": "list customers' one-time password credentials (never their secrets)",
+    "otp:manage": "enroll customers' one-time password credentials, unlock and revoke them",
 }
 _ALL = frozenset(PERMISSIONS)
 ROLES: dict[str, frozenset[str]] = {
@@ -68,9 +70,10 @@ ROLES: dict[str, frozenset[str]] = {
     "operator": frozenset({"self", "service:read", "certificates:read", "certificates:issue", "certificates:status",
                            "crl:publish", "approvals:read", "approvals:decide", "enrollments:read",
                            "enrollments:manage", "customers:read", "customers:manage", "limits:read",
-                           "limits:manage"}),
+                           "limits:manage", "otp:read", "otp:manage"}),
     "auditor": frozenset({"self", "service:read", "certificates:read", "evidence:read", "audit:read", "banks:read",
-                          "operators:read", "approvals:read", "enrollments:read", "customers:read", "limits:read"}),
+                          "operators:read", "approvals:read", "enrollments:read", "customers:read", "limits:read",
+                          "otp:read"}),
     "bank-manager": frozenset({"self", "service:read", "banks:read", "banks:manage"}),
 }
 _log = logging.getLogger("udun.operators")

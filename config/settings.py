@@ -40,6 +40,8 @@ class Settings:
     require_challenge: bool = False      # every payment must carry a bank challenge
     account_binding: bool = True         # a payer account must be one of the signer's customer's
     limit_timezone: str = "Asia/Shanghai"    # the calendar day of the daily limits (ca.limits)
+    # Above these amounts (currency -> hundredths) a payment must carry the customer's OTP (ca.otp).
+    otp_above: tuple[tuple[str, int], ...] = (("CNY", 5_000_000),)
     challenge_seconds: int = 300         # how long a challenge stays usable
     challenge_quota: int = 10_000        # open (unused, unexpired) challenges a bank may hold
     # Rate limits of `udun serve`, per worker process (webapi.ratelimit): "N/second|minute|hour" or "0".
@@ -93,6 +95,16 @@ class Settings:
     def online_pin_file(self) -> Path:
         """The online token's PIN (delegated OCSP and TSA keys): what `udun serve` reads."""
         return self.home / "secrets" / "online.pin"
+
+    def otp_threshold(self, currency: str) -> int | None:
+        """The amount (hundredths) above which a payment in ``currency`` needs an OTP."""
+        return dict(self.otp_above).get(currency)
+
+    @property
+    def otp_key_file(self) -> Path:
+        """The key the OTP secrets are encrypted under (ca.otp): every process that checks or
+        enrolls OTPs, `udun serve` too (copy it to each node, as online.pin)."""
+        return self.home / "secrets" / "otp.key"
 
     @property
     def crl_url(self) -> str:
@@ -193,6 +205,24 @@ def _flag(src: _Source, name: str, default: bool = False) -> bool:
     if raw in ("1", "true", "yes", "on"):
         return True
     raise PkiError(ErrorKind.BAD_INPUT, f"{src.where(name)} must be true or false")
+
+
+def _amounts(src: _Source, name: str, default: str) -> tuple[tuple[str, int], ...]:
+    """Amounts per currency, "CNY 50000.00, USD 7000" (hundredths); "none": no amounts."""
+    import re
+
+    raw = src.get(name)
+    text = (default if raw is None else raw).strip()
+    if text.lower() in ("", "none", "off"):
+        return ()
+    out: dict[str, int] = {}
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*([A-Z]{3})\s+(0|[1-9][0-9]{0,14})(?:\.([0-9]{1,2}))?\s*", part)
+        if m is None or m.group(1) in out:
+            raise PkiError(ErrorKind.BAD_INPUT, f"{src.where(name)} must be amounts per currency such as "
+                                                "\"CNY 50000.00, USD 7000\" (or none)")
+        out[m.group(1)] = int(m.group(2)) * 100 + int((m.group(3) or "0").ljust(2, "0"))
+    return tuple(out.items())
 
 
 def _zone(src: _Source, name: str, default: str) -> str:
@@ -322,6 +352,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         require_challenge=_flag(src, "UDUN_REQUIRE_CHALLENGE"),
         account_binding=_flag(src, "UDUN_ACCOUNT_BINDING", True),
         limit_timezone=_zone(src, "UDUN_LIMIT_TIMEZONE", "Asia/Shanghai"),
+        otp_above=_amounts(src, "UDUN_OTP_ABOVE", "CNY 50000.00"),
         challenge_seconds=_int(src, "UDUN_CHALLENGE_SECONDS", 300, 10, 24 * 3600),
         challenge_quota=_int(src, "UDUN_CHALLENGE_QUOTA", 10_000, 1, 10_000_000),
         rate_limit_per_address=_rate(src, "UDUN_RATE_LIMIT_PER_ADDRESS", "1000/second"),

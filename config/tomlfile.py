@@ -45,6 +45,7 @@ KEYS: Mapping[str, str] = MappingProxyType({
     "require_challenge": "bool",
     "account_binding": "bool",
     "limit_timezone": "str",
+    "otp_above": "str",
     "challenge_seconds": "int",
     "challenge_quota": "int",
     "rate_limit_per_address": "str",

@@ -8,9 +8,10 @@ from pathlib import Path
 from pkicore.errors import ErrorKind, PkiError
 
 
-def read_pin(variable: str, path: Path, *, create: bool, what: str, hint: str) -> str:
+def read_pin(variable: str, path: Path, *, create: bool, what: str, hint: str, nbytes: int = 18) -> str:
     """The PIN in ``variable``, else the first line of ``path``; with ``create``, a new random
-    PIN written to ``path`` (0600, in a 0700 directory) when neither exists."""
+    PIN (``nbytes`` random bytes, URL-safe base64) written to ``path`` (0600, in a 0700
+    directory) when neither exists."""
     env = os.environ.get(variable)
     if env:
         return env
@@ -19,7 +20,7 @@ def read_pin(variable: str, path: Path, *, create: bool, what: str, hint: str) -
     if not create:
         raise PkiError(ErrorKind.NOT_INITIALISED, f"no {what}: set {variable} or {hint} (expected {path})")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    pin = secrets.token_urlsafe(18)
+    pin = secrets.token_urlsafe(nbytes)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(pin + "\n")

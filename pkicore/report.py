@@ -49,6 +49,9 @@ class Sub(enum.Enum):
     CHALLENGE_USED = "CHALLENGE_USED"           # accepted once already
     ACCOUNT_NOT_BOUND = "ACCOUNT_NOT_BOUND"     # the payer account is not the signer's customer's
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"           # over the per-payment or the daily limit (交易限额)
+    OTP_REQUIRED = "OTP_REQUIRED"               # above the OTP threshold without the customer's code
+    OTP_INVALID = "OTP_INVALID"                 # the code was not accepted (wrong, late or used)
+    OTP_LOCKED = "OTP_LOCKED"                   # the customer's OTP credential is locked
 
 
 _MAIN = {
@@ -64,6 +67,9 @@ _MAIN = {
     Sub.CHALLENGE_USED: Status.TOTAL_FAILED,
     Sub.ACCOUNT_NOT_BOUND: Status.TOTAL_FAILED,
     Sub.LIMIT_EXCEEDED: Status.TOTAL_FAILED,
+    Sub.OTP_REQUIRED: Status.TOTAL_FAILED,
+    Sub.OTP_INVALID: Status.TOTAL_FAILED,
+    Sub.OTP_LOCKED: Status.TOTAL_FAILED,
 }
 
 # When several checks fail, the report names the first of these, in the order EN 319
@@ -76,7 +82,7 @@ PRIORITY = [
     Sub.CERTIFICATE_CHAIN_GENERAL_FAILURE, Sub.CRYPTO_CONSTRAINTS_FAILURE,
     Sub.SIGNING_TIME_OUT_OF_WINDOW, Sub.SIG_CONSTRAINTS_FAILURE, Sub.TRY_LATER,
     Sub.CHALLENGE_REQUIRED, Sub.CHALLENGE_UNKNOWN, Sub.CHALLENGE_EXPIRED, Sub.CHALLENGE_USED, Sub.REPLAYED,
-    Sub.ACCOUNT_NOT_BOUND, Sub.LIMIT_EXCEEDED,
+    Sub.ACCOUNT_NOT_BOUND, Sub.LIMIT_EXCEEDED, Sub.OTP_REQUIRED, Sub.OTP_INVALID, Sub.OTP_LOCKED,
 ]
 
 

@@ -43,8 +43,9 @@ _ACCOUNT = re.compile(r"^[0-9A-Z]{4,34}$")
 _TX_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 
-_TOP_FIELDS = {"version", "tx_id", "payer", "payee", "amount", "currency", "created_at", "memo", "challenge"}
+_TOP_FIELDS = {"version", "tx_id", "payer", "payee", "amount", "currency", "created_at", "memo", "challenge", "otp"}
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{16,64}")      # what POST /api/v1/challenges hands out
+_OTP = re.compile(r"[0-9]{6,8}")                       # an RFC 6238 code (ca.otp), signed with the payment
 _TOP_REQUIRED = {"version", "tx_id", "payer", "payee", "amount", "currency", "created_at"}
 _PAYER_FIELDS = {"account", "name"}
 _PAYEE_FIELDS = {"account", "name", "bank"}
@@ -73,6 +74,7 @@ class Transaction:
     memo: str | None
     raw: dict[str, Any]
     challenge: str | None = None     # a bank's single-use challenge, signed with the payment
+    otp: str | None = None           # the customer's one-time password above the bank's threshold
 
     def canonical_bytes(self) -> bytes:
         """The RFC 8785 canonical form: exactly the bytes that get signed.
@@ -233,9 +235,12 @@ def _validate(obj: dict[str, Any]) -> Transaction:
     challenge = obj.get("challenge")
     if challenge is not None and (not isinstance(challenge, str) or not _CHALLENGE.fullmatch(challenge)):
         raise _fail("challenge", "must be the challenge string the bank handed out")
+    otp = obj.get("otp")
+    if otp is not None and (not isinstance(otp, str) or not _OTP.fullmatch(otp)):
+        raise _fail("otp", "must be the one-time password as a string of 6 to 8 digits")
     return Transaction(
         tx_id=tx_id, payer=payer, payee=payee, amount=amount, amount_text=amount_text,
-        currency=currency, created_at=created_at, memo=memo, raw=obj, challenge=challenge,
+        currency=currency, created_at=created_at, memo=memo, raw=obj, challenge=challenge, otp=otp,
     )
 
 

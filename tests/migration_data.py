@@ -39,8 +39,9 @@ SEEDED: dict[str, str] = {
     "0010": "+ a bank with an API key and a TLS client certificate; evidence and challenges of that bank",
     "0011": "+ an admin operator with an API token, a token certificate, a session and a login challenge",
     "0012": "+ a changed approval policy, an executed request with its vote",
-    "0013": "+ an enrollment used for s01 (with a payer account), one still open (without)",
+    "0013": "+ an enrollment used for s01 (with a payer account), one still open (without), one cancelled (with)",
     "0014": "+ the customer of that enrollment, its account and certificate",
+    "0015": "+ that customer's own CNY limit, a day's usage",
 }
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
@@ -135,7 +136,8 @@ def _certificates(w: World, seeded_at: str, known: list[str]) -> list[dict[str, 
         elif key is not None and since(seeded_at, "0005", known):
             key_hash = spki(w.keys[key].public_key_der)      # issuance writes it for pending rows from 0005
         rows.append({"serial": serial, "authority_id": ISSUING, "state": state, "profile": "client",
-                     "subject": f"CN={key or 'Nobody'},O=udun tests", "requester": "pytest",
+                     "subject": f"CN={key or 'Nobody'},O=udun tests",
+                     "requester": "renewal:s01" if serial == "s05" else "pytest",    # alice's key again
                      "tbs_sha256": hashlib.sha256(serial.encode()).hexdigest(),
                      "not_before": T0 - timedelta(days=10), "not_after": T0 + timedelta(days=355),
                      "created_at": T0, "issued_at": T0 if der else None, "der": der,
@@ -259,7 +261,7 @@ def _approval_rows(rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]
 
 
 def _enrollments(rev: str, known: list[str]) -> list[dict[str, Any]]:
-    """0013's table: an enrollment used for s01, one still open."""
+    """0013's table: an enrollment used for s01, one still open, one cancelled."""
     if not since(rev, "0013", known):
         return []
     base = {"code_hash": "scrypt$16384$8$1$c2FsdA$aGFzaA", "profile": "client", "created_by": "operator:alice",
@@ -268,7 +270,11 @@ def _enrollments(rev: str, known: list[str]) -> list[dict[str, Any]]:
              "attempts": 1, "used_at": T0 + timedelta(hours=1), "serial": "s01", "customer_id": "ENR-ABCD1234",
              "approved_at": T0},
             {**base, "id": "EFGH5678", "subject": "CN=张三,O=udun tests,C=CN", "accounts": "[]", "attempts": 0,
-             "used_at": None, "serial": None, "customer_id": None, "approved_at": T0}]
+             "used_at": None, "serial": None, "customer_id": None, "approved_at": T0},
+            # Cancelled before use: 0014 makes no customer of it (its account stays free).
+            {**base, "id": "JKMN9012", "subject": "CN=李四,O=udun tests,C=CN", "accounts": '["6222000000000000001"]',
+             "attempts": 0, "locked_at": T0 + timedelta(minutes=3), "used_at": None, "serial": None,
+             "customer_id": None, "approved_at": T0}]
 
 
 def _customer_rows(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -283,7 +289,10 @@ def _customer_rows(w: World, rev: str, known: list[str]) -> dict[str, list[dict[
                                "added_by": "operator:alice", "added_at": T0}],
         "certificate_customers": [{"cert_sha256": hashlib.sha256(w.certs["s01"]).hexdigest(),
                                    "serial": "s01", "customer_id": "ENR-ABCD1234", "bound_by": "enrollment:ABCD1234",
-                                   "bound_at": T0 + timedelta(hours=1)}],
+                                   "bound_at": T0 + timedelta(hours=1)},
+                                  {"cert_sha256": hashlib.sha256(w.certs["s05"]).hexdigest(),     # its renewal
+                                   "serial": "s05", "customer_id": "ENR-ABCD1234", "bound_by": "migration:renewal",
+                                   "bound_at": T0}],
     }
 
 
@@ -295,6 +304,15 @@ def _limit_rows(rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]]:
                         "per_day": None, "set_by": "operator:alice", "set_at": T0}],
             "limit_usage": [{"customer_id": "ENR-ABCD1234", "currency": "CNY", "day": "2025-03-04",
                              "used": 123_450, "payments": 1}]}
+
+
+def _otp_rows(rev: str, known: list[str]) -> list[dict[str, Any]]:
+    """0016's table: a locked 宝令 of that customer."""
+    if not since(rev, "0016", known):
+        return []
+    return [{"id": "OTP00001", "customer_id": "ENR-ABCD1234", "kind": "baoling", "period": 60, "digits": 6,
+             "secret": "bm9uY2UxMjM0NTY3Y2lwaGVy", "created_by": "operator:alice", "created_at": T0, "failures": 5,
+             "locked_at": T0 + timedelta(hours=2), "last_step": 29_000_000, "revoked_at": None}]
 
 
 def audit_entries() -> list[Any]:
@@ -374,6 +392,7 @@ def _rows(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]
         "enrollments": _enrollments(rev, known),    # 0013
         **_customer_rows(w, rev, known),               # 0014 (from 0013's enrollments, or as written)
         **_limit_rows(rev, known),                    # 0015
+        "otp_credentials": _otp_rows(rev, known),     # 0016
     }
 
 
@@ -386,7 +405,7 @@ MADE_BY = {"authorities": "0001", "certificates": "0001", "status_events": "0002
            "login_challenges": "0011", "approval_policies": "0012", "approvals": "0012", "approval_votes": "0012",
            "enrollments": "0013", "customers": "0013", "customer_accounts": "0013",
            "certificate_customers": "0013",     # 0014 makes these from 0013's enrollments
-           "limits": "0015", "limit_usage": "0015"}
+           "limits": "0015", "limit_usage": "0015", "otp_credentials": "0016"}
 
 
 def expected(w: World, rev: str, known: list[str]) -> dict[str, list[dict[str, Any]]]:

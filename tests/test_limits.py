@@ -81,7 +81,15 @@ def test_the_third_of_three_payments_passes_the_daily_limit(ca: Any, client: Any
     assert _usage(ca, payer.id) == [(day, "CNY", 300_000, 3)]
 
 
-def test_the_per_payment_limit_and_a_currency_without_limits(ca: Any, client: Any) -> None:
+@pytest.fixture()
+def no_otp(ca: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """UDUN_OTP_ABOVE=none for the in-process API: these payments are about limits alone."""
+    from dataclasses import replace
+
+    monkeypatch.setattr(ca, "settings", replace(ca.settings, otp_above=()))
+
+
+def test_the_per_payment_limit_and_a_currency_without_limits(ca: Any, client: Any, no_otp: None) -> None:
     payer = Payer(ca)                                   # the client profile's defaults
     huge = _verify(client, payer.pays("999999999999999.99"))
     assert (huge["status"], huge["sub_indication"]) == ("TOTAL_FAILED", "LIMIT_EXCEEDED")
@@ -169,7 +177,7 @@ def staff(admin_app: Any) -> dict[str, dict[str, str]]:
 
 
 def test_a_raise_waits_for_a_second_operator_a_cut_does_not(admin_app: Any, ca: Any, client: Any,
-                                                           staff: dict[str, dict[str, str]]) -> None:
+                                                           staff: dict[str, dict[str, str]], no_otp: None) -> None:
     admin = admin_app.test_client()
     payer = Payer(ca)
     cut = admin.post("/api/v1/limits", headers=staff["maker"], json={

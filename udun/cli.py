@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -24,6 +25,7 @@ from udun.cli_enroll import enroll_cmd, enrollment_group
 from udun.cli_ca import ca_group
 from udun.cli_customer import customer_group
 from udun.cli_limits import limits_group
+from udun.cli_otp import otp_group
 from udun.cli_cert import cert_group
 from udun.cli_db import db_group
 from udun.cli_evidence import evidence_group
@@ -53,6 +55,7 @@ cli.add_command(approval_group)
 cli.add_command(enrollment_group)
 cli.add_command(customer_group)
 cli.add_command(limits_group)
+cli.add_command(otp_group)
 cli.add_command(enroll_cmd)
 cli.add_command(audit_group)
 cli.add_command(tsa_group)
@@ -67,9 +70,12 @@ cli.add_command(db_group)
 @click.option("--content-out", metavar="FILE", help="With --detached: write the signed canonical bytes here.")
 @click.option("--scheme", type=click.Choice([s.value for s in SigScheme]), default=None,
               help="Signature scheme (RSA keys: pkcs1 or pss).")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation (the payment is still shown).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (the payment is still shown; refused above "
+                                           "the OTP threshold).")
+@click.option("--otp", "otp_code", metavar="CODE", help="The one-time password (宝令), above UDUN_OTP_ABOVE (else "
+                                                      "asked, or UDUN_OTP).")
 def sign_cmd(token: TokenRef, transaction: str, out: str | None, detached: bool, content_out: str | None,
-             scheme: str | None, yes: bool) -> None:
+             scheme: str | None, yes: bool, otp_code: str | None) -> None:
     """Show a payment in plain words, ask for confirmation and the PIN, sign it as CMS.
 
     The signature covers the payment's RFC 8785 canonical bytes; with --detached, give
@@ -82,14 +88,22 @@ def sign_cmd(token: TokenRef, transaction: str, out: str | None, detached: bool,
     if transaction == "-" and not out:
         raise click.UsageError("reading the payment from stdin: name the output with -o")
     tx = txmod.load(read_input(transaction, "transaction"))
+    cfg = settings()
+    above = cfg.otp_threshold(tx.currency)
+    needs_otp = above is not None and tx.amount * 100 > above
     info("You are about to sign this payment:")
-    for line in txmod.describe(tx):
+    for line in txmod.describe(tx, Decimal(above) / 100 if above is not None else None):
         info(f"  {line}")
+    if needs_otp and yes:
+        raise click.UsageError("--yes is refused above the OTP threshold: read the payment and confirm it yourself")
     if not yes and not click.confirm("Sign this payment?", default=False, err=True):
         info("not signed")
         sys.exit(1)
+    if needs_otp and tx.otp is None:
+        code = otp_code or os.environ.get("UDUN_OTP") or str(click.prompt("One-time password (宝令)", err=True))
+        tx = txmod.validate({**tx.raw, "otp": code.strip()})          # signed with the payment
     pin = user_pin()
-    cms = sign_transaction(settings(), token, pin, tx, detached=detached,
+    cms = sign_transaction(cfg, token, pin, tx, detached=detached,
                            scheme=SigScheme.parse(scheme) if scheme else None)
     target = out or str(Path(transaction).with_suffix(".p7s"))
     write_output(target, cms)

@@ -41,11 +41,31 @@ def schemas() -> Json:
         "LimitList": _object(["items"], {"items": {"type": "array", "items": ref("Limit")}}),
         "LimitResult": _object(["result"], {"result": ref("Limit")}),
         "LimitRemoved": _object(["removed"], {"removed": {"type": "object"}}),
+        "OtpCredential": _object(["credential", "customer", "kind", "period", "digits", "state", "failures",
+                                  "created_by", "created_at", "locked_at"], {
+            "credential": {"type": "string"}, "customer": CUSTOMER_ID, "kind": {"enum": ["baoling", "mobile"]},
+            "period": {"type": "integer", "description": "seconds per code"}, "digits": {"type": "integer"},
+            "state": {"enum": ["active", "locked", "revoked"]}, "failures": {"type": "integer"},
+            "created_by": {"type": "string"}, "created_at": date_time("enrolled"),
+            "locked_at": date_time("locked", nullable=True)}),
+        "OtpList": _object(["items"], {"items": {"type": "array", "items": ref("OtpCredential")}}),
         "Usage": _object(["customer", "items"], {"customer": CUSTOMER_ID, "items": {"type": "array", "items": _object(
             ["day", "currency", "used", "payments"], {"day": {"type": "string", "format": "date"},
                                                       "currency": {"type": "string"}, "used": AMOUNT,
                                                       "payments": {"type": "integer"}})}}),
     }
+
+
+def _with_uri(op: Json) -> Json:
+    """The enrollment's answer: the credential and, once, its URI."""
+    responses = op["responses"]
+    assert isinstance(responses, dict)
+    answer = responses["201"]
+    assert isinstance(answer, dict)
+    answer["content"] = {"application/json": {"schema": {"allOf": [ref("OtpCredential")], "type": "object",
+                                                          "properties": {"uri": {"type": "string",
+                                                                                 "format": "uri"}}}}}
+    return op
 
 
 def paths() -> Json:
@@ -102,6 +122,23 @@ def paths() -> Json:
             path=cid, tag="customers"), "parameters": [
                 {"name": "customer_id", "in": "path", "required": True, "schema": CUSTOMER_ID},
                 {"name": "currency", "in": "path", "required": True, "schema": {"type": "string"}}]}},
+        "/api/v1/otp": {
+            "get": {**admin_op("listOtp", "OTP credentials", "Newest first; never a secret.", "the credentials",
+                               "OtpList", tag="customers"),
+                    "parameters": [{"name": "customer", "in": "query", "required": False, "schema": CUSTOMER_ID}]},
+            "post": _with_uri(admin_op("enrollOtp", "Enroll a customer's OTP (宝令)", "RFC 6238 TOTP; the customer's "
+                                       "credential before is revoked. The otpauth:// URI is in this answer only "
+                                       "(Cache-Control: no-store).", "enrolled", "OtpCredential", status="201",
+                                       tag="customers", body=_object(["customer"], {
+                                           "customer": CUSTOMER_ID, "kind": {"enum": ["baoling", "mobile"],
+                                                                             "default": "baoling"}})))},
+        "/api/v1/otp/{credential_id}/unlock": {"post": admin_op(
+            "unlockOtp", "Unlock an OTP credential", "After five failures in a row it is locked.", "unlocked",
+            "OtpCredential", path=("credential_id", "the credential"), tag="customers",
+            conflict="OTP credential OTP... is not locked")},
+        "/api/v1/otp/{credential_id}/revoke": {"post": admin_op(
+            "revokeOtp", "Revoke an OTP credential", "It is never accepted again.", "revoked", "OtpCredential",
+            path=("credential_id", "the credential"), tag="customers")},
         "/api/v1/limits/usage": {"get": {**admin_op(
             "limitUsage", "A customer's daily usage", "Per day (UDUN_LIMIT_TIMEZONE) and currency, newest first.",
             "the usage", "Usage", tag="customers"), "parameters": [

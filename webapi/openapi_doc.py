@@ -228,6 +228,9 @@ def _transaction_schema() -> Json:
             "memo": {"type": "string", "minLength": 1, "maxLength": 140},
             "challenge": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,64}$",
                           "description": "a single-use value from POST /api/v1/challenges"},
+            "otp": {"type": "string", "pattern": "^[0-9]{6,8}$",
+                    "description": "the customer's one-time password (宝令), signed with the payment: needed above "
+                                   "UDUN_OTP_ABOVE"},
         },
     }
 

@@ -155,6 +155,12 @@ class CustomerStore:
             return conn.execute(select(_cu.id).where(_cu.id == customer_id)).first() is not None
 
     @translated
+    def owner_of(self, cert_sha256: str) -> str | None:
+        """The customer the certificate with this SHA-256 is bound to, if any."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(_b.customer_id).where(_b.cert_sha256 == cert_sha256)).scalar()  # type: ignore[no-any-return]
+
+    @translated
     def customer_of(self, serial: str) -> str | None:
         with self.engine.connect() as conn:
             return conn.execute(select(_b.customer_id).where(_b.serial == serial)).scalar()  # type: ignore[no-any-return]

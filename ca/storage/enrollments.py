@@ -51,9 +51,10 @@ class EnrollmentStore:
         self.engine = store.engine
 
     def add(self, row: dict[str, Any], now: datetime, actor: str, new_customer: bool = False) -> EnrollmentRecord:
-        """``row``: id, code_hash, subject, profile, accounts (list), expires_at, customer_id.
-        ``new_customer``: make that customer (named by the subject) with the accounts, in
-        the same transaction."""
+        """``row``: id, code_hash, subject, profile, accounts (list), expires_at, customer_id,
+        approved_at. ``new_customer``: make that customer (named by the subject) with the
+        accounts, in the same transaction (an enrollment that waits for approval makes it
+        at approval instead: ``approve``)."""
         with db_errors(conflict="the enrollment id was taken, or an account is bound to a customer already"), \
                 self.engine.begin() as conn:
             if new_customer:
@@ -89,13 +90,20 @@ class EnrollmentStore:
                    subject=f"enrollment/{enrollment_id}", details={"attempts": attempts}, now=now)
             return attempts
 
-    def approve(self, enrollment_id: str, now: datetime, actor: str) -> EnrollmentRecord:
-        """The second operator's approval (ca.approvals, account-binding) came: usable now."""
-        with db_errors(), self.engine.begin() as conn:
-            done = conn.execute(update(_enr).where(_e.id == enrollment_id, _e.approved_at.is_(None))
-                                .values(approved_at=now))
-            if done.rowcount != 1:
-                raise PkiError(ErrorKind.CONFLICT, f"enrollment {enrollment_id} is approved already, or unknown")
+    def approve(self, enrollment_id: str, now: datetime, actor: str, new_customer: bool = False) -> EnrollmentRecord:
+        """The second operator's approval (ca.approvals, account-binding) came: usable now.
+        ``new_customer``: the enrollment's customer (``ENR-<id>``) with its accounts is made
+        now, in the same transaction (not before: the approver saw those accounts)."""
+        with db_errors(conflict="an account of the enrollment is bound to a customer already"), \
+                self.engine.begin() as conn:
+            row = conn.execute(select(_enr).where(_e.id == enrollment_id, _e.approved_at.is_(None),
+                                                  _e.locked_at.is_(None))).first()
+            if row is None:
+                raise PkiError(ErrorKind.CONFLICT, f"enrollment {enrollment_id} is approved already, cancelled or "
+                                                   "unknown")
+            if new_customer:
+                insert_customer(conn, row.customer_id, row.subject, json.loads(row.accounts), now, actor)
+            conn.execute(update(_enr).where(_e.id == enrollment_id).values(approved_at=now))
             append(conn, action="enrollment-approve", actor=actor, subject=f"enrollment/{enrollment_id}",
                    details={}, now=now)
             return _record(conn.execute(select(_enr).where(_e.id == enrollment_id)).one())

@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from ca.storage.audit import append, append_raw
 from ca.storage.limits import Reservation, reserve
+from ca.storage.otp import use_step
 from ca.storage.errors import translated
 from ca.evidencequery import EvidencePage, EvidenceQuery, EvidenceSummary
 from ca.storage.schema import banks as _banks
@@ -146,7 +147,7 @@ class EvidenceStore:
 
     @translated
     def record(self, row: dict[str, Any], challenge: str | None, audit: dict[str, Any], now: datetime,
-               actor: str, reservation: Reservation | None = None) -> None:
+               actor: str, reservation: Reservation | None = None, otp_step: tuple[str, int] | None = None) -> None:
         """Store the record, use up its challenge and append the audit entry: all or none.
 
         ``row["ca_revocation"]``: the CA certificates' (kind, DER) pieces, issuing CA first;
@@ -157,7 +158,8 @@ class EvidenceStore:
         processes racing with one payment store it once), ChallengeRefused when the
         challenge cannot be used. ``reservation``: the payment's amount added to its customer's
         day within the daily limit (ca.storage.limits; OverLimit, nothing stored, when it
-        does not fit).
+        does not fit). ``otp_step``: the OTP credential's time step taken (StepUsed when
+        it was taken already).
         """
         db = self.raw
         try:
@@ -166,6 +168,8 @@ class EvidenceStore:
                                                   "ca_revocation": encode_pieces(row["ca_revocation"])})
                 if reservation is not None:      # after the insert: a replay is found first
                     reserve(db, cur, reservation)
+                if otp_step is not None:         # the code once, on any node (ca.otp)
+                    use_step(db, cur, *otp_step)
                 if challenge is not None:
                     db.execute(cur, USE_CHALLENGE, {"v": challenge, "b": row["bank_id"], "now": db.when(now),
                                                     "eid": row["id"]})

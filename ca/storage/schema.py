@@ -1,4 +1,4 @@
-"""The schema at the head revision (0015), stated once: every table as a SQLAlchemy Core Table.
+"""The schema at the head revision (0016), stated once: every table as a SQLAlchemy Core Table.
 
 The Alembic migrations (ca/migrations) make it; tests/ca/test_storage.py checks that they
 agree. Every statement of the stores is built from these objects, the raw driver path's
@@ -393,6 +393,24 @@ limit_usage = Table(
     Column("day", String(10), primary_key=True),                    # YYYY-MM-DD in UDUN_LIMIT_TIMEZONE
     Column("used", BigInteger, nullable=False),                     # hundredths
     Column("payments", Integer, nullable=False),
+)
+
+# A customer's TOTP credential (0016, ca.otp): the secret only encrypted (ca.otpkey);
+# ``last_step`` the time step of the last code accepted (each code once).
+otp_credentials = Table(
+    "otp_credentials", metadata,
+    Column("id", String(16), primary_key=True),
+    Column("customer_id", String(64), ForeignKey("customers.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),                     # baoling (60 s) | mobile (30 s)
+    Column("period", Integer, nullable=False),
+    Column("digits", Integer, nullable=False),
+    Column("secret", Text, nullable=False),                         # base64(nonce | AES-GCM ciphertext)
+    Column("created_by", String(128), nullable=False),
+    _time("created_at"),
+    Column("failures", Integer, nullable=False, server_default="0"),   # consecutive
+    _time("locked_at", nullable=True),
+    Column("last_step", BigInteger, nullable=False, server_default="0"),
+    _time("revoked_at", nullable=True),
 )
 
 def utc(value: datetime) -> datetime:

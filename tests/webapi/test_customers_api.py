@@ -149,3 +149,72 @@ def test_bad_input_and_what_needs_no_second_operator(admin_app: Flask, staff: di
     assert admin.delete(f"/api/v1/customers/{cid}/accounts/{account}", headers=staff["maker"]).status_code == 404
     found = admin.get(f"/api/v1/customers?after={cid[:-1]}&limit=500", headers=staff["auditor"]).get_json()
     assert cid in [c["customer"] for c in found["items"]]
+
+
+def test_an_enrollment_for_new_accounts_binds_nothing_until_approved(admin_app: Flask, ca: Any,
+                                                                    staff: dict[str, dict[str, str]]) -> None:
+    """The approver is shown the accounts; the customer and its accounts exist only once
+    approved, so a rejected (or never approved) enrollment holds no account."""
+    from ca.customers import Customers
+
+    admin = admin_app.test_client()
+    customers = Customers(ca.store, ca.clock)
+    account = _account()
+    made = admin.post("/api/v1/enrollments", headers=staff["maker"], json={
+        "subject": f"CN=New {uuid.uuid4().hex[:6]},O=udun tests,C=CN", "accounts": [account]})
+    assert made.status_code == 201
+    body = made.get_json()
+    assert body["approval"]["params"]["accounts"] == [account]
+    assert customers.find(account=account) == []                   # nothing bound yet
+    rejected = admin.post(f"/api/v1/approvals/{body['approval']['approval_id']}/reject", headers=staff["checker"])
+    assert rejected.status_code == 200
+    assert customers.find(account=account) == []
+    again = admin.post("/api/v1/enrollments", headers=staff["maker"], json={
+        "subject": f"CN=New {uuid.uuid4().hex[:6]},O=udun tests,C=CN", "accounts": [account]})
+    done = _approve(admin_app, staff["checker"], again.get_json()).get_json()
+    assert done["state"] == "executed", done
+    assert [c.id for c in customers.find(account=account)] == [f"ENR-{again.get_json()['enrollment_id']}"]
+    taken = admin.post("/api/v1/enrollments", headers=staff["maker"], json={
+        "subject": f"CN=New {uuid.uuid4().hex[:6]},O=udun tests,C=CN", "accounts": [account]})
+    assert taken.status_code == 409                                # an account of somebody's: refused at once
+
+
+def test_the_shared_key_cannot_leave_a_half_made_enrollment(admin_app: Flask, ca: Any) -> None:
+    from ca.storage.schema import enrollments
+
+    import sqlalchemy as sa
+
+    admin = admin_app.test_client()
+    with ca.store.engine.connect() as conn:
+        before = conn.execute(sa.select(sa.func.count()).select_from(enrollments)).scalar()
+    refused = admin.post("/api/v1/enrollments", headers={"Authorization": "Bearer udun-test-admin-key-0123456789abcdef"},
+                         json={"subject": "CN=Shared,O=udun tests,C=CN", "accounts": [_account()]})
+    assert refused.status_code == 403
+    with ca.store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(enrollments)).scalar() == before
+
+
+def test_a_bind_request_is_checked_before_anybody_is_asked(admin_app: Flask, ca: Any,
+                                                          staff: dict[str, dict[str, str]]) -> None:
+    from asn1crypto import pem
+
+    from ca.customers import Customers
+
+    admin = admin_app.test_client()
+    customers = Customers(ca.store, ca.clock)
+    cid = f"C-{uuid.uuid4().hex[:8]}"
+    customers.add(cid, "冯十二", [], actor="pytest")
+    from ca.policy import load_csr_bytes
+
+    rec = ca.issue(load_csr_bytes(_csr_and_key()[0]), customer=cid)
+    path = f"/api/v1/customers/{cid}/certificates"
+    chain = pem.armor("CERTIFICATE", rec.der).decode() + "".join(pem.armor("CERTIFICATE", d).decode()
+                                                                 for d in ca.chain_der())
+    for body, status in (({"serial": "zz"}, 400), ({"serial": "0f" * 21}, 400), ({"serial": "abc"}, 404),
+                         ({"serial": rec.serial}, 409), ({"certificate_pem": chain}, 400),
+                         ({"serial": rec.serial, "certificate_pem": chain}, 400)):
+        answer = admin.post(path, headers=staff["maker"], json=body)
+        assert answer.status_code == status, (body, answer.get_json())
+    unknown = admin.post(f"/api/v1/certificates?customer={cid}&profile=tsa", data=_csr_and_key()[0],
+                         headers=staff["maker"])
+    assert unknown.status_code == 400

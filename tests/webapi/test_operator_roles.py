@@ -173,6 +173,10 @@ class Requests:
             "admin_limits.put": lambda: ("POST", "/api/v1/limits", {"scope": "customer", "subject": self.customer(),
                                                                     "currency": "CNY", "per_day": "100.00"}, {200}),
             "admin_limits.remove": lambda: self._remove_limit(),
+            "admin_otp.enroll": lambda: ("POST", "/api/v1/otp", {"customer": self.customer()}, {201}),
+            "admin_otp.find": lambda: ("GET", "/api/v1/otp", None, {200}),
+            "admin_otp.unlock": lambda: ("POST", f"/api/v1/otp/{self.otp(locked=True)}/unlock", {}, {200}),
+            "admin_otp.revoke": lambda: ("POST", f"/api/v1/otp/{self.otp()}/revoke", {}, {200}),
             # An API token has no session to end: the route answers 400 for it (a session's
             # logout is tested with a token login, tests/test_operator_login.py).
             "admin_operators.logout": lambda: ("POST", "/api/v1/logout", {}, {400}),
@@ -205,6 +209,15 @@ class Requests:
     def _remove_account(self) -> tuple[str, str, Any, set[int]]:
         account = self.account()
         return "DELETE", f"/api/v1/customers/{self.customer((account,))}/accounts/{account}", None, {200}
+
+    def otp(self, locked: bool = False) -> str:
+        from ca.otpcreds import OtpCredentials
+
+        creds = OtpCredentials(self.ca.store, self.ca.clock, self.ca.settings)
+        rec, _ = creds.enroll(self.customer(), actor="pytest")
+        for _ in range(5 if locked else 0):
+            creds.failed(rec.id, "pytest", "matrix")
+        return rec.id
 
     def _remove_limit(self) -> tuple[str, str, Any, set[int]]:
         from ca.limits import Limit
