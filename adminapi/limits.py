@@ -63,8 +63,13 @@ def put() -> Response:
 @bp.delete("/limits/customer/<customer_id>/<currency>")
 @operator_route("limits:manage")
 def remove(customer_id: str, currency: str) -> Response:
-    """A customer's own limits go: the profile's apply again, which needed no second operator."""
-    _policy().remove("customer", customer_id, currency, actor=actor())
+    """A customer's own limits go and the profile's apply again: when those allow more than
+    the customer's own did (a cut lifted), that waits for a second operator (limit-raise)."""
+    policy = _policy()
+    if policy.raises(None, scope="customer", subject=customer_id, currency=checked_currency(currency)):
+        return run("limit-raise", {"scope": "customer", "subject": customer_id, "currency": currency,
+                                   "remove": True})
+    policy.remove("customer", customer_id, currency, actor=actor())
     return jsonify({"removed": {"customer": customer_id, "currency": currency}})
 
 
@@ -82,6 +87,9 @@ def usage() -> Response:
 def limit_raise(policy: LimitPolicy) -> Any:
     """The limit-raise executor (adminapi.approvals.make_approvals)."""
     def execute(p: dict[str, Any], who: str) -> dict[str, Any]:
+        if p.get("remove"):
+            policy.remove("customer", p["subject"], p["currency"], actor=who)
+            return {"removed": {"customer": p["subject"], "currency": p["currency"]}}
         lim = policy.checked(p["scope"], p["subject"], p["currency"], parse_amount(p["per_payment"], "per_payment"),
                              parse_amount(p["per_day"], "per_day"))
         return limit_json(policy.put(lim, actor=who))

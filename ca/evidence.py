@@ -66,6 +66,7 @@ class Spend:
 
     reservation: Reservation | None = None
     otp: tuple[str, int] | None = None
+    otp_attempt: int = 0            # the attempt it took (ca.otpcreds: counted until the step is used)
 
 
 def new_evidence_id(now: datetime) -> str:
@@ -195,25 +196,30 @@ class EvidenceService:
         report, binding = self._bound(report)
         if binding is None:
             return report, None, Spend()
-        report, reservation = self._within_limits(report, binding, now)
+        report, reservation = self._within_limits(report, binding, now, bank.bank_id)
         if reservation is None:
             return report, None, Spend()
-        report, step = self._step_up(report, binding, reservation, bank, now)
-        return report, None, Spend(reservation, step)
+        report, step, attempt = self._step_up(report, binding, reservation, bank, now)
+        return report, None, Spend(reservation, step, attempt)
 
     def _step_up(self, report: Report, binding: Binding, reservation: Reservation, bank: Principal,
-                 now: datetime) -> tuple[Report, tuple[str, int] | None]:
+                 now: datetime) -> tuple[Report, tuple[str, int] | None, int]:
         """Above the bank's OTP threshold the payment must carry the customer's current code
         (ca.otp); a failure is counted now, the accepted step taken with the evidence."""
         threshold = self.ca.settings.otp_threshold(reservation.currency)
         if threshold is None or reservation.amount <= threshold:
-            return report, None
+            return report, None, 0
         assert report.transaction is not None
+        # A payment sent again (a bank's retry) is a replay, not a wrong code: found before
+        # the code is compared, so no attempt of the customer's is spent on it.
+        first = self.store.first_record(bank.bank_id, self._signer_key(report), report.transaction["tx_id"])
+        if first is not None:
+            return _replayed(report, first), None, 0
         decision = self.otp.check(binding.customer, report.transaction.get("otp"), now, bank.actor)
         if decision.sub is not None:
-            return refuse(report, "otp", decision.detail, decision.sub), None
+            return refuse(report, "otp", decision.detail, decision.sub), None, 0
         assert decision.credential is not None and decision.step is not None
-        return also_passed(report, "otp", decision.detail), (decision.credential, decision.step)
+        return also_passed(report, "otp", decision.detail), (decision.credential, decision.step), decision.failures
 
     def _bound(self, report: Report) -> tuple[Report, Binding | None]:
         """Account binding (ca.customers): the payer account must be the signer's customer's."""
@@ -225,7 +231,8 @@ class EvidenceService:
             return refuse(report, "account binding", why or "", Sub.ACCOUNT_NOT_BOUND), None
         return also_passed(report, "account binding", f"the payer account is customer {binding.customer}'s"), binding
 
-    def _within_limits(self, report: Report, binding: Binding, now: datetime) -> tuple[Report, Reservation | None]:
+    def _within_limits(self, report: Report, binding: Binding, now: datetime,
+                       bank_id: int | None) -> tuple[Report, Reservation | None]:
         """Transaction limits (ca.limits): per payment here, per day here against what is
         committed and for good in the evidence transaction (the reservation)."""
         assert report.transaction is not None
@@ -235,6 +242,9 @@ class EvidenceService:
         found = self.limits.lookup(binding.profile, binding.customer, currency, day)
         why = limits.refusal(found, amount, currency, day)
         if why is not None:
+            first = self.store.first_record(bank_id, self._signer_key(report), report.transaction["tx_id"])
+            if first is not None:                  # sent again: the first one counted, this is a replay
+                return _replayed(report, first), None
             return refuse(report, "limits", why, Sub.LIMIT_EXCEEDED), None
         reservation = Reservation(binding.customer, currency, day, amount,
                                   limits.effective(found.profile, found.customer))
@@ -306,7 +316,8 @@ class EvidenceService:
             return Outcome(refused)
         except StepUsed:                            # the same code reached another node first
             assert spend.otp is not None
-            decision = self.otp.failed(spend.otp[0], bank.actor, "code used before (at once elsewhere)")
+            decision = self.otp.refused(spend.otp[0], spend.otp_attempt, bank.actor,
+                                        "code used before (at once elsewhere)")
             refused = refuse(without_check(report, "otp"), "otp", decision.detail, decision.sub or Sub.OTP_INVALID)
             self.store.audit_only(self._subject(report), _audit_details(refused, cms), received, bank.actor)
             return Outcome(refused)

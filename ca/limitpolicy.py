@@ -7,7 +7,7 @@ profile's. Lowering takes effect at once: it only restricts.
 from __future__ import annotations
 
 from ca.customers import Customers, checked_id
-from ca.limits import Limit
+from ca.limits import Limit, effective
 from ca.profiles import REQUESTABLE
 from ca.storage.limits import LimitStore
 from ca.storage.store import Store
@@ -16,6 +16,13 @@ from pkicore.errors import ErrorKind, PkiError
 from pkicore.tx import valid_currency
 
 SCOPES = ("profile", "customer")
+
+
+def _more(after: int | None, before: int | None) -> bool:
+    """Whether a limit of ``after`` allows more than one of ``before`` (None: no limit)."""
+    if before is None:
+        return False
+    return after is None or after > before
 
 
 def checked_currency(currency: object) -> str:
@@ -44,24 +51,26 @@ class LimitPolicy:
             raise PkiError(ErrorKind.BAD_INPUT, "per_payment cannot be more than per_day", field="per_payment")
         return Limit(scope, subject, checked_currency(currency), per_payment, per_day)
 
-    def raises(self, new: Limit, profile: str = "client") -> bool:
-        """Whether setting ``new`` allows more than now: a profile's against its current
-        limits, a customer's against the profile's (the ceiling without a second operator)."""
-        if new.scope == "profile":
-            old = self.store.get("profile", new.subject, new.currency)
+    def raises(self, new: Limit | None, *, scope: str | None = None, subject: str | None = None,
+               currency: str | None = None, profile: str = "client") -> bool:
+        """Whether ``new`` (None: the customer's own limits removed) allows more than what
+        applies now: a profile's against its current limits, a customer's against their
+        current effective limits (their own over the profile's). A currency with no limit
+        at all is closed: any limit opens it."""
+        scope = new.scope if new is not None else scope
+        subject = new.subject if new is not None else subject
+        currency = new.currency if new is not None else currency
+        assert scope is not None and subject is not None and currency is not None
+        if scope == "profile":
+            before = effective(self.store.get("profile", subject, currency), None)
+            after = effective(new, None)
         else:
-            old = self.store.get("profile", profile, new.currency)
-        if old is None:
-            return True                         # nothing allowed before: any limit opens the currency
-        pp_more = new.per_payment is not None and (old.per_payment is None and new.scope == "profile"
-                                                   or old.per_payment is not None and new.per_payment > old.per_payment)
-        pd_more = new.per_day is not None and (old.per_day is None and new.scope == "profile"
-                                               or old.per_day is not None and new.per_day > old.per_day)
-        if new.scope == "profile":
-            # A field left out of a profile's row means no limit there: more than any value.
-            pp_more = pp_more or (new.per_payment is None and old.per_payment is not None)
-            pd_more = pd_more or (new.per_day is None and old.per_day is not None)
-        return pp_more or pd_more
+            prof = self.store.get("profile", profile, currency)
+            before = effective(prof, self.store.get("customer", subject, currency))
+            after = effective(prof, new)
+        if before.unset:
+            return not after.unset
+        return _more(after.per_payment, before.per_payment) or _more(after.per_day, before.per_day)
 
     def put(self, limit: Limit, *, actor: str) -> Limit:
         return self.store.put(limit, self.clock(), actor)

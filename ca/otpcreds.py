@@ -31,6 +31,7 @@ class OtpDecision:
     detail: str
     credential: str | None = None
     step: int | None = None
+    failures: int = 0               # the attempt's number in the run of failures (given back on use)
 
 
 class OtpCredentials:
@@ -68,19 +69,34 @@ class OtpCredentials:
         if active is None:
             return OtpDecision(Sub.OTP_REQUIRED, "the customer has no one-time password credential: enroll one at "
                                                  "the bank (udun otp enroll)")
+        locked = OtpDecision(Sub.OTP_LOCKED, "the customer's one-time password credential is locked after "
+                                             f"{otp.MAX_FAILURES} failures: the bank unlocks it", active.id)
         if active.locked:
-            return OtpDecision(Sub.OTP_LOCKED, "the customer's one-time password credential is locked after "
-                                               f"{otp.MAX_FAILURES} failures: the bank unlocks it", active.id)
+            return locked
+        failures = self.store.attempt(active.id, otp.MAX_FAILURES)      # before the code is compared
+        if failures is None:
+            return locked
         secret = otp.unseal(self.key(), active.id, active.secret)
         step = otp.matching_step(secret, active.period, active.digits, code, now)
         if step is None or step <= active.last_step:
-            return self.failed(active.id, actor, "wrong or late code" if step is None else "code used before")
-        return OtpDecision(None, f"one-time password of credential {active.id} accepted", active.id, step)
+            why = "wrong or late code" if step is None else "code used before"
+            return self._refused(active.id, failures, actor, why)
+        return OtpDecision(None, f"one-time password of credential {active.id} accepted", active.id, step, failures)
+
+    def refused(self, credential: str, failures: int, actor: str, why: str) -> OtpDecision:
+        """The attempt ``failures`` did not pass: audited, locked at the limit."""
+        return self._refused(credential, failures, actor, why)
+
+    def _refused(self, credential: str, failures: int, actor: str, why: str) -> OtpDecision:
+        if self.store.failed_attempt(credential, failures, otp.MAX_FAILURES, self.clock(), actor, why):
+            return OtpDecision(Sub.OTP_LOCKED, f"{NOT_ACCEPTED}; after {failures} failures in a row the credential "
+                                               "is locked: the bank unlocks it", credential)
+        return OtpDecision(Sub.OTP_INVALID, f"{NOT_ACCEPTED} ({otp.MAX_FAILURES - failures} tries left)", credential)
 
     def failed(self, credential: str, actor: str, why: str) -> OtpDecision:
-        """Count a failure (the audit entry says why; the answer does not)."""
+        """Count a failure outside ``check`` (operators' tools, tests)."""
         failures, locked = self.store.failure(credential, otp.MAX_FAILURES, self.clock(), actor, why)
-        if locked:
+        if locked or failures >= otp.MAX_FAILURES:
             return OtpDecision(Sub.OTP_LOCKED, f"{NOT_ACCEPTED}; after {failures} failures in a row the credential "
                                                "is locked: the bank unlocks it", credential)
         return OtpDecision(Sub.OTP_INVALID, f"{NOT_ACCEPTED} ({otp.MAX_FAILURES - failures} tries left)", credential)

@@ -40,6 +40,7 @@ class Settings:
     require_challenge: bool = False      # every payment must carry a bank challenge
     account_binding: bool = True         # a payer account must be one of the signer's customer's
     limit_timezone: str = "Asia/Shanghai"    # the calendar day of the daily limits (ca.limits)
+    pin_tries: int = 3                   # wrong PINs in a row before a client token is locked (0: off)
     # Above these amounts (currency -> hundredths) a payment must carry the customer's OTP (ca.otp).
     otp_above: tuple[tuple[str, int], ...] = (("CNY", 5_000_000),)
     challenge_seconds: int = 300         # how long a challenge stays usable
@@ -218,8 +219,11 @@ def _amounts(src: _Source, name: str, default: str) -> tuple[tuple[str, int], ..
     out: dict[str, int] = {}
     for part in text.split(","):
         m = re.fullmatch(r"\s*([A-Z]{3})\s+(0|[1-9][0-9]{0,14})(?:\.([0-9]{1,2}))?\s*", part)
-        if m is None or m.group(1) in out:
-            raise PkiError(ErrorKind.BAD_INPUT, f"{src.where(name)} must be amounts per currency such as "
+        from pkicore.tx import valid_currency
+
+        if m is None or m.group(1) in out or not valid_currency(m.group(1)):
+            # A typo must not switch step-up off for the currency it meant (RMB for CNY).
+            raise PkiError(ErrorKind.BAD_INPUT, f"{src.where(name)} must be amounts per ISO 4217 currency such as "
                                                 "\"CNY 50000.00, USD 7000\" (or none)")
         out[m.group(1)] = int(m.group(2)) * 100 + int((m.group(3) or "0").ljust(2, "0"))
     return tuple(out.items())
@@ -352,6 +356,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         require_challenge=_flag(src, "UDUN_REQUIRE_CHALLENGE"),
         account_binding=_flag(src, "UDUN_ACCOUNT_BINDING", True),
         limit_timezone=_zone(src, "UDUN_LIMIT_TIMEZONE", "Asia/Shanghai"),
+        pin_tries=_int(src, "UDUN_PIN_TRIES", 3, 0, 100),
         otp_above=_amounts(src, "UDUN_OTP_ABOVE", "CNY 50000.00"),
         challenge_seconds=_int(src, "UDUN_CHALLENGE_SECONDS", 300, 10, 24 * 3600),
         challenge_quota=_int(src, "UDUN_CHALLENGE_QUOTA", 10_000, 1, 10_000_000),

@@ -46,6 +46,7 @@ KEYS: Mapping[str, str] = MappingProxyType({
     "account_binding": "bool",
     "limit_timezone": "str",
     "otp_above": "str",
+    "pin_tries": "int",
     "challenge_seconds": "int",
     "challenge_quota": "int",
     "rate_limit_per_address": "str",

@@ -247,3 +247,44 @@ def init_token(settings: Settings, label: str, pin: str, so_pin: str) -> str:
         if found.label != label:
             raise PkiError(ErrorKind.INTERNAL, f"the new token {serial} does not carry the label {label!r}")
         return str(found.serial.decode())
+
+
+def _slot_of(m: _Module, serial: str) -> int:
+    """The slot whose token has this serial (slot ids change; serials do not)."""
+    count = _ULONG(0)
+    _check(m.call("C_GetSlotList", 1, None, ctypes.byref(count)), "listing slots")
+    slots = (_ULONG * max(count.value, 1))()
+    _check(m.call("C_GetSlotList", 1, slots, ctypes.byref(count)), "listing slots")
+    for slot in list(slots)[:count.value]:
+        info = _TokenInfo()
+        if m.call("C_GetTokenInfo", slot, ctypes.byref(info)) == _CKR_OK and \
+                bytes(info.serialNumber).decode(errors="replace").strip() == serial:
+            return int(slot)
+    raise PkiError(ErrorKind.NOT_FOUND, f"no token with serial {serial}")
+
+
+def init_pin(settings: Settings, serial: str, so_pin: str, new_pin: str) -> None:
+    """C_InitPIN as the security officer: a new user PIN for the token (unblocking it). Any
+    PKCS#11 module, not SoftHSM only: python-pkcs11 does not bind C_InitPIN."""
+    check_pin(new_pin)
+    so_buf, pin_buf = _secret(so_pin), _secret(new_pin)
+    with token._lock:
+        m = _module(settings.pkcs11_module)
+        rv = m.call("C_Initialize", None)
+        if rv not in (_CKR_OK, _CKR_CRYPTOKI_ALREADY_INITIALIZED):
+            _check(rv, "initialising the PKCS#11 module")
+        try:
+            session = _SESSION(0)
+            _check(m.call("C_OpenSession", _slot_of(m, serial), _CKF_SERIAL_SESSION | _CKF_RW_SESSION, None, None,
+                          ctypes.byref(session)), "opening a session on the token")
+            try:
+                _check(m.call("C_Login", session, _CKU_SO, so_buf, len(so_pin.encode())),
+                       "logging in to the token as SO")
+                try:
+                    _check(m.call("C_InitPIN", session, pin_buf, len(new_pin.encode())), "setting the new user PIN")
+                finally:
+                    m.call("C_Logout", session)
+            finally:
+                m.call("C_CloseSession", session)
+        finally:
+            _wipe(so_buf, pin_buf)

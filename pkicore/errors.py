@@ -22,6 +22,7 @@ class ErrorKind(enum.Enum):
     CONFLICT = "conflict"                 # the thing exists already / state forbids it
     TOKEN = "token-error"                 # PKCS#11 token failure
     PIN = "pin-incorrect"                 # wrong PIN or PIN locked
+    PIN_LOCKED = "pin-locked"             # too many wrong PINs: the security officer unblocks it
     NOT_INITIALISED = "not-initialised"   # CA not set up yet
     UNSUPPORTED = "unsupported"           # algorithm or feature we do not support
     MEDIA_TYPE = "unsupported-media-type"  # the body's Content-Type is none the endpoint reads

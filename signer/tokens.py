@@ -9,7 +9,9 @@ from asn1crypto import keys as asn1keys
 from asn1crypto import x509
 
 from pkicore import names
-from keystore import softhsm, token
+import pkcs11.exceptions as p11e
+
+from keystore import pinguard, softhsm, token
 from pkicore.algorithms import KeyType, SigScheme
 from config.settings import Settings
 from pkicore.errors import ErrorKind, PkiError
@@ -38,8 +40,35 @@ def _ref(t: Token) -> TokenRef:
 
 
 def _session(settings: Settings, t: Token, pin: str) -> Any:
+    """The logged-in session, within the PIN retry limit (keystore.pinguard)."""
     ref = _ref(t)
-    return token.session(settings, ref.label, pin, serial=ref.serial)
+    if settings.pin_tries <= 0:
+        return token.session(settings, ref.label, pin, serial=ref.serial)
+    pinguard.before_login(settings, ref.label, ref.serial)
+    try:
+        s = token.session(settings, ref.label, pin, serial=ref.serial)
+    except PkiError as e:
+        if isinstance(e.__cause__, p11e.PinIncorrect):
+            after = pinguard.after_failure(settings, ref.label, ref.serial)
+            raise PkiError(ErrorKind.PIN_LOCKED if after.locked else ErrorKind.PIN,
+                           f"{e.message}; {after.describe()}") from None
+        raise
+    pinguard.after_success(settings, ref.label, ref.serial)
+    return s
+
+
+def unblock(settings: Settings, t: Token, so_pin: str, new_pin: str) -> None:
+    """The security officer sets a new user PIN (C_InitPIN); udun's count starts again."""
+    ref = _ref(t)
+    tok = token.find_token(settings, label=ref.label, serial=ref.serial)
+    token.close_all()                    # C_Login as SO needs no user session of ours open
+    softhsm.init_pin(settings, tok.serial.decode().strip(), so_pin, new_pin)
+    pinguard.after_success(settings, ref.label, ref.serial)
+
+
+def pin_state(settings: Settings, t: Token) -> pinguard.PinState:
+    ref = _ref(t)
+    return pinguard.state(settings, ref.label, ref.serial)
 
 
 def init(settings: Settings, label: str, pin: str, so_pin: str) -> str:

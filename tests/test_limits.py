@@ -184,6 +184,13 @@ def test_a_raise_waits_for_a_second_operator_a_cut_does_not(admin_app: Any, ca: 
         "scope": "customer", "subject": payer.id, "currency": "CNY", "per_payment": "100.00"})
     assert cut.status_code == 200 and cut.get_json()["result"]["per_payment"] == "100.00"
     assert _verify(client, payer.pays("100.01"))["sub_indication"] == "LIMIT_EXCEEDED"
+    # Lifting that cut again (a fraud desk's, the customer's own) is a raise: one operator cannot.
+    for lift in (admin.delete(f"/api/v1/limits/customer/{payer.id}/CNY", headers=staff["maker"]),
+                 admin.post("/api/v1/limits", headers=staff["maker"], json={
+                     "scope": "customer", "subject": payer.id, "currency": "CNY", "per_payment": "400000.00"})):
+        assert lift.status_code == 202, lift.get_json()
+        admin.post(f"/api/v1/approvals/{lift.get_json()['approval']['approval_id']}/reject", headers=staff["maker"])
+    assert _verify(client, payer.pays("100.01"))["sub_indication"] == "LIMIT_EXCEEDED"
 
     raised = admin.post("/api/v1/limits", headers=staff["maker"], json={
         "scope": "customer", "subject": payer.id, "currency": "CNY", "per_payment": "800000.00",

@@ -149,3 +149,28 @@ def token_show(token: tokens.TokenRef, as_json: bool) -> None:
         click.echo(f"  key  id {k['id']}  {k['type']}  {flags}")
     for c in rep.certificates:
         click.echo(f"  cert id {c['id']}  serial {c['serial']}  {c['subject']}  until {c['not_after'][:10]}")
+
+
+@token_group.command("pin-status")
+@token_ref
+@click.option("--json", "as_json", is_flag=True)
+def token_pin_status(token: tokens.TokenRef, as_json: bool) -> None:
+    """Wrong PINs so far and whether the PIN is locked (no PIN asked)."""
+    state = tokens.pin_state(settings(), token)
+    if as_json:
+        click.echo(json.dumps({"failures": state.failures, "tries": state.tries, "locked": state.locked,
+                               "token_flags": state.token_flags, "state": state.describe()}))
+        return
+    click.echo(f"{token}: PIN {state.describe()}")
+
+
+@token_group.command("unblock")
+@token_ref
+def token_unblock(token: tokens.TokenRef) -> None:
+    """The security officer sets a new user PIN (C_InitPIN with the SO PIN, asked, or
+    UDUN_SO_PIN); the new PIN is asked twice (or UDUN_NEW_PIN). Unlocks a PIN locked after
+    UDUN_PIN_TRIES wrong ones."""
+    so = secret("UDUN_SO_PIN", "SO PIN")
+    new = secret("UDUN_NEW_PIN", "New PIN", confirm=True)
+    tokens.unblock(settings(), token, so, new)
+    info(f"{token}: new PIN set, the count of wrong PINs starts again")

@@ -29,6 +29,7 @@ STATUS = {
     ErrorKind.NOT_FOUND: 404,
     ErrorKind.CONFLICT: 409,
     ErrorKind.PIN: 503,             # the server's own token PIN is wrong: an operator problem
+    ErrorKind.PIN_LOCKED: 503,
     ErrorKind.TOKEN: 503,
     ErrorKind.NOT_INITIALISED: 503,
     ErrorKind.UNAVAILABLE: 503,

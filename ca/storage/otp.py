@@ -97,6 +97,32 @@ class OtpStore:
         return Active(row[0], int(row[1]), int(row[2]), row[3], int(row[4]), row[5] is not None, int(row[6]))
 
     @translated
+    def attempt(self, credential_id: str, limit: int) -> int | None:
+        """Take one attempt before the code is compared: the failures counted with it, or
+        None when the credential is locked, revoked or out of attempts. Concurrent requests
+        each take their own, so no more than ``limit`` codes are ever compared in a row; an
+        accepted code gives its attempt back (``use_step`` sets failures to 0)."""
+        with self.engine.begin() as conn:
+            taken = conn.execute(update(_otp).where(_o.id == credential_id, _o.locked_at.is_(None),
+                                                    _o.revoked_at.is_(None), _o.failures < limit)
+                                 .values(failures=_o.failures + 1)).rowcount == 1
+            if not taken:
+                return None
+            return int(conn.execute(select(_o.failures).where(_o.id == credential_id)).scalar_one())
+
+    @translated
+    def failed_attempt(self, credential_id: str, failures: int, limit: int, now: datetime, actor: str,
+                       why: str) -> bool:
+        """The attempt's code was not accepted: audited, and the credential locked when it
+        was the last one. Whether it is locked now."""
+        with self.engine.begin() as conn:
+            locked = failures >= limit and conn.execute(
+                update(_otp).where(_o.id == credential_id, _o.locked_at.is_(None)).values(locked_at=now)).rowcount == 1
+            append(conn, action="otp-lock" if locked else "otp-failure", actor=actor, subject=f"otp/{credential_id}",
+                   details={"failures": failures, "why": why}, now=now)
+            return locked or failures >= limit
+
+    @translated
     def failure(self, credential_id: str, limit: int, now: datetime, actor: str, why: str) -> tuple[int, bool]:
         """One more failure in a row; locked at ``limit``. (failures, locked now)."""
         with self.engine.begin() as conn:

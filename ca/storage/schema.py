@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
-                        Table, Text, UniqueConstraint)
+                        Table, Text, UniqueConstraint, text)
 
 metadata = MetaData()
 
@@ -411,6 +411,8 @@ otp_credentials = Table(
     _time("locked_at", nullable=True),
     Column("last_step", BigInteger, nullable=False, server_default="0"),
     _time("revoked_at", nullable=True),
+    Index("uq_otp_active_customer", "customer_id", unique=True, sqlite_where=text("revoked_at IS NULL"),
+          postgresql_where=text("revoked_at IS NULL")),          # one active credential per customer
 )
 
 def utc(value: datetime) -> datetime:

@@ -224,7 +224,8 @@ class Requests:
         from ca.storage.limits import LimitStore
 
         cid = self.customer()
-        LimitStore(self.ca.store).put(Limit("customer", cid, "CNY", None, 10_000), self.ca.clock(), "pytest")
+        # Above the profile's (as a second operator once approved): taking it away lowers it, at once.
+        LimitStore(self.ca.store).put(Limit("customer", cid, "CNY", None, 200_000_000), self.ca.clock(), "pytest")
         return "DELETE", f"/api/v1/limits/customer/{cid}/CNY", None, {200}
 
     def ca_approvals(self) -> Any:

@@ -32,7 +32,11 @@ def upgrade() -> None:
         sa.Column("last_step", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
     )
+    # One active credential per customer, whatever two enrollments at once do.
+    op.create_index("uq_otp_active_customer", "otp_credentials", ["customer_id"], unique=True,
+                    sqlite_where=sa.text("revoked_at IS NULL"), postgresql_where=sa.text("revoked_at IS NULL"))
 
 
 def downgrade() -> None:
+    op.drop_index("uq_otp_active_customer", "otp_credentials")
     op.drop_table("otp_credentials")
