@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from adminapi.approvals import run
+from adminapi.services import service
 from ca.customers import (Customers, checked_account, checked_accounts, checked_id, checked_name, checked_serial,
                           customer_json)
 from pkicore.errors import ErrorKind, PkiError
@@ -26,11 +27,7 @@ bp = Blueprint("admin_customers", __name__, url_prefix="/api/v1")
 
 
 def _customers() -> Customers:
-    ctx: dict[str, Any] = current_app.extensions["udun-admin"]
-    if "customers" not in ctx:
-        ca = ctx["ca"]
-        ctx["customers"] = Customers(ca.store, ca.clock)
-    return ctx["customers"]  # type: ignore[no-any-return]
+    return service("customers", lambda ca: Customers(ca.store, ca.clock))
 
 
 @bp.post("/customers")

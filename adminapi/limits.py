@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
 from adminapi.approvals import run
+from adminapi.services import service
 from ca.limitpolicy import LimitPolicy, checked_currency
 from ca.limits import limit_json, parse_amount, usage_json
 from pkicore.errors import ErrorKind, PkiError
@@ -19,11 +20,7 @@ bp = Blueprint("admin_limits", __name__, url_prefix="/api/v1")
 
 
 def _policy() -> LimitPolicy:
-    ctx: dict[str, Any] = current_app.extensions["udun-admin"]
-    if "limits" not in ctx:
-        ca = ctx["ca"]
-        ctx["limits"] = LimitPolicy(ca.store, ca.clock)
-    return ctx["limits"]  # type: ignore[no-any-return]
+    return service("limits", lambda ca: LimitPolicy(ca.store, ca.clock))
 
 
 @bp.get("/limits")

@@ -3,10 +3,10 @@ URI is in that answer only), list, unlock after five failures, revoke. An OTP al
 nobody pay: it is asked besides the signature of the customer's own key."""
 from __future__ import annotations
 
-from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
+from adminapi.services import service
 from ca.otpcreds import OtpCredentials, otp_json
 from webapi.auth import actor, operator_route
 from webapi.bodies import json_object
@@ -15,11 +15,7 @@ bp = Blueprint("admin_otp", __name__, url_prefix="/api/v1")
 
 
 def _creds() -> OtpCredentials:
-    ctx: dict[str, Any] = current_app.extensions["udun-admin"]
-    if "otp" not in ctx:
-        ca = ctx["ca"]
-        ctx["otp"] = OtpCredentials(ca.store, ca.clock, ca.settings)
-    return ctx["otp"]  # type: ignore[no-any-return]
+    return service("otp", lambda ca: OtpCredentials(ca.store, ca.clock, ca.settings))
 
 
 @bp.post("/otp")

@@ -105,6 +105,23 @@ def running_server(home: Path, workers: int = 2, extra_env: dict[str, str] | Non
         stop_process(proc)
 
 
+def verify_at_once_on_two_servers(home: Path, bank_key: str, payments: list[bytes]) -> list[dict[str, Any]]:
+    """POST every payment to /api/v1/verify at the same time, alternating between two `udun
+    serve` processes on ``home`` (one database): their answers, in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(args: tuple[str, bytes]) -> dict[str, Any]:
+        base, cms = args
+        req = urllib.request.Request(f"{base}/api/v1/verify", data=cms, method="POST", headers={
+            "Content-Type": "application/pkcs7-mime", "Authorization": f"Bearer {bank_key}"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return json.loads(resp.read())  # type: ignore[no-any-return]
+
+    with running_server(home, workers=2) as (one, _), running_server(home, workers=2) as (two, _):
+        with ThreadPoolExecutor(len(payments)) as pool:
+            return list(pool.map(post, [(one if i % 2 else two, cms) for i, cms in enumerate(payments)]))
+
+
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM (gunicorn's graceful stop), then SIGKILL to the whole group after 30 s."""
     if proc.poll() is None:

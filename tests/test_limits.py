@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from helpers import SoftwareKey, now, running_server, sample_tx, udun
+from helpers import SoftwareKey, now, sample_tx, udun, verify_at_once_on_two_servers
 
 
 def _account() -> str:
@@ -116,22 +115,8 @@ def test_twenty_payments_on_two_servers_at_once_never_pass_the_daily_limit(ca: A
     """14 payments of 700.00 fit into 10,000.00 (9,800.00), the 15th would not: whichever 14
     arrive first pass, on whichever of the two `udun serve` processes, the other 6 are
     LIMIT_EXCEEDED, and the day's sum is never above the limit."""
-    import urllib.error
-    import urllib.request
-
     payer = Payer(ca, per_day="10000.00")
-    payments = [payer.pays("700.00") for _ in range(20)]
-
-    def post(args: tuple[str, bytes]) -> dict[str, Any]:
-        base, cms = args
-        req = urllib.request.Request(f"{base}/api/v1/verify", data=cms, method="POST", headers={
-            "Content-Type": "application/pkcs7-mime", "Authorization": f"Bearer {bank_key}"})
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return json.loads(resp.read())  # type: ignore[no-any-return]
-
-    with running_server(settings.home, workers=2) as (one, _), running_server(settings.home, workers=2) as (two, _):
-        with ThreadPoolExecutor(20) as pool:
-            answers = list(pool.map(post, [(one if i % 2 else two, cms) for i, cms in enumerate(payments)]))
+    answers = verify_at_once_on_two_servers(settings.home, bank_key, [payer.pays("700.00") for _ in range(20)])
     verdicts = sorted((a["status"], a["sub_indication"]) for a in answers)
     assert verdicts == [("TOTAL_FAILED", "LIMIT_EXCEEDED")] * 6 + [("TOTAL_PASSED", None)] * 14, verdicts
     assert all(a["evidence_id"] for a in answers if a["status"] == "TOTAL_PASSED")

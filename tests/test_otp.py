@@ -143,25 +143,11 @@ def test_a_code_is_accepted_once_across_processes(ca: Any, settings: Any, bank_k
     """The same code in four payments reaching two `udun serve` processes at once: one
     passes. (Four, not more: five failures would lock the credential, and a lock that
     commits first stops the one that would have passed too: safe, but not this story.)"""
-    import urllib.request
-    from concurrent.futures import ThreadPoolExecutor
-
-    from helpers import running_server
+    from helpers import verify_at_once_on_two_servers
 
     c = Customer(ca)
     code = c.code()
-    payments = [c.pays(code) for _ in range(4)]
-
-    def post(args: tuple[str, bytes]) -> dict[str, Any]:
-        base, cms = args
-        req = urllib.request.Request(f"{base}/api/v1/verify", data=cms, method="POST", headers={
-            "Content-Type": "application/pkcs7-mime", "Authorization": f"Bearer {bank_key}"})
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return json.loads(resp.read())  # type: ignore[no-any-return]
-
-    with running_server(settings.home, workers=2) as (one, _), running_server(settings.home, workers=2) as (two, _):
-        with ThreadPoolExecutor(4) as pool:
-            answers = list(pool.map(post, [(one if i % 2 else two, cms) for i, cms in enumerate(payments)]))
+    answers = verify_at_once_on_two_servers(settings.home, bank_key, [c.pays(code) for _ in range(4)])
     assert sorted(a["status"] for a in answers) == ["TOTAL_FAILED"] * 3 + ["TOTAL_PASSED"]
     assert {a["sub_indication"] for a in answers if a["status"] == "TOTAL_FAILED"} == {"OTP_INVALID"}
 

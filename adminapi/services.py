@@ -1,0 +1,16 @@
+"""The admin app's services on its CA, made at first use and kept in the app's context."""
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+from flask import current_app
+
+T = TypeVar("T")
+
+
+def service(name: str, make: Callable[[Any], T]) -> T:
+    """The app's ``name`` service, ``make(ca)`` the first time."""
+    ctx: dict[str, Any] = current_app.extensions["udun-admin"]
+    if name not in ctx:
+        ctx[name] = make(ctx["ca"])
+    return ctx[name]  # type: ignore[no-any-return]
