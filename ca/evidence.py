@@ -166,8 +166,10 @@ class EvidenceService:
     def _payment_rules(self, bank: Principal, report: Report, now: datetime) -> tuple[Report, str | None, Spend]:
         """The bank's challenge (a read before any signing is spent), the account binding,
         the limits and the OTP; the report, the first evidence id when it is a replay, and
-        what the evidence transaction spends (the day's amount, the OTP's time step). Replays of challenge-less payments are found
-        by the record's unique index (``_record``): no extra query on the common path.
+        what the evidence transaction spends (the day's amount, the OTP's time step).
+        Replays of challenge-less payments are found by the record's unique index
+        (``_record``): no extra query on the common path, only where a refusal or an OTP
+        attempt would otherwise be spent on a payment sent again.
         A replay is the same tx_id signed by the same public key and verified by the same
         bank, whichever of the key's certificates (a renewal of the same key) signed it."""
         assert report.transaction is not None and report.signer is not None
@@ -196,25 +198,38 @@ class EvidenceService:
         report, binding = self._bound(report)
         if binding is None:
             return report, None, Spend()
-        report, reservation = self._within_limits(report, binding, now, bank.bank_id)
-        if reservation is None:
-            return report, None, Spend()
-        report, step, attempt = self._step_up(report, binding, reservation, bank, now)
+        report, reservation = self._within_limits(report, binding, now)
+        if reservation is None:                # refused: unless it is a payment sent again
+            report, first = self._unless_replayed(bank, report)
+            return report, first, Spend()
+        if not self._needs_otp(reservation):
+            return report, None, Spend(reservation)
+        # Above the threshold a payment sent again is found before its code is compared, so
+        # a bank's retry spends none of the customer's attempts.
+        replayed, first = self._unless_replayed(bank, report)
+        if first is not None:
+            return replayed, first, Spend()
+        report, step, attempt = self._step_up(report, binding, bank, now)
         return report, None, Spend(reservation, step, attempt)
 
-    def _step_up(self, report: Report, binding: Binding, reservation: Reservation, bank: Principal,
+    def _unless_replayed(self, bank: Principal, report: Report) -> tuple[Report, str | None]:
+        """A refusal of a payment sent again (a bank's retry) is REPLAYED, naming the first
+        record: the first one counted against the limits, and this one spends nothing."""
+        assert report.transaction is not None
+        first = self.store.first_record(bank.bank_id, self._signer_key(report), report.transaction["tx_id"])
+        if first is None:
+            return report, None
+        return _replayed(without_check(report, "limits"), first), first
+
+    def _needs_otp(self, reservation: Reservation) -> bool:
+        threshold = self.ca.settings.otp_threshold(reservation.currency)
+        return threshold is not None and reservation.amount > threshold
+
+    def _step_up(self, report: Report, binding: Binding, bank: Principal,
                  now: datetime) -> tuple[Report, tuple[str, int] | None, int]:
         """Above the bank's OTP threshold the payment must carry the customer's current code
         (ca.otp); a failure is counted now, the accepted step taken with the evidence."""
-        threshold = self.ca.settings.otp_threshold(reservation.currency)
-        if threshold is None or reservation.amount <= threshold:
-            return report, None, 0
         assert report.transaction is not None
-        # A payment sent again (a bank's retry) is a replay, not a wrong code: found before
-        # the code is compared, so no attempt of the customer's is spent on it.
-        first = self.store.first_record(bank.bank_id, self._signer_key(report), report.transaction["tx_id"])
-        if first is not None:
-            return _replayed(report, first), None, 0
         decision = self.otp.check(binding.customer, report.transaction.get("otp"), now, bank.actor)
         if decision.sub is not None:
             return refuse(report, "otp", decision.detail, decision.sub), None, 0
@@ -231,8 +246,7 @@ class EvidenceService:
             return refuse(report, "account binding", why or "", Sub.ACCOUNT_NOT_BOUND), None
         return also_passed(report, "account binding", f"the payer account is customer {binding.customer}'s"), binding
 
-    def _within_limits(self, report: Report, binding: Binding, now: datetime,
-                       bank_id: int | None) -> tuple[Report, Reservation | None]:
+    def _within_limits(self, report: Report, binding: Binding, now: datetime) -> tuple[Report, Reservation | None]:
         """Transaction limits (ca.limits): per payment here, per day here against what is
         committed and for good in the evidence transaction (the reservation)."""
         assert report.transaction is not None
@@ -242,9 +256,6 @@ class EvidenceService:
         found = self.limits.lookup(binding.profile, binding.customer, currency, day)
         why = limits.refusal(found, amount, currency, day)
         if why is not None:
-            first = self.store.first_record(bank_id, self._signer_key(report), report.transaction["tx_id"])
-            if first is not None:                  # sent again: the first one counted, this is a replay
-                return _replayed(report, first), None
             return refuse(report, "limits", why, Sub.LIMIT_EXCEEDED), None
         reservation = Reservation(binding.customer, currency, day, amount,
                                   limits.effective(found.profile, found.customer))

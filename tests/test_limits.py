@@ -63,7 +63,8 @@ def _usage(ca: Any, customer: str) -> list[tuple[str, str, int, int]]:
 
 def test_the_third_of_three_payments_passes_the_daily_limit(ca: Any, client: Any) -> None:
     payer = Payer(ca, per_day="3000.00")
-    first, second = (_verify(client, payer.pays("1200.00")) for _ in range(2))
+    sent = [payer.pays("1200.00") for _ in range(2)]
+    first, second = (_verify(client, cms) for cms in sent)
     assert first["status"] == second["status"] == "TOTAL_PASSED"
     day = _today(ca)
     assert {"check": "limits", "result": "passed",
@@ -78,6 +79,10 @@ def test_the_third_of_three_payments_passes_the_daily_limit(ca: Any, client: Any
     assert _verify(client, payer.pays("600.00"))["status"] == "TOTAL_PASSED"
     assert _verify(client, payer.pays("0.01"))["sub_indication"] == "LIMIT_EXCEEDED"
     assert _usage(ca, payer.id) == [(day, "CNY", 300_000, 3)]
+    # A payment sent again when the day is full is a replay, not over the limit.
+    again = _verify(client, sent[1])
+    assert (again["sub_indication"], again["first_evidence_id"]) == ("REPLAYED", second["evidence_id"])
+    assert all(c["check"] != "limits" or c["result"] == "passed" for c in again["checks"])
 
 
 @pytest.fixture()

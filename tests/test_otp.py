@@ -249,9 +249,11 @@ def test_the_signer_asks_for_the_otp_and_refuses_yes_above_the_threshold(setting
 def test_a_payment_sent_again_is_a_replay_and_spends_no_attempt(ca: Any, client: Any) -> None:
     c = Customer(ca)
     cms = c.pays(c.code())
-    assert _verify(client, cms)["status"] == "TOTAL_PASSED"
+    first = _verify(client, cms)
+    assert first["status"] == "TOTAL_PASSED"
     again = _verify(client, cms)                                   # a bank's retry after a timeout
     assert (again["status"], again["sub_indication"]) == ("TOTAL_FAILED", "REPLAYED")
+    assert again["first_evidence_id"] == first["evidence_id"]
     assert c.creds.store.get(c.credential).failures == 0
 
 
