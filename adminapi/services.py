@@ -12,5 +12,5 @@ def service(name: str, make: Callable[[Any], T]) -> T:
     """The app's ``name`` service, ``make(ca)`` the first time."""
     ctx: dict[str, Any] = current_app.extensions["udun-admin"]
     if name not in ctx:
-        ctx[name] = make(ctx["ca"])
+        ctx.setdefault(name, make(ctx["ca"]))     # two first uses at once: one of them is kept
     return ctx[name]  # type: ignore[no-any-return]

@@ -9,8 +9,6 @@ from asn1crypto import keys as asn1keys
 from asn1crypto import x509
 
 from pkicore import names
-import pkcs11.exceptions as p11e
-
 from keystore import pinguard, softhsm, token
 from pkicore.algorithms import KeyType, SigScheme
 from config.settings import Settings
@@ -44,26 +42,26 @@ def _session(settings: Settings, t: Token, pin: str) -> Any:
     ref = _ref(t)
     if settings.pin_tries <= 0:
         return token.session(settings, ref.label, pin, serial=ref.serial)
-    pinguard.before_login(settings, ref.label, ref.serial)
-    try:
-        s = token.session(settings, ref.label, pin, serial=ref.serial)
-    except PkiError as e:
-        if isinstance(e.__cause__, p11e.PinIncorrect):
-            after = pinguard.after_failure(settings, ref.label, ref.serial)
-            raise PkiError(ErrorKind.PIN_LOCKED if after.locked else ErrorKind.PIN,
-                           f"{e.message}; {after.describe()}") from None
-        raise
-    pinguard.after_success(settings, ref.label, ref.serial)
-    return s
+    return pinguard.attempt(settings, ref.label, ref.serial,
+                            lambda: token.session(settings, ref.label, pin, serial=ref.serial))
 
 
 def unblock(settings: Settings, t: Token, so_pin: str, new_pin: str) -> None:
-    """The security officer sets a new user PIN (C_InitPIN); udun's count starts again."""
+    """The security officer sets a new user PIN (C_InitPIN); udun's count starts again. The
+    SO PIN's own tries are counted too (SoftHSM never locks it either)."""
     ref = _ref(t)
     tok = token.find_token(settings, label=ref.label, serial=ref.serial)
     token.close_all()                    # C_Login as SO needs no user session of ours open
-    softhsm.init_pin(settings, tok.serial.decode().strip(), so_pin, new_pin)
-    pinguard.after_success(settings, ref.label, ref.serial)
+    serial = tok.serial.decode().strip()
+
+    def as_so() -> None:
+        softhsm.init_pin(settings, serial, so_pin, new_pin)
+
+    if settings.pin_tries > 0:
+        pinguard.attempt(settings, ref.label, ref.serial, as_so, counter=pinguard.SO, what="SO PIN")
+    else:
+        as_so()
+    pinguard.reset(settings, ref.label, ref.serial)
 
 
 def pin_state(settings: Settings, t: Token) -> pinguard.PinState:
