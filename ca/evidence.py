@@ -314,12 +314,14 @@ class EvidenceService:
             self.store.record(row, report.transaction.get("challenge"), audit, received, bank.actor, reservation,
                               spend.otp)
         except Replayed as r:                       # this key's tx_id is stored already
+            self._give_back(spend)
             replayed = _replayed(report, r.first_id)
             self.store.audit_only(self._subject(report), _audit_details(replayed, cms, first_evidence_id=r.first_id),
                                   received, bank.actor)
             return Outcome(replayed, first_evidence_id=r.first_id)
         except OverLimit as o:                      # other payments of the day came first
             assert reservation is not None
+            self._give_back(spend)
             refused = refuse(without_check(report, "limits"), "limits",
                              limits.day_refusal(reservation.limits, o.used, reservation.amount, reservation.currency,
                                                 reservation.day), Sub.LIMIT_EXCEEDED)
@@ -340,6 +342,15 @@ class EvidenceService:
             raise PkiError(ErrorKind.UNAVAILABLE, "the evidence record could not be stored; no evidence was "
                                                   "kept, submit the payment again") from e
         return outcome
+
+    def _give_back(self, spend: Spend) -> None:
+        """A right OTP whose payment was refused in the evidence transaction for another
+        reason (the day's limit, a replay): its attempt is no failure."""
+        if spend.otp is not None:
+            try:
+                self.otp.store.give_back(spend.otp[0])
+            except PkiError:
+                pass                                # at worst one try fewer: never one more
 
     # --- challenges --------------------------------------------------------------------
 

@@ -76,7 +76,8 @@ class LimitPolicy:
         return self.store.put(limit, self.clock(), actor)
 
     def remove(self, scope: str, subject: str, currency: str, *, actor: str) -> None:
-        """A customer's own limits go (the profile's apply again: never more than those)."""
+        """A customer's own limits go and the profile's apply again (through the admin API a
+        removal that allows more waits for approval: ``raises(None, ...)``)."""
         if scope != "customer":
             raise PkiError(ErrorKind.BAD_INPUT, "only a customer's own limits are removed; set a profile's instead",
                            field="scope")

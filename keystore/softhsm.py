@@ -44,6 +44,10 @@ _RV_MEANING: dict[int, tuple[ErrorKind, str]] = {
     0x0B6: (ErrorKind.CONFLICT, "the slot has open sessions"),                # CKR_SESSION_EXISTS
     0x003: (ErrorKind.NOT_FOUND, "no such slot"),                             # CKR_SLOT_ID_INVALID
     0x190: (ErrorKind.TOKEN, "the PKCS#11 module is not initialised"),        # CKR_CRYPTOKI_NOT_INITIALIZED
+    0x104: (ErrorKind.CONFLICT, "another user is logged in to the token: close its sessions first"),
+    # CKR_USER_ANOTHER_ALREADY_LOGGED_IN
+    0x0B7: (ErrorKind.CONFLICT, "a read-only session is open on the token: close it first"),
+    # CKR_SESSION_READ_ONLY_EXISTS
 }
 
 _ULONG = ctypes.c_ulong          # CK_ULONG is C's unsigned long on every platform

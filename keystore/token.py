@@ -93,8 +93,11 @@ def translate(e: Exception, what: str) -> PkiError:
         return e
     if isinstance(e, (p11e.PinIncorrect, p11e.PinInvalid, p11e.PinLenRange)):
         return PkiError(ErrorKind.PIN, f"{what}: the PIN is incorrect")
-    if isinstance(e, (p11e.PinLocked, p11e.PinExpired)):
-        return PkiError(ErrorKind.PIN, f"{what}: the PIN is locked or expired")
+    if isinstance(e, p11e.PinLocked):            # the token's own counter (a real USB key)
+        return PkiError(ErrorKind.PIN_LOCKED, f"{what}: the token has locked its PIN (its security officer "
+                                              "unblocks it)")
+    if isinstance(e, p11e.PinExpired):
+        return PkiError(ErrorKind.PIN, f"{what}: the PIN has expired (set a new one)")
     if isinstance(e, p11e.NoSuchToken):
         return PkiError(ErrorKind.NOT_FOUND, f"{what}: token not present")
     if _lost(e):

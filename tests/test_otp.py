@@ -286,3 +286,14 @@ def test_attempts_at_once_compare_no_more_than_five_codes(ca: Any, app: Any, ban
                                                                    )).scalars().all()
     assert sorted(counted) == ["otp-failure"] * 4 + ["otp-lock"]
     assert c.creds.store.get(c.credential).failures == 5
+
+
+def test_a_right_code_refused_for_another_reason_gives_its_attempt_back(ca: Any) -> None:
+    """The evidence transaction refused the payment (the day's limit taken meanwhile, a
+    replay): the attempt the right code took is no failure."""
+    c = Customer(ca)
+    assert c.creds.store.attempt(c.credential, 5) == 1
+    c.creds.store.give_back(c.credential)
+    assert c.creds.store.get(c.credential).failures == 0
+    c.creds.store.give_back(c.credential)                         # never below zero
+    assert c.creds.store.get(c.credential).failures == 0

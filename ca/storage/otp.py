@@ -111,6 +111,13 @@ class OtpStore:
             return int(conn.execute(select(_o.failures).where(_o.id == credential_id)).scalar_one())
 
     @translated
+    def give_back(self, credential_id: str) -> None:
+        """An attempt whose code was right, but whose payment failed for another reason."""
+        with self.engine.begin() as conn:
+            conn.execute(update(_otp).where(_o.id == credential_id, _o.failures > 0, _o.locked_at.is_(None))
+                         .values(failures=_o.failures - 1))
+
+    @translated
     def failed_attempt(self, credential_id: str, failures: int, limit: int, now: datetime, actor: str,
                        why: str) -> bool:
         """The attempt's code was not accepted: audited, and the credential locked when it
